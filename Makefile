@@ -1,0 +1,56 @@
+# `make run` and `make test` are the two commands a fresh machine needs (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama.cpp's default -march=native build segfaults on some AVX-512/AMX CPUs; this portable
+# x86-64 build works everywhere we run. Override CMAKE_ARGS for other hardware (e.g. Apple, ARM).
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+export CMAKE_ARGS
+FUZZ_SECONDS ?= 20
+
+.PHONY: run test install install-dev lint format typecheck fuzz vectors bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files re-run the install only when pyproject.toml changes; pip's cache keeps the
+# llama-cpp-python wheel, so a rebuild of the venv does not recompile llama.cpp.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --progress-bar off -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --progress-bar off -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/fpai-node start $(ARGS)
+
+test: install-dev
+	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: install-dev
+	$(BIN)/python tests/fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus
+
+vectors: install-dev
+	$(BIN)/python -m fpai_node.testing.vectors write
+
+lint: install-dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+bench: install-dev
+	$(BIN)/python benchmarks/wire.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+"""fpai-node: the reference node of the FPAI Protocol."""
+
+__version__ = "0.1.0"

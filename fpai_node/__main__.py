@@ -1,0 +1,3 @@
+from fpai_node.cli import main
+
+main()

@@ -1,0 +1,26 @@
+"""The `fpai-node` command line."""
+
+import sys
+
+import typer
+
+from fpai_node.cli import node_cmds
+from fpai_node.errors import FpaiError
+
+app = typer.Typer(
+    name="fpai-node",
+    help="Run a node of the FPAI federation: AI inference on machines you own.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+node_cmds.register(app)
+
+
+def main() -> None:
+    """Entry point: every FpaiError becomes one line on stderr and exit status 1."""
+    try:
+        app()
+    except FpaiError as exc:
+        print(f"fpai-node: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,186 @@
+"""`init`, `id`, `start` and `status`: the commands that create and run one node."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fpai_node.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    PRESETS,
+    Preset,
+    load_settings,
+)
+from fpai_node.errors import ConfigError, NodeNotRunningError
+from fpai_node.home import Home, default_home
+from fpai_node.identity import NodeKey
+from fpai_node.log import configure_logging
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Node home directory [default: $FPAI_HOME, else ~/.fpai]"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+PresetOption = Annotated[
+    str | None, typer.Option("--preset", help=f"One of {', '.join(PRESETS)} [default: local]")
+]
+
+
+def _home(path: Path | None) -> Home:
+    return Home((path or default_home()).expanduser().absolute())
+
+
+def _preset(value: str | None) -> Preset:
+    if value is not None and value not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {value!r}")
+    return value or "local"
+
+
+def init(home: HomeOption = None, preset: PresetOption = None) -> None:
+    """Create a node home with node.toml and a new Ed25519 node key; print the node id."""
+    target = _home(home)
+    key = target.init(_preset(preset))
+    typer.echo(f"initialised {target.root}")
+    typer.echo(f"node id {key.node_id}")
+
+
+def node_id(home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """Print this node's id."""
+    target = _home(home)
+    key = NodeKey.load(target.key_file)
+    if as_json:
+        typer.echo(json.dumps({"node_id": key.node_id, "public_key": key.public_key.hex()}))
+    else:
+        typer.echo(key.node_id)
+
+
+def start(
+    home: HomeOption = None,
+    preset: PresetOption = None,
+    api: Annotated[
+        str | None, typer.Option("--api", help="Client API address HOST:PORT [127.0.0.1:8100]")
+    ] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option("--api-key", help="Require this bearer key (repeatable)")
+    ] = None,
+    insecure_public: Annotated[
+        bool | None,
+        typer.Option("--insecure-public", help="Allow a non-loopback API without an API key"),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help=f"One of {', '.join(LOG_FORMATS)}")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help=f"One of {', '.join(LOG_LEVELS)}")
+    ] = None,
+) -> None:
+    """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
+    from fpai_node.node import serve
+
+    target = _home(home)
+    flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
+    created = None
+    if not target.is_initialised():
+        created = target.init(_preset(preset))
+    settings = load_settings(target.root, cli=flags)
+    configure_logging(settings.log_format, settings.log_level)
+    key = created or NodeKey.load(target.key_file)
+    if created:
+        typer.echo(f"initialised {target.root} (node id {key.node_id})", err=True)
+    asyncio.run(serve(settings, key))
+
+
+def _flags(
+    preset: str | None,
+    api: str | None,
+    api_key: list[str] | None,
+    insecure_public: bool | None,
+    log_format: str | None,
+    log_level: str | None,
+) -> dict[str, Any]:
+    """Typed values of the flags the user gave, validated with the same rules as node.toml."""
+    from fpai_node.config import FIELDS
+
+    given: dict[str, Any] = {}
+    if preset is not None:
+        given["preset"] = _preset(preset)
+    by_name = {f.name: f for f in FIELDS}
+    for name, flag, value in (
+        ("api", "--api", api),
+        ("log_format", "--log-format", log_format),
+        ("log_level", "--log-level", log_level),
+    ):
+        if value is not None:
+            try:
+                given[name] = by_name[name].parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"{flag}: {exc}") from None
+    if api_key:
+        try:
+            given["api_keys"] = tuple(by_name["api_keys"].parse(k) for k in api_key)
+        except ValueError as exc:
+            raise ConfigError(f"--api-key: {exc}") from None
+    if insecure_public:
+        given["insecure_public"] = True
+    return given
+
+
+def status(
+    home: HomeOption = None,
+    api: Annotated[
+        str | None, typer.Option("--api", help="URL of a node's API, e.g. http://127.0.0.1:8100")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a running node's status."""
+    target = _home(home)
+    url = api or target.read_api_url()
+    if url is None:
+        raise NodeNotRunningError(f"no node is running for home {target.root}")
+    data = fetch_json(url.rstrip("/") + "/fpai/v1/status")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    registry = data.get("registry") or {}
+    rows = [
+        ("node", data.get("node_id")),
+        ("version", f"{data.get('version')} (protocol {data.get('protocol_version')})"),
+        ("api", url),
+        ("preset", data.get("preset")),
+        ("uptime", f"{data.get('uptime_s', 0):.0f} s"),
+        ("peers", len(data.get("peers") or [])),
+        ("registry", f"leader {registry.get('leader') or '-'}, term {registry.get('term', 0)}"),
+        ("models", ", ".join(m.get("id", "?") for m in data.get("models") or []) or "none"),
+    ]
+    for label, value in rows:
+        typer.echo(f"{label:<9}{value}")
+
+
+def fetch_json(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--api: expected an http:// or https:// URL, got {url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http only)
+            data = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise NodeNotRunningError(f"{url} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NodeNotRunningError(f"no node answers at {url} ({reason})") from None
+    except ValueError:
+        raise NodeNotRunningError(f"{url} did not answer with JSON") from None
+    if not isinstance(data, dict):
+        raise NodeNotRunningError(f"{url} did not answer with a JSON object")
+    return data
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command("id")(node_id)
+    app.command()(start)
+    app.command()(status)

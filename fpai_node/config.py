@@ -1,0 +1,252 @@
+"""Settings: one frozen object resolved CLI flag > FPAI_* environment > node.toml > preset.
+
+Every key is declared once in `FIELDS` with its parser and the reason for its default. A bad
+value anywhere is a ConfigError naming where it came from and the key, in one line.
+"""
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fpai_node.errors import ConfigError
+
+Preset = Literal["local", "testnet", "federation"]
+PRESETS: tuple[Preset, ...] = ("local", "testnet", "federation")
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ENV_PREFIX = "FPAI_"
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name may resolve anywhere: treat it as public
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    preset: Preset = "local"
+    api: HostPort = HostPort("127.0.0.1", 8100)
+    api_keys: tuple[str, ...] = ()
+    insecure_public: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "node.toml"
+
+
+def parse_host_port(text: str) -> HostPort:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:8100, got {text!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return HostPort(host, port)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _api_key(text: str) -> str:
+    if len(text) < 16 or any(c.isspace() for c in text):
+        raise ValueError("an API key needs at least 16 characters and no white space")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One setting: how to read it from text (env, flags) and from TOML, and why its default."""
+
+    name: str
+    parse: Callable[[str], Any]
+    toml_type: type
+    rationale: str
+    is_list: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def from_toml(self, value: object) -> Any:
+        if self.is_list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of strings")
+            return tuple(self.parse(v) for v in value)
+        if not isinstance(value, self.toml_type):
+            raise ValueError(f"expected a {self.toml_type.__name__}, got {value!r}")
+        return value if self.toml_type is bool else self.parse(str(value))
+
+    def from_text(self, text: str) -> Any:
+        if self.is_list:
+            return tuple(self.parse(part.strip()) for part in text.split(",") if part.strip())
+        return self.parse(text)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "api",
+        parse_host_port,
+        str,
+        "loopback: the client API is private until the operator decides otherwise",
+    ),
+    Field(
+        "api_keys",
+        _api_key,
+        str,
+        "none: a loopback API is reachable only by this machine's users",
+        is_list=True,
+    ),
+    Field(
+        "insecure_public",
+        _parse_bool,
+        bool,
+        "false: a public bind without an API key must be an explicit, visible choice",
+    ),
+    Field(
+        "log_format",
+        _choice(LOG_FORMATS),
+        str,
+        "auto: coloured console lines for a terminal, JSON lines for log collectors",
+    ),
+    Field(
+        "log_level",
+        _choice(LOG_LEVELS),
+        str,
+        "info: lifecycle events and rejections without per-request noise",
+    ),
+)
+_BY_NAME = {f.name: f for f in FIELDS}
+TOML_KEYS = ("preset", *_BY_NAME)
+
+
+def load_settings(
+    home: Path,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting; `cli` holds only the flags the user actually gave (typed values)."""
+    cli = dict(cli or {})
+    environ = os.environ if environ is None else environ
+    file_values = _read_toml(home / "node.toml")
+    preset = _resolve_preset(cli, environ, file_values)
+    values: dict[str, Any] = {"home": home, "preset": preset}
+    for f in FIELDS:
+        if f.name in cli:
+            values[f.name] = cli[f.name]
+        elif f.env in environ:
+            try:
+                values[f.name] = f.from_text(environ[f.env])
+            except ValueError as exc:
+                raise ConfigError(f"{f.env}: {exc}") from None
+        elif f.name in file_values:
+            try:
+                values[f.name] = f.from_toml(file_values[f.name])
+            except ValueError as exc:
+                raise ConfigError(f"{home / 'node.toml'}: {f.name}: {exc}") from None
+    return Settings(**values)
+
+
+def _resolve_preset(
+    cli: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, object]
+) -> Preset:
+    for source, value in (
+        ("--preset", cli.get("preset")),
+        (ENV_PREFIX + "PRESET", environ.get(ENV_PREFIX + "PRESET")),
+        ("node.toml: preset", file_values.get("preset")),
+    ):
+        if value is None:
+            continue
+        if value not in PRESETS:
+            raise ConfigError(f"{source}: expected one of {', '.join(PRESETS)}, got {value!r}")
+        return value
+    return "local"
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for key in data:
+        if key not in TOML_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (known keys: {', '.join(TOML_KEYS)})")
+    return data
+
+
+def check_safe_binds(settings: Settings) -> None:
+    """SEC: a public client API needs an API key, or the operator's explicit --insecure-public."""
+    if not settings.api.is_loopback and not settings.api_keys and not settings.insecure_public:
+        raise ConfigError(
+            f"refusing to serve the API on non-loopback address {settings.api} without an API "
+            "key; pass --api-key (or set api_keys), or --insecure-public to accept the risk"
+        )
+
+
+def render_node_toml(preset: Preset) -> str:
+    """The node.toml that `init` writes: the preset, then every other key commented out with the
+    default it would take and why."""
+    defaults = Settings(home=Path())
+    lines = [
+        "# fpai-node configuration. Precedence: command-line flag > FPAI_* environment > this file",
+        "# > preset. Uncomment a line to change it.",
+        "",
+        "# Defaults for a kind of deployment: local, testnet or federation.",
+        f'preset = "{preset}"',
+        "",
+    ]
+    for f in FIELDS:
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, tuple):
+            shown = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        else:
+            shown = f'"{value}"'
+        lines += [f"# {f.rationale} (env {f.env})", f"# {f.name} = {shown}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""The node's home directory: its key, config and run-time files (specs/0001-identity.md)."""
+
+import fcntl
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fpai_node.config import Preset, render_node_toml
+from fpai_node.errors import FpaiError, IdentityError
+from fpai_node.identity import NodeKey
+
+
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("FPAI_HOME") or Path.home() / ".fpai").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    root: Path
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "keys" / "node.key"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "node.toml"
+
+    @property
+    def api_file(self) -> Path:
+        """Written by a running node so that other commands can find its API."""
+        return self.root / "api.json"
+
+    def is_initialised(self) -> bool:
+        return self.key_file.exists()
+
+    def init(self, preset: Preset) -> NodeKey:
+        """Create the home, node.toml and a new node key; refuse if a key already exists."""
+        if self.key_file.exists():
+            existing = NodeKey.load(self.key_file)
+            raise IdentityError(
+                f"{self.root} is already initialised (node {existing.node_id}); "
+                "refusing to overwrite its key"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for sub in ("keys", "logs"):
+                (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+            if not self.config_file.exists():
+                # 0600: node.toml may hold API keys.
+                fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(render_node_toml(preset))
+        except OSError as exc:
+            raise FpaiError(f"cannot create home {self.root}: {exc.strerror}") from None
+        key = NodeKey.generate()
+        key.save(self.key_file)
+        return key
+
+    def lock(self) -> "HomeLock":
+        """Hold the home for one running node: two nodes on one home would share one identity."""
+        path = self.root / "node.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FpaiError(
+                f"another node (pid {holder}) is already running from home {self.root}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return HomeLock(fd)
+
+    def write_api_address(self, url: str, node_id: str) -> None:
+        tmp = self.api_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": url, "node_id": node_id, "pid": os.getpid()}))
+        tmp.replace(self.api_file)
+
+    def read_api_url(self) -> str | None:
+        try:
+            data = json.loads(self.api_file.read_text())
+        except (OSError, ValueError):
+            return None
+        url = data.get("url") if isinstance(data, dict) else None
+        return url if isinstance(url, str) else None
+
+    def clear_api_address(self) -> None:
+        """Remove the address file if it is still ours (a second node may have replaced it)."""
+        try:
+            data = json.loads(self.api_file.read_text())
+            if isinstance(data, dict) and data.get("pid") == os.getpid():
+                self.api_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+class HomeLock:
+    """An exclusive flock on the home, released on close or when the process dies."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

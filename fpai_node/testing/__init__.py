@@ -1,0 +1,1 @@
+"""Helpers for tests, conformance and other implementations: vectors, fixtures, in-memory parts."""

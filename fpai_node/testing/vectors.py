@@ -1,0 +1,488 @@
+"""Generates protocol/ test vectors and constants from the implementation (protocol/FORMATS.md).
+
+    python -m fpai_node.testing.vectors write   # regenerate protocol/vectors and constants.json
+    python -m fpai_node.testing.vectors check   # exit 1 if the files on disk differ
+
+The vectors are generated, never edited by hand: a codec change that alters bytes makes
+`check` (and tests/conformance) fail until someone regenerates them on purpose.
+"""
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fpai_node.identity import NodeKey
+from fpai_node.identity.nodeid import NODE_ID_DOMAIN, NODE_ID_LENGTH, NODE_ID_PREFIX
+from fpai_node.wire import codec, envelope, replay
+from fpai_node.wire.messages import MESSAGE_TYPES, NONCE_LENGTH, Ping
+
+PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocol"
+NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the verifier's clock in every envelope case
+ALICE = NodeKey.from_seed(bytes(range(32)))
+BOB = NodeKey.from_seed(bytes(range(32, 64)))
+NONCE = bytes(range(NONCE_LENGTH))
+_JSON_SAFE_INT = 1 << 53
+
+
+@dataclass
+class Case:
+    """One vector: `case.json` and binary files, in protocol/vectors/<area>/<name>/."""
+
+    meta: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def rendered(self) -> dict[str, bytes]:
+        text = json.dumps(self.meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return {"case.json": text.encode("utf-8"), **self.files}
+
+
+def to_json(value: codec.Value) -> Any:
+    """Tagged JSON (FORMATS.md): bytes as {"$bin": hex}, integers beyond 2^53 as {"$int": text}."""
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -_JSON_SAFE_INT <= value <= _JSON_SAFE_INT else {"$int": str(value)}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    return {"$map": [[k, to_json(v)] for k, v in value.items()]}
+
+
+def from_json(value: Any) -> codec.Value:
+    if isinstance(value, dict):
+        if "$bin" in value:
+            return bytes.fromhex(value["$bin"])
+        if "$int" in value:
+            return int(value["$int"])
+        return {k: from_json(v) for k, v in value["$map"]}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value  # type: ignore[no-any-return]
+
+
+# ---- identity ------------------------------------------------------------------------------
+
+
+def identity_cases() -> Iterator[tuple[str, Case]]:
+    for name, seed in (
+        ("seed-zero", bytes(32)),
+        ("seed-alice", bytes(range(32))),
+        ("seed-bob", bytes(range(32, 64))),
+        ("seed-ff", b"\xff" * 32),
+    ):
+        key = NodeKey.from_seed(seed)
+        yield (
+            name,
+            Case(
+                {
+                    "description": "Ed25519 seed (RFC 8032 private key) -> public key -> node id",
+                    "seed": seed.hex(),
+                    "public_key": key.public_key.hex(),
+                    "node_id": key.node_id,
+                }
+            ),
+        )
+
+
+# ---- codec ---------------------------------------------------------------------------------
+
+_VALID_VALUES: list[tuple[str, str, codec.Value]] = [
+    ("nil", "nil", None),
+    ("true", "true", True),
+    ("false", "false", False),
+    ("uint-0", "positive fixint", 0),
+    ("uint-127", "largest positive fixint", 127),
+    ("uint-128", "smallest uint8", 128),
+    ("uint-255", "largest uint8", 255),
+    ("uint-256", "smallest uint16", 256),
+    ("uint-65536", "smallest uint32", 65536),
+    ("uint-2p32", "smallest uint64", 1 << 32),
+    ("uint-max", "largest uint64", (1 << 64) - 1),
+    ("int-minus-1", "negative fixint", -1),
+    ("int-minus-32", "smallest negative fixint", -32),
+    ("int-minus-33", "largest int8 outside fixint", -33),
+    ("int-minus-129", "smallest int16 magnitude", -129),
+    ("int-min", "smallest int64", -(1 << 63)),
+    ("str-empty", "empty string", ""),
+    ("str-31", "longest fixstr", "a" * 31),
+    ("str-32", "shortest str8", "b" * 32),
+    ("str-utf8", "non-ASCII UTF-8", "nœud-ノード"),
+    ("bin-empty", "empty bin8", b""),
+    ("bin-3", "bin8", b"\x00\x01\xff"),
+    ("array-nested", "arrays nest", [1, [2, [3, []]], "x"]),
+    ("map-sorted", "keys sorted by UTF-8 bytes, not insertion", {"b": 1, "a": 2, "B": 3, "aa": 4}),
+    ("map-utf8-order", "keys sorted by bytes: 'z' < 'é' < U+30CE", {"\u30ce": 1, "é": 2, "z": 3}),
+]
+
+_INVALID_BYTES: list[tuple[str, str, bytes]] = [
+    ("reserved-byte", "0xc1 is never used", b"\xc1"),
+    ("truncated", "uint16 with one byte", b"\xcd\x01"),
+    ("trailing-bytes", "two values where one is expected", b"\x01\x02"),
+    ("nonminimal-uint8", "5 as uint8", b"\xcc\x05"),
+    ("nonminimal-uint16", "200 as uint16", b"\xcd\x00\xc8"),
+    ("nonminimal-int8-positive", "5 as int8", b"\xd0\x05"),
+    ("nonminimal-int16", "-1 as int16", b"\xd1\xff\xff"),
+    ("nonminimal-str8", "'a' as str8", b"\xd9\x01a"),
+    ("nonminimal-bin16", "1 byte as bin16", b"\xc5\x00\x01\x00"),
+    ("nonminimal-array16", "empty array as array16", b"\xdc\x00\x00"),
+    ("map-unsorted", "keys 'b' then 'a'", b"\x82\xa1b\x01\xa1a\x02"),
+    ("map-duplicate-key", "key 'a' twice", b"\x82\xa1a\x01\xa1a\x02"),
+    ("map-int-key", "integer key", b"\x81\x01\x02"),
+    ("map-bin-key", "bin key", b"\x81\xc4\x01a\x01"),
+    ("float32", "floats are not allowed", b"\xca\x3f\x80\x00\x00"),
+    ("float64", "floats are not allowed", b"\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"),
+    ("ext", "extension types are not allowed", b"\xd4\x01\x00"),
+    ("timestamp-ext", "the timestamp extension is not allowed", b"\xd6\xff\x00\x00\x00\x00"),
+    ("invalid-utf8", "str holding invalid UTF-8", b"\xa1\xff"),
+    ("too-deep", f"{codec.MAX_DEPTH + 2} nested arrays", b"\x91" * (codec.MAX_DEPTH + 1) + b"\x90"),
+]
+
+
+def codec_cases() -> Iterator[tuple[str, Case]]:
+    for name, description, value in _VALID_VALUES:
+        encoded = codec.encode(value)
+        yield (
+            f"valid-{name}",
+            Case(
+                {"description": description, "expect": {"ok": to_json(value)}},
+                {"encoded.bin": encoded},
+            ),
+        )
+    for name, description, data in _INVALID_BYTES:
+        yield (
+            f"invalid-{name}",
+            Case(
+                {"description": description, "expect": {"error": "malformed"}},
+                {"encoded.bin": data},
+            ),
+        )
+
+
+# ---- envelopes -----------------------------------------------------------------------------
+
+
+def _header(**changes: Any) -> dict[str, Any]:
+    """Alice's valid peer.ping header, with `changes` applied (`_DROP` removes a key)."""
+    header: dict[str, Any] = {
+        "body": Ping(NONCE).encode(),
+        "exp": NOW_MS + envelope.DEFAULT_LIFETIME_MS,
+        "from": ALICE.node_id,
+        "key": ALICE.public_key,
+        "seq": 1,
+        "ts": NOW_MS,
+        "type": Ping.TYPE,
+        "v": envelope.PROTOCOL_VERSION,
+    }
+    header.update(changes)
+    return {k: v for k, v in header.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def _signed_frame(signed: bytes, signer: NodeKey = ALICE) -> bytes:
+    return codec.encode([signed, signer.sign(envelope.SIGNATURE_DOMAIN + signed)])
+
+
+def _frame(changes: dict[str, Any], signer: NodeKey = ALICE) -> bytes:
+    return _signed_frame(codec.encode(_header(**changes)), signer)
+
+
+def _seal(seq: int, ts: int = NOW_MS) -> bytes:
+    return envelope.seal(ALICE, Ping.TYPE, Ping(NONCE).encode(), seq=seq, now_ms=ts)
+
+
+def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1, f"{old.hex()} is not unique"
+    return data.replace(old, new)
+
+
+def _envelope_case(
+    description: str,
+    frame: bytes,
+    *,
+    error: str | None = None,
+    now_ms: int = NOW_MS,
+    accepted_before: tuple[bytes, ...] = (),
+    limits: envelope.Limits = envelope.DEFAULT_LIMITS,
+) -> Case:
+    meta: dict[str, Any] = {
+        "description": description,
+        "now_ms": now_ms,
+        "known_types": sorted(MESSAGE_TYPES),
+        "limits": {
+            "max_frame_bytes": limits.max_frame_bytes,
+            "max_clock_skew_ms": limits.max_clock_skew_ms,
+            "max_lifetime_ms": limits.max_lifetime_ms,
+        },
+        "replay_window": replay.DEFAULT_WINDOW,
+        "accepted_before": [f.hex() for f in accepted_before],
+    }
+    if error is None:
+        env = envelope.open_envelope(
+            frame, now_ms=now_ms, known_types=MESSAGE_TYPES, replay_guard=None, limits=limits
+        )
+        meta["expect"] = {
+            "ok": {
+                "version": env.version,
+                "type": env.type,
+                "from": env.sender,
+                "key": env.public_key.hex(),
+                "seq": env.seq,
+                "ts": env.timestamp_ms,
+                "exp": env.expires_ms,
+                "body": env.payload.hex(),
+            }
+        }
+    else:
+        meta["expect"] = {"error": error}
+    return Case(meta, {"frame.bin": frame})
+
+
+def envelope_cases() -> Iterator[tuple[str, Case]]:
+    valid = _seal(1)
+    signed = codec.decode(valid)[0]  # type: ignore[index]
+    assert isinstance(signed, bytes)
+    sig = codec.decode(valid)[1]  # type: ignore[index]
+    assert isinstance(sig, bytes)
+    e = _envelope_case
+    yield "valid-ping", e("a peer.ping from alice, seq 1, lifetime 60 s", valid)
+    yield (
+        "valid-reordered",
+        e("seq 3 after seq 5: inside the window", _seal(3), accepted_before=(_seal(5),)),
+    )
+    yield (
+        "valid-window-edge",
+        e(
+            "seq 37 after seq 100: offset 63, last slot of the window",
+            _seal(37),
+            accepted_before=(_seal(100),),
+        ),
+    )
+    skew = envelope.MAX_CLOCK_SKEW_MS
+    yield "valid-max-skew", e("timestamp exactly max_clock_skew_ms ahead", _seal(1, NOW_MS + skew))
+    yield (
+        "oversized",
+        e(
+            "frame longer than max_frame_bytes",
+            valid,
+            error="oversized",
+            limits=envelope.Limits(max_frame_bytes=len(valid) - 1),
+        ),
+    )
+    yield "malformed-not-msgpack", e("0xc1 is not MessagePack", b"\xc1", error="malformed")
+    yield "malformed-empty", e("zero bytes", b"", error="malformed")
+    yield (
+        "malformed-trailing-byte",
+        e("a valid frame followed by one byte", valid + b"\x00", error="malformed"),
+    )
+    yield (
+        "malformed-three-elements",
+        e("outer array of three", codec.encode([signed, sig, b""]), error="malformed"),
+    )
+    yield (
+        "malformed-short-signature",
+        e("63-byte signature", codec.encode([signed, sig[:63]]), error="malformed"),
+    )
+    yield (
+        "malformed-header-not-map",
+        e("signed part is an array", _signed_frame(codec.encode([1, 2])), error="malformed"),
+    )
+    yield (
+        "malformed-missing-exp",
+        e("header without exp, correctly signed", _frame({"exp": _DROP}), error="malformed"),
+    )
+    yield (
+        "malformed-extra-field",
+        e("header with an extra key, correctly signed", _frame({"extra": 1}), error="malformed"),
+    )
+    yield "malformed-seq-string", e("seq is a string", _frame({"seq": "1"}), error="malformed")
+    yield (
+        "malformed-bad-node-id",
+        e("from is not a node id", _frame({"from": "fpn1" + "A" * 32}), error="malformed"),
+    )
+    noncanonical = _replace_once(codec.encode(_header()), b"\xa3seq\x01", b"\xa3seq\xcd\x00\x01")
+    yield (
+        "malformed-noncanonical-seq",
+        e("seq 1 as uint16, correctly signed", _signed_frame(noncanonical), error="malformed"),
+    )
+    unsorted = _replace_once(codec.encode(_header()), b"\xa2ts", b"\xa2tt")
+    unsorted = _replace_once(unsorted, b"\xa4type", b"\xa4typd")
+    yield (
+        "malformed-unsorted-keys",
+        e(
+            "keys out of order ('tt' after 'seq' is fine, 'typd' < 'tt' is not)",
+            _signed_frame(unsorted),
+            error="malformed",
+        ),
+    )
+    yield "unknown-version", e("v = 2, correctly signed", _frame({"v": 2}), error="unknown_version")
+    yield (
+        "unknown-type",
+        e(
+            "a type this node does not know",
+            _frame({"type": "peer.teleport"}),
+            error="unknown_type",
+        ),
+    )
+    yield (
+        "sender-mismatch",
+        e(
+            "from names bob, key and signature are alice's",
+            _frame({"from": BOB.node_id}),
+            error="sender_mismatch",
+        ),
+    )
+    max_life = envelope.MAX_LIFETIME_MS
+    yield (
+        "bad-lifetime-too-long",
+        e(
+            "exp - ts = max_lifetime_ms + 1",
+            _frame({"exp": NOW_MS + max_life + 1}),
+            error="bad_lifetime",
+        ),
+    )
+    yield "bad-lifetime-zero", e("exp == ts", _frame({"exp": NOW_MS}), error="bad_lifetime")
+    yield (
+        "expired",
+        e("now == exp", valid, error="expired", now_ms=NOW_MS + envelope.DEFAULT_LIFETIME_MS),
+    )
+    yield (
+        "future-timestamp",
+        e(
+            "timestamp max_clock_skew_ms + 1 ahead",
+            _seal(1, NOW_MS + skew + 1),
+            error="future_timestamp",
+        ),
+    )
+    flipped = codec.encode([signed, sig[:-1] + bytes([sig[-1] ^ 0x01])])
+    yield (
+        "bad-signature-flipped-bit",
+        e("last signature byte with one bit flipped", flipped, error="bad_signature"),
+    )
+    yield (
+        "bad-signature-other-signer",
+        e(
+            "bob's key and id, signed by alice",
+            _frame({"key": BOB.public_key, "from": BOB.node_id}, signer=ALICE),
+            error="bad_signature",
+        ),
+    )
+    order = 2**252 + 27742317777372353535851937790883648493  # L, the Ed25519 group order
+    s_plus_l = (int.from_bytes(sig[32:], "little") + order).to_bytes(32, "little")
+    yield (
+        "bad-signature-malleated-s",
+        e(
+            "S replaced by S + L: same curve point, non-canonical scalar",
+            codec.encode([signed, sig[:32] + s_plus_l]),
+            error="bad_signature",
+        ),
+    )
+    body_changed = _replace_once(signed, NONCE, bytes(NONCE_LENGTH))
+    yield (
+        "bad-signature-body-changed",
+        e("body changed after signing", codec.encode([body_changed, sig]), error="bad_signature"),
+    )
+    yield "replay", e("the same frame twice", valid, error="replay", accepted_before=(valid,))
+    yield (
+        "stale-sequence",
+        e(
+            "seq 36 after seq 100: offset 64, below the window",
+            _seal(36),
+            error="stale_sequence",
+            accepted_before=(_seal(100),),
+        ),
+    )
+
+
+AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
+    "identity": identity_cases,
+    "codec": codec_cases,
+    "envelope": envelope_cases,
+}
+
+
+def constants() -> dict[str, Any]:
+    """Every number and string another implementation needs, in one machine-readable file."""
+    return {
+        "protocol_version": envelope.PROTOCOL_VERSION,
+        "node_id": {
+            "prefix": NODE_ID_PREFIX,
+            "domain_hex": NODE_ID_DOMAIN.hex(),
+            "digest_bytes": 20,
+            "length": NODE_ID_LENGTH,
+        },
+        "envelope": {
+            "signature_domain_hex": envelope.SIGNATURE_DOMAIN.hex(),
+            "signature_length": envelope.SIGNATURE_LENGTH,
+            "max_frame_bytes": envelope.MAX_FRAME_BYTES,
+            "max_type_length": envelope.MAX_TYPE_LENGTH,
+            "max_clock_skew_ms": envelope.MAX_CLOCK_SKEW_MS,
+            "max_lifetime_ms": envelope.MAX_LIFETIME_MS,
+            "default_lifetime_ms": envelope.DEFAULT_LIFETIME_MS,
+        },
+        "codec": {"max_depth": codec.MAX_DEPTH},
+        "replay": {"window": replay.DEFAULT_WINDOW},
+        "message_types": sorted(MESSAGE_TYPES),
+    }
+
+
+def render_all() -> dict[Path, bytes]:
+    """Every generated file, by path relative to protocol/."""
+    out: dict[Path, bytes] = {
+        Path("constants.json"): (json.dumps(constants(), indent=2, sort_keys=True) + "\n").encode()
+    }
+    for area, cases in AREAS.items():
+        for name, case in cases():
+            for filename, data in case.rendered().items():
+                out[Path("vectors") / area / name / filename] = data
+    return out
+
+
+def differences(root: Path = PROTOCOL_DIR) -> list[str]:
+    expected = render_all()
+    problems = []
+    for rel, data in expected.items():
+        path = root / rel
+        if not path.exists():
+            problems.append(f"missing {rel}")
+        elif path.read_bytes() != data:
+            problems.append(f"differs {rel}")
+    for area in AREAS:
+        for path in sorted((root / "vectors" / area).rglob("*")):
+            if path.is_file() and path.relative_to(root) not in expected:
+                problems.append(f"unexpected {path.relative_to(root)}")
+    return problems
+
+
+def write(root: Path = PROTOCOL_DIR) -> int:
+    files = render_all()
+    for area in AREAS:
+        shutil.rmtree(root / "vectors" / area, ignore_errors=True)
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return len(files)
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["write"]:
+        print(f"wrote {write()} files under {PROTOCOL_DIR}")
+        return 0
+    if argv == ["check"]:
+        problems = differences()
+        for line in problems:
+            print(line)
+        print("vectors up to date" if not problems else "run: make vectors")
+        return 1 if problems else 0
+    print("usage: python -m fpai_node.testing.vectors write|check", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

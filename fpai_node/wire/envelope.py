@@ -1,0 +1,171 @@
+"""Signed envelopes (specs/0002-wire.md, ENV-1..ENV-6, VERIFY-1..VERIFY-12). Pure.
+
+Time is an argument, never read from a clock.
+
+A frame is the canonical encoding of `[signed, signature]`, where `signed` is the canonical
+encoding of the header map (which holds the payload bytes) and `signature` is Ed25519 over
+`SIGNATURE_DOMAIN || signed`. The signature covers the exact received bytes; nothing is
+re-serialised before verification.
+"""
+
+from collections.abc import Container
+from dataclasses import dataclass
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fpai_node.identity.keys import NodeKey
+from fpai_node.identity.nodeid import PUBLIC_KEY_LENGTH, is_node_id, node_id_from_public_key
+from fpai_node.wire import codec
+from fpai_node.wire.errors import (
+    BadLifetime,
+    BadSignature,
+    Expired,
+    FrameTooLarge,
+    FutureTimestamp,
+    MalformedFrame,
+    SenderMismatch,
+    UnknownType,
+    UnknownVersion,
+)
+from fpai_node.wire.replay import ReplayGuard
+
+PROTOCOL_VERSION = 1
+SIGNATURE_DOMAIN = b"FPAI-ENVELOPE-V1\x00"
+SIGNATURE_LENGTH = 64
+MAX_FRAME_BYTES = 1 << 20  # ENV-5: 1 MiB; v1 messages are far smaller, bulk data is streamed
+MAX_TYPE_LENGTH = 64
+MAX_CLOCK_SKEW_MS = 30_000  # VERIFY-10: NTP-less machines drift; 30 s keeps replay windows short
+MAX_LIFETIME_MS = 600_000  # VERIFY-8: 10 min bounds how long the replay guard must remember
+DEFAULT_LIFETIME_MS = 60_000
+_UINT64_MAX = (1 << 64) - 1
+_HEADER_KEYS = frozenset({"body", "exp", "from", "key", "seq", "ts", "type", "v"})
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    version: int
+    type: str
+    sender: str
+    public_key: bytes
+    seq: int
+    timestamp_ms: int
+    expires_ms: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
+    max_lifetime_ms: int = MAX_LIFETIME_MS
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def seal(
+    key: NodeKey,
+    msg_type: str,
+    payload: bytes,
+    *,
+    seq: int,
+    now_ms: int,
+    lifetime_ms: int = DEFAULT_LIFETIME_MS,
+) -> bytes:
+    """Build and sign a frame. Raises ValueError for arguments no verifier would accept."""
+    if not 0 < len(msg_type.encode("utf-8")) <= MAX_TYPE_LENGTH:
+        raise ValueError(f"message type must be 1..{MAX_TYPE_LENGTH} bytes")
+    if not 0 < lifetime_ms <= MAX_LIFETIME_MS:
+        raise ValueError(f"lifetime must be 1..{MAX_LIFETIME_MS} ms")
+    if not (0 <= seq <= _UINT64_MAX and now_ms >= 0 and now_ms + lifetime_ms <= _UINT64_MAX):
+        raise ValueError("seq and timestamps are unsigned 64-bit integers")
+    signed = codec.encode(
+        {
+            "body": payload,
+            "exp": now_ms + lifetime_ms,
+            "from": key.node_id,
+            "key": key.public_key,
+            "seq": seq,
+            "ts": now_ms,
+            "type": msg_type,
+            "v": PROTOCOL_VERSION,
+        }
+    )
+    frame = codec.encode([signed, key.sign(SIGNATURE_DOMAIN + signed)])
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    return frame
+
+
+def open_envelope(
+    frame: bytes,
+    *,
+    now_ms: int,
+    known_types: Container[str],
+    replay_guard: ReplayGuard | None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Envelope:
+    """Decode and verify a frame in the order of VERIFY-1..VERIFY-12; raise a WireError subclass
+    for the first rule it breaks. With a replay guard, an accepted frame is recorded in it."""
+    if len(frame) > limits.max_frame_bytes:
+        raise FrameTooLarge(f"{len(frame)} bytes > {limits.max_frame_bytes}")
+    outer = codec.decode(frame)
+    match outer:
+        case [bytes() as signed, bytes() as signature] if len(signature) == SIGNATURE_LENGTH:
+            pass
+        case _:
+            raise MalformedFrame("a frame is [signed: bin, signature: bin 64]")
+    header = codec.decode(signed)
+    if not isinstance(header, dict):
+        raise MalformedFrame("the signed part is not a map")
+    version = header.get("v")
+    if type(version) is not int:
+        raise MalformedFrame("missing protocol version")
+    if version != PROTOCOL_VERSION:
+        raise UnknownVersion(f"protocol version {version}")
+    envelope = _header_fields(header)
+    if node_id_from_public_key(envelope.public_key) != envelope.sender:
+        raise SenderMismatch(f"{envelope.sender} is not the id of the enclosed key")
+    if envelope.type not in known_types:
+        raise UnknownType(envelope.type)
+    lifetime = envelope.expires_ms - envelope.timestamp_ms
+    if not 0 < lifetime <= limits.max_lifetime_ms:
+        raise BadLifetime(f"lifetime {lifetime} ms outside 1..{limits.max_lifetime_ms}")
+    if envelope.expires_ms <= now_ms:
+        raise Expired(f"expired at {envelope.expires_ms}, now {now_ms}")
+    if envelope.timestamp_ms > now_ms + limits.max_clock_skew_ms:
+        raise FutureTimestamp(f"timestamp {envelope.timestamp_ms} ahead of now {now_ms}")
+    try:
+        _public_key(envelope.public_key).verify(signature, SIGNATURE_DOMAIN + signed)
+    except (InvalidSignature, ValueError):
+        raise BadSignature(f"signature does not verify for {envelope.sender}") from None
+    if replay_guard is not None:
+        replay_guard.accept(
+            envelope.sender, envelope.seq, envelope.timestamp_ms, envelope.expires_ms, now_ms
+        )
+    return envelope
+
+
+def _header_fields(header: dict[str, codec.Value]) -> Envelope:
+    if header.keys() != _HEADER_KEYS:
+        raise MalformedFrame(f"header keys must be exactly {sorted(_HEADER_KEYS)}")
+    msg_type, sender, key = header["type"], header["from"], header["key"]
+    seq, ts, exp, body = header["seq"], header["ts"], header["exp"], header["body"]
+    if not (isinstance(msg_type, str) and 0 < len(msg_type.encode("utf-8")) <= MAX_TYPE_LENGTH):
+        raise MalformedFrame("type must be a string of 1..64 bytes")
+    if not is_node_id(sender):
+        raise MalformedFrame("from is not a node id")
+    if not (isinstance(key, bytes) and len(key) == PUBLIC_KEY_LENGTH):
+        raise MalformedFrame("key must be a 32-byte Ed25519 public key")
+    if not all(type(n) is int and n >= 0 for n in (seq, ts, exp)):
+        raise MalformedFrame("seq, ts and exp must be unsigned integers")
+    if not isinstance(body, bytes):
+        raise MalformedFrame("body must be a byte string")
+    return Envelope(PROTOCOL_VERSION, msg_type, sender, key, seq, ts, exp, body)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
