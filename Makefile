@@ -31,6 +31,9 @@ run: install
 	$(BIN)/fpai-node start $(ARGS)
 
 test: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory fuzz
 

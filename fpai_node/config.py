@@ -168,7 +168,7 @@ def load_settings(
     cli = dict(cli or {})
     environ = os.environ if environ is None else environ
     file_values = _read_toml(home / "node.toml")
-    preset = _resolve_preset(cli, environ, file_values)
+    preset = _resolve_preset(cli, environ, file_values, home / "node.toml")
     values: dict[str, Any] = {"home": home, "preset": preset}
     for f in FIELDS:
         if f.name in cli:
@@ -187,12 +187,15 @@ def load_settings(
 
 
 def _resolve_preset(
-    cli: Mapping[str, Any], environ: Mapping[str, str], file_values: Mapping[str, object]
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, object],
+    config_file: Path,
 ) -> Preset:
     for source, value in (
         ("--preset", cli.get("preset")),
         (ENV_PREFIX + "PRESET", environ.get(ENV_PREFIX + "PRESET")),
-        ("node.toml: preset", file_values.get("preset")),
+        (f"{config_file}: preset", file_values.get("preset")),
     ):
         if value is None:
             continue

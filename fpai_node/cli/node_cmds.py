@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from fpai_node.config import (
@@ -14,6 +15,7 @@ from fpai_node.config import (
     LOG_LEVELS,
     PRESETS,
     Preset,
+    check_safe_binds,
     load_settings,
 )
 from fpai_node.errors import ConfigError, NodeNotRunningError
@@ -84,14 +86,16 @@ def start(
 
     target = _home(home)
     flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
-    created = None
-    if not target.is_initialised():
-        created = target.init(_preset(preset))
     settings = load_settings(target.root, cli=flags)
+    check_safe_binds(settings)
     configure_logging(settings.log_format, settings.log_level)
-    key = created or NodeKey.load(target.key_file)
-    if created:
-        typer.echo(f"initialised {target.root} (node id {key.node_id})", err=True)
+    if target.is_initialised():
+        key = NodeKey.load(target.key_file)
+    else:
+        key = target.init(settings.preset)
+        structlog.get_logger("fpai.cli").info(
+            "home initialised", home=str(target.root), node_id=key.node_id
+        )
     asyncio.run(serve(settings, key))
 
 

@@ -1,0 +1,122 @@
+"""Run a real `fpai-node start` process for tests: bounded waits, guaranteed clean-up."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from fpai_node.home import Home
+
+
+def fpai_node_command() -> list[str]:
+    """The installed console script next to this interpreter, as a user would run it."""
+    script = Path(sys.executable).with_name("fpai-node")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fpai_node"]
+
+
+def run_cli(*args: str, timeout_s: float = 30.0, env: dict[str, str] | None = None) -> Any:
+    """Run one `fpai-node` command to completion and return the CompletedProcess."""
+    return subprocess.run(  # noqa: S603 (our own console script)
+        [*fpai_node_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+class NodeProcess:
+    """`fpai-node start --home HOME --api 127.0.0.1:0 ...`; the node's real port is read from the
+    api.json it writes, so parallel tests never race for a port."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.home = Home(home)
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = home.parent / f"{home.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        self.home.api_file.unlink(missing_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (our own console script)
+                [
+                    *fpai_node_command(),
+                    "start",
+                    "--home",
+                    str(self.home.root),
+                    "--log-format",
+                    "json",
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log()}")
+            url = self.home.read_api_url()
+            if url and self._healthy(url):
+                self.url = url
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"node not healthy after {timeout_s} s:\n{self.log()}")
+
+    @staticmethod
+    def _healthy(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as r:  # noqa: S310
+            return json.loads(r.read())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        """Signal the node and wait for it; kill it if it overstays. Returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()

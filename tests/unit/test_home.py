@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from fpai_node.errors import FpaiError, IdentityError
+from fpai_node.home import Home, default_home
+
+
+def test_default_home(tmp_path: Path) -> None:
+    assert default_home({"FPAI_HOME": str(tmp_path)}) == tmp_path
+    assert default_home({}) == Path.home() / ".fpai"
+
+
+def test_init_then_refuse_reinit(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    key = home.init("local")
+    assert home.is_initialised()
+    assert (home.root / "logs").is_dir()
+    with pytest.raises(IdentityError, match=key.node_id):
+        home.init("local")
+
+
+def test_api_address_round_trip_and_ownership(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    assert home.read_api_url() is None
+    home.write_api_address("http://127.0.0.1:1234", "fpn1x")
+    assert home.read_api_url() == "http://127.0.0.1:1234"
+    home.clear_api_address()
+    assert not home.api_file.exists()
+    # A file written by another process is left alone.
+    home.api_file.write_text(f'{{"url": "http://127.0.0.1:1", "pid": {os.getpid() + 1}}}')
+    home.clear_api_address()
+    assert home.read_api_url() == "http://127.0.0.1:1"
+
+
+def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    lock = home.lock()
+    with pytest.raises(FpaiError, match=f"pid {os.getpid()}"):
+        home.lock()
+    lock.release()
+    home.lock().release()
