@@ -37,17 +37,23 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Give every request an id (the caller's X-Request-Id if sane), bound into its logs."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
         except web.HTTPException as exc:
+            code = exc.reason.lower().replace(" ", "_")
             response = web.json_response(
-                error_body(
-                    exc.reason, "invalid_request_error", exc.reason.lower().replace(" ", "_")
-                ),
-                status=exc.status,
+                error_body(exc.reason, "invalid_request_error", code), status=exc.status
             )
         response.headers["X-Request-Id"] = request_id
+        log.debug(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
         return response
 
 

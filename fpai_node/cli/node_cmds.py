@@ -25,7 +25,9 @@ from fpai_node.log import configure_logging
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="Node home directory [default: $FPAI_HOME, else ~/.fpai]"),
+    typer.Option(
+        "--home", metavar="DIR", help="Node home directory [default: $FPAI_HOME, else ~/.fpai]"
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 PresetOption = Annotated[
@@ -65,10 +67,12 @@ def start(
     home: HomeOption = None,
     preset: PresetOption = None,
     api: Annotated[
-        str | None, typer.Option("--api", help="Client API address HOST:PORT [127.0.0.1:8100]")
+        str | None,
+        typer.Option("--api", metavar="HOST:PORT", help="Client API address [127.0.0.1:8100]"),
     ] = None,
     api_key: Annotated[
-        list[str] | None, typer.Option("--api-key", help="Require this bearer key (repeatable)")
+        list[str] | None,
+        typer.Option("--api-key", metavar="KEY", help="Require this bearer key (repeatable)"),
     ] = None,
     insecure_public: Annotated[
         bool | None,
@@ -137,7 +141,8 @@ def _flags(
 def status(
     home: HomeOption = None,
     api: Annotated[
-        str | None, typer.Option("--api", help="URL of a node's API, e.g. http://127.0.0.1:8100")
+        str | None,
+        typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

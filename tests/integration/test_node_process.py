@@ -170,3 +170,19 @@ def test_request_ids_are_echoed_and_errors_are_openai_shaped(node: NodeProcess) 
     body = json.loads(missing.value.read())
     assert set(body["error"]) == {"message", "type", "code"}
     assert len(missing.value.headers["X-Request-Id"]) == 32
+
+
+def test_logs_carry_node_id_and_request_id(home: Path) -> None:
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--log-level", "debug") as node:
+        request = urllib.request.Request(node.url + "/healthz", headers={"X-Request-Id": "trace-7"})
+        urllib.request.urlopen(request, timeout=5).close()
+        node_id = node.get_json("/fpai/v1/status")["node_id"]
+        assert node.stop() == 0
+    logged = [e for e in node.log_events() if e.get("request_id") == "trace-7"]
+    assert len(logged) == 1
+    assert logged[0]["node_id"] == node_id
+    assert (logged[0]["event"], logged[0]["path"], logged[0]["status"]) == (
+        "request",
+        "/healthz",
+        200,
+    )
