@@ -91,6 +91,13 @@ def identity_cases() -> Iterator[tuple[str, Case]]:
 
 # ---- codec ---------------------------------------------------------------------------------
 
+
+def _nested(levels: int, inner: codec.Value) -> codec.Value:
+    for _ in range(levels):
+        inner = [inner]
+    return inner
+
+
 _VALID_VALUES: list[tuple[str, str, codec.Value]] = [
     ("nil", "nil", None),
     ("true", "true", True),
@@ -115,6 +122,7 @@ _VALID_VALUES: list[tuple[str, str, codec.Value]] = [
     ("bin-empty", "empty bin8", b""),
     ("bin-3", "bin8", b"\x00\x01\xff"),
     ("array-nested", "arrays nest", [1, [2, [3, []]], "x"]),
+    ("deepest", "the integer 1 inside 32 nested arrays: level 32", _nested(32, 1)),
     ("map-sorted", "keys sorted by UTF-8 bytes, not insertion", {"b": 1, "a": 2, "B": 3, "aa": 4}),
     ("map-utf8-order", "keys sorted by bytes: 'z' < 'é' < U+30CE", {"\u30ce": 1, "é": 2, "z": 3}),
 ]
@@ -139,7 +147,8 @@ _INVALID_BYTES: list[tuple[str, str, bytes]] = [
     ("ext", "extension types are not allowed", b"\xd4\x01\x00"),
     ("timestamp-ext", "the timestamp extension is not allowed", b"\xd6\xff\x00\x00\x00\x00"),
     ("invalid-utf8", "str holding invalid UTF-8", b"\xa1\xff"),
-    ("too-deep", f"{codec.MAX_DEPTH + 2} nested arrays", b"\x91" * (codec.MAX_DEPTH + 1) + b"\x90"),
+    ("too-deep", "an empty array at level 33", b"\x91" * (codec.MAX_DEPTH + 1) + b"\x90"),
+    ("too-deep-scalar", "the integer 1 at level 33", b"\x91" * (codec.MAX_DEPTH + 1) + b"\x01"),
 ]
 
 
@@ -193,8 +202,8 @@ def _frame(changes: dict[str, Any], signer: NodeKey = ALICE) -> bytes:
     return _signed_frame(codec.encode(_header(**changes)), signer)
 
 
-def _seal(seq: int, ts: int = NOW_MS) -> bytes:
-    return envelope.seal(ALICE, Ping.TYPE, Ping(NONCE).encode(), seq=seq, now_ms=ts)
+def _seal(seq: int, ts: int = NOW_MS, signer: NodeKey = ALICE) -> bytes:
+    return envelope.seal(signer, Ping.TYPE, Ping(NONCE).encode(), seq=seq, now_ms=ts)
 
 
 def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -210,6 +219,7 @@ def _envelope_case(
     now_ms: int = NOW_MS,
     accepted_before: tuple[bytes, ...] = (),
     limits: envelope.Limits = envelope.DEFAULT_LIMITS,
+    max_senders: int = replay.DEFAULT_MAX_SENDERS,
 ) -> Case:
     meta: dict[str, Any] = {
         "description": description,
@@ -221,6 +231,7 @@ def _envelope_case(
             "max_lifetime_ms": limits.max_lifetime_ms,
         },
         "replay_window": replay.DEFAULT_WINDOW,
+        "replay_max_senders": max_senders,
         "accepted_before": [f.hex() for f in accepted_before],
     }
     if error is None:
@@ -262,6 +273,17 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
             "seq 37 after seq 100: offset 63, last slot of the window",
             _seal(37),
             accepted_before=(_seal(100),),
+        ),
+    )
+    yield (
+        "stale-after-eviction",
+        e(
+            "guard of one sender: bob evicts alice (floor = alice's ts), alice comes back with"
+            " seq 6, then alice's old seq 5 is replayed (REPLAY-4)",
+            _seal(5, NOW_MS - 1_000),
+            error="stale_sequence",
+            max_senders=1,
+            accepted_before=(_seal(5, NOW_MS - 1_000), _seal(1, NOW_MS, BOB), _seal(6, NOW_MS)),
         ),
     )
     skew = envelope.MAX_CLOCK_SKEW_MS
@@ -396,6 +418,17 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
             _seal(36),
             error="stale_sequence",
             accepted_before=(_seal(100),),
+        ),
+    )
+    yield (
+        "stale-after-eviction",
+        e(
+            "guard of one sender: bob evicts alice (floor = alice's ts), alice comes back with"
+            " seq 6, then alice's old seq 5 is replayed (REPLAY-4)",
+            _seal(5, NOW_MS - 1_000),
+            error="stale_sequence",
+            max_senders=1,
+            accepted_before=(_seal(5, NOW_MS - 1_000), _seal(1, NOW_MS, BOB), _seal(6, NOW_MS)),
         ),
     )
 

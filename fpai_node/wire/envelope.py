@@ -74,14 +74,20 @@ def seal(
     now_ms: int,
     lifetime_ms: int = DEFAULT_LIFETIME_MS,
 ) -> bytes:
-    """Build and sign a frame. Raises ValueError for arguments no verifier would accept."""
+    """Build and sign a frame. Raises ValueError for arguments no verifier would accept.
+
+    The header is written in canonical key order with checked types, so it is packed directly
+    instead of through `codec.encode`; `open_envelope`'s strict decoder (and the vectors) prove
+    the result canonical."""
+    if type(payload) is not bytes or type(msg_type) is not str:
+        raise ValueError("payload must be bytes and the message type a str")
     if not 0 < len(msg_type.encode("utf-8")) <= MAX_TYPE_LENGTH:
         raise ValueError(f"message type must be 1..{MAX_TYPE_LENGTH} bytes")
     if not 0 < lifetime_ms <= MAX_LIFETIME_MS:
         raise ValueError(f"lifetime must be 1..{MAX_LIFETIME_MS} ms")
     if not (0 <= seq <= _UINT64_MAX and now_ms >= 0 and now_ms + lifetime_ms <= _UINT64_MAX):
         raise ValueError("seq and timestamps are unsigned 64-bit integers")
-    signed = codec.encode(
+    signed = codec.pack_ordered(
         {
             "body": payload,
             "exp": now_ms + lifetime_ms,
@@ -93,7 +99,7 @@ def seal(
             "v": PROTOCOL_VERSION,
         }
     )
-    frame = codec.encode([signed, key.sign(SIGNATURE_DOMAIN + signed)])
+    frame = codec.pack_ordered([signed, key.sign(SIGNATURE_DOMAIN + signed)])
     if len(frame) > MAX_FRAME_BYTES:
         raise ValueError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     return frame
@@ -126,8 +132,6 @@ def open_envelope(
     if version != PROTOCOL_VERSION:
         raise UnknownVersion(f"protocol version {version}")
     envelope = _header_fields(header)
-    if node_id_from_public_key(envelope.public_key) != envelope.sender:
-        raise SenderMismatch(f"{envelope.sender} is not the id of the enclosed key")
     if envelope.type not in known_types:
         raise UnknownType(envelope.type)
     lifetime = envelope.expires_ms - envelope.timestamp_ms
@@ -149,21 +153,27 @@ def open_envelope(
 
 
 def _header_fields(header: dict[str, codec.Value]) -> Envelope:
+    """VERIFY-5 and VERIFY-6. A `from` equal to the id derived from `key` is a valid node id by
+    construction, so the syntax check (the slow part) runs only when the two differ."""
     if header.keys() != _HEADER_KEYS:
         raise MalformedFrame(f"header keys must be exactly {sorted(_HEADER_KEYS)}")
     msg_type, sender, key = header["type"], header["from"], header["key"]
     seq, ts, exp, body = header["seq"], header["ts"], header["exp"], header["body"]
-    if not (isinstance(msg_type, str) and 0 < len(msg_type.encode("utf-8")) <= MAX_TYPE_LENGTH):
+    if type(msg_type) is not str or not 0 < len(msg_type.encode("utf-8")) <= MAX_TYPE_LENGTH:
         raise MalformedFrame("type must be a string of 1..64 bytes")
-    if not is_node_id(sender):
-        raise MalformedFrame("from is not a node id")
-    if not (isinstance(key, bytes) and len(key) == PUBLIC_KEY_LENGTH):
+    if type(key) is not bytes or len(key) != PUBLIC_KEY_LENGTH:
         raise MalformedFrame("key must be a 32-byte Ed25519 public key")
-    if not all(type(n) is int and n >= 0 for n in (seq, ts, exp)):
+    if type(seq) is not int or type(ts) is not int or type(exp) is not int:
         raise MalformedFrame("seq, ts and exp must be unsigned integers")
-    if not isinstance(body, bytes):
+    if seq < 0 or ts < 0 or exp < 0:
+        raise MalformedFrame("seq, ts and exp must be unsigned integers")
+    if type(body) is not bytes:
         raise MalformedFrame("body must be a byte string")
-    return Envelope(PROTOCOL_VERSION, msg_type, sender, key, seq, ts, exp, body)  # type: ignore[arg-type]
+    if sender != node_id_from_public_key(key):
+        if not is_node_id(sender):
+            raise MalformedFrame("from is not a node id")
+        raise SenderMismatch(f"{sender} is not the id of the enclosed key")
+    return Envelope(PROTOCOL_VERSION, msg_type, sender, key, seq, ts, exp, body)
 
 
 @lru_cache(maxsize=4096)

@@ -4,9 +4,10 @@ Each sender gets a sliding window over its sequence numbers (as in IPsec): a num
 highest seen is accepted and slides the window; one inside the window is accepted once; one below
 it is stale. Memory is bounded by `max_senders`. A sender whose every accepted message has expired
 is forgotten safely (a replay of those messages fails the expiry check). When the table is full of
-live senders the least recently used one is evicted and the guard raises a timestamp floor: from a
-sender it does not know, it refuses messages stamped at or before the newest timestamp it forgot,
-so eviction never opens a window for replays.
+live senders the least recently used one is evicted and the guard raises a timestamp floor to the
+newest timestamp it forgot. A window created after that refuses frames stamped at or below the
+floor in force when it was created: every frame an evicted sender had sent lies there, so
+eviction never opens a window for replays, even when the evicted sender comes back.
 """
 
 from collections import OrderedDict
@@ -24,6 +25,7 @@ class _SenderWindow:
     seen: int  # bit i set: sequence number `highest - i` was accepted
     max_timestamp_ms: int
     max_expires_ms: int
+    floor_ms: int  # the guard's floor when this window was created (REPLAY-4)
 
 
 class ReplayGuard:
@@ -36,14 +38,15 @@ class ReplayGuard:
         self._mask = (1 << window) - 1
         self._max_senders = max_senders
         self._senders: OrderedDict[str, _SenderWindow] = OrderedDict()
-        self._floor_ms = 0
+        self._floor_ms = -1  # no sender forgotten yet: any timestamp passes
 
     def __len__(self) -> int:
         return len(self._senders)
 
     @property
-    def floor_ms(self) -> int:
-        return self._floor_ms
+    def floor_ms(self) -> int | None:
+        """The newest timestamp of a forgotten live sender; None while none was forgotten."""
+        return None if self._floor_ms < 0 else self._floor_ms
 
     def accept(
         self, sender: str, seq: int, timestamp_ms: int, expires_ms: int, now_ms: int
@@ -51,12 +54,11 @@ class ReplayGuard:
         """Record (sender, seq) or raise Replayed / StaleSequence. Call only after the signature
         verified, so that forged messages cannot move a sender's window."""
         state = self._senders.get(sender)
+        floor = self._floor_ms if state is None else state.floor_ms
+        if timestamp_ms <= floor:
+            raise StaleSequence(f"timestamp {timestamp_ms} <= floor {floor} of a forgotten sender")
         if state is None:
-            if timestamp_ms <= self._floor_ms:
-                raise StaleSequence(
-                    f"unknown sender and timestamp {timestamp_ms} <= floor {self._floor_ms}"
-                )
-            self._senders[sender] = _SenderWindow(seq, 1, timestamp_ms, expires_ms)
+            self._senders[sender] = _SenderWindow(seq, 1, timestamp_ms, expires_ms, self._floor_ms)
             self._make_room(now_ms)
             return
         if seq > state.highest:

@@ -62,7 +62,7 @@ def test_codec(folder: Path) -> None:
 @pytest.mark.parametrize("folder", cases("envelope"))
 def test_envelope(folder: Path) -> None:
     case = load(folder)
-    guard = ReplayGuard(window=case["replay_window"])
+    guard = ReplayGuard(window=case["replay_window"], max_senders=case["replay_max_senders"])
     limits = Limits(**case["limits"])
     known = frozenset(case["known_types"])
 
