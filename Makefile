@@ -54,6 +54,7 @@ typecheck: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/wire.py
+	$(BIN)/python benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -7,6 +7,7 @@ value anywhere is a ConfigError naming where it came from and the key, in one li
 import ipaddress
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,13 @@ class Settings:
     insecure_public: bool = False
     log_format: str = "auto"
     log_level: str = "info"
+    models: tuple[str, ...] = ()
+    no_model: bool = False
+    upstreams: tuple[str, ...] = ()
+    upstream_api_key: str | None = None
+    context_length: int = 4096
+    threads: int = 0
+    queue_depth: int = 16
 
     @property
     def config_file(self) -> Path:
@@ -77,11 +85,44 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in options:
             raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
         return text
+
+    return parse
+
+
+def _model_spec(text: str) -> str:
+    from fpai_node.inference.models import parse_model_spec
+
+    parse_model_spec(text)
+    return text
+
+
+def _url(text: str) -> str:
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}, got {value}")
+        return value
 
     return parse
 
@@ -111,7 +152,7 @@ class Field:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of strings")
             return tuple(self.parse(v) for v in value)
-        if not isinstance(value, self.toml_type):
+        if type(value) is not self.toml_type:
             raise ValueError(f"expected a {self.toml_type.__name__}, got {value!r}")
         return value if self.toml_type is bool else self.parse(str(value))
 
@@ -152,6 +193,50 @@ FIELDS: tuple[Field, ...] = (
         _choice(LOG_LEVELS),
         str,
         "info: lifecycle events and rejections without per-request noise",
+    ),
+    Field(
+        "models",
+        _model_spec,
+        str,
+        "none: serve the bundled Gemma 3 270M; PATH.gguf[=ID] for llama.cpp, else a vLLM model",
+        is_list=True,
+    ),
+    Field(
+        "no_model",
+        _parse_bool,
+        bool,
+        "false: a node serves something unless it is meant as a pure gateway",
+    ),
+    Field(
+        "upstreams",
+        _url,
+        str,
+        "none: OpenAI-compatible servers (Ollama, llama.cpp, vLLM) whose models this node serves",
+        is_list=True,
+    ),
+    Field(
+        "upstream_api_key",
+        _nonempty,
+        str,
+        "unset: sent as the bearer key to every upstream that needs one",
+    ),
+    Field(
+        "context_length",
+        _int_between(256, 1 << 20),
+        int,
+        "4096 tokens (capped at the model's own): room for chat history within CPU memory",
+    ),
+    Field(
+        "threads",
+        _int_between(0, 1024),
+        int,
+        "0 means every core: a node's CPU is there to serve inference",
+    ),
+    Field(
+        "queue_depth",
+        _int_between(0, 10_000),
+        int,
+        "16 waiting requests per model: beyond that a client hears 429 now, not a timeout later",
     ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -245,8 +330,13 @@ def render_node_toml(preset: Preset) -> str:
     ]
     for f in FIELDS:
         value = getattr(defaults, f.name)
+        if value is None:
+            lines += [f"# {f.rationale} (env {f.env})", f"# {f.name} = ...", ""]
+            continue
         if isinstance(value, bool):
             shown = "true" if value else "false"
+        elif isinstance(value, int):
+            shown = str(value)
         elif isinstance(value, tuple):
             shown = "[" + ", ".join(f'"{v}"' for v in value) + "]"
         else:

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 import signal
+import socket
 import time
 
 import structlog
@@ -14,6 +15,8 @@ from fpai_node.config import HostPort, Settings, check_safe_binds
 from fpai_node.errors import FpaiError
 from fpai_node.home import Home
 from fpai_node.identity import NodeKey
+from fpai_node.inference.backends import build_backends
+from fpai_node.inference.service import InferenceService
 
 SHUTDOWN_TIMEOUT_S = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
 log = structlog.get_logger("fpai.node")
@@ -25,24 +28,46 @@ class Node:
         self.settings = settings
         self.key = key
         self.home = Home(settings.home)
+        self.inference = InferenceService([], max_waiting=settings.queue_depth)
         self._runner: web.AppRunner | None = None
         self.api_url = ""
 
     async def start(self) -> None:
-        app = build_app(NodeInfo(self.key.node_id, self.settings.preset, time.monotonic()))
-        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
-        await runner.setup()
-        api = self.settings.api
+        """Bind first (a taken port fails in a second, not after loading models), then start the
+        backends, then serve: once the API answers, every configured model is ready."""
+        api_socket = _bind(self.settings.api)
         try:
-            await web.TCPSite(runner, api.host, api.port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise FpaiError(f"cannot listen on {api} for the API: {_describe(exc)}") from None
+            backends = build_backends(self.settings, self.home.root / "models")
+            self.inference = InferenceService(backends, max_waiting=self.settings.queue_depth)
+            await self.inference.start()
+            app = build_app(
+                NodeInfo(self.key.node_id, self.settings.preset, time.monotonic()),
+                self.inference,
+                self.settings.api_keys,
+            )
+            runner = web.AppRunner(
+                app,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                access_log=None,
+                handler_cancellation=True,  # a client that leaves cancels its generation
+            )
+            await runner.setup()
+            await web.SockSite(runner, api_socket).start()
+        except BaseException:
+            api_socket.close()
+            await self.inference.close()
+            raise
         self._runner = runner
-        host, port = runner.addresses[0][:2]
+        host, port = api_socket.getsockname()[:2]
         self.api_url = f"http://{HostPort(host, port)}"
         self.home.write_api_address(self.api_url, self.key.node_id)
-        log.info("node started", api=self.api_url, version=__version__, preset=self.settings.preset)
+        log.info(
+            "node started",
+            api=self.api_url,
+            version=__version__,
+            preset=self.settings.preset,
+            models=[m.card.id for m in self.inference.models()],
+        )
 
     async def stop(self) -> None:
         if self._runner is None:
@@ -50,7 +75,22 @@ class Node:
         self.home.clear_api_address()
         await self._runner.cleanup()
         self._runner = None
+        await self.inference.close()
         log.info("node stopped")
+
+
+def _bind(address: HostPort) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise FpaiError(f"cannot listen on {address} for the API: {_describe(exc)}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def _describe(exc: OSError) -> str:
@@ -66,9 +106,9 @@ async def serve(settings: Settings, key: NodeKey) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    node = Node(settings, key)
-    lock = node.home.lock()
+    lock = Home(settings.home).lock()
     try:
+        node = Node(settings, key)
         await node.start()
         try:
             await stop.wait()

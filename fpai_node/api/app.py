@@ -1,18 +1,26 @@
-"""The client API application: health, node status, and the middleware every route shares."""
+"""The client API application: health, node status, the OpenAI routes, and the middleware every
+route shares (request ids, API keys, errors in OpenAI's shape)."""
 
+import hmac
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from fpai_node import __version__
+from fpai_node.api.openai.protocol import ApiError
+from fpai_node.api.openai.routes import INFERENCE, SERVED_BY, STARTED_AT, add_routes, error_response
+from fpai_node.inference.base import InferenceError
+from fpai_node.inference.service import InferenceService
 from fpai_node.wire import PROTOCOL_VERSION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_BODY_BYTES = 4 << 20  # 4 MiB: a long chat history fits; a runaway upload does not
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = structlog.get_logger("fpai.api")
 
@@ -27,14 +35,15 @@ class NodeInfo:
 NODE_INFO = web.AppKey("node_info", NodeInfo)
 
 
-def error_body(message: str, err_type: str, code: str) -> dict[str, dict[str, str]]:
+def error_body(message: str, err_type: str, code: str) -> dict[str, dict[str, str | None]]:
     """The OpenAI error shape, used by every route so clients parse one format."""
-    return {"error": {"message": message, "type": err_type, "code": code}}
+    return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id (the caller's X-Request-Id if sane), bound into its logs."""
+    """Give every request an id (the caller's X-Request-Id if sane), bound into its logs, and
+    turn every error into an OpenAI-shaped JSON answer."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     started = time.perf_counter()
@@ -46,7 +55,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response = web.json_response(
                 error_body(exc.reason, "invalid_request_error", code), status=exc.status
             )
-        response.headers["X-Request-Id"] = request_id
+        except (ApiError, InferenceError) as exc:
+            response = error_response(exc)
+            log.info("request refused", status=response.status, reason=str(exc))
+        except Exception:
+            log.exception("request failed", path=request.path)
+            response = web.json_response(
+                error_body(f"internal error (request {request_id})", "server_error", "internal"),
+                status=500,
+            )
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
         log.debug(
             "request",
             method=request.method,
@@ -57,12 +76,48 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
 
 
+def api_key_guard(keys: Sequence[str]) -> Middleware:
+    """Require `Authorization: Bearer <key>` on /v1 when keys are configured."""
+    encoded = [k.encode() for k in keys]
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if encoded and request.path.startswith("/v1/"):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            candidate = given.strip().encode()
+            # compare_digest against every key: the time taken does not say which key matched
+            matched = [hmac.compare_digest(candidate, k) for k in encoded]
+            if scheme.lower() != "bearer" or not any(matched):
+                return web.json_response(
+                    error_body(
+                        "missing or invalid API key: send Authorization: Bearer <key>",
+                        "invalid_request_error",
+                        "invalid_api_key",
+                    ),
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await handler(request)
+
+    return guard
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 async def status(request: web.Request) -> web.Response:
     info = request.app[NODE_INFO]
+    models = [
+        {
+            "id": served.card.id,
+            "backend": served.card.backend,
+            "context_length": served.card.context_length,
+            "running": served.admission.running,
+            "waiting": served.admission.waiting,
+        }
+        for served in request.app[INFERENCE].models()
+    ]
     return web.json_response(
         {
             "node_id": info.node_id,
@@ -72,14 +127,22 @@ async def status(request: web.Request) -> web.Response:
             "uptime_s": round(time.monotonic() - info.started_monotonic, 3),
             "peers": [],
             "registry": {"leader": None, "term": 0, "members": []},
-            "models": [],
+            "models": models,
         }
     )
 
 
-def build_app(info: NodeInfo) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+def build_app(
+    info: NodeInfo, inference: InferenceService, api_keys: Sequence[str] = ()
+) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
+    )
     app[NODE_INFO] = info
+    app[INFERENCE] = inference
+    app[SERVED_BY] = info.node_id
+    app[STARTED_AT] = int(time.time())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/fpai/v1/status", status)
+    add_routes(app)
     return app

@@ -4,7 +4,7 @@ import sys
 
 import typer
 
-from fpai_node.cli import node_cmds
+from fpai_node.cli import inference_cmds, node_cmds
 from fpai_node.errors import FpaiError
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 node_cmds.register(app)
+inference_cmds.register(app)
 
 
 def main() -> None:

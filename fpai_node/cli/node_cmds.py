@@ -2,14 +2,13 @@
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
 import typer
 
+from fpai_node.cli.client import NodeClient
 from fpai_node.config import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -35,7 +34,15 @@ PresetOption = Annotated[
 ]
 
 
-def _home(path: Path | None) -> Home:
+def node_url(home: Home, api: str | None) -> str:
+    """The API of the node to talk to: --api, else the address the home's node wrote."""
+    url = api or home.read_api_url()
+    if url is None:
+        raise NodeNotRunningError(f"no node is running for home {home.root}")
+    return url.rstrip("/")
+
+
+def home_of(path: Path | None) -> Home:
     return Home((path or default_home()).expanduser().absolute())
 
 
@@ -47,7 +54,7 @@ def _preset(value: str | None) -> Preset:
 
 def init(home: HomeOption = None, preset: PresetOption = None) -> None:
     """Create a node home with node.toml and a new Ed25519 node key; print the node id."""
-    target = _home(home)
+    target = home_of(home)
     key = target.init(_preset(preset))
     typer.echo(f"initialised {target.root}")
     typer.echo(f"node id {key.node_id}")
@@ -55,7 +62,7 @@ def init(home: HomeOption = None, preset: PresetOption = None) -> None:
 
 def node_id(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """Print this node's id."""
-    target = _home(home)
+    target = home_of(home)
     key = NodeKey.load(target.key_file)
     if as_json:
         typer.echo(json.dumps({"node_id": key.node_id, "public_key": key.public_key.hex()}))
@@ -84,12 +91,34 @@ def start(
     log_level: Annotated[
         str | None, typer.Option("--log-level", help=f"One of {', '.join(LOG_LEVELS)}")
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="PATH[=ID]",
+            help="Serve this model (repeatable): a .gguf file with llama.cpp, else a vLLM model",
+        ),
+    ] = None,
+    no_model: Annotated[
+        bool | None, typer.Option("--no-model", help="Serve nothing locally (a gateway node)")
+    ] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream", metavar="URL", help="Serve the models of this OpenAI-compatible server"
+        ),
+    ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
     from fpai_node.node import serve
 
-    target = _home(home)
+    target = home_of(home)
     flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
+    for name, flag, values in (("models", "--model", model), ("upstreams", "--upstream", upstream)):
+        if values:
+            flags[name] = _parse_list(name, flag, values)
+    if no_model:
+        flags["no_model"] = True
     settings = load_settings(target.root, cli=flags)
     check_safe_binds(settings)
     configure_logging(settings.log_format, settings.log_level)
@@ -129,13 +158,20 @@ def _flags(
             except ValueError as exc:
                 raise ConfigError(f"{flag}: {exc}") from None
     if api_key:
-        try:
-            given["api_keys"] = tuple(by_name["api_keys"].parse(k) for k in api_key)
-        except ValueError as exc:
-            raise ConfigError(f"--api-key: {exc}") from None
+        given["api_keys"] = _parse_list("api_keys", "--api-key", api_key)
     if insecure_public:
         given["insecure_public"] = True
     return given
+
+
+def _parse_list(name: str, flag: str, values: list[str]) -> tuple[str, ...]:
+    from fpai_node.config import FIELDS
+
+    parse = next(f.parse for f in FIELDS if f.name == name)
+    try:
+        return tuple(parse(v) for v in values)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def status(
@@ -147,11 +183,8 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show a running node's status."""
-    target = _home(home)
-    url = api or target.read_api_url()
-    if url is None:
-        raise NodeNotRunningError(f"no node is running for home {target.root}")
-    data = fetch_json(url.rstrip("/") + "/fpai/v1/status")
+    url = node_url(home_of(home), api)
+    data = NodeClient(url.rstrip("/")).get("/fpai/v1/status")
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -164,28 +197,10 @@ def status(
         ("uptime", f"{data.get('uptime_s', 0):.0f} s"),
         ("peers", len(data.get("peers") or [])),
         ("registry", f"leader {registry.get('leader') or '-'}, term {registry.get('term', 0)}"),
-        ("models", ", ".join(m.get("id", "?") for m in data.get("models") or []) or "none"),
+        ("models", ", ".join(str(m.get("id", "?")) for m in data.get("models") or []) or "none"),
     ]
     for label, value in rows:
         typer.echo(f"{label:<9}{value}")
-
-
-def fetch_json(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"--api: expected an http:// or https:// URL, got {url!r}")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http only)
-            data = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise NodeNotRunningError(f"{url} answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise NodeNotRunningError(f"no node answers at {url} ({reason})") from None
-    except ValueError:
-        raise NodeNotRunningError(f"{url} did not answer with JSON") from None
-    if not isinstance(data, dict):
-        raise NodeNotRunningError(f"{url} did not answer with a JSON object")
-    return data
 
 
 def register(app: typer.Typer) -> None:

@@ -25,7 +25,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def node(home: Path) -> Iterator[NodeProcess]:
-    with NodeProcess(home, "--api", "127.0.0.1:0") as running:
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model") as running:
         yield running
 
 
@@ -116,7 +116,7 @@ def test_sigint_stops_cleanly(node: NodeProcess) -> None:
 
 
 def test_start_auto_inits_a_missing_home(home: Path) -> None:
-    with NodeProcess(home, "--api", "127.0.0.1:0") as node:
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model") as node:
         assert node.get_json("/fpai/v1/status")["node_id"].startswith("fpn1")
         assert (home / "keys" / "node.key").exists()
         assert node.stop() == 0
@@ -149,7 +149,7 @@ def test_a_port_in_use_is_a_one_line_error(node: NodeProcess, tmp_path: Path) ->
 
 
 def test_a_second_node_on_the_same_home_is_refused(node: NodeProcess) -> None:
-    result = run_cli("start", "--home", str(node.home.root), "--api", "127.0.0.1:0")
+    result = run_cli("start", "--home", str(node.home.root), "--api", "127.0.0.1:0", "--no-model")
     assert "already running" in one_line_error(result)
     assert node.get_json("/healthz") == {"status": "ok"}
 
@@ -168,12 +168,12 @@ def test_request_ids_are_echoed_and_errors_are_openai_shaped(node: NodeProcess) 
         urllib.request.urlopen(node.url + "/nope", timeout=5)
     assert missing.value.code == 404
     body = json.loads(missing.value.read())
-    assert set(body["error"]) == {"message", "type", "code"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
     assert len(missing.value.headers["X-Request-Id"]) == 32
 
 
 def test_logs_carry_node_id_and_request_id(home: Path) -> None:
-    with NodeProcess(home, "--api", "127.0.0.1:0", "--log-level", "debug") as node:
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model", "--log-level", "debug") as node:
         request = urllib.request.Request(node.url + "/healthz", headers={"X-Request-Id": "trace-7"})
         urllib.request.urlopen(request, timeout=5).close()
         node_id = node.get_json("/fpai/v1/status")["node_id"]

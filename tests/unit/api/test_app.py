@@ -6,11 +6,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fpai_node import __version__
 from fpai_node.api.app import NodeInfo, build_app
+from fpai_node.inference.service import InferenceService
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[TestClient[object, object]]:
-    app = build_app(NodeInfo("fpn1" + "a" * 32, "local", time.monotonic() - 2.5))
+    app = build_app(
+        NodeInfo("fpn1" + "a" * 32, "local", time.monotonic() - 2.5),
+        InferenceService([], max_waiting=0),
+    )
     async with TestClient(TestServer(app)) as c:
         yield c
 
@@ -44,7 +48,12 @@ async def test_http_errors_use_the_openai_error_shape(client: TestClient[object,
     missing = await client.get("/v1/nothing")
     assert missing.status == 404
     assert await missing.json() == {
-        "error": {"message": "Not Found", "type": "invalid_request_error", "code": "not_found"}
+        "error": {
+            "message": "Not Found",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "not_found",
+        }
     }
     wrong_method = await client.post("/healthz")
     assert wrong_method.status == 405

@@ -1,0 +1,95 @@
+"""`models` and `chat`: use a running node's OpenAI API from the command line."""
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from fpai_node.cli.client import NodeClient
+from fpai_node.cli.node_cmds import HomeOption, JsonOption, home_of, node_url
+from fpai_node.config import load_settings
+from fpai_node.errors import FpaiError
+
+ApiOption = Annotated[
+    str | None,
+    typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", metavar="KEY", help="Bearer key [default: the home's first api_keys]"
+    ),
+]
+
+
+def _client(home: HomeOption, api: str | None, api_key: str | None) -> NodeClient:
+    target = home_of(home)
+    if api_key is None and target.config_file.exists():
+        keys = load_settings(target.root).api_keys
+        api_key = keys[0] if keys else None
+    return NodeClient(node_url(target, api), api_key)
+
+
+def models(
+    home: HomeOption = None,
+    api: ApiOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the models a running node serves."""
+    data = _client(home, api, api_key).get("/v1/models")["data"]
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        typer.echo("no models")
+        return
+    typer.echo(f"{'MODEL':<32}{'BACKEND':<10}{'CONTEXT':>8}")
+    for model in data:
+        extra: dict[str, Any] = model.get("fpai") or {}
+        context = extra.get("context_length") or "-"
+        typer.echo(f"{model['id']:<32}{extra.get('backend', '-'):<10}{context!s:>8}")
+
+
+def chat(
+    prompt: Annotated[str, typer.Argument(help="What to say to the model")],
+    model: Annotated[
+        str | None, typer.Option("--model", metavar="ID", help="[default: the node's first model]")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="A system message")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Wait for the whole answer")
+    ] = False,
+    home: HomeOption = None,
+    api: ApiOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Ask a running node's model and print the answer as it is generated."""
+    client = _client(home, api, api_key)
+    if model is None:
+        served = client.get("/v1/models")["data"]
+        if not served:
+            raise FpaiError("the node serves no models; pass --model ID of a federation model")
+        model = str(served[0]["id"])
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": not no_stream}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if no_stream:
+        answer = client.post("/v1/chat/completions", body)
+        typer.echo(answer["choices"][0]["message"]["content"])
+        return
+    for event in client.stream("/v1/chat/completions", body):
+        for choice in event.get("choices", []):
+            sys.stdout.write(choice.get("delta", {}).get("content") or "")
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(models)
+    app.command()(chat)

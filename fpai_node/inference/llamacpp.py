@@ -1,0 +1,348 @@
+"""In-process llama.cpp backend (llama-cpp-python) for CPU inference.
+
+Each model gets one generation worker thread (a llama context is not thread-safe) and one for
+embeddings (a second context opened with mean pooling on first use). Tokens cross to the event
+loop through `call_soon_threadsafe`; the loop never waits on llama.cpp.
+The token loop is ours (over `Llama.generate`) so that usage counts are exact and a generation
+stops within one token once its consumer is gone.
+"""
+
+import asyncio
+import codecs
+import math
+import os
+import secrets
+import threading
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+import structlog
+from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+from fpai_node.errors import FpaiError
+from fpai_node.inference.base import (
+    ChatRequest,
+    CompletionRequest,
+    ContextLengthExceeded,
+    Embeddings,
+    Finish,
+    FinishReason,
+    GenerationEvent,
+    InvalidRequest,
+    ModelCard,
+    ModelNotFound,
+    Sampling,
+    TextChunk,
+    Usage,
+)
+from fpai_node.inference.chat_format import ChatFormatter, FormattedPrompt, formatter_for
+
+DEFAULT_CONTEXT = 4096  # tokens per request; capped at the model's training context
+DEFAULT_TEMPERATURE = 0.8  # llama.cpp's own default: varied text without drifting off topic
+DEFAULT_TOP_P = 0.95
+log = structlog.get_logger("fpai.inference.llamacpp")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    id: str
+    path: Path
+
+
+@dataclass
+class _Slot:
+    model: LocalModel
+    llm: Llama
+    formatter: ChatFormatter
+    n_ctx: int
+    generator: ThreadPoolExecutor
+    embedder_pool: ThreadPoolExecutor
+    embedder: Llama | None = None
+    active: set[threading.Event] = field(default_factory=set)
+
+
+class LlamaCppBackend:
+    def __init__(
+        self,
+        models: Sequence[LocalModel],
+        *,
+        context_length: int = DEFAULT_CONTEXT,
+        threads: int | None = None,
+    ) -> None:
+        self._specs = list(models)
+        self._context_length = context_length
+        self._threads = threads or os.cpu_count() or 1
+        self._slots: dict[str, _Slot] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for spec in self._specs:
+            generator = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{spec.id}")
+            llm = await loop.run_in_executor(generator, self._load, spec)
+            formatter, template = formatter_for(llm)
+            n_ctx = llm.n_ctx()
+            self._slots[spec.id] = _Slot(
+                spec,
+                llm,
+                formatter,
+                n_ctx,
+                generator,
+                ThreadPoolExecutor(1, thread_name_prefix=f"embed-{spec.id}"),
+            )
+            log.info(
+                "model loaded",
+                model=spec.id,
+                path=str(spec.path),
+                n_ctx=n_ctx,
+                chat_template=template,
+                threads=self._threads,
+            )
+
+    def _load(self, spec: LocalModel, **extra: Any) -> Llama:
+        train_ctx = _training_context(spec.path)
+        n_ctx = min(self._context_length, train_ctx) if train_ctx else self._context_length
+        try:
+            return Llama(
+                model_path=str(spec.path),
+                n_ctx=n_ctx,
+                n_threads=self._threads,
+                verbose=False,
+                **extra,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise FpaiError(f"cannot load model {spec.id} from {spec.path}: {exc}") from None
+
+    async def close(self) -> None:
+        slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            for cancelled in list(slot.active):
+                cancelled.set()
+        loop = asyncio.get_running_loop()
+        for slot in slots:
+            # Workers stop within one token once cancelled; wait for them off the loop.
+            await loop.run_in_executor(None, _shutdown, slot)
+
+    def models(self) -> Sequence[ModelCard]:
+        return [
+            ModelCard(s.model.id, "llamacpp", context_length=s.n_ctx, capacity=1)
+            for s in self._slots.values()
+        ]
+
+    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
+        slot = self._slot(request.model)
+
+        def prompt() -> FormattedPrompt:
+            return slot.formatter(request.messages)
+
+        return self._generate(slot, prompt, request.sampling)
+
+    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
+        slot = self._slot(request.model)
+        return self._generate(slot, lambda: FormattedPrompt(request.prompt, ()), request.sampling)
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
+        slot = self._slot(model)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(slot.embedder_pool, self._embed, slot, list(inputs))
+
+    def _slot(self, model: str) -> _Slot:
+        try:
+            return self._slots[model]
+        except KeyError:
+            raise ModelNotFound(f"model {model!r} is not served here") from None
+
+    async def _generate(
+        self, slot: _Slot, build_prompt: Callable[[], FormattedPrompt], sampling: Sampling
+    ) -> AsyncGenerator[GenerationEvent, None]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: GenerationEvent | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancelled.set()
+
+        slot.active.add(cancelled)
+        loop.run_in_executor(slot.generator, _run, slot, build_prompt, sampling, emit, cancelled)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finish):
+                    return
+        finally:
+            cancelled.set()
+            slot.active.discard(cancelled)
+
+    def _embed(self, slot: _Slot, inputs: list[str]) -> Embeddings:
+        if slot.embedder is None:
+            slot.embedder = self._load(
+                slot.model, embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN
+            )
+        embedder = slot.embedder
+        limit = embedder.n_ctx()
+        for index, text in enumerate(inputs):
+            n = len(embedder.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+            if n > limit:
+                raise ContextLengthExceeded(
+                    f"input[{index}] has {n} tokens; model {slot.model.id} embeds at most {limit}"
+                )
+        result = embedder.create_embedding(inputs)
+        vectors = [_normalised(item["embedding"]) for item in result["data"]]
+        return Embeddings(vectors, int(result["usage"]["prompt_tokens"]))
+
+
+def _run(
+    slot: _Slot,
+    build_prompt: Callable[[], FormattedPrompt],
+    sampling: Sampling,
+    emit: Callable[[GenerationEvent | BaseException], None],
+    cancelled: threading.Event,
+) -> None:
+    """One generation, on the model's worker thread. Every outcome reaches `emit`; a cancelled
+    generation stops at the next token and emits nothing more."""
+    try:
+        if cancelled.is_set():
+            return
+        formatted = build_prompt()
+        llm = slot.llm
+        tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=True, special=True)
+        max_tokens = _budget(len(tokens), sampling.max_tokens, slot)
+        if sampling.seed is None:
+            llm.set_seed(secrets.randbits(32))
+        else:
+            # Reusing a cached prompt prefix evaluates fewer tokens per batch, which shifts the
+            # logits slightly: a seeded request evaluates its whole prompt to be reproducible.
+            llm.set_seed(sampling.seed & 0xFFFFFFFF)
+            llm.reset()  # type: ignore[no-untyped-call]
+        text = _StopScanner((*formatted.stop, *sampling.stop))
+        generated, reason = 0, "length"
+        tokens_out = llm.generate(
+            tokens,
+            temp=DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature,
+            top_p=DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p,
+        )
+        try:
+            for token in tokens_out:
+                if cancelled.is_set():
+                    return
+                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    reason = "stop"
+                    break
+                generated += 1
+                ready, stopped = text.feed(llm.detokenize([token]))
+                if ready:
+                    emit(TextChunk(ready))
+                if stopped:
+                    reason = "stop"
+                    break
+                if generated >= max_tokens:
+                    break
+        finally:
+            tokens_out.close()
+        if rest := text.flush(stopped=reason == "stop"):
+            emit(TextChunk(rest))
+        emit(Finish(cast(FinishReason, reason), Usage(len(tokens), generated)))
+    except (ContextLengthExceeded, InvalidRequest) as exc:
+        emit(exc)
+    except ValueError as exc:  # llama-cpp-python reports bad requests as ValueError
+        emit(InvalidRequest(str(exc)))
+    except Exception as exc:  # surfaced to the one request it belongs to, not the worker
+        log.exception("generation failed", model=slot.model.id)
+        emit(exc)
+
+
+class _StopScanner:
+    """Decodes token bytes incrementally (a UTF-8 character may span tokens) and holds back any
+    tail that could be the start of a stop sequence, so a stop sequence is never emitted."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = ""
+
+    def feed(self, piece: bytes) -> tuple[str, bool]:
+        self._pending += self._decoder.decode(piece)
+        # The stop that completes first wins, as it would token by token: chunking never matters.
+        hits = [(i + len(s), i) for s in self._stops if (i := self._pending.find(s)) >= 0]
+        if hits:
+            ready, self._pending = self._pending[: min(hits)[1]], ""
+            return ready, True
+        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
+        cut = len(self._pending) - keep
+        ready, self._pending = self._pending[:cut], self._pending[cut:]
+        return ready, False
+
+    def flush(self, *, stopped: bool) -> str:
+        """What is still held back once generation ended; nothing after a stop sequence."""
+        rest = "" if stopped else self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return rest
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+def _budget(prompt_tokens: int, max_tokens: int | None, slot: _Slot) -> int:
+    """OpenAI semantics: a prompt plus max_tokens beyond the context is a 400, not a silent cut."""
+    room = slot.n_ctx - prompt_tokens
+    if room <= 0:
+        raise ContextLengthExceeded(
+            f"the prompt has {prompt_tokens} tokens; model {slot.model.id} has a context of "
+            f"{slot.n_ctx}"
+        )
+    if max_tokens is None:
+        return room
+    if max_tokens > room:
+        raise ContextLengthExceeded(
+            f"the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the "
+            f"context of model {slot.model.id} ({slot.n_ctx} tokens)"
+        )
+    return max_tokens
+
+
+def _normalised(vector: Sequence[float] | Sequence[Sequence[float]]) -> list[float]:
+    """L2-normalised, as OpenAI returns them; per-token vectors (no pooling) are averaged."""
+    array: npt.NDArray[np.float64] = np.asarray(vector, dtype=np.float64)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    norm = math.sqrt(float(array @ array))
+    return (array / norm).tolist() if norm else array.tolist()  # type: ignore[no-any-return]
+
+
+def _training_context(path: Path) -> int | None:
+    """The context length the model was trained with, read from GGUF metadata without loading
+    the weights (vocab_only)."""
+    try:
+        probe = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError):
+        return None
+    try:
+        arch = probe.metadata.get("general.architecture", "")
+        value = probe.metadata.get(f"{arch}.context_length")
+        return int(value) if value else None
+    finally:
+        probe.close()
+
+
+def _shutdown(slot: _Slot) -> None:
+    slot.generator.shutdown(wait=True)
+    slot.embedder_pool.shutdown(wait=True)
+    slot.llm.close()
+    if slot.embedder is not None:
+        slot.embedder.close()

@@ -1,0 +1,64 @@
+"""All of a node's backends behind one lookup by model id, each model with its admission queue."""
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from fpai_node.errors import ConfigError, FpaiError
+from fpai_node.inference.admission import Admission
+from fpai_node.inference.base import Backend, InferenceError, ModelCard, ModelNotFound
+
+log = structlog.get_logger("fpai.inference")
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    card: ModelCard
+    backend: Backend
+    admission: Admission
+
+
+class InferenceService:
+    def __init__(self, backends: Sequence[Backend], *, max_waiting: int) -> None:
+        self._backends = list(backends)
+        self._max_waiting = max_waiting
+        self._models: dict[str, ServedModel] = {}
+
+    async def start(self) -> None:
+        """Start every backend; if one fails, stop those already started and re-raise."""
+        started: list[Backend] = []
+        try:
+            for backend in self._backends:
+                await backend.start()
+                started.append(backend)
+                for card in backend.models():
+                    if card.id in self._models:
+                        raise ConfigError(f"model id {card.id!r} is served by two backends")
+                    self._models[card.id] = ServedModel(
+                        card, backend, Admission(card.id, card.capacity, self._max_waiting)
+                    )
+        except BaseException as exc:
+            await asyncio.gather(*(b.close() for b in started), return_exceptions=True)
+            self._models.clear()
+            if isinstance(exc, InferenceError):  # e.g. vLLM missing, upstream down: one line
+                raise FpaiError(f"cannot start inference: {exc}") from None
+            raise
+
+    async def close(self) -> None:
+        self._models.clear()
+        results = await asyncio.gather(*(b.close() for b in self._backends), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("backend did not close cleanly", error=str(result))
+
+    def models(self) -> list[ServedModel]:
+        return list(self._models.values())
+
+    def get(self, model: str) -> ServedModel:
+        try:
+            return self._models[model]
+        except KeyError:
+            known = ", ".join(sorted(self._models)) or "none"
+            raise ModelNotFound(f"model {model!r} is not served here (models: {known})") from None
