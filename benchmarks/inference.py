@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/inference.py [--tokens 64] [--rounds 3] [--threads 2]
 
 Both sides load the bundled Gemma 3 270M with the same context and thread count, and run the
-same prompts with the same seed, one at a time. The direct side is llama-cpp-python's own
+same prompts with the same seed, one request at a time, interleaved (direct, node streaming,
+node non-streaming, next prompt...). The direct side is llama-cpp-python's own
 `create_completion(stream=True)` in this process; the node side is a real `fpai-node start`
-process, asked over HTTP (streaming SSE and non-streaming JSON). The two never run at the same
-time, so they never share the CPU. Tokens/s counts completion tokens (each side's own usage
+process, asked over HTTP (streaming SSE and non-streaming JSON). Only one of them generates at
+any moment, so they never share the CPU. Tokens/s counts completion tokens (each side's own usage
 count) over wall time from request to last token. `node/direct` is the throughput ratio: 1.00
 means the node costs nothing; the goal is above 0.95.
 """
@@ -33,66 +34,53 @@ PROMPTS = [
 MODEL = "gemma-3-270m"
 
 
-def direct(model: Path, args: argparse.Namespace) -> list[tuple[float, float, int]]:
-    llm = Llama(model_path=str(model), n_ctx=512, n_threads=args.threads, verbose=False)
-    results = []
-    for _ in range(args.rounds):
-        for prompt in PROMPTS:
-            started = time.perf_counter()
-            first = 0.0
-            tokens = 0
-            for chunk in llm.create_completion(
-                prompt, max_tokens=args.tokens, stream=True, seed=1, temperature=0.8
-            ):
-                if chunk["choices"][0]["text"] and not first:  # type: ignore[index]
-                    first = time.perf_counter() - started
-                tokens += 1
-            total = time.perf_counter() - started
-            results.append((first, total, tokens - 1))  # the last chunk carries finish_reason
-    llm.close()
-    return results
+Sample = tuple[float, float, int]  # time to first token, total seconds, completion tokens
 
 
-def via_node(url: str, args: argparse.Namespace, stream: bool) -> list[tuple[float, float, int]]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=120)
-    results = []
-    for _ in range(args.rounds):
-        for prompt in PROMPTS:
-            body = {
-                "model": MODEL,
-                "prompt": prompt,
-                "max_tokens": args.tokens,
-                "seed": 1,
-                "temperature": 0.8,
-                "stream": stream,
-            }
-            if stream:
-                body["stream_options"] = {"include_usage": True}
-            started = time.perf_counter()
-            conn.request(
-                "POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"}
-            )
-            response = conn.getresponse()
-            first, tokens = 0.0, 0
-            if stream:
-                for raw in response:
-                    line = raw.strip()
-                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                        continue
-                    event = json.loads(line[6:])
-                    if event["choices"] and event["choices"][0]["text"] and not first:
-                        first = time.perf_counter() - started
-                    if event.get("usage"):
-                        tokens = event["usage"]["completion_tokens"]
-            else:
-                answer = json.loads(response.read())
+def direct(llm: Llama, prompt: str, tokens: int) -> Sample:
+    started = time.perf_counter()
+    first = 0.0
+    chunks = 0
+    for chunk in llm.create_completion(
+        prompt, max_tokens=tokens, stream=True, seed=1, temperature=0.8
+    ):
+        if chunk["choices"][0]["text"] and not first:  # type: ignore[index]
+            first = time.perf_counter() - started
+        chunks += 1
+    # One chunk per token, plus the last one that carries finish_reason.
+    return first, time.perf_counter() - started, chunks - 1
+
+
+def via_node(conn: http.client.HTTPConnection, prompt: str, tokens: int, stream: bool) -> Sample:
+    body: dict[str, object] = {
+        "model": MODEL,
+        "prompt": prompt,
+        "max_tokens": tokens,
+        "seed": 1,
+        "temperature": 0.8,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    started = time.perf_counter()
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    first, count = 0.0, 0
+    if stream:
+        for raw in response:
+            line = raw.strip()
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event["choices"] and event["choices"][0]["text"] and not first:
                 first = time.perf_counter() - started
-                tokens = answer["usage"]["completion_tokens"]
-            total = time.perf_counter() - started
-            results.append((first, total, tokens))
-    conn.close()
-    return results
+            if event.get("usage"):
+                count = event["usage"]["completion_tokens"]
+    else:
+        answer = json.loads(response.read())
+        first = time.perf_counter() - started
+        count = answer["usage"]["completion_tokens"]
+    return first, time.perf_counter() - started, count
 
 
 def summary(results: list[tuple[float, float, int]]) -> tuple[float, float]:
@@ -107,9 +95,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    results: dict[str, list[Sample]] = {"direct": [], "stream": [], "whole": []}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(bundled.assemble(Path(tmp) / bundled.MODEL_NAME))
-        direct_tps, direct_ttft = summary(direct(model, args))
+        llm = Llama(model_path=str(model), n_ctx=512, n_threads=args.threads, verbose=False)
         env = {"FPAI_CONTEXT_LENGTH": "512", "FPAI_THREADS": str(args.threads)}
         node_args = (
             "--api",
@@ -120,14 +109,27 @@ def main() -> None:
             "warning",
         )
         with NodeProcess(Path(tmp) / "home", *node_args, env=env) as node:
-            via_node(node.url, argparse.Namespace(**{**vars(args), "rounds": 1}), True)  # warm-up
-            stream_tps, stream_ttft = summary(via_node(node.url, args, stream=True))
-            whole_tps, _ = summary(via_node(node.url, args, stream=False))
+            host, port = node.url.removeprefix("http://").split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            for prompt in PROMPTS:  # warm-up: first-touch page faults, allocator growth
+                direct(llm, prompt, 8)
+                via_node(conn, prompt, 8, stream=True)
+            # Interleaved request by request, so drift (heat, other load) hits every path alike.
+            for _ in range(args.rounds):
+                for prompt in PROMPTS:
+                    results["direct"].append(direct(llm, prompt, args.tokens))
+                    results["stream"].append(via_node(conn, prompt, args.tokens, stream=True))
+                    results["whole"].append(via_node(conn, prompt, args.tokens, stream=False))
+            conn.close()
             node.stop()
+        llm.close()
+    direct_tps, direct_ttft = summary(results["direct"])
+    stream_tps, stream_ttft = summary(results["stream"])
+    whole_tps, _ = summary(results["whole"])
     runs = len(PROMPTS) * args.rounds
     print(
         f"inference benchmark: bundled Gemma 3 270M Q4_K_M, {args.threads} threads, "
-        f"{args.tokens} max tokens, {runs} requests per row"
+        f"{args.tokens} max tokens, {runs} requests per row, interleaved"
     )
     print(f"{'path':<24}{'tokens/s':>10}{'ratio':>8}{'TTFT p50 ms':>13}")
     print("-" * 55)

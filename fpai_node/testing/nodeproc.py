@@ -3,10 +3,13 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -84,6 +87,26 @@ class NodeProcess:
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:  # noqa: S310
             return json.loads(r.read())
+
+    @contextmanager
+    def streaming(self, path: str, body: dict[str, Any], events: int = 1) -> Iterator[None]:
+        """Hold a streaming request open until the block ends, then leave without reading on,
+        as a client that disconnects would. Yields once `events` SSE events have arrived."""
+        data = json.dumps({**body, "stream": True}).encode()
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as conn:
+            conn.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            received = b""
+            while received.count(b"data: ") < events:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    raise ConnectionError(f"the node closed the stream early: {received[-300:]!r}")
+                received += chunk
+            yield
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Signal the node and wait for it; kill it if it overstays. Returns the exit code."""

@@ -4,8 +4,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +28,10 @@ def request(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, 
         return exc.code, json.loads(exc.read()), exc.headers
 
 
-@contextmanager
-def generating(node: NodeProcess, max_tokens: int = 400) -> Iterator[None]:
+def generating(node: NodeProcess, max_tokens: int = 400) -> AbstractContextManager[None]:
     """Hold the model busy with a streaming request until the block ends."""
-    body = json.dumps(
-        {"model": MODEL, "prompt": "A long story:", "max_tokens": max_tokens, "stream": True}
-    ).encode()
-    host, port = node.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        received = b""
-        while b"data: " not in received:
-            received += conn.recv(4096)
-        yield
+    body = {"model": MODEL, "prompt": "A long story:", "max_tokens": max_tokens}
+    return node.streaming("/v1/completions", body)
 
 
 def test_api_keys_guard_v1_but_not_health(gguf_model: Path, tmp_path: Path) -> None:

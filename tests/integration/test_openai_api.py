@@ -2,7 +2,6 @@
 
 import base64
 import json
-import socket
 import struct
 import time
 import urllib.error
@@ -194,19 +193,10 @@ def test_openai_client_raises_typed_errors(client: openai.OpenAI) -> None:
 
 
 def test_a_client_that_leaves_mid_stream_frees_the_model(node: NodeProcess) -> None:
-    body = json.dumps(
-        {"model": MODEL, "prompt": "A very long story:", "max_tokens": 400, "stream": True}
-    ).encode()
-    host, port = node.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        received = b""
-        while received.count(b"data: ") < 3:  # a few tokens have arrived: generation is running
-            received += conn.recv(4096)
+    body = {"model": MODEL, "prompt": "A very long story:", "max_tokens": 400}
+    with node.streaming("/v1/completions", body, events=3):  # tokens flow: generation is running
+        (model,) = node.get_json("/fpai/v1/status")["models"]
+        assert model["running"] == 1
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         (model,) = node.get_json("/fpai/v1/status")["models"]
