@@ -1,8 +1,15 @@
 """Fixtures shared by every test directory."""
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI replays the same examples every run, so a red build always reproduces; developers' runs
+# explore new examples (and the fuzz step explores in CI).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @pytest.fixture(scope="session")

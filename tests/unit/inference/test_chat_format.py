@@ -271,7 +271,10 @@ def _scan(data: bytes, stop: str, cuts: list[int]) -> str:
     return "".join(out)
 
 
-ALPHABET = st.sampled_from("ab<>/\n \u00e9\u20ac\U0001f600") | st.characters()
+# Generated text is what a model's bytes decode to: no lone surrogates (category Cs).
+ALPHABET = st.sampled_from("ab<>/\n \u00e9\u20ac\U0001f600") | st.characters(
+    exclude_categories=["Cs"]
+)
 
 
 @settings(max_examples=300, deadline=None)
