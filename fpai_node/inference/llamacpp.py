@@ -9,6 +9,7 @@ stops within one token once its consumer is gone.
 
 import asyncio
 import codecs
+import ctypes
 import math
 import os
 import secrets
@@ -47,6 +48,20 @@ DEFAULT_CONTEXT = 4096  # tokens per request; capped at the model's training con
 DEFAULT_TEMPERATURE = 0.8  # llama.cpp's own default: varied text without drifting off topic
 DEFAULT_TOP_P = 0.95
 log = structlog.get_logger("fpai.inference.llamacpp")
+_GGML_LOG_WARN, _GGML_LOG_ERROR = 3, 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp prints its own lines to stderr, breaking JSON logs: route its warnings (mostly
+    notes about context sizes) to debug and its errors to warnings, as structured events."""
+    if level == _GGML_LOG_ERROR:
+        log.warning("llama.cpp", message=text.decode("utf-8", "replace").strip())
+    elif level == _GGML_LOG_WARN:
+        log.debug("llama.cpp", message=text.decode("utf-8", "replace").strip())
+
+
+llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
 
 
 @dataclass(frozen=True, slots=True)

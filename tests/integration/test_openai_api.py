@@ -220,3 +220,12 @@ def test_cli_models_and_chat(node: NodeProcess) -> None:
     unknown = run_cli("chat", "Hello", "--home", home, "--model", "nope")
     assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_every_log_line_is_json(node: NodeProcess) -> None:
+    """Runs last in this module: by now llama.cpp has loaded both contexts and generated, and
+    none of its own stderr chatter may break the JSON log stream."""
+    lines = node.log().splitlines()
+    assert lines
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
