@@ -1,6 +1,6 @@
 """Node identity: Ed25519 keys and the node ids derived from them (specs/0001-identity.md)."""
 
-from fpai_node.identity.keys import NodeKey, load_or_create_key
+from fpai_node.identity.keys import NodeKey
 from fpai_node.identity.nodeid import (
     NODE_ID_LENGTH,
     NODE_ID_PREFIX,
@@ -13,6 +13,5 @@ __all__ = [
     "NODE_ID_PREFIX",
     "NodeKey",
     "is_node_id",
-    "load_or_create_key",
     "node_id_from_public_key",
 ]

@@ -85,12 +85,3 @@ class NodeKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise IdentityError(f"node key {path} is not an Ed25519 key")
         return cls.from_private_key(key)
-
-
-def load_or_create_key(path: Path) -> tuple[NodeKey, bool]:
-    """Load the key at `path`, creating one if none exists; the flag says it was created."""
-    if path.exists():
-        return NodeKey.load(path), False
-    key = NodeKey.generate()
-    key.save(path)
-    return key, True

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fpai_node.errors import IdentityError
-from fpai_node.identity import NodeKey, is_node_id, load_or_create_key, node_id_from_public_key
+from fpai_node.identity import NodeKey, is_node_id, node_id_from_public_key
 
 
 def test_node_id_is_the_written_rule() -> None:
@@ -99,11 +99,3 @@ def test_load_missing_corrupt_and_foreign_keys(tmp_path: Path) -> None:
     foreign.chmod(0o600)
     with pytest.raises(IdentityError, match="not an Ed25519 key"):
         NodeKey.load(foreign)
-
-
-def test_load_or_create(tmp_path: Path) -> None:
-    path = tmp_path / "node.key"
-    first, created = load_or_create_key(path)
-    again, created_again = load_or_create_key(path)
-    assert (created, created_again) == (True, False)
-    assert first.node_id == again.node_id
