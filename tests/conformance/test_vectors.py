@@ -130,5 +130,9 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             prefix = first.rsplit("-", 1)[0]
             low, high = int(first.rsplit("-", 1)[1]), int(last.rsplit("-", 1)[1])
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
-        cited |= set(re.findall(r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG)-\d+)\b", text))
+        cited |= set(
+            re.findall(
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP)-\d+)\b", text
+            )
+        )
     assert cited - anchors == set()
