@@ -1,0 +1,578 @@
+"""SWIM-style membership, failure detection and signed capability announcements
+(specs/0004-gossip.md). Pure: time is an argument, randomness an injected `random.Random`, and
+every effect is a returned `Outgoing` for the I/O shell to seal and send.
+"""
+
+import heapq
+import random
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from fpai_node.gossip.messages import (
+    ANNOUNCE,
+    ANNOUNCE_TYPES,
+    NONCE_LENGTH,
+    Ack,
+    Announcement,
+    AnnouncementItem,
+    Capabilities,
+    GossipMessage,
+    Hardware,
+    Piggyback,
+    Ping,
+    PingReq,
+    Push,
+    Rumor,
+    Status,
+    Sync,
+    SyncReply,
+)
+from fpai_node.identity.keys import NodeKey
+from fpai_node.wire.envelope import PROTOCOL_VERSION, open_envelope, seal
+from fpai_node.wire.errors import WireError
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    """Timers and limits; the rationale of each default is in specs/0004-gossip.md section 6."""
+
+    address: str  # this node's peer address, as others dial it
+    probe_interval_ms: int = 1_000  # one protocol period, the simulator's "round"
+    ping_timeout_ms: int = 300  # well above a WAN round trip, well below the period
+    indirect_probes: int = 3  # k helpers: one slow link alone never causes a suspicion
+    suspicion_mult: int = 1  # suspicion lasts mult * ceil(log2(N+1)) periods
+    retransmit_mult: int = 2  # each rumor is piggybacked mult * ceil(log2(N+1)) times
+    max_rumors: int = 8  # per message: keeps a ping far below one MTU-sized burst
+    max_announcements: int = 4  # per message: announcements are ~0.5 KiB each
+    sync_interval_ms: int = 30_000  # full-state push-pull is O(N) bytes: a repair, not the path
+    announce_lifetime_ms: int = 600_000  # the envelope maximum (VERIFY-8)
+    announce_refresh_ms: int = 300_000  # re-sign at half the lifetime: never seen expired
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for the shell to seal and send; `to` is a node id, or an address on join."""
+
+    to: str
+    message: GossipMessage
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAnnouncement:
+    announcement: Announcement
+    item: AnnouncementItem
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    node_id: str
+    address: str
+    status: Status
+    incarnation: int
+    announcement: Announcement | None
+
+
+@dataclass(slots=True)
+class GossipStats:
+    """Counters for metrics and tests: state transitions seen and announcements handled."""
+
+    suspicions: int = 0
+    deaths: int = 0
+    refutations: int = 0
+    announcements_accepted: int = 0
+    announcements_stale: int = 0
+    announcements_rejected: int = 0
+
+
+@dataclass(slots=True)
+class _Member:
+    node_id: str
+    address: str
+    incarnation: int
+    status: Status
+    announcement: VerifiedAnnouncement | None = None
+
+
+@dataclass(slots=True)
+class _Probe:
+    target: str
+    nonce: bytes
+    sent_ms: int
+    indirect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    requester: str
+    nonce: bytes
+    expires_ms: int
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Queued(Generic[_T]):
+    item: _T
+    remaining: int
+
+
+_LIVE = frozenset({Status.ALIVE, Status.SUSPECT})
+_NO_HARDWARE = Hardware("", "", 0)
+
+
+@dataclass(slots=True)
+class _Timers:
+    next_probe_ms: int
+    next_sync_ms: int
+
+
+class GossipNode:
+    """One node's view of the federation and the protocol that keeps it current."""
+
+    def __init__(self, key: NodeKey, config: GossipConfig, rng: random.Random) -> None:
+        self.node_id = key.node_id
+        self.stats = GossipStats()
+        self._key = key
+        self._config = config
+        self._rng = rng
+        self._incarnation = 0
+        self._members: dict[str, _Member] = {}
+        self._live = 0  # members alive or suspect, kept in step with _members
+        self._suspects: dict[str, int] = {}  # node id -> when the suspicion started
+        self._rumors: dict[str, _Queued[Rumor]] = {}
+        self._outbox: dict[str, _Queued[AnnouncementItem]] = {}
+        self._own: VerifiedAnnouncement | None = None
+        self._own_signed_ms = 0
+        self._probe: _Probe | None = None
+        self._probe_order: list[str] = []
+        self._relays: dict[bytes, _Relay] = {}
+        self._timers: _Timers | None = None
+        self._left = False
+
+    # Read-only views
+
+    @property
+    def config(self) -> GossipConfig:
+        return self._config
+
+    @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    @property
+    def own_announcement(self) -> Announcement | None:
+        return None if self._own is None else self._own.announcement
+
+    def members(self) -> dict[str, MemberView]:
+        """Every other node this one knows, in any state."""
+        return {node_id: _view(m) for node_id, m in self._members.items()}
+
+    def member(self, node_id: str) -> MemberView | None:
+        m = self._members.get(node_id)
+        return None if m is None else _view(m)
+
+    # Commands
+
+    def join(self, bootstrap_addresses: list[str]) -> list[Outgoing]:
+        """GOSSIP-20: push-pull with each bootstrap address to learn the whole table."""
+        sync = self._sync_request()
+        return [Outgoing(a, sync) for a in bootstrap_addresses if a != self._config.address]
+
+    def announce(self, capabilities: Capabilities, now_ms: int) -> None:
+        """Publish new capabilities: a fresh version, signed, queued for dissemination."""
+        self._publish(capabilities, left=False, now_ms=now_ms)
+
+    def leave(self, now_ms: int) -> list[Outgoing]:
+        """GOSSIP-15: sign a `left` announcement, push it to a few members, go quiet."""
+        caps = self._own.announcement.capabilities if self._own else self._default_capabilities()
+        push = Push(Piggyback(announcements=(self._publish(caps, left=True, now_ms=now_ms),)))
+        alive = self._ids_with(Status.ALIVE)
+        fanout = self._rng.sample(alive, min(len(alive), self._retransmit_limit()))
+        self._left = True
+        return [Outgoing(node_id, push) for node_id in fanout]
+
+    def tick(self, now_ms: int) -> list[Outgoing]:
+        """Advance the timers: expire suspicions, finish or start a probe, maybe sync."""
+        if self._left:
+            return []
+        timers = self._timers_at(now_ms)
+        self._expire_suspicions(now_ms)
+        self._expire_relays(now_ms)
+        out = self._advance_probe(now_ms)
+        if now_ms >= timers.next_probe_ms:
+            timers.next_probe_ms = _next_slot(timers.next_probe_ms, now_ms, self._probe_period)
+            out += self._start_probe(now_ms)
+        if now_ms >= timers.next_sync_ms:
+            timers.next_sync_ms = _next_slot(
+                timers.next_sync_ms, now_ms, self._config.sync_interval_ms
+            )
+            out += self._start_sync()
+        if self._own and now_ms >= self._own_signed_ms + self._config.announce_refresh_ms:
+            self._publish(self._own.announcement.capabilities, left=False, now_ms=now_ms)
+        return out
+
+    def receive(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
+        """Handle a hop message whose envelope the shell has verified as coming from `sender`."""
+        if self._left:
+            return []
+        match message:
+            case Ping(nonce, piggyback):
+                self._absorb(piggyback, now_ms)
+                return [Outgoing(sender, Ack(nonce, self._piggyback(sender)))]
+            case Ack(nonce, piggyback):
+                self._absorb(piggyback, now_ms)
+                return self._on_ack(nonce)
+            case PingReq(nonce, target, target_address, piggyback):
+                self._absorb(piggyback, now_ms)
+                to = target if target in self._members else target_address
+                return self._relay_ping(sender, nonce, to, now_ms)
+            case Sync(members, digest):
+                self._merge_members(sender, members, now_ms)
+                return [Outgoing(sender, self._sync_reply(digest, now_ms))]
+            case SyncReply(members, announcements, want):
+                self._merge_members(sender, members, now_ms)
+                for item in announcements:
+                    self._accept_announcement(item, now_ms)
+                return self._answer_want(sender, want, now_ms)
+            case Push(piggyback):
+                self._absorb(piggyback, now_ms)
+                return []
+
+    # Failure detection (GOSSIP-11..14)
+
+    @property
+    def _probe_period(self) -> int:
+        return self._config.probe_interval_ms
+
+    def _timers_at(self, now_ms: int) -> _Timers:
+        """Start timers at a random phase so that nodes started together do not probe in step."""
+        if self._timers is None:
+            self._timers = _Timers(
+                now_ms + self._rng.randrange(self._probe_period),
+                now_ms + self._rng.randrange(self._config.sync_interval_ms),
+            )
+        return self._timers
+
+    def _start_probe(self, now_ms: int) -> list[Outgoing]:
+        target = self._next_probe_target()
+        if target is None:
+            return []
+        nonce = self._rng.randbytes(NONCE_LENGTH)
+        self._probe = _Probe(target, nonce, now_ms)
+        return [Outgoing(target, Ping(nonce, self._piggyback(target)))]
+
+    def _next_probe_target(self) -> str | None:
+        """Round-robin over a shuffled member list: every member is probed once per pass."""
+        while True:
+            if not self._probe_order:
+                self._probe_order = self._ids_with(Status.ALIVE, Status.SUSPECT)
+                if not self._probe_order:
+                    return None
+                self._rng.shuffle(self._probe_order)
+            node_id = self._probe_order.pop()
+            member = self._members.get(node_id)
+            if member is not None and member.status in _LIVE:
+                return node_id
+
+    def _advance_probe(self, now_ms: int) -> list[Outgoing]:
+        probe = self._probe
+        if probe is None:
+            return []
+        if now_ms >= probe.sent_ms + self._probe_period:
+            self._probe = None
+            self._suspect(probe.target, now_ms)
+            return []
+        if not probe.indirect and now_ms >= probe.sent_ms + self._config.ping_timeout_ms:
+            probe.indirect = True
+            return self._ping_requests(probe)
+        return []
+
+    def _ping_requests(self, probe: _Probe) -> list[Outgoing]:
+        """GOSSIP-11: a second direct ping plus k indirect ones through random helpers."""
+        target = self._members[probe.target]
+        helpers = [i for i in self._ids_with(Status.ALIVE) if i != probe.target]
+        chosen = self._rng.sample(helpers, min(len(helpers), self._config.indirect_probes))
+        retry = Outgoing(target.node_id, Ping(probe.nonce, self._piggyback(target.node_id)))
+        return [
+            retry,
+            *(
+                Outgoing(
+                    h, PingReq(probe.nonce, target.node_id, target.address, self._piggyback(h))
+                )
+                for h in chosen
+            ),
+        ]
+
+    def _on_ack(self, nonce: bytes) -> list[Outgoing]:
+        if self._probe is not None and self._probe.nonce == nonce:
+            self._probe = None
+        relay = self._relays.pop(nonce, None)
+        if relay is None:
+            return []
+        return [Outgoing(relay.requester, Ack(relay.nonce, self._piggyback(relay.requester)))]
+
+    def _relay_ping(self, requester: str, nonce: bytes, to: str, now_ms: int) -> list[Outgoing]:
+        """GOSSIP-11: ping `to` (a member's id, else the address the requester gave)."""
+        own_nonce = self._rng.randbytes(NONCE_LENGTH)
+        self._relays[own_nonce] = _Relay(requester, nonce, now_ms + self._probe_period)
+        return [Outgoing(to, Ping(own_nonce, self._piggyback(to)))]
+
+    def _expire_relays(self, now_ms: int) -> None:
+        expired = [n for n, r in self._relays.items() if r.expires_ms <= now_ms]
+        for nonce in expired:
+            del self._relays[nonce]
+
+    def _suspect(self, node_id: str, now_ms: int) -> None:
+        member = self._members.get(node_id)
+        if member is not None and member.status is Status.ALIVE:
+            self._set_status(member, Status.SUSPECT, now_ms)
+            self._queue_rumor(member)
+
+    def _expire_suspicions(self, now_ms: int) -> None:
+        timeout = self._config.suspicion_mult * self._log_n() * self._probe_period
+        expired = [i for i, since in self._suspects.items() if now_ms >= since + timeout]
+        for node_id in expired:
+            member = self._members[node_id]
+            self._set_status(member, Status.DEAD, now_ms)
+            self._queue_rumor(member)
+
+    # Membership (GOSSIP-9, GOSSIP-10, GOSSIP-12)
+
+    def _merge_members(self, sender: str, members: tuple[Rumor, ...], now_ms: int) -> None:
+        """Anti-entropy: apply a member list; only the sender's claim about itself spreads."""
+        for rumor in members:
+            self._apply_rumor(rumor, now_ms, spread=rumor.node_id == sender)
+
+    def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
+        if rumor.node_id == self.node_id:
+            self._refute(rumor)
+            return
+        member = self._members.get(rumor.node_id)
+        if member is None:
+            if rumor.status is Status.DEAD:
+                return
+            member = self._add_member(rumor.node_id, rumor.address, rumor.incarnation)
+            self._set_status(member, rumor.status, now_ms)
+        elif not _supersedes(rumor, member):
+            return
+        else:
+            member.incarnation = rumor.incarnation
+            member.address = rumor.address
+            self._set_status(member, rumor.status, now_ms)
+        if spread:
+            self._queue_rumor(member)
+
+    def _refute(self, rumor: Rumor) -> None:
+        """GOSSIP-12: a claim about this node at its own incarnation or above is answered
+        by a higher incarnation, spread as an alive rumor."""
+        if self._left or rumor.incarnation < self._incarnation:
+            return
+        if rumor.status is Status.ALIVE and rumor.incarnation == self._incarnation:
+            return
+        self._incarnation = rumor.incarnation + 1
+        self.stats.refutations += 1
+        me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
+        self._rumors[self.node_id] = _Queued(me, self._retransmit_limit())
+
+    def _add_member(self, node_id: str, address: str, incarnation: int) -> _Member:
+        member = _Member(node_id, address, incarnation, Status.DEAD)  # counted by _set_status
+        self._members[node_id] = member
+        return member
+
+    def _set_status(self, member: _Member, status: Status, now_ms: int) -> None:
+        before = member.status
+        if before is status:
+            if status is Status.SUSPECT:
+                self._suspects[member.node_id] = now_ms  # a new incarnation restarts the timer
+            return
+        self._live += (status in _LIVE) - (before in _LIVE)
+        member.status = status
+        self._suspects.pop(member.node_id, None)
+        if status is Status.SUSPECT:
+            self._suspects[member.node_id] = now_ms
+            self.stats.suspicions += 1
+        elif status is Status.DEAD:
+            self.stats.deaths += 1
+
+    def _ids_with(self, *statuses: Status) -> list[str]:
+        return [i for i, m in self._members.items() if m.status in statuses]
+
+    def _log_n(self) -> int:
+        """ceil(log2(N + 1)) for N live nodes including this one."""
+        return (self._live + 1).bit_length()
+
+    def _retransmit_limit(self) -> int:
+        return self._config.retransmit_mult * self._log_n()
+
+    # Dissemination (GOSSIP-16, GOSSIP-17)
+
+    def _queue_rumor(self, member: _Member) -> None:
+        if member.status is Status.LEFT:
+            return
+        rumor = Rumor(member.node_id, member.address, member.incarnation, member.status)
+        self._rumors[member.node_id] = _Queued(rumor, self._retransmit_limit())
+
+    def _piggyback(self, to: str) -> Piggyback:
+        """GOSSIP-16: a rumor about the receiver itself goes first, so that a suspected
+        node learns it at the first message and refutes before its suspicion times out."""
+        return Piggyback(
+            tuple(_take(self._rumors, self._config.max_rumors, to)),
+            tuple(_take(self._outbox, self._config.max_announcements, None)),
+        )
+
+    def _absorb(self, piggyback: Piggyback, now_ms: int) -> None:
+        for rumor in piggyback.rumors:
+            self._apply_rumor(rumor, now_ms, spread=True)
+        for item in piggyback.announcements:
+            self._accept_announcement(item, now_ms)
+
+    # Announcements (GOSSIP-4..8)
+
+    def _publish(self, capabilities: Capabilities, left: bool, now_ms: int) -> AnnouncementItem:
+        """GOSSIP-5: versions start at the clock in microseconds, so they survive restarts."""
+        previous = self._own.item.version if self._own else 0
+        version = max(previous + 1, now_ms * 1000)
+        announcement = Announcement(version, PROTOCOL_VERSION, left, capabilities)
+        lifetime = self._config.announce_lifetime_ms
+        payload = announcement.encode()
+        frame = seal(self._key, ANNOUNCE, payload, seq=version, now_ms=now_ms, lifetime_ms=lifetime)
+        item = AnnouncementItem(self.node_id, version, frame)
+        self._own = VerifiedAnnouncement(announcement, item, now_ms + lifetime)
+        self._own_signed_ms = now_ms
+        self._outbox[self.node_id] = _Queued(item, self._retransmit_limit())
+        return item
+
+    def _default_capabilities(self) -> Capabilities:
+        return Capabilities(self._config.address, "", (), _NO_HARDWARE, 0, 0)
+
+    def _accept_announcement(self, item: AnnouncementItem, now_ms: int) -> None:
+        """GOSSIP-7: skip what is not newer, verify the rest end to end as the origin's."""
+        if item.origin == self.node_id:
+            return
+        member = self._members.get(item.origin)
+        current = member.announcement if member else None
+        if current is not None and current.item.version >= item.version:
+            self.stats.announcements_stale += 1
+            return
+        verified = _verify(item, now_ms)
+        if verified is None:
+            self.stats.announcements_rejected += 1
+            return
+        self.stats.announcements_accepted += 1
+        caps = verified.announcement.capabilities
+        if member is None:
+            member = self._add_member(item.origin, caps.peer_address, 0)
+            self._set_status(member, Status.ALIVE, now_ms)
+        member.announcement = verified
+        if verified.announcement.left:
+            self._set_status(member, Status.LEFT, now_ms)
+        elif member.status is Status.LEFT:
+            self._set_status(member, Status.ALIVE, now_ms)  # a newer signed word: it is back
+        self._outbox[item.origin] = _Queued(item, self._retransmit_limit())
+
+    # Anti-entropy (GOSSIP-18..20)
+
+    def _start_sync(self) -> list[Outgoing]:
+        alive = self._ids_with(Status.ALIVE)
+        if not alive:
+            return []
+        return [Outgoing(self._rng.choice(alive), self._sync_request())]
+
+    def _sync_request(self) -> Sync:
+        digest = [(i, v.item.version) for i, v in self._announcements()]
+        return Sync(self._member_list(), tuple(digest))
+
+    def _member_list(self) -> tuple[Rumor, ...]:
+        me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
+        others = (
+            Rumor(m.node_id, m.address, m.incarnation, m.status)
+            for m in self._members.values()
+            if m.status is not Status.LEFT
+        )
+        return (me, *others)
+
+    def _announcements(self) -> list[tuple[str, VerifiedAnnouncement]]:
+        pairs = [(i, m.announcement) for i, m in self._members.items() if m.announcement]
+        if self._own is not None:
+            pairs.append((self.node_id, self._own))
+        return pairs
+
+    def _sync_reply(self, digest: tuple[tuple[str, int], ...], now_ms: int) -> SyncReply:
+        theirs = dict(digest)
+        newer: list[AnnouncementItem] = []
+        want: list[str] = []
+        for origin, ann in self._announcements():
+            if ann.item.version > theirs.pop(origin, -1) and ann.expires_ms > now_ms:
+                newer.append(ann.item)
+        for origin, version in theirs.items():
+            member = self._members.get(origin)
+            mine = member.announcement if member else None
+            if origin != self.node_id and (mine is None or mine.item.version < version):
+                want.append(origin)
+        return SyncReply(self._member_list(), tuple(newer), tuple(want))
+
+    def _answer_want(self, sender: str, want: tuple[str, ...], now_ms: int) -> list[Outgoing]:
+        wanted = set(want)
+        items = tuple(
+            ann.item
+            for origin, ann in self._announcements()
+            if origin in wanted and ann.expires_ms > now_ms
+        )
+        return [Outgoing(sender, Push(Piggyback(announcements=items)))] if items else []
+
+
+def _verify(item: AnnouncementItem, now_ms: int) -> VerifiedAnnouncement | None:
+    try:
+        envelope = open_envelope(
+            item.frame, now_ms=now_ms, known_types=ANNOUNCE_TYPES, replay_guard=None
+        )
+        announcement = Announcement.decode(envelope.payload)
+    except WireError:
+        return None
+    if envelope.sender != item.origin or announcement.version != item.version:
+        return None
+    return VerifiedAnnouncement(announcement, item, envelope.expires_ms)
+
+
+def _supersedes(rumor: Rumor, member: _Member) -> bool:
+    """GOSSIP-10: the SWIM precedence of a rumor over what this node believes."""
+    if member.status is Status.LEFT or member.status is Status.DEAD:
+        return rumor.status is Status.ALIVE and rumor.incarnation > member.incarnation
+    if rumor.status is Status.ALIVE:
+        return rumor.incarnation > member.incarnation
+    if rumor.status is Status.SUSPECT:
+        if member.status is Status.SUSPECT:
+            return rumor.incarnation > member.incarnation
+        return rumor.incarnation >= member.incarnation
+    return rumor.incarnation >= member.incarnation  # dead over alive or suspect
+
+
+def _take(queue: dict[str, _Queued[_T]], limit: int, first: str | None) -> list[_T]:
+    """`first`'s item if queued, then those sent least often so far, up to `limit`; each send
+    uses up one retransmission."""
+    if not queue:
+        return []
+    chosen = heapq.nlargest(limit, queue.items(), key=lambda kv: kv[1].remaining)
+    head = queue.get(first) if first is not None else None
+    if first is not None and head is not None and (first, head) not in chosen:
+        chosen = [(first, head), *chosen[: limit - 1]]
+    for key, queued in chosen:
+        queued.remaining -= 1
+        if queued.remaining <= 0:
+            del queue[key]
+    return [queued.item for _, queued in chosen]
+
+
+def _next_slot(slot_ms: int, now_ms: int, period_ms: int) -> int:
+    """The first period boundary after `now_ms`, skipping any a late tick missed."""
+    missed = (now_ms - slot_ms) // period_ms + 1
+    return slot_ms + missed * period_ms
+
+
+def _view(member: _Member) -> MemberView:
+    announcement = member.announcement.announcement if member.announcement else None
+    return MemberView(
+        member.node_id, member.address, member.status, member.incarnation, announcement
+    )

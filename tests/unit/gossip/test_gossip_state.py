@@ -1,0 +1,326 @@
+"""The pure gossip state machine and its payloads (specs/0004-gossip.md), driven by hand."""
+
+import contextlib
+import dataclasses
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fpai_node.gossip import Status
+from fpai_node.gossip.messages import (
+    ANNOUNCE,
+    Ack,
+    Announcement,
+    AnnouncementItem,
+    GossipMessage,
+    Piggyback,
+    Ping,
+    PingReq,
+    Push,
+    Rumor,
+    Sync,
+    SyncReply,
+    decode_message,
+)
+from fpai_node.gossip.state import GossipConfig, GossipNode, Outgoing
+from fpai_node.testing.gossip_sim import sample_capabilities, sim_address, sim_key
+from fpai_node.wire import codec
+from fpai_node.wire.envelope import seal
+from fpai_node.wire.errors import MalformedFrame
+
+NOW = 1_767_225_600_000
+KEYS = [sim_key(i, seed=99) for i in range(5)]
+IDS = [k.node_id for k in KEYS]
+ID = IDS[0]
+NONCE = b"\x00" * 16
+
+
+def make_node(i: int, **config: int) -> GossipNode:
+    return GossipNode(KEYS[i], GossipConfig(sim_address(i), **config), random.Random(i))
+
+
+def introduce(node: GossipNode, *others: int) -> None:
+    """Tell `node` about `others` as a bootstrap node's sync reply would."""
+    members = tuple(Rumor(IDS[i], sim_address(i), 0, Status.ALIVE) for i in others)
+    node.receive(IDS[others[0]], SyncReply(members, (), ()), NOW)
+
+
+def published(node: GossipNode, now_ms: int = NOW) -> list[AnnouncementItem]:
+    """The announcements `node` holds, as its answer to an empty sync shows them."""
+    (reply,) = node.receive(IDS[4], Sync((), ()), now_ms)
+    assert isinstance(reply.message, SyncReply)
+    return list(reply.message.announcements)
+
+
+def push(*items: AnnouncementItem, rumors: tuple[Rumor, ...] = ()) -> Push:
+    return Push(Piggyback(rumors, items))
+
+
+def probe_traffic(out: list[Outgoing]) -> list[Outgoing]:
+    return [o for o in out if not isinstance(o.message, Sync)]
+
+
+def first_probe(node: GossipNode) -> tuple[int, Outgoing]:
+    """Start the timers, then tick past the random phase: the first probe goes out."""
+    node.tick(NOW)
+    (ping,) = probe_traffic(node.tick(NOW + 1_000))
+    assert isinstance(ping.message, Ping)
+    return NOW + 1_000, ping
+
+
+# Payloads
+
+
+SAMPLES: list[GossipMessage] = [
+    Ping(b"\x01" * 16),
+    Ack(b"\x02" * 16, Piggyback((Rumor(IDS[1], "sim://1", 3, Status.SUSPECT),))),
+    PingReq(b"\x03" * 16, IDS[2], "sim://2"),
+    Sync((Rumor(IDS[0], "sim://0", 0, Status.ALIVE),), ((IDS[1], 7),)),
+    SyncReply((), (AnnouncementItem(IDS[1], 7, b"frame"),), (IDS[3],)),
+    Push(Piggyback((Rumor(IDS[4], "sim://4", 1, Status.DEAD),))),
+]
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: m.TYPE)
+def test_each_hop_message_round_trips_through_canonical_bytes(message: GossipMessage) -> None:
+    payload = message.encode()
+    assert codec.encode(codec.decode(payload)) == payload
+    assert decode_message(message.TYPE, payload) == message
+
+
+def test_announcement_payload_round_trips() -> None:
+    announcement = Announcement(42, 1, False, sample_capabilities(3))
+    assert Announcement.decode(announcement.encode()) == announcement
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"nonce": b"\x00" * 15, "anns": [], "rumors": []},
+        {"nonce": NONCE, "anns": [], "rumors": [], "extra": 1},
+        {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": "x", "inc": 0, "st": "alive"}]},
+        {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": ID, "inc": -1, "st": "alive"}]},
+        {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": ID, "inc": 0, "st": "left"}]},
+        {"nonce": NONCE, "anns": [{"frame": b"", "origin": ID, "ver": 1}], "rumors": []},
+    ],
+)
+def test_malformed_payloads_are_rejected_as_malformed(value: codec.Value) -> None:
+    with pytest.raises(MalformedFrame):
+        Ping.decode(codec.encode(value))
+
+
+@given(st.sampled_from(sorted({m.TYPE for m in SAMPLES})), st.binary(max_size=256))
+def test_decoders_raise_nothing_but_malformed_frame(msg_type: str, payload: bytes) -> None:
+    with contextlib.suppress(MalformedFrame):
+        decode_message(msg_type, payload)
+
+
+@given(
+    st.sampled_from(SAMPLES),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=1, max_value=255),
+)
+def test_corrupted_payloads_decode_or_raise_malformed_frame(
+    message: GossipMessage, position: int, flip: int
+) -> None:
+    payload = bytearray(message.encode())
+    payload[position % len(payload)] ^= flip
+    with contextlib.suppress(MalformedFrame):
+        decode_message(message.TYPE, bytes(payload))
+
+
+# Announcements
+
+
+def test_forwarded_announcement_still_verifies_as_its_origins() -> None:
+    a, b, c = make_node(0), make_node(1), make_node(2)
+    a.announce(sample_capabilities(0), NOW)
+    (item,) = published(a)
+
+    b.receive(IDS[0], push(item), NOW)
+    (ack,) = b.receive(IDS[2], Ping(NONCE), NOW)  # b forwards it on its answer
+    assert isinstance(ack.message, Ack)
+    assert ack.message.piggyback.announcements == (item,)
+    c.receive(IDS[1], ack.message, NOW)
+
+    view = c.member(IDS[0])
+    assert view is not None and view.announcement == a.own_announcement
+    assert view.status is Status.ALIVE
+    assert c.stats.announcements_accepted == 1
+
+
+def test_stale_versions_and_replays_are_ignored_without_changing_the_view() -> None:
+    a, b = make_node(0), make_node(1)
+    a.announce(sample_capabilities(0), NOW)
+    (old,) = published(a)
+    a.announce(dataclasses.replace(sample_capabilities(0), queue_depth=5), NOW + 3_000)
+    (new,) = published(a, NOW + 3_000)
+
+    b.receive(IDS[0], push(new), NOW + 3_000)
+    b.receive(IDS[0], push(new, old), NOW + 3_000)  # a replay and an older version
+
+    view = b.member(IDS[0])
+    assert view is not None and view.announcement is not None
+    assert view.announcement.capabilities.queue_depth == 5
+    assert (b.stats.announcements_accepted, b.stats.announcements_stale) == (1, 2)
+
+
+def test_announcement_is_re_signed_before_it_could_expire() -> None:
+    config = GossipConfig("sim://0")
+    node = make_node(0)
+    node.announce(sample_capabilities(0), NOW)
+    (first,) = published(node)
+    node.tick(NOW + config.announce_refresh_ms - 1)
+    assert published(node, NOW + config.announce_refresh_ms - 1) == [first]
+
+    node.tick(NOW + config.announce_refresh_ms)
+    (second,) = published(node, NOW + config.announce_refresh_ms)
+    assert second.version > first.version
+    assert node.own_announcement is not None
+    assert node.own_announcement.capabilities == sample_capabilities(0)
+
+
+def test_expired_announcements_are_not_forwarded() -> None:
+    a, b = make_node(0), make_node(1)
+    a.announce(sample_capabilities(0), NOW)
+    b.receive(IDS[0], push(*published(a)), NOW)
+    lifetime = GossipConfig("sim://0").announce_lifetime_ms
+
+    assert [i.origin for i in published(b, NOW + lifetime - 1)] == [IDS[0]]
+    assert published(b, NOW + lifetime) == []
+
+
+def _forged_items() -> list[AnnouncementItem]:
+    payload = Announcement(NOW * 1000, 1, False, sample_capabilities(0)).encode()
+    genuine = seal(KEYS[0], ANNOUNCE, payload, seq=1, now_ms=NOW)
+    by_other = seal(KEYS[2], ANNOUNCE, payload, seq=1, now_ms=NOW)
+    tampered = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    wrong_type = seal(KEYS[0], "peer.ping", payload, seq=2, now_ms=NOW)
+    return [
+        AnnouncementItem(IDS[0], NOW * 1000, tampered),  # bad signature
+        AnnouncementItem(IDS[0], NOW * 1000, by_other),  # signed by someone else
+        AnnouncementItem(IDS[0], NOW * 1000 + 1, genuine),  # label claims a newer version
+        AnnouncementItem(IDS[0], NOW * 1000, wrong_type),
+    ]
+
+
+@pytest.mark.parametrize("item", _forged_items(), ids=["tampered", "sender", "version", "type"])
+def test_forged_announcements_are_rejected(item: AnnouncementItem) -> None:
+    b = make_node(1)
+    b.receive(IDS[2], push(item), NOW)
+
+    assert b.member(IDS[0]) is None
+    assert b.stats.announcements_rejected == 1
+
+
+# Failure detection and membership
+
+
+def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
+    node = make_node(0, ping_timeout_ms=300, indirect_probes=2)
+    introduce(node, 1, 2, 3)
+    start, ping = first_probe(node)
+
+    retry = probe_traffic(node.tick(start + 300))
+    assert sorted(type(o.message).__name__ for o in retry) == ["Ping", "PingReq", "PingReq"]
+    assert ping.to not in {o.to for o in retry if isinstance(o.message, PingReq)}
+
+    node.tick(start + 1_000)
+    assert node.member(ping.to).status is Status.SUSPECT  # type: ignore[union-attr]
+    timeout = 3 * 1_000  # suspicion_mult 1 * ceil(log2(4 + 1)) periods
+    node.tick(start + 1_000 + timeout - 100)
+    assert node.member(ping.to).status is Status.SUSPECT  # type: ignore[union-attr]
+    node.tick(start + 1_000 + timeout)
+    assert node.member(ping.to).status is Status.DEAD  # type: ignore[union-attr]
+
+
+def test_an_indirect_ack_clears_the_probe() -> None:
+    node = make_node(0, indirect_probes=1)
+    introduce(node, 1, 2)
+    start, ping = first_probe(node)
+    (request,) = [o for o in node.tick(start + 300) if isinstance(o.message, PingReq)]
+    helper = make_node(IDS.index(request.to))  # it does not know the target yet
+
+    (relay_ping,) = helper.receive(IDS[0], request.message, start + 310)
+    assert relay_ping.to == sim_address(IDS.index(ping.to))  # the address in the request
+    assert isinstance(relay_ping.message, Ping)
+    answer = helper.receive(ping.to, Ack(relay_ping.message.nonce), start + 320)
+    assert [o.to for o in answer] == [IDS[0]]
+    node.receive(request.to, answer[0].message, start + 330)
+    node.tick(start + 1_000)
+
+    assert node.member(ping.to).status is Status.ALIVE  # type: ignore[union-attr]
+    assert node.stats.suspicions == 0
+
+
+def test_suspicion_about_itself_is_refuted_with_a_higher_incarnation() -> None:
+    node = make_node(0)
+    introduce(node, 1)
+    node.receive(IDS[1], push(rumors=(Rumor(IDS[0], "sim://0", 0, Status.SUSPECT),)), NOW)
+
+    assert node.incarnation == 1
+    assert node.stats.refutations == 1
+    (ack,) = node.receive(IDS[1], Ping(NONCE), NOW)
+    assert isinstance(ack.message, Ack)
+    assert Rumor(IDS[0], "sim://0", 1, Status.ALIVE) in ack.message.piggyback.rumors
+
+
+@pytest.mark.parametrize(
+    ("current", "rumor", "expected"),
+    [
+        ((Status.ALIVE, 2), (Status.SUSPECT, 1), Status.ALIVE),  # older incarnation
+        ((Status.ALIVE, 2), (Status.SUSPECT, 2), Status.SUSPECT),
+        ((Status.SUSPECT, 2), (Status.ALIVE, 2), Status.SUSPECT),  # must refute with 3
+        ((Status.SUSPECT, 2), (Status.ALIVE, 3), Status.ALIVE),
+        ((Status.SUSPECT, 2), (Status.DEAD, 2), Status.DEAD),
+        ((Status.DEAD, 2), (Status.SUSPECT, 5), Status.DEAD),
+        ((Status.DEAD, 2), (Status.ALIVE, 3), Status.ALIVE),  # came back
+    ],
+)
+def test_rumor_precedence_follows_incarnations(
+    current: tuple[Status, int], rumor: tuple[Status, int], expected: Status
+) -> None:
+    node = make_node(0)
+    status, inc = current
+    node.receive(IDS[2], SyncReply((Rumor(IDS[1], "sim://1", inc, Status.ALIVE),), (), ()), NOW)
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", inc, status),)), NOW)
+    assert node.member(IDS[1]).status is status  # type: ignore[union-attr]
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", rumor[1], rumor[0]),)), NOW)
+
+    assert node.member(IDS[1]).status is expected  # type: ignore[union-attr]
+
+
+def test_left_is_final_against_suspicion_and_death_rumors() -> None:
+    leaver, other = make_node(1), make_node(0)
+    introduce(leaver, 0)
+    leaver.announce(sample_capabilities(1), NOW)
+    (goodbye,) = leaver.leave(NOW)
+    assert goodbye.to == IDS[0]
+
+    other.receive(IDS[1], goodbye.message, NOW)
+    other.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", 0, Status.DEAD),)), NOW)
+
+    assert other.member(IDS[1]).status is Status.LEFT  # type: ignore[union-attr]
+    assert leaver.tick(NOW + 5_000) == []
+    assert leaver.receive(IDS[0], Ping(b"\x00" * 16), NOW) == []
+
+
+def test_sync_returns_newer_announcements_and_asks_for_missing_ones() -> None:
+    a, b = make_node(0), make_node(1)
+    introduce(a, 1)
+    a.announce(sample_capabilities(0), NOW)
+    introduce(b, 0)
+    b.announce(sample_capabilities(1), NOW)
+
+    (request,) = b.join([sim_address(0)])
+    (reply,) = a.receive(IDS[1], request.message, NOW)
+    assert isinstance(reply.message, SyncReply)
+    assert [i.origin for i in reply.message.announcements] == [IDS[0]]
+    assert reply.message.want == (IDS[1],)
+
+    (answer,) = b.receive(IDS[0], reply.message, NOW)
+    a.receive(IDS[1], answer.message, NOW)
+    assert a.member(IDS[1]).announcement == b.own_announcement  # type: ignore[union-attr]
+    assert b.member(IDS[0]).announcement == a.own_announcement  # type: ignore[union-attr]
