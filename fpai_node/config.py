@@ -56,6 +56,8 @@ class Settings:
     context_length: int = 4096
     threads: int = 0
     queue_depth: int = 16
+    peer: HostPort = HostPort("127.0.0.1", 7100)
+    join: tuple[str, ...] = ()
 
     @property
     def config_file(self) -> Path:
@@ -83,6 +85,10 @@ def _parse_bool(text: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _address(text: str) -> str:
+    return str(parse_host_port(text))
 
 
 def _nonempty(text: str) -> str:
@@ -231,6 +237,19 @@ FIELDS: tuple[Field, ...] = (
         _int_between(0, 1024),
         int,
         "0 means every core: a node's CPU is there to serve inference",
+    ),
+    Field(
+        "peer",
+        parse_host_port,
+        str,
+        "loopback: peers on other machines need the operator to choose a reachable address",
+    ),
+    Field(
+        "join",
+        _address,
+        str,
+        "none: the first node of a federation; others join any member's HOST:PORT",
+        is_list=True,
     ),
     Field(
         "queue_depth",

@@ -76,10 +76,19 @@ class Home:
         os.write(fd, str(os.getpid()).encode())
         return HomeLock(fd)
 
-    def write_api_address(self, url: str, node_id: str) -> None:
+    def write_api_address(self, url: str, node_id: str, peer: str = "") -> None:
         tmp = self.api_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": url, "node_id": node_id, "pid": os.getpid()}))
+        record = {"url": url, "node_id": node_id, "pid": os.getpid(), "peer": peer}
+        tmp.write_text(json.dumps(record))
         tmp.replace(self.api_file)
+
+    def read_peer_address(self) -> str | None:
+        try:
+            data = json.loads(self.api_file.read_text())
+        except (OSError, ValueError):
+            return None
+        peer = data.get("peer") if isinstance(data, dict) else None
+        return peer if isinstance(peer, str) and peer else None
 
     def read_api_url(self) -> str | None:
         try:

@@ -1,6 +1,7 @@
 """Composition root: builds the node's parts from Settings, runs them, stops them in order."""
 
 import asyncio
+import datetime as dt
 import errno
 import signal
 import socket
@@ -13,10 +14,43 @@ from fpai_node import __version__
 from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.config import HostPort, Settings, check_safe_binds
 from fpai_node.errors import FpaiError
+from fpai_node.gossip.messages import Capabilities, Hardware, Model
+from fpai_node.gossip.service import GossipService, hardware_summary
 from fpai_node.home import Home
 from fpai_node.identity import NodeKey
+from fpai_node.identity.certs import load_certificate
+from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.backends import build_backends
 from fpai_node.inference.service import InferenceService
+
+
+def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
+    """The federation preset needs a certificate from the federation CA (specs/0003 CERT-7);
+    the others certify the node key under the open CA at every start (CERT-8)."""
+    now = dt.datetime.now(dt.UTC)
+    if settings.preset != "federation":
+        return TlsIdentity.open(key, now)
+    certs = home.root / "certs"
+    return TlsIdentity.federation(
+        key, load_certificate(certs / "node.crt"), load_certificate(certs / "ca.crt"), now
+    )
+
+
+def capabilities(inference: InferenceService, peer: str, api: str) -> Capabilities:
+    """What this node announces: its endpoints, models, hardware and current load."""
+    served = inference.models()
+    capacity = sum(m.card.capacity for m in served) or 1
+    running = sum(m.admission.running for m in served)
+    cpu, memory_mb = hardware_summary()
+    return Capabilities(
+        peer_address=peer,
+        api_address=api,
+        models=tuple(Model(m.card.id, m.card.context_length or 0, m.card.backend) for m in served),
+        hardware=Hardware(cpu=cpu, gpu="", memory_mb=memory_mb),
+        load_permille=min(1000, running * 1000 // capacity),
+        queue_depth=sum(m.admission.waiting for m in served),
+    )
+
 
 SHUTDOWN_TIMEOUT_S = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
 log = structlog.get_logger("fpai.node")
@@ -29,21 +63,37 @@ class Node:
         self.key = key
         self.home = Home(settings.home)
         self.inference = InferenceService([], max_waiting=settings.queue_depth)
+        self.gossip: GossipService | None = None
         self._runner: web.AppRunner | None = None
         self.api_url = ""
 
     async def start(self) -> None:
         """Bind first (a taken port fails in a second, not after loading models), then start the
         backends, then serve: once the API answers, every configured model is ready."""
-        api_socket = _bind(self.settings.api)
+        api_socket = _bind(self.settings.api, "API")
+        sockets = [api_socket]
         try:
+            peer_socket = _bind(self.settings.peer, "peer channel")
+            sockets.append(peer_socket)
+            identity = tls_identity(self.settings, self.key, self.home)
             backends = build_backends(self.settings, self.home.root / "models")
             self.inference = InferenceService(backends, max_waiting=self.settings.queue_depth)
             await self.inference.start()
+            host, port = api_socket.getsockname()[:2]
+            api_address = str(HostPort(host, port))
+            self.gossip = GossipService(
+                self.key,
+                identity,
+                peer_socket,
+                self.settings.join,
+                lambda peer: capabilities(self.inference, peer, api_address),
+            )
+            await self.gossip.start()
             app = build_app(
                 NodeInfo(self.key.node_id, self.settings.preset, time.monotonic()),
                 self.inference,
                 self.settings.api_keys,
+                self.gossip,
             )
             runner = web.AppRunner(
                 app,
@@ -54,16 +104,19 @@ class Node:
             await runner.setup()
             await web.SockSite(runner, api_socket).start()
         except BaseException:
-            api_socket.close()
+            for sock in sockets:
+                sock.close()
+            if self.gossip is not None:
+                await self.gossip.stop()
             await self.inference.close()
             raise
         self._runner = runner
-        host, port = api_socket.getsockname()[:2]
-        self.api_url = f"http://{HostPort(host, port)}"
-        self.home.write_api_address(self.api_url, self.key.node_id)
+        self.api_url = f"http://{api_address}"
+        self.home.write_api_address(self.api_url, self.key.node_id, self.gossip.address)
         log.info(
             "node started",
             api=self.api_url,
+            peer=self.gossip.address,
             version=__version__,
             preset=self.settings.preset,
             models=[m.card.id for m in self.inference.models()],
@@ -73,13 +126,15 @@ class Node:
         if self._runner is None:
             return
         self.home.clear_api_address()
+        if self.gossip is not None:
+            await self.gossip.stop()
         await self._runner.cleanup()
         self._runner = None
         await self.inference.close()
         log.info("node stopped")
 
 
-def _bind(address: HostPort) -> socket.socket:
+def _bind(address: HostPort, what: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,7 +143,7 @@ def _bind(address: HostPort) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise FpaiError(f"cannot listen on {address} for the API: {_describe(exc)}") from None
+        raise FpaiError(f"cannot listen on {address} for the {what}: {_describe(exc)}") from None
     sock.setblocking(False)
     return sock
 

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from fpai_node import __version__
 from fpai_node.api.openai.protocol import ApiError
 from fpai_node.api.openai.routes import INFERENCE, SERVED_BY, STARTED_AT, add_routes, error_response
+from fpai_node.gossip.service import GossipService, peer_channel_json, peers_json
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.service import InferenceService
 from fpai_node.wire import PROTOCOL_VERSION
@@ -33,6 +34,7 @@ class NodeInfo:
 
 
 NODE_INFO = web.AppKey("node_info", NodeInfo)
+GOSSIP = web.AppKey("gossip", GossipService)
 
 
 def error_body(message: str, err_type: str, code: str) -> dict[str, dict[str, str | None]]:
@@ -125,7 +127,8 @@ async def status(request: web.Request) -> web.Response:
             "protocol_version": PROTOCOL_VERSION,
             "preset": info.preset,
             "uptime_s": round(time.monotonic() - info.started_monotonic, 3),
-            "peers": [],
+            "peers": peers_json(request.app.get(GOSSIP)),
+            "peer_channel": peer_channel_json(request.app.get(GOSSIP)),
             "registry": {"leader": None, "term": 0, "members": []},
             "models": models,
         }
@@ -133,13 +136,18 @@ async def status(request: web.Request) -> web.Response:
 
 
 def build_app(
-    info: NodeInfo, inference: InferenceService, api_keys: Sequence[str] = ()
+    info: NodeInfo,
+    inference: InferenceService,
+    api_keys: Sequence[str] = (),
+    gossip: GossipService | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
     )
     app[NODE_INFO] = info
     app[INFERENCE] = inference
+    if gossip is not None:
+        app[GOSSIP] = gossip
     app[SERVED_BY] = info.node_id
     app[STARTED_AT] = int(time.time())
     app.router.add_get("/healthz", healthz)

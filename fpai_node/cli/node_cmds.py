@@ -108,13 +108,29 @@ def start(
             "--upstream", metavar="URL", help="Serve the models of this OpenAI-compatible server"
         ),
     ] = None,
+    peer: Annotated[
+        str | None,
+        typer.Option("--peer", metavar="HOST:PORT", help="Peer channel address [127.0.0.1:7100]"),
+    ] = None,
+    join: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--join", metavar="HOST:PORT", help="A federation member to join (repeatable)"
+        ),
+    ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
     from fpai_node.node import serve
 
     target = home_of(home)
     flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
-    for name, flag, values in (("models", "--model", model), ("upstreams", "--upstream", upstream)):
+    if peer is not None:
+        flags["peer"] = _parse_one("peer", "--peer", peer)
+    for name, flag, values in (
+        ("models", "--model", model),
+        ("upstreams", "--upstream", upstream),
+        ("join", "--join", join),
+    ):
         if values:
             flags[name] = _parse_list(name, flag, values)
     if no_model:
@@ -164,6 +180,16 @@ def _flags(
     return given
 
 
+def _parse_one(name: str, flag: str, value: str) -> Any:
+    from fpai_node.config import FIELDS
+
+    parse = next(f.parse for f in FIELDS if f.name == name)
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
 def _parse_list(name: str, flag: str, values: list[str]) -> tuple[str, ...]:
     from fpai_node.config import FIELDS
 
@@ -203,8 +229,31 @@ def status(
         typer.echo(f"{label:<9}{value}")
 
 
+def peers(
+    home: HomeOption = None,
+    api: Annotated[
+        str | None,
+        typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the peers a running node knows, with their state and models."""
+    table = NodeClient(node_url(home_of(home), api)).get("/fpai/v1/status").get("peers") or []
+    if as_json:
+        typer.echo(json.dumps(table, indent=2))
+        return
+    if not table:
+        typer.echo("no peers")
+        return
+    typer.echo(f"{'NODE':<38}{'STATE':<9}{'PEER ADDRESS':<24}MODELS")
+    for entry in table:
+        models = ", ".join(m["id"] for m in entry.get("models") or []) or "-"
+        typer.echo(f"{entry['node_id']:<38}{entry['state']:<9}{entry['address']:<24}{models}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(init)
     app.command("id")(node_id)
     app.command()(start)
     app.command()(status)
+    app.command()(peers)

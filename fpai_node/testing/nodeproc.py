@@ -16,6 +16,10 @@ from typing import Any, Self
 
 from fpai_node.home import Home
 
+# Test nodes take any free peer port unless a test says otherwise, so that they never collide
+# with each other or with a node the developer runs on the default 7100.
+TEST_ENV = {"FPAI_PEER": "127.0.0.1:0"}
+
 
 def fpai_node_command() -> list[str]:
     """The installed console script next to this interpreter, as a user would run it."""
@@ -30,7 +34,7 @@ def run_cli(*args: str, timeout_s: float = 30.0, env: dict[str, str] | None = No
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **TEST_ENV, **(env or {})},
         check=False,
     )
 
@@ -42,7 +46,7 @@ class NodeProcess:
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.home = Home(home)
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **TEST_ENV, **(env or {})}
         self.log_path = home.parent / f"{home.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -83,6 +87,13 @@ class NodeProcess:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    @property
+    def peer(self) -> str:
+        """The peer channel's HOST:PORT, as the node wrote it at start."""
+        address = self.home.read_peer_address()
+        assert address, "the node has not written its peer address"
+        return address
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:  # noqa: S310

@@ -132,7 +132,7 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
         cited |= set(
             re.findall(
-                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP)-\d+)\b", text
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER)-\d+)\b", text
             )
         )
     assert cited - anchors == set()

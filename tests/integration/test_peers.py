@@ -1,0 +1,185 @@
+"""Three real nodes on loopback over mutual TLS: discovery, models, failure, leave, refusals."""
+
+import asyncio
+import datetime as dt
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from fpai_node.api.peer.channel import FRAME_PATH
+from fpai_node.gossip.messages import Ping
+from fpai_node.identity import NodeKey
+from fpai_node.identity.certs import create_ca, issue_node_certificate
+from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.testing.nodeproc import NodeProcess
+from fpai_node.wire import seal
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def peers(node: NodeProcess) -> dict[str, dict[str, Any]]:
+    return {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
+
+
+def node_id(node: NodeProcess) -> str:
+    return str(node.get_json("/fpai/v1/status")["node_id"])
+
+
+@pytest.fixture
+def federation(gguf_model: Path, tmp_path: Path) -> Iterator[list[NodeProcess]]:
+    """A serves m-a and is the bootstrap; B serves nothing; C serves m-c. B and C join A."""
+    started: list[NodeProcess] = []
+    try:
+        a = NodeProcess(tmp_path / "a", "--api", "127.0.0.1:0", "--model", f"{gguf_model}=m-a")
+        started.append(a.start())
+        for name, extra in (("b", ("--no-model",)), ("c", ("--model", f"{gguf_model}=m-c"))):
+            node = NodeProcess(tmp_path / name, "--api", "127.0.0.1:0", "--join", a.peer, *extra)
+            started.append(node.start())
+        yield started
+    finally:
+        for node in started:
+            node.kill()
+
+
+def test_nodes_discover_each_other_and_their_models(federation: list[NodeProcess]) -> None:
+    a, b, c = federation
+    ids = {n.peer: node_id(n) for n in federation}
+    models = {ids[a.peer]: ["m-a"], ids[b.peer]: [], ids[c.peer]: ["m-c"]}
+    for node in federation:
+        others = {peer: i for peer, i in ids.items() if peer != node.peer}
+
+        def sees_everyone(node: NodeProcess = node, others: dict[str, str] = others) -> bool:
+            table = peers(node)
+            return all(
+                table.get(i, {}).get("state") == "alive" and "models" in table[i]
+                for i in others.values()
+            )
+
+        wait_for(sees_everyone)
+        table = peers(node)
+        for address, other in others.items():
+            assert table[other]["address"] == address
+            assert [m["id"] for m in table[other]["models"]] == models[other]
+            assert table[other]["protocol_version"] == 1
+            assert table[other]["api"].startswith("127.0.0.1:")
+    m_a = peers(b)[ids[a.peer]]["models"][0]
+    assert m_a == {"id": "m-a", "context_length": 4096, "backend": "llamacpp"}
+
+
+def test_a_killed_node_goes_suspect_then_dead(federation: list[NodeProcess]) -> None:
+    a, b, c = federation
+    victim = node_id(c)
+    wait_for(lambda: all(peers(n).get(victim, {}).get("state") == "alive" for n in (a, b)))
+    c.stop(signal.SIGKILL)
+    seen: list[str] = []
+
+    def dead_everywhere() -> bool:
+        states = [peers(n)[victim]["state"] for n in (a, b)]
+        seen.extend(states)
+        return all(s == "dead" for s in states)
+
+    wait_for(dead_everywhere, timeout_s=20, every_s=0.05)
+    assert "suspect" in seen, "dead without being suspected first"
+    assert peers(a)[node_id(b)]["state"] == "alive"  # the survivors still trust each other
+
+
+def test_a_node_that_leaves_is_left_not_dead(federation: list[NodeProcess]) -> None:
+    a, b, c = federation
+    leaver = node_id(b)
+    wait_for(lambda: peers(a).get(leaver, {}).get("state") == "alive")
+    assert b.stop(signal.SIGTERM) == 0
+    wait_for(lambda: all(peers(n)[leaver]["state"] == "left" for n in (a, c)), timeout_s=10)
+    time.sleep(3)  # longer than a suspicion would take: a leave must never turn into a death
+    assert all(peers(n)[leaver]["state"] == "left" for n in (a, c))
+
+
+# Negative transport tests against one real node's peer port.
+
+
+@pytest.fixture(scope="module")
+def lone_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    home = tmp_path_factory.mktemp("lone") / "home"
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model") as node:
+        yield node
+
+
+async def post(node: NodeProcess, frame: bytes, identity: TlsIdentity | None) -> int:
+    ssl_context = client_context(identity) if identity else False
+    connector = aiohttp.TCPConnector(ssl=ssl_context)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(f"https://{node.peer}{FRAME_PATH}", data=frame) as response,
+    ):
+        return response.status
+
+
+def open_identity(seed: int) -> TlsIdentity:
+    return TlsIdentity.open(NodeKey.from_seed(bytes([seed]) * 32), dt.datetime.now(dt.UTC))
+
+
+def ping_frame(key: NodeKey, seq: int = 1) -> bytes:
+    now = time.time_ns() // 1_000_000
+    return seal(key, Ping.TYPE, Ping(bytes(16)).encode(), seq=seq, now_ms=now)
+
+
+def refusals(node: NodeProcess) -> dict[str, int]:
+    return dict(node.get_json("/fpai/v1/status")["peer_channel"]["refusals"])
+
+
+async def test_a_client_without_a_certificate_is_refused(lone_node: NodeProcess) -> None:
+    with pytest.raises(aiohttp.ClientError):
+        await post(lone_node, b"x", None)
+
+
+async def test_a_certificate_from_another_ca_is_refused(lone_node: NodeProcess) -> None:
+    now = dt.datetime.now(dt.UTC)
+    ca = create_ca("Somebody else's CA", now)
+    key = NodeKey.generate()
+    cert = issue_node_certificate(ca, key.public_key, now)
+    stranger = TlsIdentity("federation", key, cert, ca.certificate)
+    with pytest.raises(aiohttp.ClientError):
+        await post(lone_node, ping_frame(key), stranger)
+
+
+async def test_frames_are_verified_and_refusals_counted(lone_node: NodeProcess) -> None:
+    me = open_identity(7)
+    other = NodeKey.from_seed(bytes([8]) * 32)
+    before = refusals(lone_node)
+    good = ping_frame(me.key, seq=1)
+    assert await post(lone_node, good, me) == 204
+    assert await post(lone_node, good, me) == 400  # replayed
+    assert await post(lone_node, ping_frame(other, seq=1), me) == 400  # signed by someone else
+    assert await post(lone_node, b"\xc1 not a frame", me) == 400
+    assert await post(lone_node, b"\x00" * ((1 << 20) + 1), me) == 413
+    after = refusals(lone_node)
+    for reason in ("replay", "sender_not_peer", "malformed", "oversized"):
+        assert after.get(reason, 0) == before.get(reason, 0) + 1, reason
+
+
+async def test_a_flooding_peer_is_rate_limited(lone_node: NodeProcess) -> None:
+    flooder = open_identity(9)
+    connector = aiohttp.TCPConnector(ssl=client_context(flooder))
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> int:
+            async with session.post(f"https://{lone_node.peer}{FRAME_PATH}", data=b"x") as r:
+                return r.status
+
+        statuses = await asyncio.gather(*(one() for _ in range(600)))
+    assert statuses.count(429) > 0 and statuses.count(400) > 0
+    assert refusals(lone_node).get("rate_limited", 0) >= statuses.count(429)
