@@ -14,7 +14,7 @@ import pytest
 from fpai_node.api.peer.channel import FRAME_PATH
 from fpai_node.gossip.messages import Ping
 from fpai_node.identity import NodeKey
-from fpai_node.identity.certs import create_ca, issue_node_certificate
+from fpai_node.identity.certs import create_ca, issue_node_certificate, open_ca
 from fpai_node.identity.tls import TlsIdentity, client_context
 from fpai_node.testing.nodeproc import NodeProcess
 from fpai_node.wire import seal
@@ -141,9 +141,25 @@ def refusals(node: NodeProcess) -> dict[str, int]:
     return dict(node.get_json("/fpai/v1/status")["peer_channel"]["refusals"])
 
 
-async def test_a_client_without_a_certificate_is_refused(lone_node: NodeProcess) -> None:
+async def refused_and_counted(node: NodeProcess, identity: TlsIdentity | None, reason: str) -> None:
+    before = refusals(node).get(reason, 0)
     with pytest.raises(aiohttp.ClientError):
-        await post(lone_node, b"x", None)
+        await post(node, b"x", identity)
+    wait_for(lambda: refusals(node).get(reason, 0) == before + 1, timeout_s=5)
+
+
+async def test_a_client_without_a_certificate_is_refused(lone_node: NodeProcess) -> None:
+    await refused_and_counted(lone_node, None, "no_certificate")
+
+
+async def test_an_expired_certificate_is_refused(lone_node: NodeProcess) -> None:
+    key = NodeKey.generate()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
+    ca = open_ca()
+    expired = TlsIdentity(
+        "open", key, issue_node_certificate(ca, key.public_key, long_ago), ca.certificate
+    )
+    await refused_and_counted(lone_node, expired, "expired")
 
 
 async def test_a_certificate_from_another_ca_is_refused(lone_node: NodeProcess) -> None:
@@ -151,9 +167,9 @@ async def test_a_certificate_from_another_ca_is_refused(lone_node: NodeProcess) 
     ca = create_ca("Somebody else's CA", now)
     key = NodeKey.generate()
     cert = issue_node_certificate(ca, key.public_key, now)
-    stranger = TlsIdentity("federation", key, cert, ca.certificate)
-    with pytest.raises(aiohttp.ClientError):
-        await post(lone_node, ping_frame(key), stranger)
+    # It trusts the node's CA, so the refusal is the node's: its certificate is from elsewhere.
+    stranger = TlsIdentity("federation", key, cert, open_ca().certificate)
+    await refused_and_counted(lone_node, stranger, "untrusted_certificate")
 
 
 async def test_frames_are_verified_and_refusals_counted(lone_node: NodeProcess) -> None:

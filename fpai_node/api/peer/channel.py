@@ -7,6 +7,7 @@ Every refusal the application can see is logged and counted by reason; a per-pee
 bucket stops a flooding peer before any signature is checked.
 """
 
+import asyncio
 import socket
 import ssl
 import time
@@ -31,6 +32,7 @@ from fpai_node.wire.envelope import MAX_FRAME_BYTES
 FRAME_PATH = "/fpai/peer/v1/frame"
 RATE_PER_S = 200.0  # frames a peer may send per second: gossip needs a handful
 BURST = 400.0
+HANDSHAKE_TIMEOUT_S = 10.0  # a peer that cannot finish a handshake in 10 s is not a peer
 FrameHandler = Callable[[str, bytes], Awaitable[None]]
 log = structlog.get_logger("fpai.peer")
 
@@ -55,6 +57,7 @@ class PeerServer:
         self._on_frame = on_frame
         self._buckets: dict[str, _Bucket] = {}
         self._runner: web.AppRunner | None = None
+        self._tcp: asyncio.Server | None = None
         self.refusals: Counter[str] = Counter()
         self.address = ""
 
@@ -63,14 +66,28 @@ class PeerServer:
         app.router.add_post(FRAME_PATH, self._frame)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, ssl_context=server_context(self._identity)).start()
+        web_server = self._runner.server
+        assert web_server is not None
+        context = server_context(self._identity)
+        self._tcp = await asyncio.get_running_loop().create_server(
+            lambda: _TlsAccept(self, context, web_server), sock=sock
+        )
         host, port = sock.getsockname()[:2]
         self.address = str(HostPort(host, port))
 
     async def stop(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def refuse_handshake(self, exc: BaseException, remote: object) -> None:
+        """PEER-5: a handshake the TLS layer refused, counted and logged like any refusal."""
+        reason = _handshake_reason(exc)
+        self.refusals[reason] += 1
+        log.warning("peer connection refused", reason=reason, remote=remote, detail=str(exc))
 
     def _refuse(self, reason: str, status: int, **context: object) -> web.Response:
         self.refusals[reason] += 1
@@ -103,6 +120,74 @@ class PeerServer:
             return False
         bucket.tokens -= 1
         return True
+
+
+class _TlsAccept(asyncio.Protocol):
+    """Accepts a TCP connection and runs the TLS handshake itself, then hands the TLS transport
+    to aiohttp. With `create_server(ssl=...)` a refused handshake vanishes inside asyncio
+    (it reaches no callback), and refusals must be counted (issue 4, PEER-5)."""
+
+    def __init__(self, server: PeerServer, context: ssl.SSLContext, web_server: web.Server) -> None:
+        self._server = server
+        self._context = context
+        self._web_server = web_server
+        self._task: asyncio.Task[None] | None = None
+        # Bytes that follow the handshake in the same read (TLS 1.3 clients send their request
+        # right behind Finished) reach this protocol before the hand-over: kept, then replayed.
+        self._early = bytearray()
+        self._early_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the ClientHello must reach the TLS layer, not us
+        self._task = asyncio.create_task(self._handshake(transport))
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        remote = transport.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await asyncio.wait_for(
+                loop.start_tls(transport, self, self._context, server_side=True),
+                HANDSHAKE_TIMEOUT_S,
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self._server.refuse_handshake(exc, remote)
+            transport.close()
+            return
+        if tls is None:  # the peer left during the handshake
+            transport.close()
+            return
+        handler = self._web_server()
+        tls.set_protocol(handler)
+        handler.connection_made(tls)
+        if self._early:
+            handler.data_received(bytes(self._early))
+        if self._early_eof:
+            handler.eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        self._early += data
+
+    def eof_received(self) -> bool:
+        self._early_eof = True
+        return True
+
+
+def _handshake_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "handshake_timeout"
+    if not isinstance(exc, ssl.SSLError):
+        return "handshake_aborted"
+    detail = f"{exc.reason} {getattr(exc, 'verify_message', '')}".lower()
+    if "did_not_return_a_certificate" in detail or "certificate required" in detail:
+        return "no_certificate"
+    if "expired" in detail:
+        return "expired"
+    if "verify_failed" in detail or "unknown_ca" in detail or "certificate" in detail:
+        return "untrusted_certificate"
+    if "version" in detail or "protocol" in detail:
+        return "tls_version"
+    return "handshake_failed"
 
 
 class PeerClient:
