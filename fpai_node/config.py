@@ -58,6 +58,7 @@ class Settings:
     queue_depth: int = 16
     peer: HostPort = HostPort("127.0.0.1", 7100)
     join: tuple[str, ...] = ()
+    genesis: str | None = None
 
     @property
     def config_file(self) -> Path:
@@ -250,6 +251,12 @@ FIELDS: tuple[Field, ...] = (
         str,
         "none: the first node of a federation; others join any member's HOST:PORT",
         is_list=True,
+    ),
+    Field(
+        "genesis",
+        _nonempty,
+        str,
+        "unset: a genesis file names a federation and its bootstrap peers (testnet/README.md)",
     ),
     Field(
         "queue_depth",

@@ -6,6 +6,7 @@ import errno
 import signal
 import socket
 import time
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -13,7 +14,8 @@ from aiohttp import web
 from fpai_node import __version__
 from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.config import HostPort, Settings, check_safe_binds
-from fpai_node.errors import FpaiError
+from fpai_node.errors import ConfigError, FpaiError
+from fpai_node.genesis import load_genesis
 from fpai_node.gossip.messages import Capabilities, Hardware, Model
 from fpai_node.gossip.service import GossipService, hardware_summary
 from fpai_node.home import Home
@@ -30,10 +32,23 @@ def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
     now = dt.datetime.now(dt.UTC)
     if settings.preset != "federation":
         return TlsIdentity.open(key, now)
-    certs = home.root / "certs"
-    return TlsIdentity.federation(
-        key, load_certificate(certs / "node.crt"), load_certificate(certs / "ca.crt"), now
-    )
+    node_cert, ca_cert = home.root / "certs" / "node.crt", home.root / "certs" / "ca.crt"
+    for path in (node_cert, ca_cert):
+        if not path.exists():
+            raise ConfigError(
+                f"the federation preset needs {node_cert} and {ca_cert}: on the CA's machine run "
+                f"`fpai-node federation issue --ca-dir CA_DIR --public-key {key.public_key.hex()} "
+                f"--out node.crt`, then copy node.crt and the CA's ca.crt there"
+            )
+    return TlsIdentity.federation(key, load_certificate(node_cert), load_certificate(ca_cert), now)
+
+
+def bootstrap_peers(settings: Settings) -> tuple[str, ...]:
+    """--join addresses, then the genesis file's bootstrap peers, without repeats."""
+    peers = list(settings.join)
+    if settings.genesis is not None:
+        peers += load_genesis(Path(settings.genesis).expanduser()).bootstrap
+    return tuple(dict.fromkeys(peers))
 
 
 def capabilities(inference: InferenceService, peer: str, api: str) -> Capabilities:
@@ -85,7 +100,7 @@ class Node:
                 self.key,
                 identity,
                 peer_socket,
-                self.settings.join,
+                bootstrap_peers(self.settings),
                 lambda peer: capabilities(self.inference, peer, api_address),
             )
             await self.gossip.start()

@@ -118,6 +118,10 @@ def start(
             "--join", metavar="HOST:PORT", help="A federation member to join (repeatable)"
         ),
     ] = None,
+    genesis: Annotated[
+        Path | None,
+        typer.Option("--genesis", metavar="FILE", help="A federation's genesis file (bootstrap)"),
+    ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
     from fpai_node.node import serve
@@ -126,6 +130,8 @@ def start(
     flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
     if peer is not None:
         flags["peer"] = _parse_one("peer", "--peer", peer)
+    if genesis is not None:
+        flags["genesis"] = str(genesis.expanduser().absolute())
     for name, flag, values in (
         ("models", "--model", model),
         ("upstreams", "--upstream", upstream),

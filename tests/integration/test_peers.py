@@ -2,6 +2,8 @@
 
 import asyncio
 import datetime as dt
+import json
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ from fpai_node.gossip.messages import Ping
 from fpai_node.identity import NodeKey
 from fpai_node.identity.certs import create_ca, issue_node_certificate, open_ca
 from fpai_node.identity.tls import TlsIdentity, client_context
-from fpai_node.testing.nodeproc import NodeProcess
+from fpai_node.testing.nodeproc import NodeProcess, run_cli
 from fpai_node.wire import seal
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -199,3 +201,63 @@ async def test_a_flooding_peer_is_rate_limited(lone_node: NodeProcess) -> None:
         statuses = await asyncio.gather(*(one() for _ in range(600)))
     assert statuses.count(429) > 0 and statuses.count(400) > 0
     assert refusals(lone_node).get("rate_limited", 0) >= statuses.count(429)
+
+
+def test_a_private_federation_admits_only_its_members(tmp_path: Path) -> None:
+    """The operator guide's private-federation steps, as commands: create a CA, issue each
+    node a certificate, start with --preset federation; an outsider cannot join."""
+    ca_dir = tmp_path / "ca"
+    assert run_cli("federation", "create", "--dir", str(ca_dir)).returncode == 0
+    homes = [tmp_path / "fa", tmp_path / "fb"]
+    for home in homes:
+        assert run_cli("init", "--home", str(home), "--preset", "federation").returncode == 0
+        (home / "certs").mkdir()
+        issued = run_cli(
+            "federation",
+            "issue",
+            "--ca-dir",
+            str(ca_dir),
+            "--home",
+            str(home),
+            "--out",
+            str(home / "certs" / "node.crt"),
+        )
+        assert issued.returncode == 0, issued.stderr
+        shutil.copy(ca_dir / "ca.crt", home / "certs" / "ca.crt")
+    base = ("--api", "127.0.0.1:0", "--no-model")
+    with (
+        NodeProcess(homes[0], *base) as a,
+        NodeProcess(homes[1], *base, "--join", a.peer) as b,
+        NodeProcess(tmp_path / "outsider", *base, "--join", a.peer) as outsider,
+    ):
+        assert a.get_json("/fpai/v1/status")["preset"] == "federation"
+        wait_for(lambda: peers(a).get(node_id(b), {}).get("state") == "alive")
+        wait_for(lambda: refusals(a).get("handshake_aborted", 0) >= 1, timeout_s=10)
+        assert node_id(outsider) not in peers(a)
+        assert peers(outsider) == {}
+
+
+def test_a_federation_node_without_its_certificate_says_so(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    run_cli("init", "--home", str(home), "--preset", "federation")
+    result = run_cli("start", "--home", str(home), "--api", "127.0.0.1:0", "--no-model")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fpai-node: ")]
+    assert result.returncode == 1 and len(errors) == 1
+    assert "node.crt" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_genesis_file_bootstraps_and_peers_lists_the_table(tmp_path: Path) -> None:
+    with NodeProcess(tmp_path / "seed", "--api", "127.0.0.1:0", "--no-model") as seed:
+        genesis = tmp_path / "genesis.toml"
+        genesis.write_text(
+            'federation_id = "test-federation"\nprotocol_version = 1\n'
+            f'bootstrap = ["{seed.peer}"]\n'
+        )
+        args = ("--api", "127.0.0.1:0", "--no-model", "--genesis", str(genesis))
+        with NodeProcess(tmp_path / "newcomer", *args) as newcomer:
+            wait_for(lambda: peers(seed).get(node_id(newcomer), {}).get("state") == "alive")
+            listed = run_cli("peers", "--home", str(seed.home.root))
+            assert listed.returncode == 0
+            assert node_id(newcomer) in listed.stdout and "alive" in listed.stdout
+            as_json = json.loads(run_cli("peers", "--home", str(seed.home.root), "--json").stdout)
+            assert [p["node_id"] for p in as_json] == [node_id(newcomer)]
