@@ -56,12 +56,12 @@ def capabilities(inference: InferenceService, peer: str, api: str) -> Capabiliti
     served = inference.models()
     capacity = sum(m.card.capacity for m in served) or 1
     running = sum(m.admission.running for m in served)
-    cpu, memory_mb = hardware_summary()
+    cpu, gpu, memory_mb = hardware_summary()
     return Capabilities(
         peer_address=peer,
         api_address=api,
         models=tuple(Model(m.card.id, m.card.context_length or 0, m.card.backend) for m in served),
-        hardware=Hardware(cpu=cpu, gpu="", memory_mb=memory_mb),
+        hardware=Hardware(cpu=cpu, gpu=gpu, memory_mb=memory_mb),
         load_permille=min(1000, running * 1000 // capacity),
         queue_depth=sum(m.admission.waiting for m in served),
     )

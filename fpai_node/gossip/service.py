@@ -12,6 +12,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -133,14 +134,15 @@ class GossipService:
             log.debug("peer refused our frame", peer=address, status=status)
 
 
-def hardware_summary() -> tuple[str, int]:
-    """(CPU description, memory in MiB) of this machine, for announcements."""
+def hardware_summary() -> tuple[str, str, int]:
+    """(CPU description, GPU vendor or "", memory in MiB) of this machine, for announcements."""
     cpu = f"{platform.machine()} x{os.cpu_count() or 1}"
+    gpu = "nvidia" if Path("/dev/nvidiactl").exists() else ""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
     except (ValueError, OSError):
         memory = 0
-    return cpu, memory
+    return cpu, gpu, memory
 
 
 def peers_json(gossip: "GossipService | None") -> list[dict[str, object]]:

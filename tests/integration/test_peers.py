@@ -183,9 +183,12 @@ async def test_frames_are_verified_and_refusals_counted(lone_node: NodeProcess) 
     assert await post(lone_node, good, me) == 400  # replayed
     assert await post(lone_node, ping_frame(other, seq=1), me) == 400  # signed by someone else
     assert await post(lone_node, b"\xc1 not a frame", me) == 400
+    forged = bytearray(ping_frame(me.key, seq=2))
+    forged[-1] ^= 0x01  # the last byte of the signature
+    assert await post(lone_node, bytes(forged), me) == 400
     assert await post(lone_node, b"\x00" * ((1 << 20) + 1), me) == 413
     after = refusals(lone_node)
-    for reason in ("replay", "sender_not_peer", "malformed", "oversized"):
+    for reason in ("replay", "sender_not_peer", "malformed", "oversized", "bad_signature"):
         assert after.get(reason, 0) == before.get(reason, 0) + 1, reason
 
 
