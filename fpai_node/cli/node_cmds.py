@@ -225,9 +225,10 @@ def status(
         ("node", data.get("node_id")),
         ("version", f"{data.get('version')} (protocol {data.get('protocol_version')})"),
         ("api", url),
+        ("peer", (data.get("peer_channel") or {}).get("address") or "-"),
         ("preset", data.get("preset")),
         ("uptime", f"{data.get('uptime_s', 0):.0f} s"),
-        ("peers", len(data.get("peers") or [])),
+        ("peers", _peer_counts(data.get("peers") or [])),
         ("registry", f"leader {registry.get('leader') or '-'}, term {registry.get('term', 0)}"),
         ("models", ", ".join(str(m.get("id", "?")) for m in data.get("models") or []) or "none"),
     ]
@@ -255,6 +256,15 @@ def peers(
     for entry in table:
         models = ", ".join(m["id"] for m in entry.get("models") or []) or "-"
         typer.echo(f"{entry['node_id']:<38}{entry['state']:<9}{entry['address']:<24}{models}")
+
+
+def _peer_counts(peers: list[dict[str, Any]]) -> str:
+    """`3 (2 alive, 1 dead)`: the whole table at a glance."""
+    states: dict[str, int] = {}
+    for peer in peers:
+        states[peer.get("state", "?")] = states.get(peer.get("state", "?"), 0) + 1
+    detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return f"{len(peers)} ({detail})" if peers else "0"
 
 
 def register(app: typer.Typer) -> None:
