@@ -17,6 +17,8 @@ from typing import Any
 
 from fpai_node.identity import NodeKey
 from fpai_node.identity.nodeid import NODE_ID_DOMAIN, NODE_ID_LENGTH, NODE_ID_PREFIX
+from fpai_node.registry.state import DEDUP_RETENTION_MS, RegistryState, encode_command
+from fpai_node.registry.state import apply as apply_command
 from fpai_node.wire import codec, envelope, replay
 from fpai_node.wire.messages import MESSAGE_TYPES, NONCE_LENGTH, Ping
 
@@ -433,10 +435,119 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
     )
 
 
+# ---- registry ------------------------------------------------------------------------------
+
+
+def _command(op: str, n: int, at_offset_ms: int = 0, **args: codec.Value) -> bytes:
+    return encode_command(
+        op, args, key=n.to_bytes(16, "big"), by=ALICE.node_id, at_ms=NOW_MS + at_offset_ms
+    )
+
+
+def _join(node: NodeKey, n: int, role: str = "voter") -> bytes:
+    return _command(
+        "member.add",
+        n,
+        node_id=node.node_id,
+        role=role,
+        peer="127.0.0.1:7100",
+        api="127.0.0.1:8100",
+    )
+
+
+def registry_cases() -> Iterator[tuple[str, Case]]:
+    """Command logs from an empty registry: each command's result, then the final snapshot."""
+    a, b = ALICE.node_id, BOB.node_id
+    logs: list[tuple[str, str, list[bytes]]] = [
+        (
+            "members",
+            "two members join, one becomes a learner, one leaves",
+            [
+                _join(ALICE, 1),
+                _join(BOB, 2),
+                _command("member.set_role", 3, node_id=b, role="learner"),
+                _command("member.remove", 4, node_id=a),
+            ],
+        ),
+        (
+            "models-and-services",
+            "models served and unserved; a service; leaving drops models",
+            [
+                _join(ALICE, 1),
+                _join(BOB, 2),
+                _command("model.serve", 3, model_id="gemma-3-270m", node_id=a),
+                _command("model.serve", 4, model_id="gemma-3-270m", node_id=b),
+                _command("model.unserve", 5, model_id="gemma-3-270m", node_id=a),
+                _command("service.set", 6, name="api", endpoints=["127.0.0.1:8100"], health="ok"),
+                _command("member.remove", 7, node_id=b),
+            ],
+        ),
+        (
+            "parameters",
+            "any canonical value; delete",
+            [
+                _command("param.set", 1, key="split.treasury", value=60),
+                _command("param.set", 2, key="nested", value={"b": [1, b"x"], "a": None}),
+                _command("param.delete", 3, key="split.treasury"),
+            ],
+        ),
+        (
+            "retry-applies-once",
+            "the same command three times: ok, duplicate, duplicate",
+            [_command("param.set", 1, key="k", value=1)] * 3,
+        ),
+        (
+            "dedup-window",
+            "an idempotency key is forgotten an hour (of command time) later",
+            [
+                _command("param.set", 1, key="k", value=1),
+                _command("param.set", 2, at_offset_ms=DEDUP_RETENTION_MS + 1, key="k", value=2),
+                _command("param.set", 1, at_offset_ms=DEDUP_RETENTION_MS + 2, key="k", value=3),
+            ],
+        ),
+        (
+            "rejections",
+            "every kind of rejection; the state is unchanged, the index counts",
+            [
+                _join(ALICE, 1),
+                _join(ALICE, 2),
+                _command("member.remove", 3, node_id=b),
+                _command("member.set_role", 4, node_id=a, role="king"),
+                _command("model.serve", 5, model_id="m", node_id=b),
+                _command("param.delete", 6, key="absent"),
+                _command("param.set", 7, key="k"),
+                _command("no.such_op", 8),
+                b"\xc1",
+                codec.encode([1, 2]),
+            ],
+        ),
+    ]
+    for name, description, log in logs:
+        state = RegistryState()
+        results = []
+        for raw in log:
+            applied = apply_command(state, raw)
+            state = applied.state
+            results.append({"status": applied.result.status, "reason": applied.result.reason})
+        snapshot = codec.encode(state.to_value())
+        yield (
+            name,
+            Case(
+                {
+                    "description": description,
+                    "commands": [c.hex() for c in log],
+                    "expect": {"ok": {"results": results}},
+                },
+                {"snapshot.bin": snapshot},
+            ),
+        )
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
     "envelope": envelope_cases,
+    "registry": registry_cases,
 }
 
 
@@ -462,6 +573,11 @@ def constants() -> dict[str, Any]:
         "codec": {"max_depth": codec.MAX_DEPTH},
         "replay": {"window": replay.DEFAULT_WINDOW},
         "message_types": sorted(MESSAGE_TYPES),
+        "registry": {
+            "idempotency_key_bytes": 16,
+            "dedup_retention_ms": DEDUP_RETENTION_MS,
+            "max_command_bytes": 64 * 1024,
+        },
     }
 
 

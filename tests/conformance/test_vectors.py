@@ -132,7 +132,23 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
         cited |= set(
             re.findall(
-                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER)-\d+)\b", text
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG)-\d+)\b",
+                text,
             )
         )
     assert cited - anchors == set()
+
+
+@pytest.mark.parametrize("folder", cases("registry"))
+def test_registry(folder: Path) -> None:
+    from fpai_node.registry.state import RegistryState, apply
+
+    case = load(folder)
+    state = RegistryState()
+    results = []
+    for raw in case["commands"]:
+        applied = apply(state, bytes.fromhex(raw))
+        state = applied.state
+        results.append({"status": applied.result.status, "reason": applied.result.reason})
+    assert results == case["expect"]["ok"]["results"]
+    assert codec.encode(state.to_value()) == (folder / "snapshot.bin").read_bytes()

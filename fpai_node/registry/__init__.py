@@ -1,0 +1,1 @@
+"""The federation registry: commands and their pure application (specs/0005-registry.md)."""

@@ -1,0 +1,273 @@
+"""Registry state and the pure `apply` of commands (specs/0005-registry.md, REG-1..REG-12).
+
+Every replica applies the same committed command bytes in the same order, so `apply` must be a
+function of (state, bytes) alone: no clock, no randomness, no exception for any input. A bad
+command is rejected the same way everywhere and leaves the state as it was. Each command carries
+a 16-byte idempotency key: a write that a client retried after a lost acknowledgement (pysyncobj
+reports LEADER_CHANGED for writes that did commit) is applied once.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TypeVar
+
+from fpai_node.identity.nodeid import is_node_id
+from fpai_node.wire import codec
+from fpai_node.wire.errors import MalformedFrame
+
+IDEMPOTENCY_KEY_BYTES = 16
+DEDUP_RETENTION_MS = 3_600_000  # REG-4: retries come within seconds; an hour is far beyond
+MAX_COMMAND_BYTES = 64 * 1024  # REG-2: registry entries are small; bulk data lives elsewhere
+MAX_TEXT = 255
+ROLES = ("voter", "learner")
+_COMMAND_KEYS = frozenset({"args", "at", "by", "id", "op"})
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    role: str
+    peer: str
+    api: str
+    joined_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    endpoints: tuple[str, ...]
+    health: str
+
+
+def _frozen(mapping: dict[_K, _V]) -> Mapping[_K, _V]:
+    return MappingProxyType(mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryState:
+    """An immutable snapshot; `apply` returns a new one sharing the untouched tables."""
+
+    members: Mapping[str, Member] = field(default_factory=lambda: _frozen({}))
+    services: Mapping[str, Service] = field(default_factory=lambda: _frozen({}))
+    models: Mapping[str, frozenset[str]] = field(default_factory=lambda: _frozen({}))
+    parameters: Mapping[str, codec.Value] = field(default_factory=lambda: _frozen({}))
+    applied: Mapping[bytes, int] = field(default_factory=lambda: _frozen({}))  # key -> at_ms
+    index: int = 0  # commands applied, accepted or not
+
+    def to_value(self) -> codec.Value:
+        """The canonical snapshot (REG-11): equal states have equal bytes on every replica."""
+        return {
+            "applied": [[k, at] for k, at in sorted(self.applied.items())],
+            "index": self.index,
+            "members": {
+                n: {"api": m.api, "joined_at": m.joined_at_ms, "peer": m.peer, "role": m.role}
+                for n, m in self.members.items()
+            },
+            "models": {m: list(sorted(nodes)) for m, nodes in self.models.items()},
+            "parameters": dict(self.parameters),
+            "services": {
+                s: {"endpoints": list(v.endpoints), "health": v.health}
+                for s, v in self.services.items()
+            },
+        }
+
+    def voters(self) -> list[str]:
+        return sorted(n for n, m in self.members.items() if m.role == "voter")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a proposer learns: `ok`, `duplicate` (already applied) or `rejected` with why."""
+
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    state: RegistryState
+    result: Result
+
+
+class _Invalid(Exception):
+    pass
+
+
+def encode_command(
+    op: str, args: Mapping[str, codec.Value], *, key: bytes, by: str, at_ms: int
+) -> bytes:
+    """REG-1: a command's canonical bytes, as a proposer builds them."""
+    return codec.encode({"args": dict(args), "at": at_ms, "by": by, "id": key, "op": op})
+
+
+def apply(state: RegistryState, command: bytes) -> Applied:
+    """REG-3: the next state after `command`; never raises, whatever the bytes."""
+    state = replace(state, index=state.index + 1)
+    try:
+        op, args, key, by, at = _parse(command)
+    except _Invalid as exc:
+        return Applied(state, Result("rejected", str(exc)))
+    if key in state.applied:
+        return Applied(state, Result("duplicate"))
+    try:
+        changed = _OPS[op](state, args, by, at)
+    except _Invalid as exc:
+        return Applied(_remember(state, key, at), Result("rejected", str(exc)))
+    return Applied(_remember(changed, key, at), Result("ok"))
+
+
+def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:
+    """REG-4: keep keys for DEDUP_RETENTION_MS of command time, pruned by the command's own
+    timestamp so that every replica prunes the same keys at the same index."""
+    horizon = at - DEDUP_RETENTION_MS
+    kept = {k: t for k, t in state.applied.items() if t >= horizon}
+    kept[key] = at
+    return replace(state, applied=_frozen(kept))
+
+
+def _parse(command: bytes) -> tuple[str, dict[str, codec.Value], bytes, str, int]:
+    if len(command) > MAX_COMMAND_BYTES:
+        raise _Invalid("oversized")
+    try:
+        value = codec.decode(command)
+    except MalformedFrame:
+        raise _Invalid("malformed") from None
+    if not isinstance(value, dict) or value.keys() != _COMMAND_KEYS:
+        raise _Invalid("malformed")
+    op, args, key, by, at = value["op"], value["args"], value["id"], value["by"], value["at"]
+    if not isinstance(op, str) or op not in _OPS:
+        raise _Invalid("unknown_op")
+    if not isinstance(args, dict):
+        raise _Invalid("malformed")
+    if not isinstance(key, bytes) or len(key) != IDEMPOTENCY_KEY_BYTES:
+        raise _Invalid("malformed")
+    if not is_node_id(by) or type(at) is not int or at < 0:
+        raise _Invalid("malformed")
+    return op, args, key, by, at
+
+
+def _text(args: Mapping[str, codec.Value], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= MAX_TEXT:
+        raise _Invalid(f"bad_{name}")
+    return value
+
+
+def _node(args: Mapping[str, codec.Value], name: str = "node_id") -> str:
+    value = args.get(name)
+    if not is_node_id(value):
+        raise _Invalid(f"bad_{name}")
+    return value
+
+
+def _exact(args: Mapping[str, codec.Value], *names: str) -> None:
+    if args.keys() != set(names):
+        raise _Invalid("bad_args")
+
+
+def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    _exact(args, "node_id", "role", "peer", "api")
+    node, role = _node(args), _text(args, "role")
+    if role not in ROLES:
+        raise _Invalid("bad_role")
+    if node in s.members:
+        raise _Invalid("already_member")
+    member = Member(role, _text(args, "peer"), _text(args, "api"), at)
+    return replace(s, members=_frozen({**s.members, node: member}))
+
+
+def _member_remove(
+    s: RegistryState, args: dict[str, codec.Value], by: str, at: int
+) -> RegistryState:
+    _exact(args, "node_id")
+    node = _node(args)
+    if node not in s.members:
+        raise _Invalid("not_member")
+    members = {n: m for n, m in s.members.items() if n != node}
+    models = {m: nodes - {node} for m, nodes in s.models.items() if nodes - {node}}
+    return replace(s, members=_frozen(members), models=_frozen(models))
+
+
+def _member_role(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    _exact(args, "node_id", "role")
+    node, role = _node(args), _text(args, "role")
+    if role not in ROLES:
+        raise _Invalid("bad_role")
+    if node not in s.members:
+        raise _Invalid("not_member")
+    member = replace(s.members[node], role=role)
+    return replace(s, members=_frozen({**s.members, node: member}))
+
+
+def _service_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    _exact(args, "name", "endpoints", "health")
+    name, health = _text(args, "name"), _text(args, "health")
+    endpoints = args["endpoints"]
+    if not isinstance(endpoints, list) or not all(
+        isinstance(e, str) and 0 < len(e.encode()) <= MAX_TEXT for e in endpoints
+    ):
+        raise _Invalid("bad_endpoints")
+    service = Service(tuple(endpoints), health)  # type: ignore[arg-type]
+    return replace(s, services=_frozen({**s.services, name: service}))
+
+
+def _service_remove(
+    s: RegistryState, args: dict[str, codec.Value], by: str, at: int
+) -> RegistryState:
+    _exact(args, "name")
+    name = _text(args, "name")
+    if name not in s.services:
+        raise _Invalid("no_such_service")
+    return replace(s, services=_frozen({k: v for k, v in s.services.items() if k != name}))
+
+
+def _model_serve(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    _exact(args, "model_id", "node_id")
+    model, node = _text(args, "model_id"), _node(args)
+    if node not in s.members:
+        raise _Invalid("not_member")
+    nodes = s.models.get(model, frozenset()) | {node}
+    return replace(s, models=_frozen({**s.models, model: nodes}))
+
+
+def _model_unserve(
+    s: RegistryState, args: dict[str, codec.Value], by: str, at: int
+) -> RegistryState:
+    _exact(args, "model_id", "node_id")
+    model, node = _text(args, "model_id"), _node(args)
+    remaining = s.models.get(model, frozenset()) - {node}
+    models = {k: v for k, v in s.models.items() if k != model}
+    if remaining:
+        models[model] = remaining
+    return replace(s, models=_frozen(models))
+
+
+def _param_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    _exact(args, "key", "value")
+    key = _text(args, "key")
+    return replace(s, parameters=_frozen({**s.parameters, key: args["value"]}))
+
+
+def _param_delete(
+    s: RegistryState, args: dict[str, codec.Value], by: str, at: int
+) -> RegistryState:
+    _exact(args, "key")
+    key = _text(args, "key")
+    if key not in s.parameters:
+        raise _Invalid("no_such_parameter")
+    return replace(s, parameters=_frozen({k: v for k, v in s.parameters.items() if k != key}))
+
+
+_OPS = {
+    "member.add": _member_add,
+    "member.remove": _member_remove,
+    "member.set_role": _member_role,
+    "service.set": _service_set,
+    "service.remove": _service_remove,
+    "model.serve": _model_serve,
+    "model.unserve": _model_unserve,
+    "param.set": _param_set,
+    "param.delete": _param_delete,
+}
+OPS: frozenset[str] = frozenset(_OPS)

@@ -1,0 +1,144 @@
+"""The pure registry: every command's effect, idempotency, and totality over any bytes."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fpai_node.identity import NodeKey
+from fpai_node.registry.state import (
+    DEDUP_RETENTION_MS,
+    MAX_COMMAND_BYTES,
+    Member,
+    RegistryState,
+    apply,
+    encode_command,
+)
+from fpai_node.wire import codec
+
+A = NodeKey.from_seed(bytes(32)).node_id
+B = NodeKey.from_seed(bytes([1]) * 32).node_id
+T0 = 1_767_225_600_000
+
+
+def command(op: str, n: int, at: int = T0, by: str = A, **args: codec.Value) -> bytes:
+    return encode_command(op, args, key=n.to_bytes(16, "big"), by=by, at_ms=at)
+
+
+def run(*commands: bytes, state: RegistryState | None = None) -> tuple[RegistryState, list[str]]:
+    state = state or RegistryState()
+    results = []
+    for cmd in commands:
+        applied = apply(state, cmd)
+        state = applied.state
+        results.append(
+            applied.result.status + (":" + applied.result.reason if applied.result.reason else "")
+        )
+    return state, results
+
+
+def add(node: str, n: int, role: str = "voter") -> bytes:
+    return command(
+        "member.add", n, node_id=node, role=role, peer="127.0.0.1:7100", api="127.0.0.1:8100"
+    )
+
+
+def test_members_join_change_role_and_leave() -> None:
+    state, results = run(
+        add(A, 1), add(B, 2, "learner"), command("member.set_role", 3, node_id=B, role="voter")
+    )
+    assert results == ["ok", "ok", "ok"]
+    assert state.members[A] == Member("voter", "127.0.0.1:7100", "127.0.0.1:8100", T0)
+    assert state.voters() == sorted([A, B])
+    state, results = run(command("member.remove", 4, node_id=A), state=state)
+    assert results == ["ok"] and list(state.members) == [B]
+
+
+def test_rejections_leave_the_state_unchanged_but_count() -> None:
+    state, _ = run(add(A, 1))
+    for bad in (
+        add(A, 2),  # already a member
+        command("member.remove", 3, node_id=B),
+        command("member.set_role", 4, node_id=A, role="king"),
+        command("model.serve", 5, model_id="m", node_id=B),  # B is not a member
+        command("param.delete", 6, key="absent"),
+        command("service.remove", 7, name="absent"),
+        command("member.add", 8, node_id="not-a-node", role="voter", peer="p", api="a"),
+        command("param.set", 9, key="k"),  # missing value
+    ):
+        after = apply(state, bad)
+        assert after.result.status == "rejected", bad
+        assert after.state.members == state.members and after.state.parameters == state.parameters
+        assert after.state.index == state.index + 1
+
+
+def test_models_services_and_parameters() -> None:
+    state, results = run(
+        add(A, 1),
+        add(B, 2),
+        command("model.serve", 3, model_id="gemma", node_id=A),
+        command("model.serve", 4, model_id="gemma", node_id=B),
+        command("model.unserve", 5, model_id="gemma", node_id=A),
+        command("service.set", 6, name="api", endpoints=["a:1", "b:2"], health="ok"),
+        command("param.set", 7, key="split.treasury", value=60),
+        command("param.set", 8, key="nested", value={"b": [1, b"x"], "a": None}),
+    )
+    assert set(results) == {"ok"}
+    assert state.models == {"gemma": frozenset({B})}
+    assert state.services["api"].endpoints == ("a:1", "b:2")
+    assert state.parameters["split.treasury"] == 60
+    state, _ = run(command("member.remove", 9, node_id=B), state=state)
+    assert state.models == {}  # a member that leaves serves nothing
+
+
+def test_a_retried_command_applies_once() -> None:
+    write = command("param.set", 1, key="k", value=1)
+    state, results = run(write, write, write)
+    assert results == ["ok", "duplicate", "duplicate"] and state.parameters["k"] == 1
+
+
+def test_idempotency_keys_expire_by_command_time() -> None:
+    state, _ = run(command("param.set", 1, key="k", value=1))
+    later = T0 + DEDUP_RETENTION_MS + 1
+    state, _ = run(command("param.set", 2, at=later, key="k", value=2), state=state)
+    assert (1).to_bytes(16, "big") not in state.applied  # pruned deterministically
+    assert (2).to_bytes(16, "big") in state.applied
+
+
+def test_malformed_commands_are_rejected_not_raised() -> None:
+    for raw in (
+        b"",
+        b"\xc1",
+        codec.encode([1, 2]),
+        codec.encode({"op": "param.set"}),
+        b"\x00" * (MAX_COMMAND_BYTES + 1),
+        encode_command("nope", {}, key=bytes(16), by=A, at_ms=T0),
+        encode_command("param.set", {"key": "k", "value": 1}, key=bytes(15), by=A, at_ms=T0),
+    ):
+        result = apply(RegistryState(), raw).result
+        assert result.status == "rejected" and result.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_apply_is_total_over_any_bytes(raw: bytes) -> None:
+    applied = apply(RegistryState(), raw)
+    assert applied.result.status in ("ok", "rejected")
+    assert applied.state.index == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["add", "serve", "param", "retry", "remove"]), max_size=30))
+def test_replicas_applying_the_same_log_have_byte_identical_snapshots(ops: list[str]) -> None:
+    log: list[bytes] = []
+    for n, op in enumerate(ops, start=10):
+        log.append(
+            {
+                "add": add(B, n),
+                "serve": command("model.serve", n, model_id="m", node_id=B),
+                "param": command("param.set", n, key=f"k{n % 3}", value=n),
+                "retry": log[-1] if log else add(A, n),
+                "remove": command("member.remove", n, node_id=B),
+            }[op]
+        )
+    first, _ = run(*log)
+    second, _ = run(*log)
+    assert codec.encode(first.to_value()) == codec.encode(second.to_value())
