@@ -141,11 +141,15 @@ class Node:
         if self._runner is None:
             return
         self.home.clear_api_address()
-        if self.gossip is not None:
-            await self.gossip.stop()
-        await self._runner.cleanup()
-        self._runner = None
-        await self.inference.close()
+        runner, self._runner = self._runner, None
+        try:
+            if self.gossip is not None:
+                await self.gossip.stop()
+        finally:
+            try:
+                await runner.cleanup()
+            finally:
+                await self.inference.close()
         log.info("node stopped")
 
 

@@ -8,6 +8,7 @@ this node already validated, with keys written in canonical order, so they are p
 (`codec.pack_ordered`); the strict decoder proves them canonical on the other side.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -73,7 +74,7 @@ class Rumor:
             raise MalformedFrame(f"rumor status {status!r}")
         return cls(
             _node_id(fields["id"]),
-            _text(fields["addr"], MAX_ADDRESS_BYTES),
+            _address(fields["addr"]),
             _uint(fields["inc"]),
             Status(status),
         )
@@ -181,7 +182,7 @@ class PingReq:
         return cls(
             _nonce(fields["nonce"]),
             _node_id(fields["target"]),
-            _text(fields["target_addr"], MAX_ADDRESS_BYTES),
+            _address(fields["target_addr"]),
             Piggyback.from_fields(fields),
         )
 
@@ -364,8 +365,8 @@ class Announcement:
         if load > 1000:
             raise MalformedFrame("load is in permille: 0..1000")
         caps = Capabilities(
-            _text(fields["peer"], MAX_ADDRESS_BYTES),
-            _text(fields["api"], MAX_ADDRESS_BYTES),
+            _address(fields["peer"]),
+            _address(fields["api"], optional=True),
             tuple(models),
             Hardware.from_value(fields["hw"]),
             load,
@@ -399,6 +400,21 @@ def _text(value: codec.Value, max_bytes: int) -> str:
     if type(value) is not str or len(value.encode("utf-8")) > max_bytes:
         raise MalformedFrame(f"expected a string of at most {max_bytes} bytes")
     return value
+
+
+_ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})")
+
+
+def _address(value: codec.Value, *, optional: bool = False) -> str:
+    """GOSSIP-3: HOST:PORT only (or "" where the field is optional). Addresses from peers
+    become URLs this node dials; a path, a query or a scheme would let a peer aim them."""
+    text = _text(value, MAX_ADDRESS_BYTES)
+    if optional and text == "":
+        return text
+    match = _ADDRESS.fullmatch(text)
+    if match is None or not 0 < int(match.group(2)) <= 65535:
+        raise MalformedFrame("an address must be HOST:PORT")
+    return text
 
 
 def _node_id(value: codec.Value) -> str:

@@ -58,25 +58,27 @@ class GossipService:
         self._announced: Capabilities | None = None
 
     async def start(self) -> None:
-        await self.server.start(self._socket)
         await self._client.start()
+        await self.server.start(self._socket)
         self._announce_if_changed()
         self._dispatch(self.node.join(list(self._join)))
         self._loop_task = asyncio.create_task(self._run(), name="gossip")
         log.info("gossip started", peer=self.address, join=list(self._join))
 
     async def stop(self) -> None:
-        """Say goodbye (GOSSIP-15), then stop serving."""
-        if self._loop_task is None:
-            return
-        self._loop_task.cancel()
-        await asyncio.gather(self._loop_task, return_exceptions=True)
-        self._loop_task = None
-        self._dispatch(self.node.leave(now_ms()))
-        if self._sending:
-            await asyncio.wait(self._sending, timeout=1.0)
-        await self.server.stop()
-        await self._client.close()
+        """Say goodbye (GOSSIP-15) if we ever said hello, then release everything start() got:
+        safe to call after a start that failed half way, and more than once."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+            self._dispatch(self.node.leave(now_ms()))
+            if self._sending:
+                await asyncio.wait(self._sending, timeout=1.0)
+        try:
+            await self.server.stop()
+        finally:
+            await self._client.close()
 
     def members(self) -> list[MemberView]:
         return [m for m in self.node.members().values() if m.node_id != self._key.node_id]
@@ -85,10 +87,13 @@ class GossipService:
         next_check = time.monotonic() + RECHECK_CAPABILITIES_S
         while True:
             await asyncio.sleep(TICK_S)
-            self._dispatch(self.node.tick(now_ms()))
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + RECHECK_CAPABILITIES_S
-                self._announce_if_changed()
+            try:
+                self._dispatch(self.node.tick(now_ms()))
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + RECHECK_CAPABILITIES_S
+                    self._announce_if_changed()
+            except Exception:  # one bad state must not end failure detection for good
+                log.exception("gossip tick failed")
 
     def _announce_if_changed(self) -> None:
         capabilities = self._capabilities(self.address)
@@ -106,7 +111,11 @@ class GossipService:
             raise FrameRefused(exc.reason) from None
         if envelope.sender != peer:
             raise FrameRefused("sender_not_peer")
-        self._dispatch(self.node.receive(envelope.sender, message, now_ms()))
+        try:
+            self._dispatch(self.node.receive(envelope.sender, message, now_ms()))
+        except Exception:
+            log.exception("gossip message could not be handled", peer=peer, type=envelope.type)
+            raise FrameRefused("internal") from None
 
     def _dispatch(self, outgoing: list[Outgoing]) -> None:
         for out in outgoing:
@@ -116,14 +125,18 @@ class GossipService:
                 if member is None:
                     continue
                 address = member.address
-            frame = seal(
-                self._key,
-                out.message.TYPE,
-                out.message.encode(),
-                seq=self._seq.next(),
-                now_ms=now_ms(),
-                lifetime_ms=HOP_LIFETIME_MS,
-            )
+            try:
+                frame = seal(
+                    self._key,
+                    out.message.TYPE,
+                    out.message.encode(),
+                    seq=self._seq.next(),
+                    now_ms=now_ms(),
+                    lifetime_ms=HOP_LIFETIME_MS,
+                )
+            except ValueError as exc:  # e.g. a sync reply over the frame limit: skip this one
+                log.error("gossip message not sent", type=out.message.TYPE, error=str(exc))
+                continue
             task = asyncio.create_task(self._send(address, frame))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)

@@ -31,6 +31,8 @@ from fpai_node.identity.keys import NodeKey
 from fpai_node.wire.envelope import PROTOCOL_VERSION, open_envelope, seal
 from fpai_node.wire.errors import WireError
 
+MAX_MEMBERS = 2048  # GOSSIP-9: a full member list stays far below one frame (1 MiB)
+
 
 @dataclass(frozen=True, slots=True)
 class GossipConfig:
@@ -351,8 +353,8 @@ class GossipNode:
             return
         member = self._members.get(rumor.node_id)
         if member is None:
-            if rumor.status is Status.DEAD:
-                return
+            if rumor.status is Status.DEAD or len(self._members) >= MAX_MEMBERS:
+                return  # GOSSIP-9: a bounded table; a flood of invented members is ignored
             member = self._add_member(rumor.node_id, rumor.address, rumor.incarnation)
             self._set_status(member, rumor.status, now_ms)
         elif not _supersedes(rumor, member):

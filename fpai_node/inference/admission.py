@@ -65,7 +65,7 @@ class Admission:
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self._release()  # the slot reached us just as we left: pass it on
-            else:
+            elif turn in self._queue:  # a release may already have popped and skipped it
                 self._queue.remove(turn)
             raise
 

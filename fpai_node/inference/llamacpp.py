@@ -28,6 +28,7 @@ from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
 from fpai_node.errors import FpaiError
 from fpai_node.inference.base import (
+    BackendUnavailable,
     ChatRequest,
     CompletionRequest,
     ContextLengthExceeded,
@@ -79,7 +80,10 @@ class _Slot:
     generator: ThreadPoolExecutor
     embedder_pool: ThreadPoolExecutor
     embedder: Llama | None = None
-    active: set[threading.Event] = field(default_factory=set)
+    # Running generations: their cancel flag and how to reach their consumer.
+    active: dict[threading.Event, Callable[[GenerationEvent | BaseException], None]] = field(
+        default_factory=dict
+    )
 
 
 class LlamaCppBackend:
@@ -136,7 +140,8 @@ class LlamaCppBackend:
     async def close(self) -> None:
         slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            for cancelled in list(slot.active):
+            for cancelled, emit in list(slot.active.items()):
+                emit(BackendUnavailable(f"model {slot.model.id} is shutting down"))
                 cancelled.set()
         loop = asyncio.get_running_loop()
         for slot in slots:
@@ -185,7 +190,7 @@ class LlamaCppBackend:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 cancelled.set()
 
-        slot.active.add(cancelled)
+        slot.active[cancelled] = emit
         loop.run_in_executor(slot.generator, _run, slot, build_prompt, sampling, emit, cancelled)
         try:
             while True:
@@ -197,7 +202,7 @@ class LlamaCppBackend:
                     return
         finally:
             cancelled.set()
-            slot.active.discard(cancelled)
+            slot.active.pop(cancelled, None)
 
     def _embed(self, slot: _Slot, inputs: list[str]) -> Embeddings:
         if slot.embedder is None:

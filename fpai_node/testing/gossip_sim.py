@@ -68,15 +68,13 @@ def sim_key(index: int, seed: int = 0) -> NodeKey:
 
 
 def sim_address(index: int) -> str:
-    return f"sim://{index}"
+    return f"sim-{index}:7100"
 
 
 def sample_capabilities(index: int) -> Capabilities:
     model = Model("gemma-3-270m-q4", 32_768, "llamacpp")
     hardware = Hardware("x86_64 8 cores", "", 16_384)
-    return Capabilities(
-        sim_address(index), f"http://10.0.0.{index % 250}:8100", (model,), hardware, 0, 0
-    )
+    return Capabilities(sim_address(index), f"10.0.0.{index % 250}:8100", (model,), hardware, 0, 0)
 
 
 class GossipSim:
@@ -189,8 +187,8 @@ class GossipSim:
         heapq.heappush(self._queue, _Event(at_ms, self._order, sender, receiver, frame))
 
     def _resolve(self, to: str) -> int | None:
-        if to.startswith("sim://"):
-            return int(to.removeprefix("sim://"))
+        if to.startswith("sim-"):
+            return int(to.removeprefix("sim-").removesuffix(":7100"))
         return self._by_id.get(to)
 
     # Running

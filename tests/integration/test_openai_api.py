@@ -127,6 +127,7 @@ def test_embeddings_in_base64_and_float(client: openai.OpenAI, node: NodeProcess
     [
         (b"{not json", 400, "invalid_json"),
         (b"[1, 2]", 400, "invalid_json"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),  # deeper than the parser goes
         (
             json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
             404,

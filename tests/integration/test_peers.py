@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -194,7 +195,9 @@ async def test_frames_are_verified_and_refusals_counted(lone_node: NodeProcess) 
 
 async def test_a_flooding_peer_is_rate_limited(lone_node: NodeProcess) -> None:
     flooder = open_identity(9)
-    connector = aiohttp.TCPConnector(ssl=client_context(flooder))
+    # Many frames over a few connections, as a peer's client sends them (PEER-4 limits frames;
+    # connection floods are capped separately, see the handshake test).
+    connector = aiohttp.TCPConnector(ssl=client_context(flooder), limit=8)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one() -> int:
@@ -264,3 +267,21 @@ def test_a_genesis_file_bootstraps_and_peers_lists_the_table(tmp_path: Path) -> 
             assert node_id(newcomer) in listed.stdout and "alive" in listed.stdout
             as_json = json.loads(run_cli("peers", "--home", str(seed.home.root), "--json").stdout)
             assert [p["node_id"] for p in as_json] == [node_id(newcomer)]
+
+
+def test_connections_that_never_finish_a_handshake_are_capped(lone_node: NodeProcess) -> None:
+    """Review finding: idle connections exhausted file descriptors and took the API down."""
+    from fpai_node.api.peer.channel import MAX_HANDSHAKES
+
+    host, port = lone_node.peer.rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_HANDSHAKES)]
+    try:
+        extra = [socket.create_connection((host, int(port)), timeout=5) for _ in range(5)]
+        wait_for(lambda: refusals(lone_node).get("too_many_handshakes", 0) >= 5, timeout_s=5)
+        for conn in extra:
+            assert conn.recv(1) == b""  # closed by the node at once
+            conn.close()
+        assert lone_node.get_json("/healthz") == {"status": "ok"}
+    finally:
+        for conn in idle:
+            conn.close()

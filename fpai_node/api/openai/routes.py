@@ -7,6 +7,7 @@ The server runs with handler cancellation: a client that disconnects cancels its
 closes the generation and frees the model's slot.
 """
 
+import asyncio
 import base64
 import json
 import time
@@ -119,6 +120,12 @@ async def _respond(
         except InferenceError as exc:  # after the first byte: the status is already sent
             await _send(response, {"error": _error_body(exc)["error"]})
             log.warning("generation failed mid-stream", error=str(exc))
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the client left: nobody to tell
+        except Exception:  # a bug or a backend crash: the client still gets a well-formed end
+            log.exception("generation crashed mid-stream")
+            failure = InferenceError("the generation failed; see the node's log")
+            await _send(response, {"error": _error_body(failure)["error"]})
         await response.write_eof()
         return response
     finally:
@@ -212,7 +219,7 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
 async def _json(request: web.Request) -> object:
     try:
         return await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError("the request body is not valid JSON", code="invalid_json") from None
 
 

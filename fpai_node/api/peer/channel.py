@@ -33,6 +33,10 @@ FRAME_PATH = "/fpai/peer/v1/frame"
 RATE_PER_S = 200.0  # frames a peer may send per second: gossip needs a handful
 BURST = 400.0
 HANDSHAKE_TIMEOUT_S = 10.0  # a peer that cannot finish a handshake in 10 s is not a peer
+KEEPALIVE_S = 15.0  # an idle peer connection is closed after this; gossip reconnects cheaply
+MAX_CONNECTIONS = 256  # established peer connections; far above a federation's fan-out
+MAX_HANDSHAKES = 64  # connections still in their handshake (anyone can open those)
+MAX_BUCKETS = 4096  # per-peer rate state kept; full buckets are the first forgotten
 FrameHandler = Callable[[str, bytes], Awaitable[None]]
 log = structlog.get_logger("fpai.peer")
 
@@ -58,13 +62,14 @@ class PeerServer:
         self._buckets: dict[str, _Bucket] = {}
         self._runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
+        self.handshakes = 0
         self.refusals: Counter[str] = Counter()
         self.address = ""
 
     async def start(self, sock: socket.socket) -> None:
         app = web.Application(client_max_size=MAX_FRAME_BYTES)
         app.router.add_post(FRAME_PATH, self._frame)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_S)
         await self._runner.setup()
         web_server = self._runner.server
         assert web_server is not None
@@ -95,8 +100,11 @@ class PeerServer:
         return web.Response(status=status, text=reason)
 
     async def _frame(self, request: web.Request) -> web.Response:
+        transport = request.transport
+        if transport is None:  # the peer already left; nobody to answer
+            return web.Response(status=400, text="gone")
         try:
-            peer = peer_node_id(request.transport.get_extra_info("ssl_object"))  # type: ignore[union-attr]
+            peer = peer_node_id(transport.get_extra_info("ssl_object"))
         except PeerIdentityError as exc:
             return self._refuse(exc.reason, 403, remote=request.remote)
         if not self._take_token(peer):
@@ -111,8 +119,22 @@ class PeerServer:
             return self._refuse(exc.reason, 400, peer=peer)
         return web.Response(status=204)
 
+    def admits_connection(self, web_server: web.Server) -> str | None:
+        """Why a new connection must be refused now, or None to accept it."""
+        if self.handshakes >= MAX_HANDSHAKES:
+            return "too_many_handshakes"
+        if len(web_server.connections) >= MAX_CONNECTIONS:
+            return "too_many_connections"
+        return None
+
+    def refuse_connection(self, reason: str, remote: object) -> None:
+        self.refusals[reason] += 1
+        log.warning("peer connection refused", reason=reason, remote=remote)
+
     def _take_token(self, peer: str) -> bool:
         now = time.monotonic()
+        if peer not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
+            self._forget_full_buckets(now)
         bucket = self._buckets.setdefault(peer, _Bucket(BURST, now))
         bucket.tokens = min(BURST, bucket.tokens + (now - bucket.updated) * RATE_PER_S)
         bucket.updated = now
@@ -120,6 +142,14 @@ class PeerServer:
             return False
         bucket.tokens -= 1
         return True
+
+    def _forget_full_buckets(self, now: float) -> None:
+        """A bucket that has refilled is the same as no bucket: drop those, then the oldest."""
+        for peer, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.updated) * RATE_PER_S >= BURST:
+                del self._buckets[peer]
+        while len(self._buckets) >= MAX_BUCKETS:
+            del self._buckets[min(self._buckets, key=lambda p: self._buckets[p].updated)]
 
 
 class _TlsAccept(asyncio.Protocol):
@@ -136,10 +166,17 @@ class _TlsAccept(asyncio.Protocol):
         # right behind Finished) reach this protocol before the hand-over: kept, then replayed.
         self._early = bytearray()
         self._early_eof = False
+        self._lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        refusal = self._server.admits_connection(self._web_server)
+        if refusal is not None:
+            self._server.refuse_connection(refusal, transport.get_extra_info("peername"))
+            transport.abort()
+            return
         transport.pause_reading()  # the ClientHello must reach the TLS layer, not us
+        self._server.handshakes += 1
         self._task = asyncio.create_task(self._handshake(transport))
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
@@ -154,8 +191,10 @@ class _TlsAccept(asyncio.Protocol):
             self._server.refuse_handshake(exc, remote)
             transport.close()
             return
-        if tls is None:  # the peer left during the handshake
-            transport.close()
+        finally:
+            self._server.handshakes -= 1
+        if tls is None or self._lost:  # the peer left during or just after the handshake
+            (tls or transport).close()
             return
         handler = self._web_server()
         tls.set_protocol(handler)
@@ -168,9 +207,12 @@ class _TlsAccept(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._early += data
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> None:
         self._early_eof = True
-        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Before the hand-over only: the handler never learns of a transport that is gone."""
+        self._lost = True
 
 
 def _handshake_reason(exc: BaseException) -> str:

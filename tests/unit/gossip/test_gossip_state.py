@@ -24,7 +24,7 @@ from fpai_node.gossip.messages import (
     SyncReply,
     decode_message,
 )
-from fpai_node.gossip.state import GossipConfig, GossipNode, Outgoing
+from fpai_node.gossip.state import MAX_MEMBERS, GossipConfig, GossipNode, Outgoing
 from fpai_node.testing.gossip_sim import sample_capabilities, sim_address, sim_key
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import seal
@@ -75,11 +75,11 @@ def first_probe(node: GossipNode) -> tuple[int, Outgoing]:
 
 SAMPLES: list[GossipMessage] = [
     Ping(b"\x01" * 16),
-    Ack(b"\x02" * 16, Piggyback((Rumor(IDS[1], "sim://1", 3, Status.SUSPECT),))),
-    PingReq(b"\x03" * 16, IDS[2], "sim://2"),
-    Sync((Rumor(IDS[0], "sim://0", 0, Status.ALIVE),), ((IDS[1], 7),)),
+    Ack(b"\x02" * 16, Piggyback((Rumor(IDS[1], "sim-1:7100", 3, Status.SUSPECT),))),
+    PingReq(b"\x03" * 16, IDS[2], "sim-2:7100"),
+    Sync((Rumor(IDS[0], "sim-0:7100", 0, Status.ALIVE),), ((IDS[1], 7),)),
     SyncReply((), (AnnouncementItem(IDS[1], 7, b"frame"),), (IDS[3],)),
-    Push(Piggyback((Rumor(IDS[4], "sim://4", 1, Status.DEAD),))),
+    Push(Piggyback((Rumor(IDS[4], "sim-4:7100", 1, Status.DEAD),))),
 ]
 
 
@@ -103,6 +103,17 @@ def test_announcement_payload_round_trips() -> None:
         {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": "x", "inc": 0, "st": "alive"}]},
         {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": ID, "inc": -1, "st": "alive"}]},
         {"nonce": NONCE, "anns": [], "rumors": [{"addr": "a", "id": ID, "inc": 0, "st": "left"}]},
+        # An address is HOST:PORT: a path or query would let a peer aim this node's requests.
+        {
+            "nonce": NONCE,
+            "anns": [],
+            "rumors": [{"addr": "1.2.3.4:1/x?", "id": ID, "inc": 0, "st": "alive"}],
+        },
+        {
+            "nonce": NONCE,
+            "anns": [],
+            "rumors": [{"addr": "a:99999", "id": ID, "inc": 0, "st": "alive"}],
+        },
         {"nonce": NONCE, "anns": [{"frame": b"", "origin": ID, "ver": 1}], "rumors": []},
     ],
 )
@@ -168,7 +179,7 @@ def test_stale_versions_and_replays_are_ignored_without_changing_the_view() -> N
 
 
 def test_announcement_is_re_signed_before_it_could_expire() -> None:
-    config = GossipConfig("sim://0")
+    config = GossipConfig("sim-0:7100")
     node = make_node(0)
     node.announce(sample_capabilities(0), NOW)
     (first,) = published(node)
@@ -186,7 +197,7 @@ def test_expired_announcements_are_not_forwarded() -> None:
     a, b = make_node(0), make_node(1)
     a.announce(sample_capabilities(0), NOW)
     b.receive(IDS[0], push(*published(a)), NOW)
-    lifetime = GossipConfig("sim://0").announce_lifetime_ms
+    lifetime = GossipConfig("sim-0:7100").announce_lifetime_ms
 
     assert [i.origin for i in published(b, NOW + lifetime - 1)] == [IDS[0]]
     assert published(b, NOW + lifetime) == []
@@ -258,13 +269,13 @@ def test_an_indirect_ack_clears_the_probe() -> None:
 def test_suspicion_about_itself_is_refuted_with_a_higher_incarnation() -> None:
     node = make_node(0)
     introduce(node, 1)
-    node.receive(IDS[1], push(rumors=(Rumor(IDS[0], "sim://0", 0, Status.SUSPECT),)), NOW)
+    node.receive(IDS[1], push(rumors=(Rumor(IDS[0], "sim-0:7100", 0, Status.SUSPECT),)), NOW)
 
     assert node.incarnation == 1
     assert node.stats.refutations == 1
     (ack,) = node.receive(IDS[1], Ping(NONCE), NOW)
     assert isinstance(ack.message, Ack)
-    assert Rumor(IDS[0], "sim://0", 1, Status.ALIVE) in ack.message.piggyback.rumors
+    assert Rumor(IDS[0], "sim-0:7100", 1, Status.ALIVE) in ack.message.piggyback.rumors
 
 
 @pytest.mark.parametrize(
@@ -284,10 +295,10 @@ def test_rumor_precedence_follows_incarnations(
 ) -> None:
     node = make_node(0)
     status, inc = current
-    node.receive(IDS[2], SyncReply((Rumor(IDS[1], "sim://1", inc, Status.ALIVE),), (), ()), NOW)
-    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", inc, status),)), NOW)
+    node.receive(IDS[2], SyncReply((Rumor(IDS[1], "sim-1:7100", inc, Status.ALIVE),), (), ()), NOW)
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim-1:7100", inc, status),)), NOW)
     assert node.member(IDS[1]).status is status  # type: ignore[union-attr]
-    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", rumor[1], rumor[0]),)), NOW)
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim-1:7100", rumor[1], rumor[0]),)), NOW)
 
     assert node.member(IDS[1]).status is expected  # type: ignore[union-attr]
 
@@ -300,7 +311,7 @@ def test_left_is_final_against_suspicion_and_death_rumors() -> None:
     assert goodbye.to == IDS[0]
 
     other.receive(IDS[1], goodbye.message, NOW)
-    other.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim://1", 0, Status.DEAD),)), NOW)
+    other.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim-1:7100", 0, Status.DEAD),)), NOW)
 
     assert other.member(IDS[1]).status is Status.LEFT  # type: ignore[union-attr]
     assert leaver.tick(NOW + 5_000) == []
@@ -324,3 +335,14 @@ def test_sync_returns_newer_announcements_and_asks_for_missing_ones() -> None:
     a.receive(IDS[1], answer.message, NOW)
     assert a.member(IDS[1]).announcement == b.own_announcement  # type: ignore[union-attr]
     assert b.member(IDS[0]).announcement == a.own_announcement  # type: ignore[union-attr]
+
+
+def test_a_flood_of_invented_members_is_bounded() -> None:
+    """Review finding: unbounded members made the node's own sync exceed the frame limit."""
+    node = GossipNode(sim_key(0), GossipConfig("sim-0:7100"), random.Random(1))
+    invented = tuple(
+        Rumor(sim_key(i).node_id, f"x{i}.invalid:1", 0, Status.ALIVE)
+        for i in range(1, MAX_MEMBERS + 200)
+    )
+    node.receive(invented[0].node_id, Sync(invented, ()), NOW)
+    assert len(node.members()) <= MAX_MEMBERS

@@ -310,3 +310,27 @@ def test_invalid_arguments(capacity: int, max_waiting: int) -> None:
 def test_valid_arguments(capacity: int, max_waiting: int) -> None:
     admission = Admission("m", capacity=capacity, max_waiting=max_waiting)
     assert (admission.running, admission.waiting) == (0, 0)
+
+
+async def test_a_waiter_cancelled_as_the_slot_is_released_is_simply_cancelled() -> None:
+    """Review finding: release and cancellation in one loop iteration raised ValueError."""
+    admission = Admission("m", capacity=1, max_waiting=4)
+    gate = asyncio.get_running_loop().create_future()
+
+    async def hold() -> None:
+        async with admission.slot():
+            await gate
+
+    async def wait() -> None:
+        async with admission.slot():
+            pass
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    gate.set_result(None)
+    waiter.cancel()
+    results = await asyncio.wait_for(asyncio.gather(holder, waiter, return_exceptions=True), 5)
+    assert results[0] is None and isinstance(results[1], asyncio.CancelledError)
+    assert (admission.running, admission.waiting) == (0, 0)

@@ -10,6 +10,7 @@ import pytest_asyncio
 from llama_cpp import Llama
 
 from fpai_node.inference.base import (
+    BackendUnavailable,
     ChatMessage,
     ChatRequest,
     CompletionRequest,
@@ -151,3 +152,16 @@ async def test_embeddings_are_normalised_and_distinguish_texts(backend: LlamaCpp
     other = sum(x * y for x, y in zip(a, c, strict=True))
     assert same == pytest.approx(1.0) and other < same
     assert result.prompt_tokens > 6
+
+
+async def test_closing_the_backend_ends_running_generations_with_an_error(
+    gguf_model: Path,
+) -> None:
+    """Review finding: a consumer waited forever when the backend closed under it."""
+    llama = LlamaCppBackend([LocalModel(MODEL, gguf_model)], context_length=512, threads=2)
+    await llama.start()
+    stream = llama.complete(complete("Tell me a long story.", max_tokens=400))
+    assert isinstance(await anext(stream), TextChunk)
+    await llama.close()
+    with pytest.raises(BackendUnavailable, match="shutting down"):
+        await asyncio.wait_for(collect(stream), timeout=5)

@@ -1,0 +1,69 @@
+"""The streaming route when a backend fails after the first token (a fake backend: this is a
+test of the API layer; the real backends are tested through real models and servers)."""
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from fpai_node.api.app import NodeInfo, build_app
+from fpai_node.inference.base import (
+    ChatRequest,
+    CompletionRequest,
+    Embeddings,
+    GenerationEvent,
+    ModelCard,
+    TextChunk,
+    UpstreamError,
+)
+from fpai_node.inference.service import InferenceService
+
+
+class FailingBackend:
+    """Yields one token, then fails with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def models(self) -> Sequence[ModelCard]:
+        return [ModelCard("m", "upstream")]
+
+    async def _fail(self) -> AsyncGenerator[GenerationEvent, None]:
+        yield TextChunk("Hello")
+        raise self.error
+
+    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
+        return self._fail()
+
+    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
+        return self._fail()
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
+        raise self.error
+
+
+@pytest.fixture(params=[UpstreamError("upstream hung up"), RuntimeError("a bug")])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[TestClient[object, object]]:
+    service = InferenceService([FailingBackend(request.param)], max_waiting=1)
+    await service.start()
+    app = build_app(NodeInfo("fpn1" + "a" * 32, "local", time.monotonic()), service)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+    await service.close()
+
+
+async def test_a_failure_after_the_first_token_ends_the_stream_with_an_error_event(
+    client: TestClient[object, object],
+) -> None:
+    body = {"model": "m", "prompt": "x", "stream": True}
+    response = await client.post("/v1/completions", json=body)
+    assert response.status == 200
+    text = (await response.read()).decode()  # a corrupted chunked body would raise here
+    events = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    assert '"Hello"' in events[0]
+    assert '"error"' in events[-1] and "HTTP/1.1" not in text
