@@ -7,14 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from fpai_node.cli.client import NodeClient
-from fpai_node.cli.node_cmds import HomeOption, JsonOption, home_of, node_url
+from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, home_of, node_url
 from fpai_node.config import load_settings
 from fpai_node.errors import FpaiError
 
-ApiOption = Annotated[
-    str | None,
-    typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
-]
 KeyOption = Annotated[
     str | None,
     typer.Option(

@@ -10,6 +10,7 @@ import typer
 
 from fpai_node.cli.client import NodeClient
 from fpai_node.config import (
+    FIELDS,
     LOG_FORMATS,
     LOG_LEVELS,
     PRESETS,
@@ -27,6 +28,10 @@ HomeOption = Annotated[
     typer.Option(
         "--home", metavar="DIR", help="Node home directory [default: $FPAI_HOME, else ~/.fpai]"
     ),
+]
+ApiOption = Annotated[
+    str | None,
+    typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 PresetOption = Annotated[
@@ -163,22 +168,16 @@ def _flags(
     log_level: str | None,
 ) -> dict[str, Any]:
     """Typed values of the flags the user gave, validated with the same rules as node.toml."""
-    from fpai_node.config import FIELDS
-
     given: dict[str, Any] = {}
     if preset is not None:
         given["preset"] = _preset(preset)
-    by_name = {f.name: f for f in FIELDS}
     for name, flag, value in (
         ("api", "--api", api),
         ("log_format", "--log-format", log_format),
         ("log_level", "--log-level", log_level),
     ):
         if value is not None:
-            try:
-                given[name] = by_name[name].parse(value)
-            except ValueError as exc:
-                raise ConfigError(f"{flag}: {exc}") from None
+            given[name] = _parse_one(name, flag, value)
     if api_key:
         given["api_keys"] = _parse_list("api_keys", "--api-key", api_key)
     if insecure_public:
@@ -187,8 +186,7 @@ def _flags(
 
 
 def _parse_one(name: str, flag: str, value: str) -> Any:
-    from fpai_node.config import FIELDS
-
+    """A flag's value, checked by the same rule as the node.toml key of that name."""
     parse = next(f.parse for f in FIELDS if f.name == name)
     try:
         return parse(value)
@@ -197,21 +195,12 @@ def _parse_one(name: str, flag: str, value: str) -> Any:
 
 
 def _parse_list(name: str, flag: str, values: list[str]) -> tuple[str, ...]:
-    from fpai_node.config import FIELDS
-
-    parse = next(f.parse for f in FIELDS if f.name == name)
-    try:
-        return tuple(parse(v) for v in values)
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
+    return tuple(_parse_one(name, flag, v) for v in values)
 
 
 def status(
     home: HomeOption = None,
-    api: Annotated[
-        str | None,
-        typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
-    ] = None,
+    api: ApiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a running node's status."""
@@ -238,10 +227,7 @@ def status(
 
 def peers(
     home: HomeOption = None,
-    api: Annotated[
-        str | None,
-        typer.Option("--api", metavar="URL", help="A node's API, e.g. http://127.0.0.1:8100"),
-    ] = None,
+    api: ApiOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the peers a running node knows, with their state and models."""
