@@ -15,7 +15,8 @@ NONCE_LENGTH = 16
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """`peer.ping`: a liveness probe; the receiver answers `peer.pong` with the same nonce."""
+    """`peer.ping` (MSG-3): the envelope vectors' sample type and a diagnostics probe; nodes
+    probe each other with `gossip.ping` (specs/0004)."""
 
     TYPE = "peer.ping"
     nonce: bytes
