@@ -277,17 +277,6 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
             accepted_before=(_seal(100),),
         ),
     )
-    yield (
-        "stale-after-eviction",
-        e(
-            "guard of one sender: bob evicts alice (floor = alice's ts), alice comes back with"
-            " seq 6, then alice's old seq 5 is replayed (REPLAY-4)",
-            _seal(5, NOW_MS - 1_000),
-            error="stale_sequence",
-            max_senders=1,
-            accepted_before=(_seal(5, NOW_MS - 1_000), _seal(1, NOW_MS, BOB), _seal(6, NOW_MS)),
-        ),
-    )
     skew = envelope.MAX_CLOCK_SKEW_MS
     yield "valid-max-skew", e("timestamp exactly max_clock_skew_ms ahead", _seal(1, NOW_MS + skew))
     yield (
