@@ -83,29 +83,26 @@ class Home:
         tmp.replace(self.api_file)
 
     def read_peer_address(self) -> str | None:
-        try:
-            data = json.loads(self.api_file.read_text())
-        except (OSError, ValueError):
-            return None
-        peer = data.get("peer") if isinstance(data, dict) else None
-        return peer if isinstance(peer, str) and peer else None
+        return self._api_record_field("peer")
 
     def read_api_url(self) -> str | None:
-        try:
-            data = json.loads(self.api_file.read_text())
-        except (OSError, ValueError):
-            return None
-        url = data.get("url") if isinstance(data, dict) else None
-        return url if isinstance(url, str) else None
+        return self._api_record_field("url")
 
     def clear_api_address(self) -> None:
         """Remove the address file if it is still ours (a second node may have replaced it)."""
+        if self._api_record().get("pid") == os.getpid():
+            self.api_file.unlink(missing_ok=True)
+
+    def _api_record(self) -> dict[str, object]:
         try:
             data = json.loads(self.api_file.read_text())
-            if isinstance(data, dict) and data.get("pid") == os.getpid():
-                self.api_file.unlink()
         except (OSError, ValueError):
-            pass
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _api_record_field(self, name: str) -> str | None:
+        value = self._api_record().get(name)
+        return value if isinstance(value, str) and value else None
 
 
 class HomeLock:
