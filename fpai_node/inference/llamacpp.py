@@ -103,7 +103,7 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         for spec in self._specs:
             generator = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{spec.id}")
-            llm = await loop.run_in_executor(generator, self._load, spec)
+            llm = await loop.run_in_executor(generator, self._load_capped, spec)
             formatter, template = formatter_for(llm)
             n_ctx = llm.n_ctx()
             self._slots[spec.id] = _Slot(
@@ -123,9 +123,15 @@ class LlamaCppBackend:
                 threads=self._threads,
             )
 
-    def _load(self, spec: LocalModel, **extra: Any) -> Llama:
-        train_ctx = _training_context(spec.path)
-        n_ctx = min(self._context_length, train_ctx) if train_ctx else self._context_length
+    def _load_capped(self, spec: LocalModel) -> Llama:
+        """The model with the configured context, capped at the one it was trained with. The
+        cap must be known before loading (the KV cache is allocated for the whole context), so
+        it is read once from a vocabulary-only open; the embedder reuses the result."""
+        trained = _training_context(spec.path)
+        n_ctx = min(self._context_length, trained) if trained else self._context_length
+        return self._load(spec, n_ctx)
+
+    def _load(self, spec: LocalModel, n_ctx: int, **extra: Any) -> Llama:
         try:
             return Llama(
                 model_path=str(spec.path),
@@ -207,7 +213,7 @@ class LlamaCppBackend:
     def _embed(self, slot: _Slot, inputs: list[str]) -> Embeddings:
         if slot.embedder is None:
             slot.embedder = self._load(
-                slot.model, embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN
+                slot.model, slot.n_ctx, embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN
             )
         embedder = slot.embedder
         limit = embedder.n_ctx()
@@ -346,8 +352,8 @@ def _normalised(vector: Sequence[float] | Sequence[Sequence[float]]) -> list[flo
 
 
 def _training_context(path: Path) -> int | None:
-    """The context length the model was trained with, read from GGUF metadata without loading
-    the weights (vocab_only)."""
+    """The context length the model was trained with, from GGUF metadata (vocab_only: no
+    weights, no KV cache)."""
     try:
         probe = Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError):
@@ -356,6 +362,8 @@ def _training_context(path: Path) -> int | None:
         arch = probe.metadata.get("general.architecture", "")
         value = probe.metadata.get(f"{arch}.context_length")
         return int(value) if value else None
+    except ValueError:
+        return None
     finally:
         probe.close()
 
