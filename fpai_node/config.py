@@ -20,6 +20,7 @@ PRESETS: tuple[Preset, ...] = ("local", "testnet", "federation")
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_PREFIX = "FPAI_"
+RAFT_PORT_OFFSET = 100  # 7100 -> 7200: one --peer flag places both channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,22 @@ class Settings:
     peer: HostPort = HostPort("127.0.0.1", 7100)
     join: tuple[str, ...] = ()
     genesis: str | None = None
+    raft: HostPort | None = None
+    registry_voters: int = 3
+    registry_dead_after_s: int = 60
 
     @property
     def config_file(self) -> Path:
         return self.home / "node.toml"
+
+    @property
+    def raft_address(self) -> HostPort:
+        """The Raft endpoint: as set, else the peer host with the peer port + 100 (port 0, any
+        free port, stays 0)."""
+        if self.raft is not None:
+            return self.raft
+        port = self.peer.port + RAFT_PORT_OFFSET if self.peer.port else 0
+        return HostPort(self.peer.host, port)
 
 
 def parse_host_port(text: str) -> HostPort:
@@ -132,6 +145,13 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _odd_voters(text: str) -> int:
+    value = _int_between(1, 7)(text)
+    if value % 2 == 0:
+        raise ValueError(f"expected 1, 3, 5 or 7 voters (an odd number), got {value}")
+    return value
 
 
 def _api_key(text: str) -> str:
@@ -257,6 +277,24 @@ FIELDS: tuple[Field, ...] = (
         _nonempty,
         str,
         "unset: a genesis file names a federation and its bootstrap peers (testnet/README.md)",
+    ),
+    Field(
+        "raft",
+        parse_host_port,
+        str,
+        "the peer host, port + 100 (7200): Raft traffic, mutual TLS like the peer channel",
+    ),
+    Field(
+        "registry_voters",
+        _odd_voters,
+        int,
+        "3: the registry survives one lost voter; 5 survives two, with slower commits",
+    ),
+    Field(
+        "registry_dead_after_s",
+        _int_between(1, 86_400),
+        int,
+        "60 s: a voter unreachable this long is replaced by a live learner; restarts are quicker",
     ),
     Field(
         "queue_depth",

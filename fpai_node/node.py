@@ -24,6 +24,8 @@ from fpai_node.identity.certs import load_certificate
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.backends import build_backends
 from fpai_node.inference.service import InferenceService
+from fpai_node.registry.raft import RaftTiming
+from fpai_node.registry.service import RegistryService
 
 
 def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
@@ -79,6 +81,7 @@ class Node:
         self.home = Home(settings.home)
         self.inference = InferenceService([], max_waiting=settings.queue_depth)
         self.gossip: GossipService | None = None
+        self.registry: RegistryService | None = None
         self._runner: web.AppRunner | None = None
         self.api_url = ""
 
@@ -90,6 +93,8 @@ class Node:
         try:
             peer_socket = _bind(self.settings.peer, "peer channel")
             sockets.append(peer_socket)
+            raft_socket = _bind(self.settings.raft_address, "registry (Raft)")
+            sockets.append(raft_socket)
             identity = tls_identity(self.settings, self.key, self.home)
             backends = build_backends(self.settings, self.home.root / "models")
             self.inference = InferenceService(backends, max_waiting=self.settings.queue_depth)
@@ -103,12 +108,26 @@ class Node:
                 bootstrap_peers(self.settings),
                 lambda peer: capabilities(self.inference, peer, api_address),
             )
+            self.registry = RegistryService(
+                key=self.key,
+                identity=identity,
+                listener=raft_socket,
+                directory=self.home.root / "raft",
+                join=bootstrap_peers(self.settings),
+                peer_address=self.gossip.address,
+                api_address=api_address,
+                voters=self.settings.registry_voters,
+                timing=RaftTiming(dead_after_s=self.settings.registry_dead_after_s),
+            )
+            self.registry.attach(self.gossip.server)
             await self.gossip.start()
+            await self.registry.start()
             app = build_app(
                 NodeInfo(self.key.node_id, self.settings.preset, time.monotonic()),
                 self.inference,
                 self.settings.api_keys,
                 self.gossip,
+                self.registry,
             )
             runner = web.AppRunner(
                 app,
@@ -119,6 +138,8 @@ class Node:
             await runner.setup()
             await web.SockSite(runner, api_socket).start()
         except BaseException:
+            if self.registry is not None:
+                await self.registry.stop()
             for sock in sockets:
                 sock.close()
             if self.gossip is not None:
@@ -132,6 +153,7 @@ class Node:
             "node started",
             api=self.api_url,
             peer=self.gossip.address,
+            raft=self.registry.address,
             version=__version__,
             preset=self.settings.preset,
             models=[m.card.id for m in self.inference.models()],
@@ -143,6 +165,8 @@ class Node:
         self.home.clear_api_address()
         runner, self._runner = self._runner, None
         try:
+            if self.registry is not None:
+                await self.registry.stop()
             if self.gossip is not None:
                 await self.gossip.stop()
         finally:

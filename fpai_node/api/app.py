@@ -13,11 +13,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fpai_node import __version__
+from fpai_node.api.admin import registry as registry_routes
+from fpai_node.api.admin.registry import REGISTRY, registry_json
 from fpai_node.api.openai.protocol import ApiError
 from fpai_node.api.openai.routes import INFERENCE, SERVED_BY, STARTED_AT, add_routes, error_response
 from fpai_node.gossip.service import GossipService, peer_channel_json, peers_json
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.service import InferenceService
+from fpai_node.registry.service import RegistryService
 from fpai_node.wire import PROTOCOL_VERSION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,12 +82,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def api_key_guard(keys: Sequence[str]) -> Middleware:
-    """Require `Authorization: Bearer <key>` on /v1 when keys are configured."""
+    """Require `Authorization: Bearer <key>` on /v1, and on every request that changes
+    something under /fpai (registry writes), when keys are configured."""
     encoded = [k.encode() for k in keys]
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if encoded and request.path.startswith("/v1/"):
+        guarded = request.path.startswith("/v1/") or (
+            request.path.startswith("/fpai/") and request.method not in ("GET", "HEAD")
+        )
+        if encoded and guarded:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             candidate = given.strip().encode()
             # compare_digest against every key: the time taken does not say which key matched
@@ -129,7 +136,7 @@ async def status(request: web.Request) -> web.Response:
             "uptime_s": round(time.monotonic() - info.started_monotonic, 3),
             "peers": peers_json(request.app.get(GOSSIP)),
             "peer_channel": peer_channel_json(request.app.get(GOSSIP)),
-            "registry": {"leader": None, "term": 0, "members": []},
+            "registry": registry_json(request.app.get(REGISTRY)),
             "models": models,
         }
     )
@@ -140,6 +147,7 @@ def build_app(
     inference: InferenceService,
     api_keys: Sequence[str] = (),
     gossip: GossipService | None = None,
+    registry: RegistryService | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
@@ -148,6 +156,9 @@ def build_app(
     app[INFERENCE] = inference
     if gossip is not None:
         app[GOSSIP] = gossip
+    if registry is not None:
+        app[REGISTRY] = registry
+        registry_routes.add_routes(app)
     app[SERVED_BY] = info.node_id
     app[STARTED_AT] = int(time.time())
     app.router.add_get("/healthz", healthz)

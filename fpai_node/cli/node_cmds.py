@@ -127,6 +127,16 @@ def start(
         Path | None,
         typer.Option("--genesis", metavar="FILE", help="A federation's genesis file (bootstrap)"),
     ] = None,
+    raft: Annotated[
+        str | None,
+        typer.Option("--raft", metavar="HOST:PORT", help="Registry (Raft) address [peer port+100]"),
+    ] = None,
+    registry_voters: Annotated[
+        str | None,
+        typer.Option(
+            "--registry-voters", metavar="N", help="Voters a new registry keeps: 1, 3, 5 or 7 [3]"
+        ),
+    ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
     from fpai_node.node import serve
@@ -135,6 +145,12 @@ def start(
     flags = _flags(preset, api, api_key, insecure_public, log_format, log_level)
     if peer is not None:
         flags["peer"] = _parse_one("peer", "--peer", peer)
+    if raft is not None:
+        flags["raft"] = _parse_one("raft", "--raft", raft)
+    if registry_voters is not None:
+        flags["registry_voters"] = _parse_one(
+            "registry_voters", "--registry-voters", registry_voters
+        )
     if genesis is not None:
         flags["genesis"] = str(genesis.expanduser().absolute())
     for name, flag, values in (

@@ -127,3 +127,21 @@ def peer_node_id(
             "node_id_mismatch", f"peer proved key of node {node_id}, expected {expected}"
         )
     return node_id
+
+
+def handshake_refusal_reason(exc: BaseException) -> str:
+    """A fixed reason code for a refused TLS handshake, for counting refusals (PEER-5)."""
+    if isinstance(exc, TimeoutError):
+        return "handshake_timeout"
+    if not isinstance(exc, ssl.SSLError):
+        return "handshake_aborted"
+    detail = f"{exc.reason} {getattr(exc, 'verify_message', '')}".lower()
+    if "did_not_return_a_certificate" in detail or "certificate required" in detail:
+        return "no_certificate"
+    if "expired" in detail:
+        return "expired"
+    if "verify_failed" in detail or "unknown_ca" in detail or "certificate" in detail:
+        return "untrusted_certificate"
+    if "version" in detail or "protocol" in detail:
+        return "tls_version"
+    return "handshake_failed"

@@ -10,7 +10,7 @@ reports LEADER_CHANGED for writes that did commit) is applied once.
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.wire import codec
@@ -18,10 +18,15 @@ from fpai_node.wire.errors import MalformedFrame
 
 IDEMPOTENCY_KEY_BYTES = 16
 DEDUP_RETENTION_MS = 3_600_000  # REG-4: retries come within seconds; an hour is far beyond
+VOTERS_PARAMETER = "registry.voters"
+DEFAULT_VOTERS = 3  # REG-13: survives one lost voter; 5 survives two at the cost of slower commits
+VOTER_COUNTS = (1, 3, 5, 7)  # odd: an even count adds a voter without adding fault tolerance
 MAX_COMMAND_BYTES = 64 * 1024  # REG-2: registry entries are small; bulk data lives elsewhere
 MAX_TEXT = 255
 ROLES = ("voter", "learner")
 _COMMAND_KEYS = frozenset({"args", "at", "by", "id", "op"})
+_SNAPSHOT_KEYS = frozenset({"applied", "index", "members", "models", "parameters", "services"})
+_MEMBER_KEYS = frozenset({"api", "joined_at", "peer", "raft", "role"})
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -31,6 +36,7 @@ class Member:
     role: str
     peer: str
     api: str
+    raft: str
     joined_at_ms: int
 
 
@@ -61,7 +67,13 @@ class RegistryState:
             "applied": [[k, at] for k, at in sorted(self.applied.items())],
             "index": self.index,
             "members": {
-                n: {"api": m.api, "joined_at": m.joined_at_ms, "peer": m.peer, "role": m.role}
+                n: {
+                    "api": m.api,
+                    "joined_at": m.joined_at_ms,
+                    "peer": m.peer,
+                    "raft": m.raft,
+                    "role": m.role,
+                }
                 for n, m in self.members.items()
             },
             "models": {m: list(sorted(nodes)) for m, nodes in self.models.items()},
@@ -72,8 +84,63 @@ class RegistryState:
             },
         }
 
+    @classmethod
+    def from_value(cls, value: codec.Value) -> "RegistryState":
+        """The state a REG-11 snapshot describes; ValueError for anything else, so that a damaged
+        or hostile snapshot is refused whole rather than half restored."""
+        data: Any = value
+        try:
+            _require(isinstance(data, dict) and data.keys() == _SNAPSHOT_KEYS)
+            members = {}
+            for node, m in data["members"].items():
+                _require(is_node_id(node) and isinstance(m, dict) and m.keys() == _MEMBER_KEYS)
+                _require(m["role"] in ROLES and type(m["joined_at"]) is int)
+                _require(all(isinstance(m[k], str) for k in ("api", "peer", "raft")))
+                members[node] = Member(m["role"], m["peer"], m["api"], m["raft"], m["joined_at"])
+            models = {}
+            for model, nodes in data["models"].items():
+                _require(
+                    isinstance(nodes, list) and bool(nodes) and all(is_node_id(n) for n in nodes)
+                )
+                models[model] = frozenset(nodes)
+            services = {}
+            for name, v in data["services"].items():
+                _require(isinstance(v, dict) and v.keys() == {"endpoints", "health"})
+                _require(isinstance(v["endpoints"], list) and isinstance(v["health"], str))
+                _require(all(isinstance(e, str) for e in v["endpoints"]))
+                services[name] = Service(tuple(v["endpoints"]), v["health"])
+            applied = {}
+            for pair in data["applied"]:
+                _require(isinstance(pair, list) and len(pair) == 2)
+                key, at = pair
+                _require(isinstance(key, bytes) and len(key) == IDEMPOTENCY_KEY_BYTES)
+                _require(type(at) is int)
+                applied[key] = at
+            parameters = data["parameters"]
+            index = data["index"]
+            _require(isinstance(parameters, dict) and type(index) is int and index >= 0)
+        except (AttributeError, TypeError) as exc:
+            raise ValueError("not a registry snapshot") from exc
+        return cls(
+            members=_frozen(members),
+            services=_frozen(services),
+            models=_frozen(models),
+            parameters=_frozen(dict(parameters)),
+            applied=_frozen(applied),
+            index=index,
+        )
+
     def voters(self) -> list[str]:
         return sorted(n for n, m in self.members.items() if m.role == "voter")
+
+    def learners(self) -> list[str]:
+        return sorted(n for n, m in self.members.items() if m.role == "learner")
+
+    @property
+    def target_voters(self) -> int:
+        """REG-13: the federation's voter count, a parameter so that every replica agrees."""
+        value = self.parameters.get(VOTERS_PARAMETER)
+        return value if type(value) is int and value in VOTER_COUNTS else DEFAULT_VOTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +161,11 @@ class _Invalid(Exception):
     pass
 
 
+def _require(condition: bool) -> None:
+    if not condition:
+        raise ValueError("not a registry snapshot")
+
+
 def encode_command(
     op: str, args: Mapping[str, codec.Value], *, key: bytes, by: str, at_ms: int
 ) -> bytes:
@@ -108,6 +180,10 @@ def apply(state: RegistryState, command: bytes) -> Applied:
         op, args, key, by, at = _parse(command)
     except _Invalid as exc:
         return Applied(state, Result("rejected", str(exc)))
+    if op == "sync":  # REG-14: a read barrier; it changes nothing, so there is nothing to remember
+        if args:
+            return Applied(state, Result("rejected", "bad_args"))
+        return Applied(state, Result("ok"))
     if key in state.applied:
         return Applied(state, Result("duplicate"))
     try:
@@ -136,7 +212,7 @@ def _parse(command: bytes) -> tuple[str, dict[str, codec.Value], bytes, str, int
     if not isinstance(value, dict) or value.keys() != _COMMAND_KEYS:
         raise _Invalid("malformed")
     op, args, key, by, at = value["op"], value["args"], value["id"], value["by"], value["at"]
-    if not isinstance(op, str) or op not in _OPS:
+    if not isinstance(op, str) or (op not in _OPS and op != "sync"):
         raise _Invalid("unknown_op")
     if not isinstance(args, dict):
         raise _Invalid("malformed")
@@ -167,13 +243,29 @@ def _exact(args: Mapping[str, codec.Value], *names: str) -> None:
 
 
 def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
-    _exact(args, "node_id", "role", "peer", "api")
+    _exact(args, "node_id", "role", "peer", "api", "raft")
     node, role = _node(args), _text(args, "role")
     if role not in ROLES:
         raise _Invalid("bad_role")
     if node in s.members:
         raise _Invalid("already_member")
-    member = Member(role, _text(args, "peer"), _text(args, "api"), at)
+    member = Member(role, _text(args, "peer"), _text(args, "api"), _text(args, "raft"), at)
+    return replace(s, members=_frozen({**s.members, node: member}))
+
+
+def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
+    """REG-13: a newcomer is a voter while the voters are fewer than the target, else a
+    learner; the choice is made here, in log order, so concurrent joins never overshoot. A
+    member that joins again keeps its role and joined_at and takes its new addresses."""
+    _exact(args, "node_id", "peer", "api", "raft")
+    node = _node(args)
+    peer, api, raft = _text(args, "peer"), _text(args, "api"), _text(args, "raft")
+    existing = s.members.get(node)
+    if existing is not None:
+        member = replace(existing, peer=peer, api=api, raft=raft)
+    else:
+        role = "voter" if len(s.voters()) < s.target_voters else "learner"
+        member = Member(role, peer, api, raft, at)
     return replace(s, members=_frozen({**s.members, node: member}))
 
 
@@ -261,6 +353,7 @@ def _param_delete(
 
 _OPS = {
     "member.add": _member_add,
+    "member.join": _member_join,
     "member.remove": _member_remove,
     "member.set_role": _member_role,
     "service.set": _service_set,
@@ -270,4 +363,4 @@ _OPS = {
     "param.set": _param_set,
     "param.delete": _param_delete,
 }
-OPS: frozenset[str] = frozenset(_OPS)
+OPS: frozenset[str] = frozenset({*_OPS, "sync"})

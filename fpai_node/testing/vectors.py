@@ -17,7 +17,15 @@ from typing import Any
 
 from fpai_node.identity import NodeKey
 from fpai_node.identity.nodeid import NODE_ID_DOMAIN, NODE_ID_LENGTH, NODE_ID_PREFIX
-from fpai_node.registry.state import DEDUP_RETENTION_MS, RegistryState, encode_command
+from fpai_node.registry import raft_wire
+from fpai_node.registry.state import (
+    DEDUP_RETENTION_MS,
+    DEFAULT_VOTERS,
+    VOTER_COUNTS,
+    VOTERS_PARAMETER,
+    RegistryState,
+    encode_command,
+)
 from fpai_node.registry.state import apply as apply_command
 from fpai_node.wire import codec, envelope, replay
 from fpai_node.wire.messages import MESSAGE_TYPES, NONCE_LENGTH, Ping
@@ -427,21 +435,29 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
 # ---- registry ------------------------------------------------------------------------------
 
 
+def _key(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
 def _command(op: str, n: int, at_offset_ms: int = 0, **args: codec.Value) -> bytes:
-    return encode_command(
-        op, args, key=n.to_bytes(16, "big"), by=ALICE.node_id, at_ms=NOW_MS + at_offset_ms
-    )
+    return encode_command(op, args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS + at_offset_ms)
+
+
+_ADDRESSES: dict[str, str] = {
+    "api": "127.0.0.1:8100",
+    "peer": "127.0.0.1:7100",
+    "raft": "127.0.0.1:7200",
+}
 
 
 def _join(node: NodeKey, n: int, role: str = "voter") -> bytes:
-    return _command(
-        "member.add",
-        n,
-        node_id=node.node_id,
-        role=role,
-        peer="127.0.0.1:7100",
-        api="127.0.0.1:8100",
-    )
+    args = {"node_id": node.node_id, "role": role, **_ADDRESSES}
+    return encode_command("member.add", args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS)
+
+
+def _joins(node: NodeKey, n: int) -> bytes:
+    args = {"node_id": node.node_id, **_ADDRESSES}
+    return encode_command("member.join", args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS)
 
 
 def registry_cases() -> Iterator[tuple[str, Case]]:
@@ -478,6 +494,18 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _command("param.set", 1, key="split.treasury", value=60),
                 _command("param.set", 2, key="nested", value={"b": [1, b"x"], "a": None}),
                 _command("param.delete", 3, key="split.treasury"),
+            ],
+        ),
+        (
+            "join-roles",
+            "joiners vote until the voter target (a parameter), then learn; a rejoin keeps roles",
+            [
+                _command("param.set", 1, key="registry.voters", value=1),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+                _joins(ALICE, 4),
+                _command("sync", 5),
+                _command("sync", 5),
             ],
         ),
         (
@@ -532,11 +560,148 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
         )
 
 
+# ---- raft ----------------------------------------------------------------------------------
+
+_MEMBER = f"{ALICE.node_id}@127.0.0.1:7200"
+_COMMAND = b"REG-1 command bytes go here"
+# zlib(pickle({"type": "x"})): what raw pysyncobj sends, fixed here so that vectors never import
+# pickle
+_PYSYNCOBJ_FRAME = "789c6b60aa2d64886061606028a92c482d648c6004322b0a998af500525105e6"
+
+
+def _raft_value_case(description: str, value: codec.Value, error: str | None = None) -> Case:
+    frame = codec.encode(value)
+    expect: dict[str, Any] = {"error": error} if error else {"ok": {"message": to_json(value)}}
+    return Case({"description": description, "expect": expect}, {"frame.bin": frame})
+
+
+def raft_cases() -> Iterator[tuple[str, Case]]:
+    """RAFT-3..RAFT-6: one frame per message type, then frames a node must refuse."""
+    entries: list[codec.Value] = [
+        [7, 2, "noop", None],
+        [8, 2, "command", _COMMAND],
+        [9, 2, "add", _MEMBER],
+        [10, 2, "remove", _MEMBER],
+    ]
+    valid: list[tuple[str, str, dict[str, codec.Value]]] = [
+        (
+            "hello",
+            "the dialler's first frame; the acceptor answers with its own",
+            {"id": _MEMBER, "learner": False, "type": "hello", "version": 1},
+        ),
+        (
+            "request-vote",
+            "a candidate asks for a vote",
+            {"last_log_index": 9, "last_log_term": 2, "term": 3, "type": "request_vote"},
+        ),
+        ("response-vote", "a vote granted", {"term": 3, "type": "response_vote"}),
+        (
+            "append-entries",
+            "entries of every kind after index 6",
+            {
+                "commit_index": 6,
+                "entries": entries,
+                "prev_index": 6,
+                "prev_term": 2,
+                "term": 2,
+                "type": "append_entries",
+            },
+        ),
+        (
+            "heartbeat",
+            "append_entries without entries",
+            {
+                "commit_index": 10,
+                "entries": [],
+                "prev_index": 10,
+                "prev_term": 2,
+                "term": 2,
+                "type": "append_entries",
+            },
+        ),
+        (
+            "install-snapshot",
+            "the first chunk of a snapshot file",
+            {
+                "chunk": b"snapshot bytes",
+                "commit_index": 40,
+                "first": True,
+                "last": False,
+                "term": 3,
+                "type": "install_snapshot",
+            },
+        ),
+        (
+            "next-index",
+            "a follower acknowledges entries up to 10",
+            {"next_index": 11, "reset": False, "success": True, "type": "next_index"},
+        ),
+        (
+            "apply-command",
+            "a command forwarded to the leader",
+            {"entry": ["command", _COMMAND], "request_id": 5, "type": "apply_command"},
+        ),
+        (
+            "apply-result",
+            "the leader placed the command at index 12",
+            {"error": None, "index": 12, "request_id": 5, "term": 3, "type": "apply_result"},
+        ),
+        (
+            "apply-refused",
+            "the leader refused (pysyncobj FAIL_REASON 6, request denied)",
+            {"error": 6, "index": None, "request_id": 5, "term": None, "type": "apply_result"},
+        ),
+        ("timeout-now", "the leader hands over leadership", {"term": 3, "type": "timeout_now"}),
+    ]
+    for name, description, value in valid:
+        yield f"valid-{name}", _raft_value_case(description, value)
+    heartbeat = valid[4][2]
+    invalid: list[tuple[str, str, codec.Value]] = [
+        ("unknown-type", "a type this protocol does not define", {"term": 1, "type": "gossip"}),
+        ("extra-key", "a key the type does not have", {**heartbeat, "extra": 1}),
+        ("missing-key", "a key the type needs", {"type": "response_vote"}),
+        ("negative-term", "terms are unsigned", {"term": -1, "type": "response_vote"}),
+        (
+            "bad-entry-kind",
+            "entries are noop, command, add or remove",
+            {**heartbeat, "entries": [[11, 2, "pickle", b"\x80\x02."]]},
+        ),
+        (
+            "command-not-bytes",
+            "a command entry carries bin",
+            {**heartbeat, "entries": [[11, 2, "command", "text"]]},
+        ),
+        (
+            "member-not-raft-id",
+            "add and remove name a member as <node id>@HOST:PORT",
+            {**heartbeat, "entries": [[11, 2, "add", "somebody"]]},
+        ),
+        (
+            "hello-bad-version",
+            "hello from another protocol version",
+            {"id": _MEMBER, "learner": False, "type": "hello", "version": 2},
+        ),
+    ]
+    for name, description, bad in invalid:
+        yield f"invalid-{name}", _raft_value_case(description, bad, error="malformed")
+    yield (
+        "invalid-pickle",
+        Case(
+            {
+                "description": "pysyncobj's own framing (zlib + pickle): not MessagePack",
+                "expect": {"error": "malformed"},
+            },
+            {"frame.bin": bytes.fromhex(_PYSYNCOBJ_FRAME)},
+        ),
+    )
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
     "envelope": envelope_cases,
     "registry": registry_cases,
+    "raft": raft_cases,
 }
 
 
@@ -566,6 +731,13 @@ def constants() -> dict[str, Any]:
             "idempotency_key_bytes": 16,
             "dedup_retention_ms": DEDUP_RETENTION_MS,
             "max_command_bytes": 64 * 1024,
+            "default_voters": DEFAULT_VOTERS,
+            "voter_counts": list(VOTER_COUNTS),
+            "voters_parameter": VOTERS_PARAMETER,
+        },
+        "raft": {
+            "max_frame_bytes": raft_wire.MAX_FRAME_BYTES,
+            "learner_messages": sorted(raft_wire.LEARNER_WIRE_TYPES),
         },
     }
 

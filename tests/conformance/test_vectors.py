@@ -132,7 +132,7 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
         cited |= set(
             re.findall(
-                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG)-\d+)\b",
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG|RAFT)-\d+)\b",
                 text,
             )
         )
@@ -152,3 +152,26 @@ def test_registry(folder: Path) -> None:
         results.append({"status": applied.result.status, "reason": applied.result.reason})
     assert results == case["expect"]["ok"]["results"]
     assert codec.encode(state.to_value()) == (folder / "snapshot.bin").read_bytes()
+
+
+@pytest.mark.parametrize("folder", cases("raft"))
+def test_raft(folder: Path) -> None:
+    """Each valid frame decodes to its value and survives the trip through pysyncobj's form
+    (decode, then encode again) byte for byte; each invalid frame is refused."""
+    from fpai_node.registry import raft_wire
+    from fpai_node.wire.errors import MalformedFrame
+
+    case = load(folder)
+    frame = (folder / "frame.bin").read_bytes()
+    if "error" in case["expect"]:
+        with pytest.raises(MalformedFrame):
+            if b"hello" in frame:
+                raft_wire.parse_hello(frame)
+            else:
+                raft_wire.decode_message(frame)
+        return
+    assert codec.decode(frame) == vectors.from_json(case["expect"]["ok"]["message"])
+    if folder.name == "valid-hello":
+        assert raft_wire.parse_hello(frame) == (codec.decode(frame)["id"], False)  # type: ignore[index]
+        return
+    assert raft_wire.encode_message(raft_wire.decode_message(frame)) == frame

@@ -24,6 +24,7 @@ from fpai_node.identity.tls import (
     PeerIdentityError,
     TlsIdentity,
     client_context,
+    handshake_refusal_reason,
     peer_node_id,
     server_context,
 )
@@ -38,6 +39,8 @@ MAX_CONNECTIONS = 256  # established peer connections; far above a federation's 
 MAX_HANDSHAKES = 64  # connections still in their handshake (anyone can open those)
 MAX_BUCKETS = 4096  # per-peer rate state kept; full buckets are the first forgotten
 FrameHandler = Callable[[str, bytes], Awaitable[None]]
+RpcHandler = Callable[[str, bytes], Awaitable[bytes]]
+"""A request/response route: (caller's node id as its certificate proved it, body) -> answer."""
 log = structlog.get_logger("fpai.peer")
 
 
@@ -59,6 +62,7 @@ class PeerServer:
     def __init__(self, identity: TlsIdentity, on_frame: FrameHandler) -> None:
         self._identity = identity
         self._on_frame = on_frame
+        self._rpcs: dict[str, RpcHandler] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
@@ -66,9 +70,16 @@ class PeerServer:
         self.refusals: Counter[str] = Counter()
         self.address = ""
 
+    def add_rpc(self, path: str, handler: RpcHandler) -> None:
+        """Serve `handler` at `path` (call before start), behind the same identity check, rate
+        limit and size limit as frames (PEER-7)."""
+        self._rpcs[path] = handler
+
     async def start(self, sock: socket.socket) -> None:
         app = web.Application(client_max_size=MAX_FRAME_BYTES)
-        app.router.add_post(FRAME_PATH, self._frame)
+        app.router.add_post(FRAME_PATH, self._serve(self._frame))
+        for path, handler in self._rpcs.items():
+            app.router.add_post(path, self._serve(handler))
         self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_S)
         await self._runner.setup()
         web_server = self._runner.server
@@ -90,7 +101,7 @@ class PeerServer:
 
     def refuse_handshake(self, exc: BaseException, remote: object) -> None:
         """PEER-5: a handshake the TLS layer refused, counted and logged like any refusal."""
-        reason = _handshake_reason(exc)
+        reason = handshake_refusal_reason(exc)
         self.refusals[reason] += 1
         log.warning("peer connection refused", reason=reason, remote=remote, detail=str(exc))
 
@@ -99,25 +110,35 @@ class PeerServer:
         log.warning("peer frame refused", reason=reason, **context)
         return web.Response(status=status, text=reason)
 
-    async def _frame(self, request: web.Request) -> web.Response:
-        transport = request.transport
-        if transport is None:  # the peer already left; nobody to answer
-            return web.Response(status=400, text="gone")
-        try:
-            peer = peer_node_id(transport.get_extra_info("ssl_object"))
-        except PeerIdentityError as exc:
-            return self._refuse(exc.reason, 403, remote=request.remote)
-        if not self._take_token(peer):
-            return self._refuse("rate_limited", 429, peer=peer)
-        try:
-            frame = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._refuse("oversized", 413, peer=peer)
-        try:
-            await self._on_frame(peer, frame)
-        except FrameRefused as exc:
-            return self._refuse(exc.reason, 400, peer=peer)
-        return web.Response(status=204)
+    async def _frame(self, peer: str, frame: bytes) -> None:
+        await self._on_frame(peer, frame)
+
+    def _serve(
+        self, handler: Callable[[str, bytes], Awaitable[bytes | None]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def serve(request: web.Request) -> web.Response:
+            transport = request.transport
+            if transport is None:  # the peer already left; nobody to answer
+                return web.Response(status=400, text="gone")
+            try:
+                peer = peer_node_id(transport.get_extra_info("ssl_object"))
+            except PeerIdentityError as exc:
+                return self._refuse(exc.reason, 403, remote=request.remote)
+            if not self._take_token(peer):
+                return self._refuse("rate_limited", 429, peer=peer)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return self._refuse("oversized", 413, peer=peer)
+            try:
+                answer = await handler(peer, body)
+            except FrameRefused as exc:
+                return self._refuse(exc.reason, 400, peer=peer, path=request.path)
+            if answer is None:
+                return web.Response(status=204)
+            return web.Response(body=answer, content_type="application/msgpack")
+
+        return serve
 
     def admits_connection(self, web_server: web.Server) -> str | None:
         """Why a new connection must be refused now, or None to accept it."""
@@ -215,23 +236,6 @@ class _TlsAccept(asyncio.Protocol):
         self._lost = True
 
 
-def _handshake_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "handshake_timeout"
-    if not isinstance(exc, ssl.SSLError):
-        return "handshake_aborted"
-    detail = f"{exc.reason} {getattr(exc, 'verify_message', '')}".lower()
-    if "did_not_return_a_certificate" in detail or "certificate required" in detail:
-        return "no_certificate"
-    if "expired" in detail:
-        return "expired"
-    if "verify_failed" in detail or "unknown_ca" in detail or "certificate" in detail:
-        return "untrusted_certificate"
-    if "version" in detail or "protocol" in detail:
-        return "tls_version"
-    return "handshake_failed"
-
-
 class PeerClient:
     """Sends frames to peers' channels, presenting this node's certificate."""
 
@@ -251,10 +255,19 @@ class PeerClient:
 
     async def send(self, address: str, frame: bytes) -> int:
         """POST one frame; returns the HTTP status, or 0 when the peer could not be reached."""
+        return (await self.call(address, FRAME_PATH, frame))[0]
+
+    async def call(
+        self, address: str, path: str, body: bytes, timeout_s: float | None = None
+    ) -> tuple[int, bytes]:
+        """POST `body` to a peer's route: (HTTP status, answer); status 0 when the peer could
+        not be reached."""
         assert self._session is not None, "PeerClient.start() first"
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._session.post(f"https://{address}{FRAME_PATH}", data=frame) as resp:
-                await resp.read()
-                return resp.status
+            async with self._session.post(
+                f"https://{address}{path}", data=body, timeout=timeout
+            ) as resp:
+                return resp.status, await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
-            return 0
+            return 0, b""

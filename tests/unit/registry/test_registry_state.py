@@ -1,5 +1,8 @@
 """The pure registry: every command's effect, idempotency, and totality over any bytes."""
 
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,10 +38,15 @@ def run(*commands: bytes, state: RegistryState | None = None) -> tuple[RegistryS
     return state, results
 
 
+ADDRESSES = {"peer": "127.0.0.1:7100", "api": "127.0.0.1:8100", "raft": "127.0.0.1:7200"}
+
+
 def add(node: str, n: int, role: str = "voter") -> bytes:
-    return command(
-        "member.add", n, node_id=node, role=role, peer="127.0.0.1:7100", api="127.0.0.1:8100"
-    )
+    return command("member.add", n, node_id=node, role=role, **ADDRESSES)
+
+
+def join(node: str, n: int, **addresses: str) -> bytes:
+    return command("member.join", n, node_id=node, **{**ADDRESSES, **addresses})
 
 
 def test_members_join_change_role_and_leave() -> None:
@@ -46,7 +54,7 @@ def test_members_join_change_role_and_leave() -> None:
         add(A, 1), add(B, 2, "learner"), command("member.set_role", 3, node_id=B, role="voter")
     )
     assert results == ["ok", "ok", "ok"]
-    assert state.members[A] == Member("voter", "127.0.0.1:7100", "127.0.0.1:8100", T0)
+    assert state.members[A] == Member("voter", *ADDRESSES.values(), T0)
     assert state.voters() == sorted([A, B])
     state, results = run(command("member.remove", 4, node_id=A), state=state)
     assert results == ["ok"] and list(state.members) == [B]
@@ -61,7 +69,9 @@ def test_rejections_leave_the_state_unchanged_but_count() -> None:
         command("model.serve", 5, model_id="m", node_id=B),  # B is not a member
         command("param.delete", 6, key="absent"),
         command("service.remove", 7, name="absent"),
-        command("member.add", 8, node_id="not-a-node", role="voter", peer="p", api="a"),
+        command("member.add", 8, node_id="not-a-node", role="voter", peer="p", api="a", raft="r"),
+        command("member.join", 10, node_id=B, peer="p", api="a"),  # no raft address
+        command("sync", 11, extra=1),
         command("param.set", 9, key="k"),  # missing value
     ):
         after = apply(state, bad)
@@ -115,6 +125,75 @@ def test_malformed_commands_are_rejected_not_raised() -> None:
     ):
         result = apply(RegistryState(), raw).result
         assert result.status == "rejected" and result.reason
+
+
+C = NodeKey.from_seed(bytes([2]) * 32).node_id
+D = NodeKey.from_seed(bytes([3]) * 32).node_id
+
+
+def test_joiners_vote_until_the_target_then_learn() -> None:
+    """REG-13: the role is decided in log order, so concurrent joins never overshoot."""
+    state, results = run(join(A, 1), join(B, 2), join(C, 3), join(D, 4))
+    assert results == ["ok"] * 4
+    assert state.voters() == sorted([A, B, C]) and state.learners() == [D]
+    assert state.target_voters == 3
+
+
+def test_the_voter_target_is_a_registry_parameter() -> None:
+    state, _ = run(command("param.set", 1, key="registry.voters", value=1), join(A, 2), join(B, 3))
+    assert state.voters() == [A] and state.learners() == [B]
+    for bad in (2, 9, "3", None):  # not an odd count we support: the default applies
+        state, _ = run(command("param.set", 1, key="registry.voters", value=bad))
+        assert state.target_voters == 3
+
+
+def test_joining_again_keeps_the_role_and_takes_new_addresses() -> None:
+    state, _ = run(join(A, 1), join(B, 2), command("member.set_role", 3, node_id=B, role="learner"))
+    state, results = run(join(B, 4, raft="10.0.0.2:7200", api="10.0.0.2:8100"), state=state)
+    assert results == ["ok"]
+    member = state.members[B]
+    assert (member.role, member.raft, member.api) == ("learner", "10.0.0.2:7200", "10.0.0.2:8100")
+    assert member.joined_at_ms == T0  # the first join's time, not the latest
+
+
+def test_sync_is_a_barrier_that_changes_and_remembers_nothing() -> None:
+    state, _ = run(join(A, 1))
+    barrier = command("sync", 2)
+    after, results = run(barrier, barrier, state=state)
+    assert results == ["ok", "ok"]  # never `duplicate`: nothing was remembered
+    assert after.index == state.index + 2
+    assert after.applied == state.applied and after.members == state.members
+
+
+def test_a_snapshot_restores_the_same_state() -> None:
+    state, _ = run(
+        join(A, 1),
+        join(B, 2),
+        command("model.serve", 3, model_id="m", node_id=B),
+        command("service.set", 4, name="api", endpoints=["a:1"], health="ok"),
+        command("param.set", 5, key="nested", value={"b": [1, b"x"], "a": None}),
+    )
+    restored = RegistryState.from_value(codec.decode(codec.encode(state.to_value())))
+    assert restored == state
+    next_command = command("param.set", 6, key="k", value=1)
+    assert apply(restored, next_command) == apply(state, next_command)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda v: {**v, "index": -1},
+        lambda v: {**v, "members": {"not-a-node": {}}},
+        lambda v: {**v, "models": {"m": []}},
+        lambda v: {**v, "applied": [[b"short", 1]]},
+        lambda v: {k: x for k, x in v.items() if k != "services"},
+        lambda v: [v],
+    ],
+)
+def test_a_damaged_snapshot_is_refused_whole(damage: Any) -> None:
+    state, _ = run(join(A, 1), command("model.serve", 2, model_id="m", node_id=A))
+    with pytest.raises(ValueError, match="not a registry snapshot"):
+        RegistryState.from_value(damage(state.to_value()))
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,1 @@
+"""Operator routes of the client API (/fpai/v1/...)."""

@@ -1,0 +1,166 @@
+"""The registry over HTTP: read it (linearizable by default, `?stale=1` for the local replica)
+and set parameters (docs/api.md). Writes go through Raft from whichever node is asked."""
+
+from typing import Any
+
+from aiohttp import web
+
+from fpai_node.api.openai.protocol import ApiError
+from fpai_node.registry.raft_wire import parse_raft_id
+from fpai_node.registry.service import RegistryService, RegistryUnavailable
+from fpai_node.registry.state import MAX_TEXT, RegistryState, Result
+from fpai_node.wire import codec
+
+REGISTRY = web.AppKey("registry", RegistryService)
+_MAX_JSON_DEPTH = 16
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/fpai/v1/registry", registry_view)
+    app.router.add_get("/fpai/v1/registry/parameters/{key}", get_parameter)
+    app.router.add_put("/fpai/v1/registry/parameters/{key}", set_parameter)
+    app.router.add_delete("/fpai/v1/registry/parameters/{key}", delete_parameter)
+
+
+def registry_json(service: RegistryService | None) -> dict[str, Any]:
+    """Leader, term, members and roles, for /fpai/v1/status."""
+    if service is None:
+        return {"leader": None, "term": 0, "members": []}
+    status = service.status
+    state = service.state
+    leader = parse_raft_id(status.leader)[0] if status.leader else None
+    return {
+        "phase": service.phase,
+        "leader": leader,
+        "term": status.term,
+        "commit_index": status.commit_index,
+        "applied_index": status.applied_index,
+        "role": "learner" if status.learner else "voter",
+        "raft": service.address,
+        "voters_target": state.target_voters,
+        "members": members_json(state),
+        "refusals": dict(service.counters.refusals),
+    }
+
+
+def members_json(state: RegistryState) -> list[dict[str, Any]]:
+    return [
+        {
+            "node_id": node,
+            "role": m.role,
+            "peer": m.peer,
+            "api": m.api,
+            "raft": m.raft,
+            "joined_at_ms": m.joined_at_ms,
+        }
+        for node, m in sorted(state.members.items())
+    ]
+
+
+async def registry_view(request: web.Request) -> web.Response:
+    service = request.app[REGISTRY]
+    state = await _read(request)
+    status = service.status
+    return web.json_response(
+        {
+            "leader": parse_raft_id(status.leader)[0] if status.leader else None,
+            "term": status.term,
+            "index": state.index,
+            "members": members_json(state),
+            "services": {
+                name: {"endpoints": list(s.endpoints), "health": s.health}
+                for name, s in sorted(state.services.items())
+            },
+            "models": {m: sorted(nodes) for m, nodes in sorted(state.models.items())},
+            "parameters": {k: to_json(v) for k, v in sorted(state.parameters.items())},
+        }
+    )
+
+
+async def get_parameter(request: web.Request) -> web.Response:
+    key = _key(request)
+    state = await _read(request)
+    if key not in state.parameters:
+        raise ApiError(f"no registry parameter {key!r}", status=404, code="not_found")
+    return web.json_response({"key": key, "value": to_json(state.parameters[key])})
+
+
+async def set_parameter(request: web.Request) -> web.Response:
+    key = _key(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError('expected a JSON body {"value": ...}') from None
+    if not isinstance(body, dict) or set(body) != {"value"}:
+        raise ApiError('expected a JSON body {"value": ...}')
+    value = from_json(body["value"])
+    result = await _write(request, "param.set", {"key": key, "value": value})
+    return web.json_response({"key": key, "value": body["value"], "status": result.status})
+
+
+async def delete_parameter(request: web.Request) -> web.Response:
+    key = _key(request)
+    result = await _write(request, "param.delete", {"key": key})
+    if result.reason == "no_such_parameter":
+        raise ApiError(f"no registry parameter {key!r}", status=404, code="not_found")
+    return web.json_response({"key": key, "status": result.status})
+
+
+def _key(request: web.Request) -> str:
+    key = request.match_info["key"]
+    if not 0 < len(key.encode()) <= MAX_TEXT:
+        raise ApiError(f"a parameter key has 1 to {MAX_TEXT} bytes", param="key")
+    return key
+
+
+async def _read(request: web.Request) -> RegistryState:
+    service = request.app[REGISTRY]
+    if request.query.get("stale") in ("1", "true"):
+        return service.state
+    try:
+        return await service.read()
+    except RegistryUnavailable as exc:
+        raise _unavailable(exc) from None
+
+
+async def _write(request: web.Request, op: str, args: dict[str, codec.Value]) -> Result:
+    try:
+        result = await request.app[REGISTRY].propose(op, args)
+    except RegistryUnavailable as exc:
+        raise _unavailable(exc) from None
+    if result.status == "rejected" and result.reason != "no_such_parameter":
+        raise ApiError(f"the registry rejected {op}: {result.reason}", code=result.reason)
+    return result
+
+
+def _unavailable(exc: RegistryUnavailable) -> ApiError:
+    return ApiError(str(exc), status=503, error_type="server_error", code="registry_unavailable")
+
+
+def to_json(value: codec.Value) -> Any:
+    """Registry values as JSON; byte strings (which JSON lacks) as {"$bin": hex}."""
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def from_json(value: Any, depth: int = 0) -> codec.Value:
+    """A JSON value as a registry value: no floats (the canonical encoding has none)."""
+    if depth > _MAX_JSON_DEPTH:
+        raise ApiError(f"values nest at most {_MAX_JSON_DEPTH} deep", param="value")
+    if isinstance(value, float):
+        raise ApiError(
+            "registry values cannot be floating-point numbers: use an integer or a string",
+            param="value",
+        )
+    if isinstance(value, list):
+        return [from_json(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: from_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):
+        raise ApiError("integers must fit in 64 bits", param="value")
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,231 @@
+"""The Raft log and vote on disk, fsynced before pysyncobj acts on them.
+
+pysyncobj's own FileJournal writes through an mmap that is never synced and keeps term and vote
+in a pickle. Raft's safety rests on three things being durable before a node speaks: a log entry
+before it is acknowledged, and the term and vote before a vote is cast. This journal appends each
+entry as one CRC-checked record and fdatasyncs it, and writes term, vote and commit index to a
+small canonical MessagePack file replaced atomically. Entries are stored in their wire form
+(specs/0005 RAFT-5), so the disk holds no pickle either.
+
+Files in the home's raft/ folder:
+    log     "FPAI-RAFT-LOG-1\\n", then records: u32 length, u32 crc32(body), body =
+            u64 index, u64 term, canonical [kind, data]
+    meta    canonical {"commit": uint, "term": uint, "voted_for": str | nil}
+
+A record cut short by a crash (a torn tail) fails its length or CRC check and is dropped when the
+log is opened; it was never acknowledged, because acknowledgement follows the fsync.
+
+pysyncobj calls these methods from its one tick thread only.
+"""
+
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, overload
+
+from fpai_node.registry.raft_wire import Position as Entry
+from fpai_node.registry.raft_wire import entry_from_wire, entry_to_wire
+from fpai_node.wire import codec
+from fpai_node.wire.errors import MalformedFrame
+
+MAGIC = b"FPAI-RAFT-LOG-1\n"
+_HEAD = struct.Struct(">II")
+_POSITION = struct.Struct(">QQ")
+
+
+class JournalError(Exception):
+    """The journal cannot be read: not ours, or damaged before its last good record."""
+
+
+class DurableJournal:
+    """pysyncobj's Journal interface over an fsynced append-only file."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._dir = directory
+        self._log_path = directory / "log"
+        self._meta_path = directory / "meta"
+        self._entries: list[Entry] = []
+        self._offsets: list[int] = []  # file offset of each entry's record
+        self._meta = self._read_meta()
+        self._meta_dirty = False
+        self._fd = self._open_log()
+
+    # ---- entries -----------------------------------------------------------------------------
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
+        record = _HEAD.pack(len(body), zlib.crc32(body)) + body
+        offset = os.lseek(self._fd, 0, os.SEEK_END)
+        os.write(self._fd, record)
+        os.fdatasync(self._fd)
+        self._entries.append((command, idx, term))
+        self._offsets.append(offset)
+
+    def clear(self) -> None:
+        self._truncate(len(MAGIC))
+        self._entries.clear()
+        self._offsets.clear()
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        if entryFrom < len(self._offsets):
+            self._truncate(self._offsets[entryFrom])
+        del self._entries[entryFrom:]
+        del self._offsets[entryFrom:]
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        """Log compaction: keep entries from `entryTo` on, rewritten into a new file that
+        replaces the old one atomically (the snapshot that covers the rest is already on disk)."""
+        kept = self._entries[entryTo:]
+        tmp = self._dir / "log.tmp"
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            for command, idx, term in kept:
+                body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
+                f.write(_HEAD.pack(len(body), zlib.crc32(body)) + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._log_path)
+        fsync_directory(self._dir)
+        os.close(self._fd)
+        self._entries, self._offsets = [], []
+        self._fd = self._open_log()
+
+    @overload
+    def __getitem__(self, item: int) -> Entry: ...
+    @overload
+    def __getitem__(self, item: slice) -> list[Entry]: ...
+    def __getitem__(self, item: int | slice) -> Entry | list[Entry]:
+        return self._entries[item]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _destroy(self) -> None:
+        self._flush_meta()
+        os.close(self._fd)
+
+    # ---- term, vote, commit index ------------------------------------------------------------
+
+    def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:
+        """Durable before returning: pysyncobj sends the vote right after this call."""
+        self._meta["term"] = term
+        self._meta["voted_for"] = votedForNodeId
+        self._flush_meta(force=True)
+
+    def getCurrentTerm(self) -> int:
+        return int(self._meta["term"])
+
+    def getVotedForNodeId(self) -> str | None:
+        voted = self._meta["voted_for"]
+        return voted if isinstance(voted, str) else None
+
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
+        """Kept lazily (once a second): a lost commit index is learnt again from the leader."""
+        if self._meta["commit"] != raftCommitIndex:
+            self._meta["commit"] = raftCommitIndex
+            self._meta_dirty = True
+
+    def getRaftCommitIndex(self) -> int:
+        last = self._entries[-1][1] if self._entries else 1
+        return min(int(self._meta["commit"]), last)
+
+    def onOneSecondTimer(self) -> None:
+        self._flush_meta()
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def _open_log(self) -> int:
+        fd = os.open(self._log_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            data = _read_all(fd)
+            if not data:
+                os.write(fd, MAGIC)
+                os.fsync(fd)
+                fsync_directory(self._dir)
+                return fd
+            if not data.startswith(MAGIC):
+                raise JournalError(f"{self._log_path} is not an fpai-node Raft log")
+            good = self._load_records(data)
+            if good < len(data):
+                os.ftruncate(fd, good)  # a torn tail: never acknowledged, see the module notes
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _load_records(self, data: bytes) -> int:
+        offset = len(MAGIC)
+        while offset + _HEAD.size <= len(data):
+            length, crc = _HEAD.unpack_from(data, offset)
+            body = data[offset + _HEAD.size : offset + _HEAD.size + length]
+            if len(body) != length or zlib.crc32(body) != crc or length < _POSITION.size:
+                break
+            idx, term = _POSITION.unpack_from(body)
+            try:
+                command = entry_from_wire(codec.decode(body[_POSITION.size :]))
+            except MalformedFrame:
+                raise JournalError(f"{self._log_path}: record at {offset} is damaged") from None
+            self._entries.append((command, idx, term))
+            self._offsets.append(offset)
+            offset += _HEAD.size + length
+        return offset
+
+    def _truncate(self, offset: int) -> None:
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+
+    def _read_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"commit": 1, "term": 0, "voted_for": None}
+        try:
+            value = codec.decode(self._meta_path.read_bytes())
+        except FileNotFoundError:
+            return meta
+        except MalformedFrame:
+            raise JournalError(f"{self._meta_path} is damaged") from None
+        if (
+            not isinstance(value, dict)
+            or value.keys() != meta.keys()
+            or type(value["commit"]) is not int
+            or type(value["term"]) is not int
+            or not isinstance(value["voted_for"], str | None)
+        ):
+            raise JournalError(f"{self._meta_path} is damaged")
+        return value
+
+    def _flush_meta(self, force: bool = False) -> None:
+        if not (force or self._meta_dirty):
+            return
+        write_atomically(self._meta_path, codec.encode(self._meta))
+        self._meta_dirty = False
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write, fsync, rename over `path`, fsync the folder: the old or the new file, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,79 @@
+"""The leader's membership policy (specs/0005-registry.md, REG-13, RAFT-10..RAFT-12). Pure.
+
+The registry's members table says who should vote; Raft's configuration says who does. The
+leader closes the gap one step at a time (Raft changes one voter per committed configuration):
+it adds missing voters before it removes extra ones, so a replacement never leaves the voter set
+smaller than it was. It also keeps the number of voters at the federation's target, promoting a
+live learner when a voter is missing or has been unreachable for longer than `dead_after_s`, and
+demoting the dead voter only once its replacement votes.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fpai_node.registry.raft_wire import raft_id
+from fpai_node.registry.state import RegistryState
+
+
+@dataclass(frozen=True, slots=True)
+class RaftChange:
+    """Add or remove one voter in Raft's configuration."""
+
+    change: str  # "add" or "rem"
+    member: str  # Raft member id
+
+
+@dataclass(frozen=True, slots=True)
+class SetRole:
+    """Propose `member.set_role` to the registry."""
+
+    node_id: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepDown:
+    """The leader itself is no longer a voter: hand leadership over, the next leader removes it."""
+
+
+Action = RaftChange | SetRole | StepDown
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What the leader sees of Raft right now."""
+
+    self_member: str
+    voters: frozenset[str]  # Raft member ids in the configuration, self included
+    connected: frozenset[str]  # member ids (voters and learners) with a live connection
+    down_since: Mapping[str, float]  # voter member id -> when it was last seen disconnected
+    now: float
+
+
+def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
+    """The one step the leader takes now, or None when Raft and the registry agree."""
+    wanted = {raft_id(n, state.members[n].raft): n for n in state.voters()}
+    for member in sorted(set(wanted) - view.voters):
+        return RaftChange("add", member)
+    if view.self_member not in wanted:
+        return StepDown()
+    for member in sorted(view.voters - set(wanted) - {view.self_member}):
+        return RaftChange("rem", member)
+
+    target = state.target_voters
+    live_learners = [
+        n for n in state.learners() if raft_id(n, state.members[n].raft) in view.connected
+    ]
+    dead_voters = [
+        node
+        for member, node in sorted(wanted.items())
+        if member != view.self_member
+        and member not in view.connected
+        and view.now - view.down_since.get(member, view.now) >= dead_after_s
+    ]
+    voters = len(wanted)
+    if live_learners and (voters < target or (dead_voters and voters <= target)):
+        return SetRole(live_learners[0], "voter")
+    if dead_voters and voters > target:
+        return SetRole(dead_voters[0], "learner")
+    return None

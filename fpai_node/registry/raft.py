@@ -1,0 +1,773 @@
+"""The registry's Raft engine: pysyncobj behind our transport, journal and pickle (specs/0005 §5).
+
+This is the only module that imports pysyncobj. What pysyncobj brings is the Raft algorithm
+(elections, log matching, commit, snapshots, single-server membership changes, leadership
+transfer). What it would bring on its own is unsafe here, so each of those parts is replaced:
+
+- transport: `TlsTransport` carries Raft messages as canonical MessagePack (raft_wire) over
+  mutual TLS 1.3 with the node certificates; the peer's certificate must prove the node id its
+  Raft member id claims, and a learner may send only what a learner sends (RAFT-3, RAFT-8);
+- journal: `DurableJournal` fsyncs entries, term and vote (journal.py);
+- snapshots: our canonical file, written and restored by `_Replica` (REG-11, RAFT-9);
+- pickle: pysyncobj's module-level pickle is replaced by `safe_pickle`, which loads no globals.
+
+pysyncobj runs everything in one tick thread: Raft, the transport's sockets (on pysyncobj's own
+poller), the journal, applying commands, and the leader's membership policy. Other threads only
+enqueue proposals (pysyncobj's queue is thread-safe) and read the immutable `state` and `status`
+this module publishes.
+"""
+
+import logging
+import os
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pysyncobj.serializer
+import pysyncobj.syncobj
+import structlog
+from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.config import FAIL_REASON
+from pysyncobj.journal import MemoryJournal
+from pysyncobj.node import Node
+from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.transport import Transport
+
+from fpai_node.config import parse_host_port
+from fpai_node.identity.tls import PeerIdentityError, TlsIdentity, client_context, peer_node_id
+from fpai_node.identity.tls import server_context as tls_server_context
+from fpai_node.registry import raft_wire, safe_pickle
+from fpai_node.registry.journal import DurableJournal, JournalError
+from fpai_node.registry.membership import ClusterView, RaftChange, SetRole, StepDown, next_action
+from fpai_node.registry.state import RegistryState, Result, apply, encode_command
+from fpai_node.registry.tls_stream import StreamState, TlsStream
+from fpai_node.wire import codec
+from fpai_node.wire.errors import MalformedFrame
+
+SNAPSHOT_FILE = "snapshot"
+LEARNER_MESSAGES = frozenset({"next_node_idx", "apply_command"})  # RAFT-8, pysyncobj's names
+LEARNER_PREFIX = "learner:"  # pysyncobj keys state by node id: a learner promoted to voter must
+# not share its key with the voter it becomes, or losing the old connection drops the new voter
+ACTION_TIMEOUT_S = 10.0  # a membership step with no answer by then is retried
+POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
+PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
+Done = Callable[[Result | None, int], None]
+_READ_ERROR = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
+_HANDSHAKE_REFUSALS = frozenset(
+    {
+        "no_certificate",
+        "expired",
+        "untrusted_certificate",
+        "tls_version",
+        "handshake_failed",
+        "handshake_aborted",
+        "handshake_timeout",
+    }
+)
+
+
+def _create_journal(path: str | None) -> Any:
+    return DurableJournal(Path(path)) if path else MemoryJournal()
+
+
+def _harden_pysyncobj() -> None:
+    """Route every pickle pysyncobj performs through safe_pickle and its journal through ours.
+    Both are module globals that SyncObj looks up when it runs; nothing else is changed."""
+    pysyncobj.syncobj.pickle = safe_pickle
+    pysyncobj.serializer.pickle = safe_pickle
+    pysyncobj.syncobj.createJournal = _create_journal
+
+
+_harden_pysyncobj()
+
+
+class _ToStructlog(logging.Handler):
+    """pysyncobj logs through the standard library; keep JSON logs JSON."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        getattr(structlog.get_logger("fpai.raft.pysyncobj"), level, structlog.get_logger().error)(
+            record.getMessage(), exc_info=record.exc_info
+        )
+
+
+_pysyncobj_log = logging.getLogger("pysyncobj")
+_pysyncobj_log.addHandler(_ToStructlog())
+_pysyncobj_log.propagate = False
+
+
+@dataclass(frozen=True, slots=True)
+class RaftTiming:
+    """Raft timers; defaults chosen for 2-core machines under load (ENVIRONMENT.md)."""
+
+    election_min_s: float = 1.0  # shorter ones caused spurious elections on 2 busy cores
+    election_max_s: float = 2.0  # randomised spread: one candidate usually wins the first round
+    heartbeat_s: float = 0.1  # well under a third of the election timeout, as Raft needs
+    reconnect_s: float = 0.5  # a restarted voter is back within a second, not pysyncobj's 5 s
+    leader_fallback_s: float = 5.0  # a leader cut off from a majority stops serving writes
+    dead_after_s: float = 60.0  # a voter unreachable this long is replaced by a live learner
+
+    def conf(self, **extra: Any) -> SyncObjConf:
+        return SyncObjConf(
+            raftMinTimeout=self.election_min_s,
+            raftMaxTimeout=self.election_max_s,
+            appendEntriesPeriod=self.heartbeat_s,
+            connectionTimeout=max(3.5, self.election_max_s),
+            connectionRetryTime=self.reconnect_s,
+            leaderFallbackTimeout=self.leader_fallback_s,
+            appendEntriesUseBatch=False,  # no 100 ms floor on a single write (ENVIRONMENT.md)
+            appendEntriesBatchSizeBytes=1 << 20,  # above any entry: pysyncobj never pickles one
+            dynamicMembershipChange=True,
+            commandsWaitLeader=True,
+            tcp_keepalive=None,
+            **extra,
+        )
+
+
+class RaftMember(Node):  # type: ignore[misc]
+    """A Raft member, named `<node id>@<HOST:PORT>` (RAFT-1)."""
+
+    def __init__(self, member: str) -> None:
+        node_id, address = raft_wire.parse_raft_id(member)
+        super().__init__(member)
+        host_port = parse_host_port(address)
+        self.node_id = node_id
+        self.host = host_port.host
+        self.port = host_port.port
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """What the tick thread last published; safe to read from any thread."""
+
+    member: str
+    learner: bool
+    leader: str | None = None
+    is_leader: bool = False
+    term: int = 0
+    commit_index: int = 0
+    applied_index: int = 0
+    voters: frozenset[str] = frozenset()
+    connected: frozenset[str] = frozenset()
+    has_quorum: bool = False
+
+
+@dataclass
+class TransportCounters:
+    """Refusals by reason and frames by direction, shared across engine restarts."""
+
+    refusals: Counter[str] = field(default_factory=Counter)
+    frames_in: int = 0
+    frames_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    member: str
+    learner: bool
+    node_id: str
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    listener: socket.socket
+    admits_learner: Callable[[str], bool]
+    counters: TransportCounters
+    reconnect_s: float
+    log: Any
+
+
+class TlsTransport(Transport):  # type: ignore[misc]
+    """pysyncobj's Transport over mutual TLS with the node certificates (RAFT-2, RAFT-3).
+
+    The member with the greater id dials (a learner dials every voter); the dialler sends
+    `hello` first. The accepting side takes the dialler's node id from its certificate and
+    accepts the hello only if the claimed member id carries that node id and is a voter it knows,
+    or, for a learner, a registry member; then it answers with its own hello. Either side counts
+    the other as connected only then: a node nobody accepts believes itself alone, and a voter
+    alone never campaigns (pysyncobj starts elections only when connected to someone)."""
+
+    def __init__(
+        self, syncObj: SyncObj, selfNode: Node | None, otherNodes: Iterable[Node], wiring: _Wiring
+    ) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._w = wiring
+        self._poller = syncObj._poller
+        self._nodes: dict[str, RaftMember] = {}
+        self._learners: dict[str, Node] = {}
+        self._streams: dict[str, TlsStream] = {}  # member id -> its live stream
+        self._members: dict[TlsStream, str] = {}  # stream -> member id, once known
+        self._certified: dict[TlsStream, str] = {}  # accepted stream -> node id it proved
+        self._awaiting_answer: set[TlsStream] = set()  # dialled, hello sent, no answer yet
+        self._last_dial: dict[str, float] = {}
+        self._next_upkeep = 0.0
+        syncObj.addOnTickCallback(self._on_tick)
+        self._poller.subscribe(wiring.listener.fileno(), self._on_accept, _READ_ERROR)
+        for node in otherNodes:
+            self.addNode(node)
+
+    # pysyncobj's Transport interface
+
+    def addNode(self, node: Node) -> None:
+        if node.id == self._w.member:  # a learner replaying its days as a voter
+            return
+        member = node if isinstance(node, RaftMember) else RaftMember(node.id)
+        self._nodes[member.id] = member
+
+    def dropNode(self, node: Node) -> None:
+        self._nodes.pop(node.id, None)
+        stream = self._streams.get(node.id)
+        if stream is not None:
+            self._members.pop(stream, None)
+            del self._streams[node.id]
+            stream.close("dropped")
+
+    def send(self, node: Node, message: dict[str, Any]) -> bool:
+        stream = self._streams.get(node.id)
+        if stream is None or stream.state is not StreamState.OPEN:
+            return False
+        try:
+            frame = raft_wire.encode_message(message)
+        except (ValueError, codec.EncodeError) as exc:
+            self._w.log.error("raft message not sent", type=message.get("type"), error=str(exc))
+            return False
+        self._w.counters.frames_out += 1
+        sent = stream.send(frame)
+        self._subscribe(stream)
+        return sent
+
+    def destroy(self) -> None:
+        self.setOnMessageReceivedCallback(None)
+        self.setOnNodeConnectedCallback(None)
+        self.setOnNodeDisconnectedCallback(None)
+        self.setOnReadonlyNodeConnectedCallback(None)
+        self.setOnReadonlyNodeDisconnectedCallback(None)
+        self._poller.unsubscribe(self._w.listener.fileno())
+        for stream in [*self._streams.values(), *self._certified, *self._members]:
+            stream.close("shutdown")
+
+    # connections
+
+    def _dials(self, member: str) -> bool:
+        return self._w.learner or self._w.member > member
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_upkeep:
+            return
+        self._next_upkeep = now + PUBLISH_PERIOD_S
+        for stream in [*self._streams.values(), *self._certified, *self._members]:
+            stream.check_deadline(now)
+        retry = self._w.reconnect_s
+        for member, node in list(self._nodes.items()):
+            if member in self._streams or not self._dials(member):
+                continue
+            if now - self._last_dial.get(member, 0.0) < retry:
+                continue
+            self._last_dial[member] = now
+            self._dial(node)
+
+    def _dial(self, node: RaftMember) -> None:
+        try:
+            stream = TlsStream.dial(
+                node.host,
+                node.port,
+                self._w.client,
+                max_frame=raft_wire.MAX_FRAME_BYTES,
+                on_open=self._on_dialled_open,
+                on_frame=self._on_frame,
+                on_close=self._on_close,
+            )
+        except OSError:
+            return
+        self._streams[node.id] = stream
+        self._members[stream] = node.id
+        self._subscribe(stream, force=True)
+
+    def _on_accept(self, descr: int, event: int) -> None:
+        try:
+            sock, _ = self._w.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._w.log.warning("raft accept failed", error=str(exc))
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            stream = TlsStream(
+                sock,
+                self._w.server,
+                server_side=True,
+                max_frame=raft_wire.MAX_FRAME_BYTES,
+                on_open=self._on_accepted_open,
+                on_frame=self._on_frame,
+                on_close=self._on_close,
+            )
+        except (ssl.SSLError, OSError):
+            sock.close()
+            return
+        self._certified[stream] = ""
+        self._subscribe(stream, force=True)
+
+    def _subscribe(self, stream: TlsStream, force: bool = False) -> None:
+        if stream.state is StreamState.CLOSED:
+            return
+        wants = stream.wants_write
+        if force or wants != getattr(stream, "subscribed_write", None):
+            mask = _READ_ERROR | (POLL_EVENT_TYPE.WRITE if wants else 0)
+            self._poller.subscribe(stream.fileno, self._event_handler(stream), mask)
+            stream.subscribed_write = wants  # type: ignore[attr-defined]
+
+    def _event_handler(self, stream: TlsStream) -> Callable[[int, int], None]:
+        def handle(descr: int, event: int) -> None:
+            stream.on_event(
+                bool(event & POLL_EVENT_TYPE.READ),
+                bool(event & POLL_EVENT_TYPE.WRITE),
+                bool(event & POLL_EVENT_TYPE.ERROR),
+            )
+            self._subscribe(stream)
+
+        return handle
+
+    def _on_dialled_open(self, stream: TlsStream, certificate: bytes) -> None:
+        member = self._members.get(stream)
+        node = self._nodes.get(member or "")
+        if node is None:
+            stream.close("dropped")
+            return
+        try:
+            peer_node_id(certificate, expected=node.node_id)
+        except PeerIdentityError as exc:
+            self._refuse(stream, exc.reason)
+            return
+        stream.send(raft_wire.hello(self._w.member, self._w.learner))
+        self._awaiting_answer.add(stream)
+
+    def _on_accepted_open(self, stream: TlsStream, certificate: bytes) -> None:
+        try:
+            self._certified[stream] = peer_node_id(certificate)
+        except PeerIdentityError as exc:
+            self._refuse(stream, exc.reason)
+
+    def _on_frame(self, stream: TlsStream, frame: bytes) -> None:
+        self._w.counters.frames_in += 1
+        member = self._members.get(stream)
+        if member is None:
+            self._on_hello(stream, frame)
+            return
+        if stream in self._awaiting_answer:
+            self._on_answer(stream, member, frame)
+            return
+        try:
+            message = raft_wire.decode_message(frame)
+        except MalformedFrame as exc:
+            self._refuse(stream, "malformed", detail=str(exc))
+            return
+        learner = member in self._learners
+        refusal = self._authorize(member, learner, message)
+        if refusal is not None:
+            self._w.counters.refusals[refusal] += 1
+            self._w.log.warning("raft message refused", reason=refusal, member=member)
+            return
+        node = self._learners[member] if learner else self._nodes.get(member)
+        if node is not None:
+            self._onMessageReceived(node, message)
+
+    def _authorize(self, member: str, learner: bool, message: dict[str, Any]) -> str | None:
+        """RAFT-8: a learner may only acknowledge entries and forward commands, and a forwarded
+        command must be the sender's own (its `by` is the sender's node id)."""
+        kind = message["type"]
+        if learner and kind not in LEARNER_MESSAGES:
+            return "learner_message"
+        if kind == "apply_command":
+            author = raft_wire.command_author(message["command"])
+            if author is None:
+                return "not_a_command"
+            if author != raft_wire.parse_raft_id(member)[0]:
+                return "forged_command"
+        return None
+
+    def _on_answer(self, stream: TlsStream, member: str, frame: bytes) -> None:
+        try:
+            answered, learner = raft_wire.parse_hello(frame)
+        except MalformedFrame:
+            self._refuse(stream, "malformed")
+            return
+        if answered != member or learner:
+            self._refuse(stream, "wrong_member", member=answered)
+            return
+        self._awaiting_answer.discard(stream)
+        self._onNodeConnected(self._nodes[member])
+
+    def _on_hello(self, stream: TlsStream, frame: bytes) -> None:
+        proven = self._certified.pop(stream, "")
+        try:
+            member, learner = raft_wire.parse_hello(frame)
+        except MalformedFrame as exc:
+            self._refuse(stream, "unknown_version" if "version" in str(exc) else "malformed")
+            return
+        node_id = raft_wire.parse_raft_id(member)[0]
+        if not proven or node_id != proven:
+            self._refuse(stream, "node_id_mismatch", member=member)
+            return
+        if learner and not self._w.admits_learner(node_id):
+            self._refuse(stream, "not_a_member", member=member)
+            return
+        if not learner and member not in self._nodes:
+            self._refuse(stream, "unknown_member", member=member)
+            return
+        previous = self._streams.pop(member, None)
+        if previous is not None:
+            self._members.pop(previous, None)
+            previous.close("replaced")
+            self._disconnected(member)
+        self._streams[member] = stream
+        self._members[stream] = member
+        stream.send(raft_wire.hello(self._w.member, self._w.learner))
+        if learner:
+            node = Node(LEARNER_PREFIX + member)
+            self._learners[member] = node
+            self._onReadonlyNodeConnected(node)
+        else:
+            self._onNodeConnected(self._nodes[member])
+
+    def _refuse(self, stream: TlsStream, reason: str, **context: object) -> None:
+        self._w.counters.refusals[reason] += 1
+        self._w.log.warning("raft connection refused", reason=reason, **context)
+        stream.close(reason)
+
+    def _on_close(self, stream: TlsStream, reason: str) -> None:
+        self._poller.unsubscribe(stream.fileno)
+        self._certified.pop(stream, None)
+        answered = stream not in self._awaiting_answer
+        self._awaiting_answer.discard(stream)
+        member = self._members.pop(stream, None)
+        if reason in _HANDSHAKE_REFUSALS:
+            self._w.counters.refusals[reason] += 1
+            self._w.log.warning("raft connection refused", reason=reason)
+        if member is not None and self._streams.get(member) is stream:
+            del self._streams[member]
+            if answered:
+                self._disconnected(member)
+
+    def _disconnected(self, member: str) -> None:
+        learner = self._learners.pop(member, None)
+        if learner is not None:
+            self._onReadonlyNodeDisconnected(learner)
+        elif member in self._nodes:
+            self._onNodeDisconnected(self._nodes[member])
+
+
+# ---- the replicated state machine ----------------------------------------------------------
+
+SNAPSHOT_FORMAT = "fpai-registry-snapshot-1"
+
+
+Snapshot = tuple[RegistryState, raft_wire.Position, raft_wire.Position, list[str]]
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    """RAFT-9: a snapshot file, validated whole; JournalError if it is not one."""
+    try:
+        value = codec.decode(path.read_bytes())
+        if not isinstance(value, dict) or value.keys() != {
+            "cluster",
+            "format",
+            "last",
+            "prev",
+            "state",
+        }:
+            raise ValueError("unexpected keys")
+        if value["format"] != SNAPSHOT_FORMAT:
+            raise ValueError(f"unknown format {value['format']!r}")
+        cluster = value["cluster"]
+        if not isinstance(cluster, list):
+            raise ValueError("bad cluster")
+        for member in cluster:
+            raft_wire.parse_raft_id(member)
+        last = raft_wire.entry_with_position(value["last"])
+        prev = raft_wire.entry_with_position(value["prev"])
+        state = RegistryState.from_value(value["state"])
+    except (OSError, ValueError, MalformedFrame) as exc:
+        raise JournalError(f"registry snapshot {path} cannot be used: {exc}") from None
+    return state, last, prev, cluster  # type: ignore[return-value]
+
+
+def _position(entry: raft_wire.Position) -> list[codec.Value]:
+    command, idx, term = entry
+    return [idx, term, *raft_wire.entry_to_wire(command)]
+
+
+class _Replica(SyncObj):  # type: ignore[misc]
+    """The registry state, changed only by `_apply` of committed entries, in log order."""
+
+    def __init__(
+        self,
+        self_member: RaftMember | None,
+        others: list[RaftMember],
+        directory: Path,
+        timing: RaftTiming,
+        wiring: _Wiring,
+    ) -> None:
+        self.registry = RegistryState()
+        self.snapshot_error: str | None = None
+        self._log = wiring.log
+        conf = timing.conf(
+            journalFile=str(directory),
+            fullDumpFile=str(directory / SNAPSHOT_FILE),
+            serializer=self._save_snapshot,
+            deserializer=self._load_snapshot,
+        )
+        super().__init__(
+            self_member,
+            others,
+            conf=conf,
+            nodeClass=RaftMember,
+            transportClass=lambda obj, me, nodes: TlsTransport(obj, me, nodes, wiring),
+        )
+
+    def _SyncObj__onMessageReceived(self, node: Node, message: dict[str, Any]) -> None:
+        """pysyncobj's message handler, with two Raft rules it breaks restored (RAFT-7).
+
+        Its leader moves a follower's next index back when a success reply arrives late, and
+        sends entries again; its follower then truncates every entry after the previous index,
+        matching or not, and re-appends. Between the two, entries the leader counts as stored
+        are gone: a committed entry can be lost. So the leader never moves a next index back on
+        success, and a follower skips the entries it already has with the same term."""
+        handle = SyncObj._SyncObj__onMessageReceived
+        kind = message["type"]
+        if kind == "append_entries" and message.get("entries"):
+            trimmed = self._without_entries_we_have(node, message)
+            if trimmed is not None:
+                handle(self, node, trimmed)
+            return
+        if kind == "next_node_idx" and message["success"] and not message["reset"]:
+            next_index = self._SyncObj__raftNextIndex
+            before = next_index.get(node)
+            handle(self, node, message)
+            if before is not None and next_index.get(node, before) < before:
+                next_index[node] = before
+            return
+        handle(self, node, message)
+
+    def _without_entries_we_have(
+        self, node: Node, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        log = self._SyncObj__raftLog
+        if message["term"] < self.raftCurrentTerm or not len(log):
+            return message
+        first, last = log[0][1], log[-1][1]
+        entries = message["entries"]
+        have = 0
+        for _, idx, term in entries:
+            if not first <= idx <= last or log[idx - first][2] != term:
+                break
+            have += 1
+        if have == 0:
+            return message
+        _, idx, term = entries[have - 1]
+        if have == len(entries) and idx < last:
+            # All of them, and more after: acknowledge what was sent, keep what follows.
+            ack = {"type": "next_node_idx", "next_node_idx": idx + 1, "reset": False}
+            self._SyncObj__transport.send(node, {**ack, "success": True})
+            return None
+        return {**message, "prevLogIdx": idx, "prevLogTerm": term, "entries": entries[have:]}
+
+    @replicated  # type: ignore[untyped-decorator]
+    def _apply(self, command: bytes) -> Result:
+        applied = apply(self.registry, command)
+        self.registry = applied.state
+        return applied.result
+
+    def _save_snapshot(self, path: str, data: tuple[Any, Any, Iterable[Node | None]]) -> None:
+        last, prev, cluster = data
+        value = {
+            "cluster": sorted(n.id for n in cluster if n is not None),
+            "format": SNAPSHOT_FORMAT,
+            "last": _position(last),
+            "prev": _position(prev),
+            "state": self.registry.to_value(),
+        }
+        with open(path, "wb") as f:
+            f.write(codec.encode(value))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _load_snapshot(self, path: str) -> tuple[Any, Any, list[RaftMember]]:
+        try:
+            state, last, prev, cluster = read_snapshot(Path(path))
+        except JournalError as exc:
+            self.snapshot_error = str(exc)
+            self._log.critical("registry snapshot refused", error=str(exc))
+            raise
+        self.registry = state
+        return last, prev, [RaftMember(m) for m in cluster]
+
+
+# ---- the engine ----------------------------------------------------------------------------
+
+
+class RaftEngine:
+    """One running Raft member, voter or learner, over the home's raft/ folder.
+
+    `propose` may be called from any thread; `done(result, fail_reason)` is called from the
+    tick thread once the command is applied here (fail_reason 0) or has failed."""
+
+    def __init__(
+        self,
+        *,
+        member: str,
+        learner: bool,
+        voters: Iterable[str],
+        directory: Path,
+        identity: TlsIdentity,
+        listener: socket.socket,
+        timing: RaftTiming,
+        admits_learner: Callable[[str], bool],
+        counters: TransportCounters,
+    ) -> None:
+        snapshot = directory / SNAPSHOT_FILE
+        if snapshot.exists():
+            read_snapshot(snapshot)  # refuse a damaged snapshot here, in one line, not later
+        self.member = member
+        self.learner = learner
+        self.node_id = raft_wire.parse_raft_id(member)[0]
+        self.status = RaftStatus(member, learner)
+        self._timing = timing
+        self._log = structlog.get_logger("fpai.raft").bind(node_id=self.node_id)
+        self._next_publish = 0.0
+        self._next_policy = 0.0
+        self._action_since: float | None = None
+        self._synced_term = -1
+        self._down_since: dict[str, float] = {}
+        wiring = _Wiring(
+            member=member,
+            learner=learner,
+            node_id=self.node_id,
+            server=tls_server_context(identity),
+            client=client_context(identity),
+            listener=listener,
+            admits_learner=admits_learner,
+            counters=counters,
+            reconnect_s=timing.reconnect_s,
+            log=self._log,
+        )
+        others = sorted({v for v in voters if v != member})
+        self._replica = _Replica(
+            None if learner else RaftMember(member),
+            [RaftMember(v) for v in others],
+            directory,
+            timing,
+            wiring,
+        )
+        self._replica.addOnTickCallback(self._on_tick)
+
+    @property
+    def state(self) -> RegistryState:
+        return self._replica.registry
+
+    @property
+    def snapshot_error(self) -> str | None:
+        return self._replica.snapshot_error
+
+    def propose(self, command: bytes, done: Done) -> None:
+        self._replica._apply(command, callback=done)
+
+    def stop(self) -> None:
+        """Stop the tick thread and close sockets and files (blocks for up to a tick)."""
+        self._replica.destroy_synchronous()
+
+    # tick thread
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_publish:
+            self._next_publish = now + PUBLISH_PERIOD_S
+            self.status = self._read_status()
+        if not self.status.is_leader:
+            self._synced_term = -1
+            self._down_since.clear()
+        elif now >= self._next_policy:
+            self._next_policy = now + POLICY_PERIOD_S
+            self._run_policy(now)
+
+    def _read_status(self) -> RaftStatus:
+        r = self._replica
+        leader = r._getLeader()
+        others = r.otherNodes
+        connected = {n.id for n in others if r.isNodeConnected(n)}
+        connected |= {n.id.removeprefix(LEARNER_PREFIX) for n in r.readonlyNodes}
+        voters = {n.id for n in others} - {self.member}
+        if not self.learner:
+            voters.add(self.member)
+        return RaftStatus(
+            member=self.member,
+            learner=self.learner,
+            leader=leader.id if leader is not None else None,
+            is_leader=bool(r._isLeader()),
+            term=r.raftCurrentTerm,
+            commit_index=r.raftCommitIndex,
+            applied_index=r.raftLastApplied,
+            voters=frozenset(voters),
+            connected=frozenset(connected),
+            has_quorum=bool(r.hasQuorum),
+        )
+
+    def _run_policy(self, now: float) -> None:
+        """RAFT-10..RAFT-12: one membership step at a time, once this leader's state is current
+        (a `sync` it proposed in this term has been applied)."""
+        if self._action_since is not None and now - self._action_since < ACTION_TIMEOUT_S:
+            return
+        self._action_since = None
+        status = self.status
+        if self._synced_term != status.term:
+            term = status.term
+
+            def synced(result: Result | None, error: int) -> None:
+                self._action_since = None
+                if error == FAIL_REASON.SUCCESS:
+                    self._synced_term = term
+
+            self._begin(now)
+            self.propose(self._command("sync", {}), synced)
+            return
+        for member in status.voters - status.connected - {self.member}:
+            self._down_since.setdefault(member, now)
+        for member in status.connected:
+            self._down_since.pop(member, None)
+        view = ClusterView(self.member, status.voters, status.connected, self._down_since, now)
+        action = next_action(self.state, view, self._timing.dead_after_s)
+        if action is None:
+            return
+        self._log.info("registry membership step", action=repr(action))
+        self._begin(now)
+        done = self._action_done(action)
+        if isinstance(action, RaftChange):
+            self._replica._applyCommand(
+                raft_wire.membership_entry(action.change, action.member), done
+            )
+        elif isinstance(action, SetRole):
+            args = {"node_id": action.node_id, "role": action.role}
+            self.propose(self._command("member.set_role", args), done)
+        elif isinstance(action, StepDown):
+            self._replica.transferLeadership(callback=done)
+
+    def _begin(self, now: float) -> None:
+        self._action_since = now
+
+    def _action_done(self, action: object) -> Done:
+        def done(result: Result | None, error: int) -> None:
+            self._action_since = None
+            if error != FAIL_REASON.SUCCESS:
+                self._log.info("registry membership step failed", action=repr(action), code=error)
+
+        return done
+
+    def _command(self, op: str, args: Mapping[str, codec.Value]) -> bytes:
+        return encode_command(
+            op, args, key=os.urandom(16), by=self.node_id, at_ms=time.time_ns() // 1_000_000
+        )

@@ -1,0 +1,448 @@
+"""The registry service: this node's Raft member, as the rest of the node sees it (asyncio side).
+
+It decides how this node enters the registry (REG-15): the first node of a federation
+bootstraps it; a node given peers to join asks one of them (`registry.join` on the peer channel)
+and starts as the voter or learner the registry made it; a node restarted from its home resumes
+from what it last knew (raft/engine.json) and asks again only if no leader answers. It proposes
+commands with retries under one idempotency key (REG-4), reads locally or through the leader, and
+follows its own role: when the registry promotes or demotes it, the engine restarts in its new
+mode over the same log.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from fpai_node.api.peer.channel import FrameRefused, PeerClient, PeerServer
+from fpai_node.config import HostPort
+from fpai_node.errors import FpaiError
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity
+from fpai_node.registry.journal import write_atomically
+from fpai_node.registry.raft import RaftEngine, RaftStatus, RaftTiming, TransportCounters
+from fpai_node.registry.raft_wire import parse_raft_id, raft_id
+from fpai_node.registry.state import (
+    IDEMPOTENCY_KEY_BYTES,
+    VOTERS_PARAMETER,
+    RegistryState,
+    Result,
+    encode_command,
+)
+from fpai_node.wire import codec
+from fpai_node.wire.errors import MalformedFrame
+
+JOIN_PATH = "/fpai/peer/v1/registry/join"
+HINT_FILE = "engine.json"
+MAINTAIN_PERIOD_S = 0.25
+WRITE_TIMEOUT_S = 10.0  # a write with no outcome by then is reported as unknown, not failed
+LEAVE_TIMEOUT_S = 2.0  # a stopping node waits this long for its removal to commit
+JOIN_CALL_TIMEOUT_S = 15.0  # a join needs a commit: a leader election may come first
+RETRY_S = 0.1
+_SUCCESS = 0
+_RETRYABLE = frozenset({1, 2, 3, 4, 5, 7})  # queue full, no leader, discarded, leader changed...
+log = structlog.get_logger("fpai.registry")
+
+
+class RegistryUnavailable(FpaiError):
+    """No outcome within the time allowed: the registry has no leader this node can reach.
+    A write may still be applied later; its idempotency key keeps a retry from applying twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """What this node last knew of its place in Raft: how to start before anyone answers."""
+
+    member: str
+    learner: bool
+    voters: tuple[str, ...]
+    peers: tuple[str, ...]
+
+
+class RegistryService:
+    def __init__(
+        self,
+        *,
+        key: NodeKey,
+        identity: TlsIdentity,
+        listener: socket.socket,
+        directory: Path,
+        join: Iterable[str],
+        peer_address: str,
+        api_address: str,
+        voters: int,
+        timing: RaftTiming,
+    ) -> None:
+        host, port = listener.getsockname()[:2]
+        self.address = str(HostPort(host, port))
+        self.node_id = key.node_id
+        self.member = raft_id(key.node_id, self.address)
+        self.phase = "starting"
+        self.counters = TransportCounters()
+        self._identity = identity
+        self._listener = listener
+        self._dir = directory
+        self._join = tuple(a for a in join if a != peer_address)
+        self._peer_address = peer_address
+        self._api_address = api_address
+        self._voters = voters
+        self._timing = timing
+        self._client = PeerClient(identity, timeout_s=JOIN_CALL_TIMEOUT_S)
+        self._engine: RaftEngine | None = None
+        self._floor = RegistryState()  # shown while a restarted engine replays its log
+        self._tasks: list[asyncio.Task[None]] = []
+        self._leaderless_since: float | None = None
+        self._next_self_check = 0.0
+        self._hint: Hint | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def attach(self, server: PeerServer) -> None:
+        """Serve `registry.join` on the peer channel (before the channel starts)."""
+        server.add_rpc(JOIN_PATH, self._on_join)
+
+    async def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._client.start()
+        hint = self._read_hint()
+        if hint is not None and hint.member == self.member:
+            self._start_engine(hint.learner, hint.voters)
+            self.phase = "running"
+            log.info("registry resumed", member=self.member, learner=hint.learner)
+        elif self._join or hint is not None:
+            self.phase = "joining"
+            targets = (*self._join, *(hint.peers if hint else ()))
+            self._spawn(self._join_through(targets, first=True))
+        else:
+            self._start_engine(False, [self.member])
+            self.phase = "bootstrapping"
+            self._spawn(self._bootstrap())
+        self._spawn(self._maintain())
+
+    async def stop(self) -> None:
+        """Leave the registry if this node is a member of a larger one (REG-15), then stop and
+        close the Raft listener (the service owns it from construction on)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        engine = self._engine
+        alone = engine is None or not (engine.status.voters - {self.member} or engine.learner)
+        if not alone and self.phase == "running" and self._is_member():
+            await self._leave()
+        self.phase = "stopped"
+        if engine is not None:
+            self._engine = None
+            await asyncio.to_thread(engine.stop)
+        self._listener.close()
+        await self._client.close()
+
+    async def _leave(self) -> None:
+        try:
+            await self.propose("member.remove", {"node_id": self.node_id}, LEAVE_TIMEOUT_S)
+        except RegistryUnavailable:
+            log.warning("left without a registry answer; the leader will replace this voter")
+            return
+        log.info("left the registry")
+
+    # ---- reads and writes --------------------------------------------------------------------
+
+    @property
+    def state(self) -> RegistryState:
+        """The local replica's state (possibly stale), never older than before a restart."""
+        engine = self._engine
+        if engine is None:
+            return self._floor
+        state = engine.state
+        return state if state.index >= self._floor.index else self._floor
+
+    @property
+    def status(self) -> RaftStatus:
+        engine = self._engine
+        return engine.status if engine is not None else RaftStatus(self.member, False)
+
+    async def read(self) -> RegistryState:
+        """A linearizable read: a `sync` barrier through the leader, then the local state, which
+        has applied everything committed before the barrier (REG-14)."""
+        await self.propose("sync", {})
+        return self.state
+
+    async def propose(
+        self, op: str, args: Mapping[str, codec.Value], timeout_s: float = WRITE_TIMEOUT_S
+    ) -> Result:
+        """Commit one command; retried with the same bytes until its outcome is known (REG-4),
+        so a write that committed despite an error is applied once. `duplicate` is success."""
+        command = encode_command(
+            op,
+            args,
+            key=os.urandom(IDEMPOTENCY_KEY_BYTES),
+            by=self.node_id,
+            at_ms=time.time_ns() // 1_000_000,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (remaining := deadline - loop.time()) > 0:
+            engine = self._engine
+            if engine is None:
+                await asyncio.sleep(min(RETRY_S, remaining))
+                continue
+            outcome: asyncio.Future[tuple[Result | None, int]] = loop.create_future()
+
+            def done(
+                result: Result | None, error: int, outcome: asyncio.Future[Any] = outcome
+            ) -> None:
+                loop.call_soon_threadsafe(_settle, outcome, (result, error))
+
+            engine.propose(command, done)
+            try:
+                result, error = await asyncio.wait_for(outcome, remaining)
+            except TimeoutError:
+                break
+            if error == _SUCCESS and result is not None:
+                return Result("ok") if result.status == "duplicate" else result
+            if error not in _RETRYABLE:
+                raise RegistryUnavailable(f"the registry refused {op} (code {error})")
+            await asyncio.sleep(min(RETRY_S, max(0.0, deadline - loop.time())))
+        raise RegistryUnavailable(
+            f"no registry leader answered within {timeout_s:g} s ({op}); "
+            "the write may still be applied"
+        )
+
+    # ---- entering the registry ---------------------------------------------------------------
+
+    async def _bootstrap(self) -> None:
+        """REG-15: the first node sets the voter target and joins the registry it created."""
+        while True:
+            try:
+                if VOTERS_PARAMETER not in self.state.parameters:
+                    voters: dict[str, codec.Value] = {
+                        "key": VOTERS_PARAMETER,
+                        "value": self._voters,
+                    }
+                    await self.propose("param.set", voters)
+                await self.propose("member.join", self._join_args(self.node_id))
+            except RegistryUnavailable:
+                log.info("waiting for the new registry to elect this node")
+                continue
+            self.phase = "running"
+            log.info("registry bootstrapped", member=self.member, voters=self._voters)
+            return
+
+    async def _join_through(self, targets: Iterable[str], first: bool) -> None:
+        """Ask each target in turn to add us, until one answers; then run as it says."""
+        request = codec.encode(
+            {"api": self._api_address, "peer": self._peer_address, "raft": self.address}
+        )
+        targets = tuple(dict.fromkeys(t for t in targets if t != self._peer_address))
+        attempt = 0
+        while True:
+            for target in targets:
+                status, body = await self._client.call(target, JOIN_PATH, request)
+                if status == 200:
+                    try:
+                        role, voters, peers = _parse_join_answer(body)
+                    except MalformedFrame:
+                        log.warning("unreadable join answer", peer=target)
+                        continue
+                    await self._run_as(role == "learner", voters)
+                    self._write_hint(peers)
+                    self.phase = "running"
+                    log.info("joined the registry", via=target, role=role, voters=len(voters))
+                    return
+                attempt += 1
+                if first or attempt % 5 == 1:
+                    log.info(
+                        "waiting to join the registry", peer=target, status=status, attempt=attempt
+                    )
+            await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
+
+    async def _on_join(self, peer: str, body: bytes) -> bytes:
+        """`registry.join`: add (or update) the caller, then tell it its role and the voters."""
+        try:
+            value = codec.decode(body)
+        except MalformedFrame:
+            raise FrameRefused("malformed") from None
+        if not isinstance(value, dict) or value.keys() != {"api", "peer", "raft"}:
+            raise FrameRefused("malformed")
+        if self._engine is None:
+            raise FrameRefused("registry_not_ready")
+        args = {"node_id": peer, **value}
+        try:
+            result = await self.propose("member.join", args)
+        except RegistryUnavailable:
+            raise FrameRefused("registry_unavailable") from None
+        if result.status != "ok":
+            raise FrameRefused(result.reason or result.status)
+        state = self.state
+        member = state.members.get(peer)
+        if member is None:  # removed again between commit and answer: let it ask again
+            raise FrameRefused("registry_unavailable")
+        peers = sorted(m.peer for n, m in state.members.items() if n != peer)
+        voters = sorted(raft_id(n, state.members[n].raft) for n in state.voters())
+        answer: dict[str, codec.Value] = {"peers": [*peers], "role": member.role}
+        answer["voters"] = [*voters]
+        return codec.encode(answer)
+
+    def _join_args(self, node_id: str) -> dict[str, codec.Value]:
+        return {
+            "api": self._api_address,
+            "node_id": node_id,
+            "peer": self._peer_address,
+            "raft": self.address,
+        }
+
+    # ---- following our own role --------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_PERIOD_S)
+            try:
+                await self._maintain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("registry upkeep failed")
+
+    async def _maintain_once(self) -> None:
+        engine = self._engine
+        if engine is None or self.phase != "running":
+            return
+        status = engine.status
+        now = time.monotonic()
+        if status.leader is None:
+            self._leaderless_since = self._leaderless_since or now
+            if now - self._leaderless_since > 3 * self._timing.election_max_s:
+                self._leaderless_since = None
+                log.info("no registry leader answers; asking the known peers")
+                await self._join_through(self._known_peers(), first=False)
+            return
+        self._leaderless_since = None
+        if status.applied_index < status.commit_index or now < self._next_self_check:
+            return
+        self._next_self_check = now + 1.0
+        state = engine.state
+        member = state.members.get(self.node_id)
+        if member is None:
+            await self._propose_quietly("member.join", self._join_args(self.node_id))
+            return
+        if (member.peer, member.api, member.raft) != (
+            self._peer_address,
+            self._api_address,
+            self.address,
+        ):
+            await self._propose_quietly("member.join", self._join_args(self.node_id))
+            return
+        if (member.role == "learner") != engine.learner:
+            voters = [raft_id(n, state.members[n].raft) for n in state.voters()]
+            await self._run_as(member.role == "learner", voters)
+        self._write_hint(sorted(m.peer for n, m in state.members.items() if n != self.node_id))
+
+    async def _propose_quietly(self, op: str, args: Mapping[str, codec.Value]) -> None:
+        try:
+            await self.propose(op, args, timeout_s=2.0)
+        except RegistryUnavailable as exc:
+            log.info("registry upkeep deferred", reason=str(exc))
+
+    async def _run_as(self, learner: bool, voters: Iterable[str]) -> None:
+        """(Re)start the engine as a voter or a learner; readers keep the old state meanwhile."""
+        voters = sorted(set(voters))
+        engine = self._engine
+        if engine is not None:
+            if engine.learner == learner and set(voters) <= engine.status.voters | {self.member}:
+                return
+            log.info("registry role changes", learner=learner)
+            self._floor = self.state
+            self._engine = None
+            await asyncio.to_thread(engine.stop)
+        self._start_engine(learner, voters)
+
+    def _start_engine(self, learner: bool, voters: Iterable[str]) -> None:
+        self._engine = RaftEngine(
+            member=self.member,
+            learner=learner,
+            voters=voters,
+            directory=self._dir,
+            identity=self._identity,
+            listener=self._listener,
+            timing=self._timing,
+            admits_learner=self._admits_learner,
+            counters=self.counters,
+        )
+
+    def _admits_learner(self, node_id: str) -> bool:
+        return node_id in self.state.members
+
+    def _is_member(self) -> bool:
+        return self.node_id in self.state.members
+
+    def _known_peers(self) -> list[str]:
+        peers = [m.peer for n, m in self.state.members.items() if n != self.node_id]
+        return [*self._join, *(self._hint.peers if self._hint else ()), *peers]
+
+    # ---- the hint file -----------------------------------------------------------------------
+
+    def _read_hint(self) -> Hint | None:
+        try:
+            data = json.loads((self._dir / HINT_FILE).read_text())
+            hint = Hint(
+                data["member"], data["learner"], tuple(data["voters"]), tuple(data["peers"])
+            )
+            for member in (hint.member, *hint.voters):
+                parse_raft_id(member)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, MalformedFrame) as exc:
+            log.warning("ignoring an unreadable registry hint", error=str(exc))
+            return None
+        self._hint = hint
+        return hint
+
+    def _write_hint(self, peers: Iterable[str]) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        hint = Hint(
+            self.member,
+            engine.learner,
+            tuple(sorted(engine.status.voters or {self.member})),
+            tuple(sorted(peers)),
+        )
+        if hint == self._hint:
+            return
+        data = {
+            "member": hint.member,
+            "learner": hint.learner,
+            "voters": list(hint.voters),
+            "peers": list(hint.peers),
+        }
+        write_atomically(self._dir / HINT_FILE, json.dumps(data, indent=2).encode())
+        self._hint = hint
+
+    def _spawn(self, coroutine: Any) -> None:
+        self._tasks.append(asyncio.create_task(coroutine))
+
+
+def _settle(future: asyncio.Future[Any], value: object) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _parse_join_answer(body: bytes) -> tuple[str, list[str], list[str]]:
+    value = codec.decode(body)
+    if not isinstance(value, dict) or value.keys() != {"peers", "role", "voters"}:
+        raise MalformedFrame("bad join answer")
+    role, voters, peers = value["role"], value["voters"], value["peers"]
+    if role not in ("voter", "learner") or not isinstance(voters, list) or not voters:
+        raise MalformedFrame("bad join answer")
+    for member in voters:
+        parse_raft_id(member)
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise MalformedFrame("bad join answer")
+    return role, voters, peers  # type: ignore[return-value]
