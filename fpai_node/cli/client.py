@@ -24,6 +24,10 @@ class NodeClient:
         with self._open(path, None) as response:
             return _json_object(response.read(), self.url + path)
 
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._open(path, body, method="PUT") as response:
+            return _json_object(response.read(), self.url + path)
+
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._open(path, body, timeout_s=600.0) as response:
             return _json_object(response.read(), self.url + path)
@@ -43,13 +47,21 @@ class NodeClient:
                     raise FpaiError(f"the node stopped the answer: {event['error'].get('message')}")
                 yield event
 
-    def _open(self, path: str, body: dict[str, Any] | None, timeout_s: float | None = None) -> Any:
+    def _open(
+        self,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout_s: float | None = None,
+        method: str | None = None,
+    ) -> Any:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = None if body is None else json.dumps(body).encode()
         # The scheme is checked in __post_init__: only http(s) reaches urlopen.
-        request = urllib.request.Request(self.url + path, data=data, headers=headers)  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310
+            self.url + path, data=data, headers=headers, method=method
+        )
         try:
             return urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s)  # noqa: S310
         except urllib.error.HTTPError as exc:

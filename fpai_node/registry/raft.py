@@ -226,7 +226,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
             stream.close("dropped")
 
     def send(self, node: Node, message: dict[str, Any]) -> bool:
-        stream = self._streams.get(node.id)
+        stream = self._streams.get(node.id.removeprefix(LEARNER_PREFIX))
         if stream is None or stream.state is not StreamState.OPEN:
             return False
         try:

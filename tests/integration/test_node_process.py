@@ -14,6 +14,7 @@ import pytest
 
 from fpai_node import __version__
 from fpai_node.testing.nodeproc import NodeProcess, run_cli
+from fpai_node.testing.registry_cluster import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,16 @@ def test_start_serves_health_and_status_then_stops_on_sigterm(node: NodeProcess)
     assert status["protocol_version"] == 1
     assert status["uptime_s"] >= 0
     assert status["peers"] == [] and status["models"] == []
-    assert status["registry"] == {"leader": None, "term": 0, "members": []}
+    assert status["registry"]["phase"] in ("bootstrapping", "running")
+
+    def bootstrapped() -> bool:
+        registry = node.get_json("/fpai/v1/status")["registry"]
+        return bool(registry["leader"] == node_id and registry["members"])
+
+    wait_for(bootstrapped)  # a lone node creates its federation's registry and leads it
+    registry = node.get_json("/fpai/v1/status")["registry"]
+    assert registry["term"] >= 1 and registry["role"] == "voter"
+    assert [(m["node_id"], m["role"]) for m in registry["members"]] == [(node_id, "voter")]
 
     started = time.monotonic()
     assert node.stop(signal.SIGTERM) == 0
