@@ -194,13 +194,15 @@ def decode_message(frame: bytes) -> dict[str, Any]:
     kind = value.get("type") if isinstance(value, dict) else None
     if kind == "append_entries":
         v = _check(value, kind, _APPEND)
+        entries = [entry_with_position(e) for e in v["entries"]]
+        _check_sequence(entries, v["prev_index"], v["prev_term"], v["term"])
         return {
             "type": "append_entries",
             "term": v["term"],
             "commit_index": v["commit_index"],
             "prevLogIdx": v["prev_index"],
             "prevLogTerm": v["prev_term"],
-            "entries": [entry_with_position(e) for e in v["entries"]],
+            "entries": entries,
         }
     if kind == "install_snapshot":
         v = _check(value, kind, _SNAPSHOT)
@@ -259,6 +261,16 @@ def entry_with_position(value: object) -> Position:
     _uint(idx)
     _uint(term)
     return entry_from_wire(value[2:]), idx, term
+
+
+def _check_sequence(entries: list[Position], prev_index: int, prev_term: int, term: int) -> None:
+    """RAFT-6: a batch continues the log right after `prev_index`, in order, with terms that
+    never decrease and never exceed the sender's term."""
+    last_term = prev_term
+    for offset, (_, idx, entry_term) in enumerate(entries, start=1):
+        if idx != prev_index + offset or not last_term <= entry_term <= term:
+            raise MalformedFrame("bad entries")
+        last_term = entry_term
 
 
 def _uint(v: object) -> None:

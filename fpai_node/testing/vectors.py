@@ -672,6 +672,11 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
             {**heartbeat, "entries": [[11, 2, "command", "text"]]},
         ),
         (
+            "entries-gap",
+            "entries continue right after prev_index (RAFT-6)",
+            {**heartbeat, "entries": [[12, 2, "noop", None]]},
+        ),
+        (
             "member-not-raft-id",
             "add and remove name a member as <node id>@HOST:PORT",
             {**heartbeat, "entries": [[11, 2, "add", "somebody"]]},

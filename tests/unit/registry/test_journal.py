@@ -1,0 +1,126 @@
+"""The Raft journal on disk: what is acknowledged survives, a torn tail is dropped, compaction
+and truncation keep the file and the memory in step, and damage is refused in one line."""
+
+from pathlib import Path
+
+import pytest
+
+from fpai_node.registry.journal import MAGIC, DurableJournal, JournalError
+from fpai_node.registry.raft_wire import NO_OP_ENTRY, command_entry, membership_entry
+
+MEMBER = "fpn1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@127.0.0.1:7200"
+
+
+def entries(n: int, start: int = 1, term: int = 1) -> list[tuple[bytes, int, int]]:
+    return [(command_entry(f"cmd-{i}".encode()), i, term) for i in range(start, start + n)]
+
+
+def reopened(directory: Path) -> list[tuple[bytes, int, int]]:
+    journal = DurableJournal(directory)
+    try:
+        return list(journal[:])
+    finally:
+        journal._destroy()
+
+
+def test_entries_term_and_vote_survive_a_reopen(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    written = [(NO_OP_ENTRY, 1, 0), *entries(5, start=2), (membership_entry("add", MEMBER), 7, 1)]
+    for entry in written:
+        journal.add(*entry)
+    journal.setCurrentTerm(4, MEMBER)
+    journal.setRaftCommitIndex(6)
+    journal._destroy()
+    again = DurableJournal(tmp_path)
+    assert list(again[:]) == written and len(again) == 7
+    assert again.getCurrentTerm() == 4 and again.getVotedForNodeId() == MEMBER
+    assert again.getRaftCommitIndex() == 6
+    again._destroy()
+
+
+def test_nothing_on_disk_is_a_pickle(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    journal.setCurrentTerm(1, MEMBER)
+    journal._destroy()
+    for path in tmp_path.iterdir():
+        assert b"\x80\x02" not in path.read_bytes(), path  # no pickle protocol-2 header
+
+
+def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    journal._destroy()
+    log = tmp_path / "log"
+    whole = log.read_bytes()
+    log.write_bytes(whole[:-5])  # a crash in the middle of the third append
+    assert reopened(tmp_path) == entries(2)
+    journal = DurableJournal(tmp_path)
+    journal.add(*entries(1, start=3, term=2)[0])
+    journal._destroy()
+    assert reopened(tmp_path) == [*entries(2), *entries(1, start=3, term=2)]
+
+
+def test_a_flipped_bit_ends_the_log_at_the_last_good_record(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    journal._destroy()
+    log = tmp_path / "log"
+    data = bytearray(log.read_bytes())
+    data[-3] ^= 0x01
+    log.write_bytes(bytes(data))
+    assert reopened(tmp_path) == entries(2)
+
+
+def test_truncation_and_compaction_keep_disk_and_memory_equal(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(10):
+        journal.add(*entry)
+    journal.deleteEntriesFrom(7)  # a follower drops a conflicting suffix
+    assert [e[1] for e in journal[:]] == list(range(1, 8))
+    journal.deleteEntriesTo(4)  # compaction after a snapshot
+    assert [e[1] for e in journal[:]] == list(range(5, 8))
+    journal.add(*entries(1, start=8, term=3)[0])
+    journal._destroy()
+    assert [(e[1], e[2]) for e in reopened(tmp_path)] == [(5, 1), (6, 1), (7, 1), (8, 3)]
+
+
+def test_the_commit_index_never_points_past_the_log(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    journal.setRaftCommitIndex(3)
+    journal.onOneSecondTimer()
+    journal.deleteEntriesFrom(1)
+    assert journal.getRaftCommitIndex() == 1
+    journal._destroy()
+
+
+def test_clear_empties_the_log(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    journal.clear()
+    journal._destroy()
+    assert reopened(tmp_path) == []
+    assert (tmp_path / "log").read_bytes() == MAGIC
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("log", b"SOMETHING ELSE ENTIRELY", "not an fpai-node Raft log"),
+        ("meta", b"\x80\x02}q\x00.", "is damaged"),
+        ("meta", b"\x81\xa4term\x01", "is damaged"),
+    ],
+)
+def test_foreign_or_damaged_files_are_refused_in_one_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(JournalError, match=message) as error:
+        DurableJournal(tmp_path)
+    assert "\n" not in str(error.value)

@@ -1,0 +1,122 @@
+"""The leader's membership policy (RAFT-10..RAFT-12): one step at a time, adds before removes,
+the voter target kept, dead voters replaced by live learners and never without one."""
+
+from fpai_node.identity import NodeKey
+from fpai_node.registry.membership import (
+    ClusterView,
+    RaftChange,
+    SetRole,
+    StepDown,
+    next_action,
+)
+from fpai_node.registry.raft_wire import raft_id
+from fpai_node.registry.state import RegistryState, apply, encode_command
+
+NODES = sorted(NodeKey.from_seed(bytes([i]) * 32).node_id for i in range(6))
+A, B, C, D, E, F = NODES
+DEAD_AFTER = 60.0
+
+
+def member(node: str) -> str:
+    return raft_id(node, f"127.0.0.1:{7200 + NODES.index(node)}")
+
+
+def state(voters: list[str], learners: list[str] | None = None, target: int = 3) -> RegistryState:
+    s = RegistryState()
+    commands = [("param.set", {"key": "registry.voters", "value": target})]
+    for role, nodes in (("voter", voters), ("learner", learners or [])):
+        for node in nodes:
+            address = member(node).split("@")[1]
+            commands.append(
+                (
+                    "member.add",
+                    {"node_id": node, "role": role, "peer": "p:1", "api": "a:1", "raft": address},
+                )
+            )
+    for n, (op, args) in enumerate(commands):
+        s = apply(s, encode_command(op, args, key=n.to_bytes(16, "big"), by=A, at_ms=1)).state
+    return s
+
+
+def view(
+    voters: list[str],
+    connected: list[str],
+    down_since: dict[str, float] | None = None,
+    now: float = 1000.0,
+    me: str = A,
+) -> ClusterView:
+    return ClusterView(
+        member(me),
+        frozenset(member(n) for n in voters),
+        frozenset(member(n) for n in connected),
+        {member(n): t for n, t in (down_since or {}).items()},
+        now,
+    )
+
+
+def test_nothing_to_do_when_raft_and_registry_agree() -> None:
+    assert next_action(state([A, B, C]), view([A, B, C], [B, C]), DEAD_AFTER) is None
+
+
+def test_a_new_voter_is_added_to_raft_first() -> None:
+    action = next_action(state([A, B, C]), view([A, B], [B]), DEAD_AFTER)
+    assert action == RaftChange("add", member(C))
+
+
+def test_adds_come_before_removes() -> None:
+    """A replacement joins Raft before the voter it replaces leaves: never fewer voters."""
+    action = next_action(state([A, B, D]), view([A, B, C], [B, C, D]), DEAD_AFTER)
+    assert action == RaftChange("add", member(D))
+    action = next_action(state([A, B, D]), view([A, B, C, D], [B, C, D]), DEAD_AFTER)
+    assert action == RaftChange("rem", member(C))
+
+
+def test_a_leader_no_longer_a_voter_steps_down() -> None:
+    action = next_action(state([B, C, D]), view([A, B, C, D], [B, C, D]), DEAD_AFTER)
+    assert action == StepDown()
+
+
+def test_missing_voters_are_filled_from_connected_learners() -> None:
+    action = next_action(state([A, B], [D, C]), view([A, B], [B, D]), DEAD_AFTER)
+    assert action == SetRole(D, "voter")  # C is a learner too, but not connected
+    assert next_action(state([A, B], [C]), view([A, B], [B]), DEAD_AFTER) is None
+
+
+def test_a_dead_voter_is_replaced_only_after_the_dead_time_and_only_by_a_live_learner() -> None:
+    registry = state([A, B, C], [D])
+    early = view([A, B, C], [B, D], down_since={C: 1000.0 - DEAD_AFTER + 1})
+    assert next_action(registry, early, DEAD_AFTER) is None
+    late = view([A, B, C], [B, D], down_since={C: 1000.0 - DEAD_AFTER})
+    assert next_action(registry, late, DEAD_AFTER) == SetRole(D, "voter")
+    no_learner = view([A, B, C], [B], down_since={C: 0.0})
+    assert next_action(state([A, B, C], [D]), no_learner, DEAD_AFTER) is None
+
+
+def test_the_dead_voter_is_demoted_once_its_replacement_votes() -> None:
+    registry = state([A, B, C, D])  # D was promoted: four voters, target three
+    action = next_action(registry, view([A, B, C, D], [B, D], down_since={C: 0.0}), DEAD_AFTER)
+    assert action == SetRole(C, "learner")
+
+
+def test_the_voter_set_never_shrinks_below_the_target_by_demotion() -> None:
+    """Two dead voters, one learner: promote it, demote one dead voter, never the second."""
+    registry = state([A, B, C], [D])
+    dead = {B: 0.0, C: 0.0}
+    assert next_action(registry, view([A, B, C], [D], dead), DEAD_AFTER) == SetRole(D, "voter")
+    registry = state([A, B, C, D])
+    assert next_action(registry, view([A, B, C, D], [D], dead), DEAD_AFTER) == SetRole(B, "learner")
+    registry = state([A, C, D], [B])
+    assert next_action(registry, view([A, C, D], [D], {C: 0.0}), DEAD_AFTER) is None
+
+
+def test_the_leader_itself_is_never_declared_dead() -> None:
+    registry = state([A, B, C], [D])
+    action = next_action(registry, view([A, B, C], [B, C, D], down_since={A: 0.0}), DEAD_AFTER)
+    assert action is None
+
+
+def test_a_target_of_five_promotes_up_to_five() -> None:
+    registry = state([A, B, C], [D, E, F], target=5)
+    assert next_action(registry, view([A, B, C], [B, C, D, E, F]), DEAD_AFTER) == SetRole(
+        D, "voter"
+    )
