@@ -635,6 +635,7 @@ class RaftEngine:
             read_snapshot(snapshot)  # refuse a damaged snapshot here, in one line, not later
         self.member = member
         self.learner = learner
+        self.counters = counters
         self.node_id = raft_wire.parse_raft_id(member)[0]
         self.status = RaftStatus(member, learner)
         self._timing = timing

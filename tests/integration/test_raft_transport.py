@@ -1,0 +1,242 @@
+"""The Raft transport's rules through real TLS sockets (specs/0005 RAFT-3, RAFT-8): three
+engines in this process form a registry; Mallory, a learner member with a valid certificate,
+tries to vote, to lead and to forge commands. Only her own commands get through."""
+
+import datetime as dt
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.registry import raft_wire
+from fpai_node.registry.raft import RaftEngine, RaftTiming, TransportCounters
+from fpai_node.registry.state import Result, encode_command
+from fpai_node.testing.registry_cluster import wait_for
+from fpai_node.wire import codec
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+KEYS = [NodeKey.from_seed(bytes([i + 1]) * 32) for i in range(3)]
+MALLORY = NodeKey.from_seed(bytes([99]) * 32)
+MALLORY_MEMBER = raft_wire.raft_id(MALLORY.node_id, "127.0.0.1:1")
+
+
+def listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def command(signer: NodeKey, op: str, **args: Any) -> bytes:
+    return encode_command(op, args, key=os.urandom(16), by=signer.node_id, at_ms=1)
+
+
+def commit(engine: RaftEngine, data: bytes) -> Result:
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def settle(result: Result | None, error: int) -> None:
+        outcome.append((result, error))
+        done.set()
+
+    engine.propose(data, settle)
+    assert done.wait(10), "no commit within 10 s"
+    result, error = outcome[0]
+    assert error == 0 and result is not None
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def engines(tmp_path: Path) -> Iterator[list[RaftEngine]]:
+    sockets = [listener() for _ in KEYS]
+    members = [
+        raft_wire.raft_id(k.node_id, f"127.0.0.1:{s.getsockname()[1]}")
+        for k, s in zip(KEYS, sockets, strict=True)
+    ]
+    now = dt.datetime.now(dt.UTC)
+    started: list[RaftEngine] = []
+    holder: dict[str, RaftEngine] = {}
+    try:
+        for key, sock, member in zip(KEYS, sockets, members, strict=True):
+            engine = RaftEngine(
+                member=member,
+                learner=False,
+                voters=members,
+                directory=tmp_path / key.node_id,
+                identity=TlsIdentity.open(key, now),
+                listener=sock,
+                timing=RaftTiming(),
+                admits_learner=lambda node_id, m=member: node_id in holder[m].state.members,
+                counters=TransportCounters(),
+            )
+            holder[member] = engine
+            started.append(engine)
+        leader = wait_for(lambda: next((e for e in started if e.status.is_leader), None))
+        for key, member in zip(KEYS, members, strict=True):
+            address = member.split("@")[1]
+            commit(
+                leader,
+                command(
+                    KEYS[0],
+                    "member.add",
+                    node_id=key.node_id,
+                    role="voter",
+                    peer="p:1",
+                    api="a:1",
+                    raft=address,
+                ),
+            )
+        commit(
+            leader,
+            command(
+                KEYS[0],
+                "member.add",
+                node_id=MALLORY.node_id,
+                role="learner",
+                peer="p:1",
+                api="a:1",
+                raft="127.0.0.1:1",
+            ),
+        )
+        for engine in started:
+            wait_for(lambda engine=engine: MALLORY.node_id in engine.state.members)
+        yield started
+    finally:
+        for engine in started:
+            engine.stop()
+        for sock in sockets:
+            sock.close()
+
+
+class Peer:
+    """A raw Raft connection speaking the wire format by hand."""
+
+    def __init__(self, engine: RaftEngine, key: NodeKey) -> None:
+        host, port = engine.member.split("@")[1].rsplit(":", 1)
+        raw = socket.create_connection((host, int(port)), timeout=5)
+        identity = TlsIdentity.open(key, dt.datetime.now(dt.UTC))
+        self.tls: ssl.SSLSocket = client_context(identity).wrap_socket(raw)
+        self.buffer = b""
+
+    def send(self, value: dict[str, Any] | bytes) -> None:
+        frame = value if isinstance(value, bytes) else codec.encode(value)
+        self.tls.sendall(struct.pack(">I", len(frame)) + frame)
+
+    def receive(self) -> dict[str, Any] | None:
+        """The next frame, or None when the other side closed."""
+        while (
+            len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]
+        ):
+            try:
+                chunk = self.tls.recv(65536)
+            except (ssl.SSLError, ConnectionResetError):
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+        length = struct.unpack(">I", self.buffer[:4])[0]
+        frame, self.buffer = self.buffer[4 : 4 + length], self.buffer[4 + length :]
+        return codec.decode(frame)  # type: ignore[return-value]
+
+    def _complete(self) -> bool:
+        if len(self.buffer) < 4:
+            return False
+        return len(self.buffer) >= 4 + struct.unpack(">I", self.buffer[:4])[0]
+
+    def close(self) -> None:
+        self.tls.close()
+
+
+def leader_of(engines: list[RaftEngine]) -> RaftEngine:
+    return next(e for e in engines if e.status.is_leader)
+
+
+def test_a_learner_can_neither_vote_nor_lead_nor_forge(engines: list[RaftEngine]) -> None:
+    leader = leader_of(engines)
+    counters = leader.counters
+    term = leader.status.term
+    mallory = Peer(leader, MALLORY)
+    mallory.send(raft_wire.hello(MALLORY_MEMBER, True))
+    answer = mallory.receive()
+    assert answer is not None and answer["id"] == leader.member and answer["learner"] is False
+
+    mallory.send(
+        {
+            "type": "request_vote",
+            "term": term + 100,
+            "last_log_index": 10**6,
+            "last_log_term": term + 100,
+        }
+    )
+    mallory.send({"type": "response_vote", "term": term})
+    mallory.send(
+        {
+            "type": "append_entries",
+            "term": term + 100,
+            "commit_index": 0,
+            "prev_index": 0,
+            "prev_term": 0,
+            "entries": [],
+        }
+    )
+    forged = command(KEYS[1], "param.set", key="owner", value="mallory")
+    mallory.send({"type": "apply_command", "entry": ["command", forged], "request_id": 1})
+    mallory.send({"type": "apply_command", "entry": ["add", MALLORY_MEMBER], "request_id": 2})
+    own = command(MALLORY, "param.set", key="mallory-says", value="hi")
+    mallory.send({"type": "apply_command", "entry": ["command", own], "request_id": 3})
+
+    reply = mallory.receive()
+    while reply is not None and reply["type"] != "apply_result":
+        reply = mallory.receive()  # entries the leader replicates to its learner come first
+    assert reply is not None and reply["request_id"] == 3 and reply["error"] is None
+    for engine in engines:
+        wait_for(lambda engine=engine: engine.state.parameters.get("mallory-says") == "hi")
+    assert counters.refusals["learner_message"] == 3
+    assert counters.refusals["forged_command"] == 1
+    assert counters.refusals["not_a_command"] == 1
+    time.sleep(0.3)
+    assert leader.status.is_leader and leader.status.term == term
+    assert all("owner" not in e.state.parameters for e in engines)
+    assert all(e.status.voters == leader.status.voters for e in engines)
+    mallory.close()
+
+
+@pytest.mark.parametrize(
+    ("claim", "learner", "reason"),
+    [
+        ("voter", False, "unknown_member"),  # a member, but not a voter of the configuration
+        ("someone-else", True, "node_id_mismatch"),  # a member id whose node id is not hers
+    ],
+)
+def test_hellos_that_claim_too_much_are_refused(
+    engines: list[RaftEngine], claim: str, learner: bool, reason: str
+) -> None:
+    leader = leader_of(engines)
+    counters = leader.counters
+    member = MALLORY_MEMBER if claim == "voter" else engines[1].member
+    peer = Peer(leader, MALLORY)
+    peer.send(raft_wire.hello(member, learner))
+    assert peer.receive() is None  # closed without an answer
+    assert counters.refusals[reason] == 1
+    peer.close()
+
+
+def test_a_stranger_with_a_valid_certificate_is_not_admitted(engines: list[RaftEngine]) -> None:
+    leader = leader_of(engines)
+    counters = leader.counters
+    stranger = NodeKey.from_seed(bytes([77]) * 32)
+    peer = Peer(leader, stranger)
+    peer.send(raft_wire.hello(raft_wire.raft_id(stranger.node_id, "127.0.0.1:1"), True))
+    assert peer.receive() is None
+    assert counters.refusals["not_a_member"] == 1
+    peer.close()
