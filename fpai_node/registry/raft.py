@@ -111,6 +111,7 @@ class RaftTiming:
     reconnect_s: float = 0.5  # a restarted voter is back within a second, not pysyncobj's 5 s
     leader_fallback_s: float = 5.0  # a leader cut off from a majority stops serving writes
     dead_after_s: float = 60.0  # a voter unreachable this long is replaced by a live learner
+    compact_after_entries: int = 5000  # a snapshot replaces the log past this many entries
 
     def conf(self, **extra: Any) -> SyncObjConf:
         return SyncObjConf(
@@ -125,6 +126,7 @@ class RaftTiming:
             dynamicMembershipChange=True,
             commandsWaitLeader=True,
             tcp_keepalive=None,
+            logCompactionMinEntries=self.compact_after_entries,
             **extra,
         )
 

@@ -3,11 +3,9 @@ engines in this process form a registry; Mallory, a learner member with a valid 
 tries to vote, to lead and to forge commands. Only her own commands get through."""
 
 import datetime as dt
-import os
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,8 @@ import pytest
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity, client_context
 from fpai_node.registry import raft_wire
-from fpai_node.registry.raft import RaftEngine, RaftTiming, TransportCounters
-from fpai_node.registry.state import Result, encode_command
+from fpai_node.registry.raft import RaftEngine
+from fpai_node.testing.raft_engines import command, engine_cluster
 from fpai_node.testing.registry_cluster import wait_for
 from fpai_node.wire import codec
 
@@ -29,93 +27,13 @@ MALLORY = NodeKey.from_seed(bytes([99]) * 32)
 MALLORY_MEMBER = raft_wire.raft_id(MALLORY.node_id, "127.0.0.1:1")
 
 
-def listener() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
-    return sock
-
-
-def command(signer: NodeKey, op: str, **args: Any) -> bytes:
-    return encode_command(op, args, key=os.urandom(16), by=signer.node_id, at_ms=1)
-
-
-def commit(engine: RaftEngine, data: bytes) -> Result:
-    done = threading.Event()
-    outcome: list[Any] = []
-
-    def settle(result: Result | None, error: int) -> None:
-        outcome.append((result, error))
-        done.set()
-
-    engine.propose(data, settle)
-    assert done.wait(10), "no commit within 10 s"
-    result, error = outcome[0]
-    assert error == 0 and result is not None
-    return result  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def engines(tmp_path: Path) -> Iterator[list[RaftEngine]]:
-    sockets = [listener() for _ in KEYS]
-    members = [
-        raft_wire.raft_id(k.node_id, f"127.0.0.1:{s.getsockname()[1]}")
-        for k, s in zip(KEYS, sockets, strict=True)
-    ]
-    now = dt.datetime.now(dt.UTC)
-    started: list[RaftEngine] = []
-    holder: dict[str, RaftEngine] = {}
-    try:
-        for key, sock, member in zip(KEYS, sockets, members, strict=True):
-            engine = RaftEngine(
-                member=member,
-                learner=False,
-                voters=members,
-                directory=tmp_path / key.node_id,
-                identity=TlsIdentity.open(key, now),
-                listener=sock,
-                timing=RaftTiming(),
-                admits_learner=lambda node_id, m=member: node_id in holder[m].state.members,
-                counters=TransportCounters(),
-            )
-            holder[member] = engine
-            started.append(engine)
-        leader = wait_for(lambda: next((e for e in started if e.status.is_leader), None))
-        for key, member in zip(KEYS, members, strict=True):
-            address = member.split("@")[1]
-            commit(
-                leader,
-                command(
-                    KEYS[0],
-                    "member.add",
-                    node_id=key.node_id,
-                    role="voter",
-                    peer="p:1",
-                    api="a:1",
-                    raft=address,
-                ),
-            )
-        commit(
-            leader,
-            command(
-                KEYS[0],
-                "member.add",
-                node_id=MALLORY.node_id,
-                role="learner",
-                peer="p:1",
-                api="a:1",
-                raft="127.0.0.1:1",
-            ),
-        )
-        for engine in started:
+    with engine_cluster(tmp_path, KEYS) as cluster:
+        cluster.register(MALLORY, "learner", raft=MALLORY_MEMBER.split("@")[1])
+        for engine in cluster.engines.values():
             wait_for(lambda engine=engine: MALLORY.node_id in engine.state.members)
-        yield started
-    finally:
-        for engine in started:
-            engine.stop()
-        for sock in sockets:
-            sock.close()
+        yield list(cluster.engines.values())
 
 
 class Peer:

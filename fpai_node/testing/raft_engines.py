@@ -1,0 +1,139 @@
+"""Raft engines in one process, over real TLS sockets on loopback: for tests of the transport,
+snapshots and restarts without the rest of a node."""
+
+import datetime as dt
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity
+from fpai_node.registry import raft_wire
+from fpai_node.registry.raft import RaftEngine, RaftTiming, TransportCounters
+from fpai_node.registry.state import Result, encode_command
+from fpai_node.testing.registry_cluster import wait_for
+
+
+def listener(port: int = 0) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
+def command(signer: NodeKey, op: str, **args: Any) -> bytes:
+    return encode_command(op, args, key=os.urandom(16), by=signer.node_id, at_ms=1)
+
+
+def commit(engine: RaftEngine, data: bytes, timeout_s: float = 10.0) -> Result:
+    """Propose through `engine` and wait until it has applied the command."""
+    done = threading.Event()
+    outcome: list[tuple[Result | None, int]] = []
+
+    def settle(result: Result | None, error: int) -> None:
+        outcome.append((result, error))
+        done.set()
+
+    engine.propose(data, settle)
+    if not done.wait(timeout_s):
+        raise AssertionError(f"no commit within {timeout_s} s")
+    result, error = outcome[0]
+    if error != 0 or result is None:
+        raise AssertionError(f"commit failed with pysyncobj code {error}")
+    return result
+
+
+class EngineCluster:
+    """Voters (and learners added later) whose registry lists them, so that the leader's
+    membership policy agrees with Raft and stays idle."""
+
+    def __init__(self, root: Path, keys: list[NodeKey], timing: RaftTiming) -> None:
+        self.root = root
+        self.timing = timing
+        self.keys = keys
+        self.sockets = {k.node_id: listener() for k in keys}
+        self.members = {
+            k.node_id: raft_wire.raft_id(k.node_id, f"127.0.0.1:{s.getsockname()[1]}")
+            for k, s in zip(keys, self.sockets.values(), strict=True)
+        }
+        self.voters = [self.members[k.node_id] for k in keys]
+        self.engines: dict[str, RaftEngine] = {}
+
+    def start(self, key: NodeKey, learner: bool = False) -> RaftEngine:
+        engine = RaftEngine(
+            member=self.members[key.node_id],
+            learner=learner,
+            voters=self.voters,
+            directory=self.root / key.node_id,
+            identity=TlsIdentity.open(key, dt.datetime.now(dt.UTC)),
+            listener=self.sockets[key.node_id],
+            timing=self.timing,
+            admits_learner=partial(self._is_member, key.node_id),
+            counters=TransportCounters(),
+        )
+        self.engines[key.node_id] = engine
+        return engine
+
+    def _is_member(self, me: str, node_id: str) -> bool:
+        return node_id in self.engines[me].state.members
+
+    def leader(self) -> RaftEngine:
+        leader = wait_for(
+            lambda: next((e for e in self.engines.values() if e.status.is_leader), None)
+        )
+        assert leader is not None
+        return leader
+
+    def register(self, key: NodeKey, role: str, raft: str | None = None) -> None:
+        """Add `key` to the registry's members with its Raft address (or `raft`)."""
+        address = raft or self.members[key.node_id].split("@")[1]
+        add = command(
+            self.keys[0],
+            "member.add",
+            node_id=key.node_id,
+            role=role,
+            peer="p:1",
+            api="a:1",
+            raft=address,
+        )
+        commit(self.leader(), add)
+
+    def add_learner(self, key: NodeKey) -> RaftEngine:
+        self.sockets[key.node_id] = listener()
+        port = self.sockets[key.node_id].getsockname()[1]
+        self.members[key.node_id] = raft_wire.raft_id(key.node_id, f"127.0.0.1:{port}")
+        self.register(key, "learner")
+        return self.start(key, learner=True)
+
+    def restart(self, key: NodeKey) -> RaftEngine:
+        self.engines.pop(key.node_id).stop()
+        return self.start(key)
+
+    def stop(self) -> None:
+        for engine in self.engines.values():
+            engine.stop()
+        self.engines.clear()
+        for sock in self.sockets.values():
+            sock.close()
+
+
+@contextmanager
+def engine_cluster(
+    root: Path, keys: list[NodeKey], timing: RaftTiming | None = None
+) -> Iterator[EngineCluster]:
+    cluster = EngineCluster(root, keys, timing or RaftTiming())
+    try:
+        for key in keys:
+            cluster.start(key)
+        for key in keys:
+            cluster.register(key, "voter")
+        yield cluster
+    finally:
+        cluster.stop()
