@@ -6,25 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from fpai_node.cli.client import NodeClient
-from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, home_of, node_url
-from fpai_node.config import load_settings
+from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, KeyOption, keyed_client
 from fpai_node.errors import FpaiError
-
-KeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key", metavar="KEY", help="Bearer key [default: the home's first api_keys]"
-    ),
-]
-
-
-def _client(home: HomeOption, api: str | None, api_key: str | None) -> NodeClient:
-    target = home_of(home)
-    if api_key is None and target.config_file.exists():
-        keys = load_settings(target.root).api_keys
-        api_key = keys[0] if keys else None
-    return NodeClient(node_url(target, api), api_key)
 
 
 def models(
@@ -34,7 +17,7 @@ def models(
     as_json: JsonOption = False,
 ) -> None:
     """List the models a running node serves."""
-    data = _client(home, api, api_key).get("/v1/models")["data"]
+    data = keyed_client(home, api, api_key).get("/v1/models")["data"]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -63,7 +46,7 @@ def chat(
     api_key: KeyOption = None,
 ) -> None:
     """Ask a running node's model and print the answer as it is generated."""
-    client = _client(home, api, api_key)
+    client = keyed_client(home, api, api_key)
     if model is None:
         served = client.get("/v1/models")["data"]
         if not served:

@@ -39,6 +39,23 @@ PresetOption = Annotated[
 ]
 
 
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key", metavar="KEY", help="Bearer key [default: the home's first api_keys]"
+    ),
+]
+
+
+def keyed_client(home: Path | None, api: str | None, api_key: str | None) -> NodeClient:
+    """A client for the home's node that sends --api-key, else the home's first API key."""
+    target = home_of(home)
+    if api_key is None and target.config_file.exists():
+        keys = load_settings(target.root).api_keys
+        api_key = keys[0] if keys else None
+    return NodeClient(node_url(target, api), api_key)
+
+
 def node_url(home: Home, api: str | None) -> str:
     """The API of the node to talk to: --api, else the address the home's node wrote."""
     url = api or home.read_api_url()

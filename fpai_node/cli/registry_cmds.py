@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from fpai_node.cli.client import NodeClient
-from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, home_of, node_url
+from fpai_node.cli.node_cmds import (
+    ApiOption,
+    HomeOption,
+    JsonOption,
+    KeyOption,
+    home_of,
+    keyed_client,
+    node_url,
+)
 from fpai_node.errors import FpaiError
 
 app = typer.Typer(
@@ -76,12 +84,10 @@ def set_(
     value: Annotated[str, typer.Argument(help="A JSON value (512, true, [1, 2]) or plain text")],
     home: HomeOption = None,
     api: ApiOption = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", metavar="KEY", help="The node's API key, if set")
-    ] = None,
+    api_key: KeyOption = None,
 ) -> None:
     """Set a parameter for the whole federation (committed through the registry's leader)."""
-    client = NodeClient(node_url(home_of(home), api), api_key=api_key)
+    client = keyed_client(home, api, api_key)
     data = client.put(_parameter_path(key), {"value": parse_value(value)})
     typer.echo(f"{key} = {json.dumps(data.get('value'))}")
 

@@ -202,6 +202,12 @@ def test_registry_writes_need_the_api_key_when_keys_are_set(tmp_path: Path) -> N
         error = expect_http_error(lambda: node.put("x", 1))
         assert error.code == 401
         assert node.registry(stale=True)["parameters"].get("x") is None
+        home = str(node.home)
+        refused = run_cli("registry", "set", "x", "1", "--home", home)
+        assert refused.returncode == 1 and "API key" in refused.stderr
+        accepted = run_cli("registry", "set", "x", "1", "--home", home, "--api-key", key)
+        assert accepted.returncode == 0, accepted.stderr
+        assert node.get("x") == 1
     finally:
         node.kill()
 
