@@ -39,6 +39,8 @@ test: install-dev
 
 fuzz: install-dev
 	$(BIN)/python tests/fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus
+	mkdir -p tests/fuzz/corpus-raft
+	$(BIN)/python tests/fuzz/fuzz_raft.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-raft
 
 vectors: install-dev
 	$(BIN)/python -m fpai_node.testing.vectors write
