@@ -172,7 +172,6 @@ class TransportCounters:
 class _Wiring:
     member: str
     learner: bool
-    node_id: str
     server: ssl.SSLContext
     client: ssl.SSLContext
     listener: socket.socket
@@ -650,7 +649,6 @@ class RaftEngine:
         wiring = _Wiring(
             member=member,
             learner=learner,
-            node_id=self.node_id,
             server=tls_server_context(identity),
             client=client_context(identity),
             listener=listener,
