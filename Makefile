@@ -57,6 +57,8 @@ typecheck: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/wire.py
 	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/gossip.py
+	$(BIN)/python benchmarks/registry.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

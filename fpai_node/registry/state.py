@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from fpai_node.identity.nodeid import is_node_id
+from fpai_node.registry.dedup import DedupWindow
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
@@ -58,13 +59,13 @@ class RegistryState:
     services: Mapping[str, Service] = field(default_factory=lambda: _frozen({}))
     models: Mapping[str, frozenset[str]] = field(default_factory=lambda: _frozen({}))
     parameters: Mapping[str, codec.Value] = field(default_factory=lambda: _frozen({}))
-    applied: Mapping[bytes, int] = field(default_factory=lambda: _frozen({}))  # key -> at_ms
+    applied: DedupWindow = field(default_factory=DedupWindow)  # REG-4: (id, at) remembered
     index: int = 0  # commands applied, accepted or not
 
     def to_value(self) -> codec.Value:
         """The canonical snapshot (REG-11): equal states have equal bytes on every replica."""
         return {
-            "applied": [[k, at] for k, at in sorted(self.applied.items())],
+            "applied": [[k, at] for k, at in sorted(self.applied.pairs())],  # by id, then at
             "index": self.index,
             "members": {
                 n: {
@@ -109,13 +110,13 @@ class RegistryState:
                 _require(isinstance(v["endpoints"], list) and isinstance(v["health"], str))
                 _require(all(isinstance(e, str) for e in v["endpoints"]))
                 services[name] = Service(tuple(v["endpoints"]), v["health"])
-            applied = {}
+            applied = []
             for pair in data["applied"]:
                 _require(isinstance(pair, list) and len(pair) == 2)
                 key, at = pair
                 _require(isinstance(key, bytes) and len(key) == IDEMPOTENCY_KEY_BYTES)
                 _require(type(at) is int)
-                applied[key] = at
+                applied.append((key, at))
             parameters = data["parameters"]
             index = data["index"]
             _require(isinstance(parameters, dict) and type(index) is int and index >= 0)
@@ -126,7 +127,7 @@ class RegistryState:
             services=_frozen(services),
             models=_frozen(models),
             parameters=_frozen(dict(parameters)),
-            applied=_frozen(applied),
+            applied=DedupWindow.of(applied),
             index=index,
         )
 
@@ -184,7 +185,7 @@ def apply(state: RegistryState, command: bytes) -> Applied:
         if args:
             return Applied(state, Result("rejected", "bad_args"))
         return Applied(state, Result("ok"))
-    if key in state.applied:
+    if state.applied.holds(key, at):
         return Applied(state, Result("duplicate"))
     try:
         changed = _OPS[op](state, args, by, at)
@@ -194,12 +195,9 @@ def apply(state: RegistryState, command: bytes) -> Applied:
 
 
 def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:
-    """REG-4: keep keys for DEDUP_RETENTION_MS of command time, pruned by the command's own
-    timestamp so that every replica prunes the same keys at the same index."""
-    horizon = at - DEDUP_RETENTION_MS
-    kept = {k: t for k, t in state.applied.items() if t >= horizon}
-    kept[key] = at
-    return replace(state, applied=_frozen(kept))
+    """REG-4: keep ids for DEDUP_RETENTION_MS of command time, forgotten by the command's own
+    timestamp so that every replica forgets the same ids at the same index."""
+    return replace(state, applied=state.applied.remember(key, at, at - DEDUP_RETENTION_MS))
 
 
 def _parse(command: bytes) -> tuple[str, dict[str, codec.Value], bytes, str, int]:

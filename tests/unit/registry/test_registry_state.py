@@ -109,8 +109,9 @@ def test_idempotency_keys_expire_by_command_time() -> None:
     state, _ = run(command("param.set", 1, key="k", value=1))
     later = T0 + DEDUP_RETENTION_MS + 1
     state, _ = run(command("param.set", 2, at=later, key="k", value=2), state=state)
-    assert (1).to_bytes(16, "big") not in state.applied  # pruned deterministically
-    assert (2).to_bytes(16, "big") in state.applied
+    assert not state.applied.holds((1).to_bytes(16, "big"), T0)  # forgotten deterministically
+    assert state.applied.holds((2).to_bytes(16, "big"), later)
+    assert len(state.applied) == 1
 
 
 def test_malformed_commands_are_rejected_not_raised() -> None:

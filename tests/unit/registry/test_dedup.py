@@ -1,0 +1,28 @@
+"""The bucketed idempotency window behaves exactly like a flat set of (id, at) pairs."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fpai_node.registry.dedup import DedupWindow
+
+RETENTION_MS = 5_000  # a short window, so that ids are forgotten within a test
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([bytes([i]) * 16 for i in range(6)]), st.integers(0, 40_000)),
+        max_size=60,
+    )
+)
+def test_the_window_matches_a_flat_table(commands: list[tuple[bytes, int]]) -> None:
+    """Commands arrive with clocks that jump back and forth, as proposers' clocks do."""
+    window, flat = DedupWindow(), set()
+    for key, at in commands:
+        assert window.holds(key, at) == ((key, at) in flat)
+        horizon = at - RETENTION_MS
+        flat = {(k, t) for k, t in flat if t >= horizon} | {(key, at)}
+        window = window.remember(key, at, horizon)
+        assert set(window.pairs()) == flat and len(window) == len(flat)
+        assert window.oldest == min((t // 1000 for _, t in flat), default=None)
+    assert DedupWindow.of(flat) == window
