@@ -118,6 +118,7 @@ class Node:
                 api_address=api_address,
                 voters=self.settings.registry_voters,
                 timing=RaftTiming(dead_after_s=self.settings.registry_dead_after_s),
+                local_models=lambda: [m.card.id for m in self.inference.models()],
             )
             self.registry.attach(self.gossip.server)
             await self.gossip.start()

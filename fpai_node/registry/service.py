@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,7 @@ class RegistryService:
         api_address: str,
         voters: int,
         timing: RaftTiming,
+        local_models: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         host, port = listener.getsockname()[:2]
         self.address = str(HostPort(host, port))
@@ -94,6 +95,7 @@ class RegistryService:
         self._api_address = api_address
         self._voters = voters
         self._timing = timing
+        self._local_models = local_models
         self._client = PeerClient(identity, timeout_s=JOIN_CALL_TIMEOUT_S)
         self._engine: RaftEngine | None = None
         self._floor = RegistryState()  # shown while a restarted engine replays its log
@@ -342,7 +344,16 @@ class RegistryService:
         if (member.role == "learner") != engine.learner:
             voters = [raft_id(n, state.members[n].raft) for n in state.voters()]
             await self._run_as(member.role == "learner", voters)
+        await self._register_models(state)
         self._write_hint(sorted(m.peer for n, m in state.members.items() if n != self.node_id))
+
+    async def _register_models(self, state: RegistryState) -> None:
+        """Keep the models table listing what this node serves now (REG-9)."""
+        local = set(self._local_models())
+        listed = {m for m, nodes in state.models.items() if self.node_id in nodes}
+        for op, models in (("model.serve", local - listed), ("model.unserve", listed - local)):
+            for model in sorted(models):
+                await self._propose_quietly(op, {"model_id": model, "node_id": self.node_id})
 
     async def _propose_quietly(self, op: str, args: Mapping[str, codec.Value]) -> None:
         try:

@@ -83,7 +83,7 @@ class RegistryNode:
             self.peer,
             "--raft",
             self.raft,
-            "--no-model",
+            *(() if "--model" in self.args else ("--no-model",)),
             *self.args,
             *extra,
             env=self.env,

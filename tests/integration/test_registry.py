@@ -92,14 +92,15 @@ def test_leader_kill_9_elects_a_new_leader_and_a_restarted_node_catches_up(
 
 
 def test_a_fourth_node_joins_as_learner_and_replaces_a_voter_that_leaves(
-    cluster: list[RegistryNode], tmp_path: Path
+    cluster: list[RegistryNode], tmp_path: Path, gguf_model: Path
 ) -> None:
-    fourth = RegistryNode(tmp_path / "fourth", env=FAST_REPLACEMENT).start(
-        "--join", cluster[1].peer
-    )
+    fourth = RegistryNode(
+        tmp_path / "fourth", "--model", f"{gguf_model}=m-fourth", env=FAST_REPLACEMENT
+    ).start("--join", cluster[1].peer)
     try:
         learner_id = fourth.node_id
         wait_for(lambda: fourth.status()["registry"]["role"] == "learner")
+        wait_for(lambda: cluster[0].registry()["models"] == {"m-fourth": [learner_id]})
         voters, learners = voters_and_learners(cluster[0])
         assert learners == {learner_id} and len(voters) == 3
         fourth.put("from-the-learner", "yes")  # a learner's write is forwarded to the leader
@@ -119,6 +120,8 @@ def test_a_fourth_node_joins_as_learner_and_replaces_a_voter_that_leaves(
         assert leaver_id not in {m["node_id"] for m in others[1].registry()["members"]}
         wait_for(lambda: fourth.status()["registry"]["role"] == "voter", timeout_s=20)
         fourth.put("from-the-promoted-voter", 1)
+        assert fourth.stop() == 0  # leaving takes its models out of the registry with it
+        wait_for(lambda: others[0].registry()["models"] == {}, timeout_s=20)
     finally:
         fourth.kill()
 
