@@ -55,11 +55,19 @@ class DurableJournal:
     # ---- entries -----------------------------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
+        """Append and fdatasync one record. On any failure (a full disk) the file is cut back to
+        where it was and the error raised: the entry was never stored, so never acknowledged."""
         body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
         offset = os.lseek(self._fd, 0, os.SEEK_END)
-        os.write(self._fd, record)
-        os.fdatasync(self._fd)
+        try:
+            view = memoryview(record)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fdatasync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, offset)
+            raise
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
 
@@ -157,11 +165,18 @@ class DurableJournal:
         return fd
 
     def _load_records(self, data: bytes) -> int:
+        """Read every record; the offset where the good ones end. Only the last record may be
+        bad (an append cut short by a crash): damage before it is refused, never skipped."""
         offset = len(MAGIC)
         while offset + _HEAD.size <= len(data):
             length, crc = _HEAD.unpack_from(data, offset)
-            body = data[offset + _HEAD.size : offset + _HEAD.size + length]
+            end = offset + _HEAD.size + length
+            body = data[offset + _HEAD.size : end]
             if len(body) != length or zlib.crc32(body) != crc or length < _POSITION.size:
+                if end < len(data):
+                    raise JournalError(
+                        f"{self._log_path}: record at byte {offset} is damaged and more follow"
+                    )
                 break
             idx, term = _POSITION.unpack_from(body)
             try:
@@ -212,6 +227,16 @@ def write_atomically(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file written by someone else (pysyncobj), then the folder that names it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     fsync_directory(path.parent)
 
 

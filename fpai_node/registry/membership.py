@@ -3,9 +3,11 @@
 The registry's members table says who should vote; Raft's configuration says who does. The
 leader closes the gap one step at a time (Raft changes one voter per committed configuration):
 it adds missing voters before it removes extra ones, so a replacement never leaves the voter set
-smaller than it was. It also keeps the number of voters at the federation's target, promoting a
-live learner when a voter is missing or has been unreachable for longer than `dead_after_s`, and
-demoting the dead voter only once its replacement votes.
+smaller than it was, and it adds a voter only once that member is connected to it as a learner
+holding every committed entry: a voter that cannot answer yet would count against the majority.
+It also keeps the number of voters at the federation's target, promoting a live learner when a
+voter is missing or has been unreachable for longer than `dead_after_s`, and demoting the dead
+voter only once its replacement votes.
 """
 
 from collections.abc import Mapping
@@ -48,17 +50,20 @@ class ClusterView:
     connected: frozenset[str]  # member ids (voters and learners) with a live connection
     down_since: Mapping[str, float]  # voter member id -> when it was last seen disconnected
     now: float
+    caught_up: frozenset[str] = frozenset()  # learners connected and holding every commit
 
 
 def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
     """The one step the leader takes now, or None when Raft and the registry agree."""
     wanted = {raft_id(n, state.members[n].raft): n for n in state.voters()}
-    for member in sorted(set(wanted) - view.voters):
+    missing = set(wanted) - view.voters
+    for member in sorted(missing & view.caught_up):
         return RaftChange("add", member)
     if view.self_member not in wanted:
         return StepDown()
-    for member in sorted(view.voters - set(wanted) - {view.self_member}):
-        return RaftChange("rem", member)
+    if not missing:  # removals wait for every addition: the set never shrinks on the way
+        for member in sorted(view.voters - set(wanted) - {view.self_member}):
+            return RaftChange("rem", member)
 
     target = state.target_voters
     live_learners = [

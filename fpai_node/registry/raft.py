@@ -42,8 +42,9 @@ from fpai_node.config import parse_host_port
 from fpai_node.identity.tls import PeerIdentityError, TlsIdentity, client_context, peer_node_id
 from fpai_node.identity.tls import server_context as tls_server_context
 from fpai_node.registry import raft_wire, safe_pickle
-from fpai_node.registry.journal import DurableJournal, JournalError
+from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
 from fpai_node.registry.membership import ClusterView, RaftChange, SetRole, StepDown, next_action
+from fpai_node.registry.raft_wire import raft_id
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.registry.tls_stream import StreamState, TlsStream
 from fpai_node.wire import codec
@@ -54,6 +55,7 @@ LEARNER_MESSAGES = frozenset({"next_node_idx", "apply_command"})  # RAFT-8, pysy
 LEARNER_PREFIX = "learner:"  # pysyncobj keys state by node id: a learner promoted to voter must
 # not share its key with the voter it becomes, or losing the old connection drops the new voter
 ACTION_TIMEOUT_S = 10.0  # a membership step with no answer by then is retried
+MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyone can open one)
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
 Done = Callable[[Result | None, int], None]
@@ -122,7 +124,9 @@ class RaftTiming:
             connectionRetryTime=self.reconnect_s,
             leaderFallbackTimeout=self.leader_fallback_s,
             appendEntriesUseBatch=False,  # no 100 ms floor on a single write (ENVIRONMENT.md)
-            appendEntriesBatchSizeBytes=1 << 20,  # above any entry: pysyncobj never pickles one
+            # Far above the largest entry a replica accepts (REG-2: 64 KiB commands), so pysyncobj
+            # never splits an entry into its pickled "transmission" chunks (RAFT-4).
+            appendEntriesBatchSizeBytes=1 << 20,
             dynamicMembershipChange=True,
             commandsWaitLeader=True,
             tcp_keepalive=None,
@@ -154,9 +158,15 @@ class RaftStatus:
     term: int = 0
     commit_index: int = 0
     applied_index: int = 0
-    voters: frozenset[str] = frozenset()
+    voters: frozenset[str] = frozenset()  # Raft's configuration as this member's log says
     connected: frozenset[str] = frozenset()
+    caught_up: frozenset[str] = frozenset()  # leader only: learners holding every commit
     has_quorum: bool = False
+
+    @property
+    def in_configuration(self) -> bool:
+        """Whether this member's own log makes it a voter (RAFT-10)."""
+        return self.member in self.voters
 
 
 @dataclass
@@ -262,6 +272,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._next_upkeep = now + PUBLISH_PERIOD_S
         for stream in [*self._streams.values(), *self._certified, *self._members]:
             stream.check_deadline(now)
+        for stream in [*self._certified, *self._awaiting_answer]:
+            if now > stream.deadline:  # connected, but no hello in time: not a Raft peer
+                self._refuse(stream, "hello_timeout")
         retry = self._w.reconnect_s
         for member, node in list(self._nodes.items()):
             if member in self._streams or not self._dials(member):
@@ -295,6 +308,10 @@ class TlsTransport(Transport):  # type: ignore[misc]
             return
         except OSError as exc:
             self._w.log.warning("raft accept failed", error=str(exc))
+            return
+        if len(self._certified) >= MAX_UNIDENTIFIED:
+            sock.close()
+            self._w.counters.refusals["too_many_handshakes"] += 1
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -412,6 +429,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
             self._refuse(stream, "unknown_version" if "version" in str(exc) else "malformed")
             return
         node_id = raft_wire.parse_raft_id(member)[0]
+        if self._w.learner:  # voters never dial a learner: nobody has a reason to
+            self._refuse(stream, "not_a_voter", member=member)
+            return
         if not proven or node_id != proven:
             self._refuse(stream, "node_id_mismatch", member=member)
             return
@@ -532,15 +552,20 @@ class _Replica(SyncObj):  # type: ignore[misc]
         )
 
     def _SyncObj__onMessageReceived(self, node: Node, message: dict[str, Any]) -> None:
-        """pysyncobj's message handler, with two Raft rules it breaks restored (RAFT-7).
+        """pysyncobj's message handler, with three Raft rules it breaks restored (RAFT-7).
 
         Its leader moves a follower's next index back when a success reply arrives late, and
         sends entries again; its follower then truncates every entry after the previous index,
         matching or not, and re-appends. Between the two, entries the leader counts as stored
         are gone: a committed entry can be lost. So the leader never moves a next index back on
-        success, and a follower skips the entries it already has with the same term."""
+        success, and a follower skips the entries it already has with the same term. Third, its
+        follower takes the leader's commit index from snapshot messages, whose log it never
+        matched, and would apply entries no leader committed: those messages commit nothing."""
         handle = SyncObj._SyncObj__onMessageReceived
         kind = message["type"]
+        if kind == "append_entries" and "serialized" in message:
+            handle(self, node, {**message, "commit_index": 0})
+            return
         if kind == "append_entries" and message.get("entries"):
             trimmed = self._without_entries_we_have(node, message)
             if trimmed is not None:
@@ -572,7 +597,16 @@ class _Replica(SyncObj):  # type: ignore[misc]
             return message
         _, idx, term = entries[have - 1]
         if have == len(entries) and idx < last:
-            # All of them, and more after: acknowledge what was sent, keep what follows.
+            # All of them, and more after: keep what follows (no conflict seen), let pysyncobj
+            # take the term, the leader and a commit index up to the entries matched, and
+            # acknowledge what was sent.
+            handle = SyncObj._SyncObj__onMessageReceived
+            commit = min(message["commit_index"], idx)
+            handle(
+                self,
+                node,
+                {"type": "append_entries", "term": message["term"], "commit_index": commit},
+            )
             ack = {"type": "next_node_idx", "next_node_idx": idx + 1, "reset": False}
             self._SyncObj__transport.send(node, {**ack, "success": True})
             return None
@@ -599,12 +633,15 @@ class _Replica(SyncObj):  # type: ignore[misc]
             os.fsync(f.fileno())
 
     def _load_snapshot(self, path: str) -> tuple[Any, Any, list[RaftMember]]:
+        """Restore the state from the snapshot file (at start, or once the leader sent one). The
+        file is made durable before pysyncobj, on return, replaces the log with it (RAFT-13)."""
         try:
             state, last, prev, cluster = read_snapshot(Path(path))
         except JournalError as exc:
             self.snapshot_error = str(exc)
             self._log.critical("registry snapshot refused", error=str(exc))
             raise
+        fsync_file(Path(path))
         self.registry = state
         return last, prev, [RaftMember(m) for m in cluster]
 
@@ -681,6 +718,10 @@ class RaftEngine:
     def stop(self) -> None:
         """Stop the tick thread and close sockets and files (blocks for up to a tick)."""
         self._replica.destroy_synchronous()
+        notifier = getattr(self._replica, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:  # pysyncobj never closes the pipe that wakes its poller
+            os.close(notifier._PipeNotifier__pipeR)
+            os.close(notifier._PipeNotifier__pipeW)
 
     # tick thread
 
@@ -702,9 +743,16 @@ class RaftEngine:
         others = r.otherNodes
         connected = {n.id for n in others if r.isNodeConnected(n)}
         connected |= {n.id.removeprefix(LEARNER_PREFIX) for n in r.readonlyNodes}
-        voters = {n.id for n in others} - {self.member}
-        if not self.learner:
-            voters.add(self.member)
+        # A learner's configuration lists itself once its log holds the entry adding it.
+        voters = {n.id for n in others} | (set() if self.learner else {self.member})
+        caught_up: set[str] = set()
+        if r._isLeader():
+            match = r._SyncObj__raftMatchIndex
+            caught_up = {
+                n.id.removeprefix(LEARNER_PREFIX)
+                for n in r.readonlyNodes
+                if match.get(n, 0) >= r.raftCommitIndex
+            }
         return RaftStatus(
             member=self.member,
             learner=self.learner,
@@ -715,6 +763,7 @@ class RaftEngine:
             applied_index=r.raftLastApplied,
             voters=frozenset(voters),
             connected=frozenset(connected),
+            caught_up=frozenset(caught_up),
             has_quorum=bool(r.hasQuorum),
         )
 
@@ -736,11 +785,20 @@ class RaftEngine:
             self._begin(now)
             self.propose(self._command("sync", {}), synced)
             return
-        for member in status.voters - status.connected - {self.member}:
+        state = self.state
+        wanted = {raft_id(n, state.members[n].raft) for n in state.voters()}
+        for member in (status.voters | wanted) - status.connected - {self.member}:
             self._down_since.setdefault(member, now)
         for member in status.connected:
             self._down_since.pop(member, None)
-        view = ClusterView(self.member, status.voters, status.connected, self._down_since, now)
+        view = ClusterView(
+            self.member,
+            status.voters,
+            status.connected,
+            self._down_since,
+            now,
+            status.caught_up,
+        )
         action = next_action(self.state, view, self._timing.dead_after_s)
         if action is None:
             return

@@ -13,6 +13,7 @@ from typing import Any
 from fpai_node.config import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry import safe_pickle
+from fpai_node.registry.state import MAX_COMMAND_BYTES
 from fpai_node.wire import PROTOCOL_VERSION, codec
 from fpai_node.wire.errors import MalformedFrame
 
@@ -90,6 +91,8 @@ def entry_from_wire(value: object) -> bytes:
     if kind == "noop" and data is None:
         return NO_OP_ENTRY
     if kind == "command" and isinstance(data, bytes):
+        if len(data) > MAX_COMMAND_BYTES:
+            raise MalformedFrame("oversized command")
         return command_entry(data)
     if kind in ("add", "remove"):
         parse_raft_id(data)

@@ -26,11 +26,12 @@ from fpai_node.config import HostPort
 from fpai_node.errors import FpaiError
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
-from fpai_node.registry.journal import write_atomically
+from fpai_node.registry.journal import JournalError, write_atomically
 from fpai_node.registry.raft import RaftEngine, RaftStatus, RaftTiming, TransportCounters
 from fpai_node.registry.raft_wire import parse_raft_id, raft_id
 from fpai_node.registry.state import (
     IDEMPOTENCY_KEY_BYTES,
+    MAX_COMMAND_BYTES,
     VOTERS_PARAMETER,
     RegistryState,
     Result,
@@ -44,11 +45,16 @@ HINT_FILE = "engine.json"
 MAINTAIN_PERIOD_S = 0.25
 WRITE_TIMEOUT_S = 10.0  # a write with no outcome by then is reported as unknown, not failed
 LEAVE_TIMEOUT_S = 2.0  # a stopping node waits this long for its removal to commit
+RELEASE_TIMEOUT_S = 3.0  # and a voter this long more for the leader to drop it from Raft
 JOIN_CALL_TIMEOUT_S = 15.0  # a join needs a commit: a leader election may come first
 RETRY_S = 0.1
 _SUCCESS = 0
 _RETRYABLE = frozenset({1, 2, 3, 4, 5, 7})  # queue full, no leader, discarded, leader changed...
 log = structlog.get_logger("fpai.registry")
+
+
+class CommandTooLarge(FpaiError):
+    """A command over REG-2's limit: refused before it reaches the log."""
 
 
 class RegistryUnavailable(FpaiError):
@@ -147,10 +153,17 @@ class RegistryService:
         await self._client.close()
 
     async def _leave(self) -> None:
+        """REG-15: remove this node, then, for a voter, stay until the leader has taken it out
+        of Raft's configuration (it closes the connection then): two voters leaving at once
+        must not both be gone while the configuration still counts them."""
         try:
             await self.propose("member.remove", {"node_id": self.node_id}, LEAVE_TIMEOUT_S)
         except RegistryUnavailable:
             log.warning("left without a registry answer; the leader will replace this voter")
+            return
+        engine = self._engine
+        if engine is not None and not engine.learner and not await _released(engine):
+            log.warning("left the registry before the leader released this voter")
             return
         log.info("left the registry")
 
@@ -188,6 +201,11 @@ class RegistryService:
             by=self.node_id,
             at_ms=time.time_ns() // 1_000_000,
         )
+        if len(command) > MAX_COMMAND_BYTES:
+            raise CommandTooLarge(
+                f"{op} is {len(command)} bytes encoded; a registry command is at most "
+                f"{MAX_COMMAND_BYTES} bytes"
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (remaining := deadline - loop.time()) > 0:
@@ -253,7 +271,7 @@ class RegistryService:
                     except MalformedFrame:
                         log.warning("unreadable join answer", peer=target)
                         continue
-                    await self._run_as(role == "learner", voters)
+                    await self._follow_join_answer(role, voters)
                     self._write_hint(peers)
                     self.phase = "running"
                     log.info("joined the registry", via=target, role=role, voters=len(voters))
@@ -341,9 +359,11 @@ class RegistryService:
         ):
             await self._propose_quietly("member.join", self._join_args(self.node_id))
             return
-        if (member.role == "learner") != engine.learner:
-            voters = [raft_id(n, state.members[n].raft) for n in state.voters()]
-            await self._run_as(member.role == "learner", voters)
+        status = engine.status
+        if member.role == "learner" and not engine.learner:
+            await self._run_as(True, status.voters - {self.member})
+        elif engine.learner and status.in_configuration:
+            await self._run_as(False, status.voters)
         await self._register_models(state)
         self._write_hint(sorted(m.peer for n, m in state.members.items() if n != self.node_id))
 
@@ -361,18 +381,33 @@ class RegistryService:
         except RegistryUnavailable as exc:
             log.info("registry upkeep deferred", reason=str(exc))
 
+    async def _follow_join_answer(self, role: str, voters: list[str]) -> None:
+        """REG-15: a newcomer always starts as a learner, whatever role the registry gave it: it
+        votes only once its own log puts it in Raft's configuration (RAFT-10), so a node never
+        votes on a configuration the rest of the federation does not have. A running voter told
+        it is a learner now steps down; one told it is a voter waits for its log to agree."""
+        engine = self._engine
+        if engine is None:
+            self._start_engine(True, voters)
+        elif role == "learner" and not engine.learner:
+            await self._run_as(True, voters)
+
     async def _run_as(self, learner: bool, voters: Iterable[str]) -> None:
-        """(Re)start the engine as a voter or a learner; readers keep the old state meanwhile."""
-        voters = sorted(set(voters))
+        """Restart the engine as a voter or a learner over the same log; readers keep the old
+        state meanwhile. A voter follows its log's configuration; a learner dials `voters`."""
         engine = self._engine
         if engine is not None:
-            if engine.learner == learner and set(voters) <= engine.status.voters | {self.member}:
+            if engine.learner == learner:
                 return
             log.info("registry role changes", learner=learner)
             self._floor = self.state
             self._engine = None
             await asyncio.to_thread(engine.stop)
-        self._start_engine(learner, voters)
+        try:
+            self._start_engine(learner, sorted(voters))
+        except JournalError as exc:
+            self.phase = "failed"
+            log.error("the registry engine cannot restart", error=str(exc))
 
     def _start_engine(self, learner: bool, voters: Iterable[str]) -> None:
         self._engine = RaftEngine(
@@ -438,6 +473,19 @@ class RegistryService:
 
     def _spawn(self, coroutine: Any) -> None:
         self._tasks.append(asyncio.create_task(coroutine))
+
+
+async def _released(engine: RaftEngine) -> bool:
+    """Whether, within RELEASE_TIMEOUT_S, a leader other than us closed our connection: it
+    does so when it takes us out of Raft's configuration."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RELEASE_TIMEOUT_S
+    while loop.time() < deadline:
+        status = engine.status
+        if not status.is_leader and status.leader and status.leader not in status.connected:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 def _settle(future: asyncio.Future[Any], value: object) -> None:

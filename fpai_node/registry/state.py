@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from fpai_node.config import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry.dedup import DedupWindow
 from fpai_node.wire import codec
@@ -187,11 +188,32 @@ def apply(state: RegistryState, command: bytes) -> Applied:
         return Applied(state, Result("ok"))
     if state.applied.holds(key, at):
         return Applied(state, Result("duplicate"))
+    if not _allowed(state, op, args, by):
+        return Applied(_remember(state, key, at), Result("rejected", "not_allowed"))
     try:
         changed = _OPS[op](state, args, by, at)
     except _Invalid as exc:
         return Applied(_remember(state, key, at), Result("rejected", str(exc)))
     return Applied(_remember(changed, key, at), Result("ok"))
+
+
+def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str) -> bool:
+    """REG-16: voters administer the registry; any member may write parameters and services
+    (not the voter target), relay a join, and manage its own models and membership. Until the
+    registry has a voter, anyone may do anything: it is being created."""
+    voters = s.voters()
+    if not voters or by in voters:
+        return True
+    target = args.get("node_id")
+    if op in ("member.remove", "model.serve", "model.unserve"):
+        return target == by
+    if op == "member.join":
+        return target == by or by in s.members
+    if op in ("param.set", "param.delete"):
+        return by in s.members and args.get("key") != VOTERS_PARAMETER
+    if op in ("service.set", "service.remove"):
+        return by in s.members
+    return False  # member.add, member.set_role
 
 
 def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:
@@ -221,6 +243,16 @@ def _parse(command: bytes) -> tuple[str, dict[str, codec.Value], bytes, str, int
     return op, args, key, by, at
 
 
+def _address(args: Mapping[str, codec.Value], name: str) -> str:
+    """A HOST:PORT a node can dial: refused here rather than failing every node that reads it."""
+    value = _text(args, name)
+    try:
+        parse_host_port(value)
+    except ValueError:
+        raise _Invalid(f"bad_{name}") from None
+    return value
+
+
 def _text(args: Mapping[str, codec.Value], name: str) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not 0 < len(value.encode()) <= MAX_TEXT:
@@ -247,7 +279,7 @@ def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int
         raise _Invalid("bad_role")
     if node in s.members:
         raise _Invalid("already_member")
-    member = Member(role, _text(args, "peer"), _text(args, "api"), _text(args, "raft"), at)
+    member = Member(role, _address(args, "peer"), _address(args, "api"), _address(args, "raft"), at)
     return replace(s, members=_frozen({**s.members, node: member}))
 
 
@@ -257,7 +289,7 @@ def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     member that joins again keeps its role and joined_at and takes its new addresses."""
     _exact(args, "node_id", "peer", "api", "raft")
     node = _node(args)
-    peer, api, raft = _text(args, "peer"), _text(args, "api"), _text(args, "raft")
+    peer, api, raft = _address(args, "peer"), _address(args, "api"), _address(args, "raft")
     existing = s.members.get(node)
     if existing is not None:
         member = replace(existing, peer=peer, api=api, raft=raft)

@@ -155,12 +155,12 @@ def leader_of(nodes: list[RegistryNode]) -> RegistryNode:
     return leader
 
 
-def member_ids(node: RegistryNode) -> set[str]:
-    return {m["node_id"] for m in node.registry(stale=True)["members"]}
-
-
-def sees_members(node: RegistryNode, ids: set[str]) -> bool:
-    return member_ids(node) == ids
+def votes_with(node: RegistryNode, ids: set[str]) -> bool:
+    """The node runs as a voter and its Raft configuration is exactly `ids` (joiners follow as
+    learners until their log makes them voters: only then does losing one node cost no
+    majority)."""
+    registry = node.status()["registry"]
+    return registry["role"] == "voter" and set(registry["configuration"]) == ids
 
 
 def voters_and_learners(node: RegistryNode, stale: bool = True) -> tuple[set[str], set[str]]:
@@ -185,7 +185,7 @@ def registry_cluster(
             node.start("--join", first.peer)
         ids = {n.node_id for n in nodes}
         for node in nodes:
-            wait_for(partial(sees_members, node, ids), timeout_s=30.0)
+            wait_for(partial(votes_with, node, ids), timeout_s=30.0)
         yield nodes
     finally:
         for node in nodes:

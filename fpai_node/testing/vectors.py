@@ -443,6 +443,10 @@ def _command(op: str, n: int, at_offset_ms: int = 0, **args: codec.Value) -> byt
     return encode_command(op, args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS + at_offset_ms)
 
 
+def _by_bob(op: str, n: int, **args: codec.Value) -> bytes:
+    return encode_command(op, args, key=_key(n), by=BOB.node_id, at_ms=NOW_MS)
+
+
 _ADDRESSES: dict[str, str] = {
     "api": "127.0.0.1:8100",
     "peer": "127.0.0.1:7100",
@@ -506,6 +510,40 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _joins(ALICE, 4),
                 _command("sync", 5),
                 _command("sync", 5),
+            ],
+        ),
+        (
+            "authority",
+            "REG-16: Bob, a learner, may write a parameter and leave, not promote himself",
+            [
+                _command("param.set", 1, key="registry.voters", value=1),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+                _by_bob("member.set_role", 4, node_id=BOB.node_id, role="voter"),
+                _by_bob("param.set", 5, key="registry.voters", value=3),
+                _by_bob("member.remove", 6, node_id=ALICE.node_id),
+                _by_bob("param.set", 7, key="motd", value="hi"),
+                _by_bob("member.remove", 8, node_id=BOB.node_id),
+            ],
+        ),
+        (
+            "bad-addresses",
+            "a member's addresses are HOST:PORT (RAFT-1)",
+            [
+                encode_command(
+                    "member.join",
+                    {**_ADDRESSES, "node_id": ALICE.node_id, "raft": "nowhere"},
+                    key=_key(1),
+                    by=ALICE.node_id,
+                    at_ms=NOW_MS,
+                ),
+                encode_command(
+                    "member.join",
+                    {**_ADDRESSES, "node_id": ALICE.node_id, "peer": "[::1]"},
+                    key=_key(2),
+                    by=ALICE.node_id,
+                    at_ms=NOW_MS,
+                ),
             ],
         ),
         (

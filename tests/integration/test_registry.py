@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import pickle
+import signal
 import socket
 import ssl
 import struct
@@ -288,3 +289,64 @@ def test_a_malicious_pickle_on_the_raft_port_runs_nothing(
     assert not marker.exists(), "the pickle ran code"
     assert target.put("still-working", 1)["status"] == "ok"
     assert all(n.running() for n in cluster)
+
+
+def test_an_oversized_write_is_refused_and_the_registry_keeps_committing(
+    cluster: list[RegistryNode],
+) -> None:
+    """REG-2: refused by the node asked, before it reaches the log (a 1 MiB entry would
+    otherwise stall every commit behind it)."""
+    error = expect_http_error(lambda: cluster[1].put("big", "x" * 100_000))
+    assert error.code == 413
+    assert json.loads(error.read())["error"]["code"] == "command_too_large"
+    assert cluster[2].put("small", 1)["status"] == "ok"
+    assert cluster[0].get("small") == 1
+
+
+def test_two_voters_leaving_together_leave_a_working_registry(
+    cluster: list[RegistryNode],
+) -> None:
+    """Each waits until the leader has taken it out of Raft's voters: the survivor is never
+    left counting two voters that are gone."""
+    leader = leader_of(cluster)
+    leavers = [n for n in cluster if n is not leader]
+    for node in leavers:
+        assert node.process is not None and node.process.process is not None
+        node.process.process.send_signal(signal.SIGTERM)
+    for node in leavers:
+        assert node.stop() == 0
+    wait_for(lambda: leader.status()["registry"]["configuration"] == [leader.node_id], timeout_s=20)
+    assert leader.put("alone", 1)["status"] == "ok"
+    assert [m["node_id"] for m in leader.registry()["members"]] == [leader.node_id]
+
+
+def test_a_five_voter_registry_forms_from_concurrent_joins_with_one_leader_a_term(
+    tmp_path: Path,
+) -> None:
+    """Joiners follow as learners until their own log makes them voters: newcomers never form
+    a majority of their own (one leader per term, every node ends with the same registry)."""
+    first = RegistryNode(tmp_path / "first", "--registry-voters", "5").start()
+    others = [RegistryNode(tmp_path / f"n{i}") for i in range(4)]
+    nodes = [first, *others]
+    try:
+        wait_for(lambda: first.status()["registry"]["phase"] == "running")
+        for node in others:
+            node.start("--join", first.peer)
+        leaders: dict[int, set[str]] = {}
+
+        def formed() -> bool:
+            statuses = [n.status()["registry"] for n in nodes]
+            for status in statuses:
+                if status["leader"]:
+                    leaders.setdefault(status["term"], set()).add(status["leader"])
+            ids = {n.node_id for n in nodes}
+            return all(set(s["configuration"]) == ids and s["role"] == "voter" for s in statuses)
+
+        wait_for(formed, timeout_s=60, every_s=0.05)
+        assert all(len(named) == 1 for named in leaders.values()), leaders
+        first.put("formed", 1)
+        values = {n.get("formed") for n in nodes}
+        assert values == {1}
+    finally:
+        for node in nodes:
+            node.kill()

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from fpai_node.api.openai.protocol import ApiError
 from fpai_node.registry.raft_wire import parse_raft_id
-from fpai_node.registry.service import RegistryService, RegistryUnavailable
+from fpai_node.registry.service import CommandTooLarge, RegistryService, RegistryUnavailable
 from fpai_node.registry.state import MAX_TEXT, RegistryState, Result
 from fpai_node.wire import codec
 
@@ -36,6 +36,7 @@ def registry_json(service: RegistryService | None) -> dict[str, Any]:
         "commit_index": status.commit_index,
         "applied_index": status.applied_index,
         "role": "learner" if status.learner else "voter",
+        "configuration": sorted(parse_raft_id(m)[0] for m in status.voters),
         "raft": service.address,
         "voters_target": state.target_voters,
         "members": members_json(state),
@@ -128,6 +129,8 @@ async def _write(request: web.Request, op: str, args: dict[str, codec.Value]) ->
         result = await request.app[REGISTRY].propose(op, args)
     except RegistryUnavailable as exc:
         raise _unavailable(exc) from None
+    except CommandTooLarge as exc:
+        raise ApiError(str(exc), status=413, code="command_too_large", param="value") from None
     if result.status == "rejected" and result.reason != "no_such_parameter":
         raise ApiError(f"the registry rejected {op}: {result.reason}", code=result.reason)
     return result

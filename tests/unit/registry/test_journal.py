@@ -1,6 +1,8 @@
 """The Raft journal on disk: what is acknowledged survives, a torn tail is dropped, compaction
 and truncation keep the file and the memory in step, and damage is refused in one line."""
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -63,7 +65,7 @@ def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> 
     assert reopened(tmp_path) == [*entries(2), *entries(1, start=3, term=2)]
 
 
-def test_a_flipped_bit_ends_the_log_at_the_last_good_record(tmp_path: Path) -> None:
+def test_a_damaged_last_record_is_dropped(tmp_path: Path) -> None:
     journal = DurableJournal(tmp_path)
     for entry in entries(3):
         journal.add(*entry)
@@ -72,6 +74,43 @@ def test_a_flipped_bit_ends_the_log_at_the_last_good_record(tmp_path: Path) -> N
     data = bytearray(log.read_bytes())
     data[-3] ^= 0x01
     log.write_bytes(bytes(data))
+    assert reopened(tmp_path) == entries(2)
+
+
+def test_damage_before_the_last_record_is_refused_not_skipped(tmp_path: Path) -> None:
+    """Acknowledged records follow the damage: dropping them would lose committed entries."""
+    journal = DurableJournal(tmp_path)
+    for entry in entries(5):
+        journal.add(*entry)
+    journal._destroy()
+    log = tmp_path / "log"
+    data = bytearray(log.read_bytes())
+    data[len(MAGIC) + 12] ^= 0x01  # inside the first record's body
+    log.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match="damaged and more follow"):
+        DurableJournal(tmp_path)
+
+
+def test_a_failed_append_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk: the write fails, the file is cut back, later appends land where they
+    should and all of them survive a reopen."""
+    journal = DurableJournal(tmp_path)
+    journal.add(*entries(1)[0])
+    real_write = os.write
+    calls = {"n": 0}
+
+    def short_then_full(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:7]))  # a short write...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(OSError, match="No space"):
+        journal.add(*entries(1, start=2)[0])
+    monkeypatch.setattr(os, "write", real_write)
+    journal.add(*entries(1, start=2)[0])
+    journal._destroy()
     assert reopened(tmp_path) == entries(2)
 
 

@@ -44,13 +44,17 @@ def view(
     down_since: dict[str, float] | None = None,
     now: float = 1000.0,
     me: str = A,
+    caught_up: list[str] | None = None,
 ) -> ClusterView:
+    """By default every connected node that is not a voter is a learner holding every commit."""
+    learners = [n for n in connected if n not in voters] if caught_up is None else caught_up
     return ClusterView(
         member(me),
         frozenset(member(n) for n in voters),
         frozenset(member(n) for n in connected),
         {member(n): t for n, t in (down_since or {}).items()},
         now,
+        frozenset(member(n) for n in learners),
     )
 
 
@@ -58,9 +62,19 @@ def test_nothing_to_do_when_raft_and_registry_agree() -> None:
     assert next_action(state([A, B, C]), view([A, B, C], [B, C]), DEAD_AFTER) is None
 
 
-def test_a_new_voter_is_added_to_raft_first() -> None:
-    action = next_action(state([A, B, C]), view([A, B], [B]), DEAD_AFTER)
-    assert action == RaftChange("add", member(C))
+def test_a_new_voter_is_added_once_it_follows_as_a_learner_with_every_commit() -> None:
+    registry = state([A, B, C])
+    assert next_action(registry, view([A, B], [B, C]), DEAD_AFTER) == RaftChange("add", member(C))
+    assert next_action(registry, view([A, B], [B]), DEAD_AFTER) is None  # not connected
+    behind = view([A, B], [B, C], caught_up=[])
+    assert next_action(registry, behind, DEAD_AFTER) is None  # connected, not caught up
+
+
+def test_nothing_is_removed_while_a_voter_waits_to_be_added() -> None:
+    """D replaces C in the registry; until D can be added, C stays in Raft's configuration."""
+    registry = state([A, B, D])
+    waiting = view([A, B, C], [B, C, D], caught_up=[])
+    assert next_action(registry, waiting, DEAD_AFTER) is None
 
 
 def test_adds_come_before_removes() -> None:

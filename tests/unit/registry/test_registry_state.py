@@ -12,6 +12,7 @@ from fpai_node.registry.state import (
     MAX_COMMAND_BYTES,
     Member,
     RegistryState,
+    Result,
     apply,
     encode_command,
 )
@@ -222,3 +223,44 @@ def test_replicas_applying_the_same_log_have_byte_identical_snapshots(ops: list[
     first, _ = run(*log)
     second, _ = run(*log)
     assert codec.encode(first.to_value()) == codec.encode(second.to_value())
+
+
+def test_addresses_must_be_host_port() -> None:
+    """A Raft address nobody can dial would break every node that reads it (RAFT-1)."""
+    state, _ = run(join(A, 1))
+    for name in ("raft", "peer", "api"):
+        after = apply(state, join(B, 2, **{name: "no-port-here"}))
+        assert after.result == Result("rejected", f"bad_{name}")
+        assert B not in after.state.members
+
+
+def test_voters_administer_and_members_manage_themselves() -> None:
+    """REG-16: B, a learner, may set a parameter and leave, not promote itself or demote A."""
+    state, _ = run(command("param.set", 1, key="registry.voters", value=1), join(A, 2), join(B, 3))
+    assert state.learners() == [B]
+    results = run(
+        command("member.set_role", 4, by=B, node_id=B, role="voter"),
+        command("member.set_role", 5, by=B, node_id=A, role="learner"),
+        command("member.remove", 6, by=B, node_id=A),
+        command("param.set", 7, by=B, key="registry.voters", value=3),
+        command("member.add", 8, by=B, node_id=C, role="voter", **ADDRESSES),
+        command("model.serve", 9, by=B, model_id="m", node_id=A),
+        command("param.set", 10, by=B, key="motd", value="hi"),
+        command("model.serve", 11, by=B, model_id="m", node_id=B),
+        command("member.join", 12, by=B, node_id=D, **ADDRESSES),
+        command("member.remove", 13, by=B, node_id=B),
+        state=state,
+    )[1]
+    assert results == ["rejected:not_allowed"] * 6 + ["ok"] * 4
+
+
+def test_strangers_may_only_join_themselves() -> None:
+    state, _ = run(join(A, 1))
+    after, results = run(
+        command("param.set", 2, by=C, key="k", value=1),
+        command("member.join", 3, by=C, node_id=D, **ADDRESSES),
+        command("member.join", 4, by=C, node_id=C, **ADDRESSES),
+        state=state,
+    )
+    assert results == ["rejected:not_allowed", "rejected:not_allowed", "ok"]
+    assert C in after.members and D not in after.members
