@@ -35,7 +35,10 @@ class SetRole:
 
 @dataclass(frozen=True, slots=True)
 class StepDown:
-    """The leader itself is no longer a voter: hand leadership over, the next leader removes it."""
+    """The leader itself is no longer a voter: hand leadership to `to`, a voter that stays and
+    holds the whole log; the next leader removes this one (RAFT-12)."""
+
+    to: str
 
 
 Action = RaftChange | SetRole | StepDown
@@ -51,6 +54,7 @@ class ClusterView:
     down_since: Mapping[str, float]  # voter member id -> when it was last seen disconnected
     now: float
     caught_up: frozenset[str] = frozenset()  # learners connected and holding every commit
+    synced: frozenset[str] = frozenset()  # voters connected and holding the leader's whole log
 
 
 def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
@@ -60,8 +64,9 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
     for member in sorted(missing & view.caught_up):
         return RaftChange("add", member)
     if view.self_member not in wanted:
-        return StepDown()
-    if not missing:  # removals wait for every addition: the set never shrinks on the way
+        heirs = sorted((view.synced & set(wanted)) - {view.self_member})
+        return StepDown(heirs[0]) if heirs else None
+    if not missing & view.connected:  # a voter on its way in is added before any goes out
         for member in sorted(view.voters - set(wanted) - {view.self_member}):
             return RaftChange("rem", member)
 

@@ -161,12 +161,9 @@ class RaftStatus:
     voters: frozenset[str] = frozenset()  # Raft's configuration as this member's log says
     connected: frozenset[str] = frozenset()
     caught_up: frozenset[str] = frozenset()  # leader only: learners holding every commit
+    synced: frozenset[str] = frozenset()  # leader only: voters holding its whole log
     has_quorum: bool = False
-
-    @property
-    def in_configuration(self) -> bool:
-        """Whether this member's own log makes it a voter (RAFT-10)."""
-        return self.member in self.voters
+    in_configuration: bool = False  # this member's own log lists it among the voters
 
 
 @dataclass
@@ -746,6 +743,7 @@ class RaftEngine:
         # A learner's configuration lists itself once its log holds the entry adding it.
         voters = {n.id for n in others} | (set() if self.learner else {self.member})
         caught_up: set[str] = set()
+        synced: set[str] = set()
         if r._isLeader():
             match = r._SyncObj__raftMatchIndex
             caught_up = {
@@ -753,6 +751,8 @@ class RaftEngine:
                 for n in r.readonlyNodes
                 if match.get(n, 0) >= r.raftCommitIndex
             }
+            last = r._SyncObj__getCurrentLogIndex()
+            synced = {n.id for n in others if n.id in connected and match.get(n, 0) >= last}
         return RaftStatus(
             member=self.member,
             learner=self.learner,
@@ -764,7 +764,9 @@ class RaftEngine:
             voters=frozenset(voters),
             connected=frozenset(connected),
             caught_up=frozenset(caught_up),
+            synced=frozenset(synced),
             has_quorum=bool(r.hasQuorum),
+            in_configuration=self.member in voters,
         )
 
     def _run_policy(self, now: float) -> None:
@@ -798,6 +800,7 @@ class RaftEngine:
             self._down_since,
             now,
             status.caught_up,
+            status.synced,
         )
         action = next_action(self.state, view, self._timing.dead_after_s)
         if action is None:
@@ -813,7 +816,7 @@ class RaftEngine:
             args = {"node_id": action.node_id, "role": action.role}
             self.propose(self._command("member.set_role", args), done)
         elif isinstance(action, StepDown):
-            self._replica.transferLeadership(callback=done)
+            self._replica.transferLeadership(node=RaftMember(action.to), callback=done)
 
     def _begin(self, now: float) -> None:
         self._action_since = now

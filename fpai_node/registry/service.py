@@ -271,8 +271,8 @@ class RegistryService:
                     except MalformedFrame:
                         log.warning("unreadable join answer", peer=target)
                         continue
-                    await self._follow_join_answer(role, voters)
-                    self._write_hint(peers)
+                    await self._follow_join_answer(voters)
+                    self._write_hint(peers, voters)
                     self.phase = "running"
                     log.info("joined the registry", via=target, role=role, voters=len(voters))
                     return
@@ -284,15 +284,16 @@ class RegistryService:
             await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
 
     async def _on_join(self, peer: str, body: bytes) -> bytes:
-        """`registry.join`: add (or update) the caller, then tell it its role and the voters."""
+        """`registry.join`: add (or update) the caller, then tell it its role and Raft's
+        configuration as this node's log has it (REG-15)."""
         try:
             value = codec.decode(body)
         except MalformedFrame:
             raise FrameRefused("malformed") from None
         if not isinstance(value, dict) or value.keys() != {"api", "peer", "raft"}:
             raise FrameRefused("malformed")
-        if self._engine is None:
-            raise FrameRefused("registry_not_ready")
+        if self._engine is None or self.phase != "running":  # a registry still being created
+            raise FrameRefused("registry_not_ready")  # would hand the newcomer its voter seats
         args = {"node_id": peer, **value}
         try:
             result = await self.propose("member.join", args)
@@ -305,9 +306,8 @@ class RegistryService:
         if member is None:  # removed again between commit and answer: let it ask again
             raise FrameRefused("registry_unavailable")
         peers = sorted(m.peer for n, m in state.members.items() if n != peer)
-        voters = sorted(raft_id(n, state.members[n].raft) for n in state.voters())
         answer: dict[str, codec.Value] = {"peers": [*peers], "role": member.role}
-        answer["voters"] = [*voters]
+        answer["voters"] = [*sorted(self.status.voters)]
         return codec.encode(answer)
 
     def _join_args(self, node_id: str) -> dict[str, codec.Value]:
@@ -381,25 +381,31 @@ class RegistryService:
         except RegistryUnavailable as exc:
             log.info("registry upkeep deferred", reason=str(exc))
 
-    async def _follow_join_answer(self, role: str, voters: list[str]) -> None:
-        """REG-15: a newcomer always starts as a learner, whatever role the registry gave it: it
-        votes only once its own log puts it in Raft's configuration (RAFT-10), so a node never
-        votes on a configuration the rest of the federation does not have. A running voter told
-        it is a learner now steps down; one told it is a voter waits for its log to agree."""
+    async def _follow_join_answer(self, configuration: list[str]) -> None:
+        """REG-15: a node that Raft's configuration does not list runs as a learner dialling
+        that configuration, whatever role the registry gave it: it votes only once its own log
+        adds it (RAFT-10), so it never votes in a configuration the federation does not share.
+        That covers a newcomer, a voter removed while it was away, and a learner whose list of
+        voters went stale. A node the configuration lists keeps running as it is."""
         engine = self._engine
-        if engine is None:
-            self._start_engine(True, voters)
-        elif role == "learner" and not engine.learner:
-            await self._run_as(True, voters)
+        if self.member in configuration and engine is not None:
+            return
+        if engine is not None and engine.learner and engine.status.voters == set(configuration):
+            return
+        await self._restart(True, configuration)
 
     async def _run_as(self, learner: bool, voters: Iterable[str]) -> None:
-        """Restart the engine as a voter or a learner over the same log; readers keep the old
-        state meanwhile. A voter follows its log's configuration; a learner dials `voters`."""
+        """Run the engine as a voter or a learner, restarting it if its mode differs."""
+        engine = self._engine
+        if engine is None or engine.learner != learner:
+            await self._restart(learner, voters)
+
+    async def _restart(self, learner: bool, voters: Iterable[str]) -> None:
+        """(Re)start the engine over the same log; readers keep the old state meanwhile. A
+        voter follows its log's configuration; a learner dials `voters`."""
         engine = self._engine
         if engine is not None:
-            if engine.learner == learner:
-                return
-            log.info("registry role changes", learner=learner)
+            log.info("registry engine restarts", learner=learner)
             self._floor = self.state
             self._engine = None
             await asyncio.to_thread(engine.stop)
@@ -450,16 +456,14 @@ class RegistryService:
         self._hint = hint
         return hint
 
-    def _write_hint(self, peers: Iterable[str]) -> None:
+    def _write_hint(self, peers: Iterable[str], voters: Iterable[str] = ()) -> None:
+        """Record how to start next time: the engine's mode and the configuration it knows (or,
+        before it has heard from anyone, `voters`)."""
         engine = self._engine
         if engine is None:
             return
-        hint = Hint(
-            self.member,
-            engine.learner,
-            tuple(sorted(engine.status.voters or {self.member})),
-            tuple(sorted(peers)),
-        )
+        known = engine.status.voters or set(voters) or {self.member}
+        hint = Hint(self.member, engine.learner, tuple(sorted(known)), tuple(sorted(peers)))
         if hint == self._hint:
             return
         data = {

@@ -199,16 +199,16 @@ def apply(state: RegistryState, command: bytes) -> Applied:
 
 def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str) -> bool:
     """REG-16: voters administer the registry; any member may write parameters and services
-    (not the voter target), relay a join, and manage its own models and membership. Until the
-    registry has a voter, anyone may do anything: it is being created."""
+    (not the voter target), relay a newcomer's join, and manage its own models and membership.
+    Until the registry has a voter, anyone may do anything: it is being created."""
     voters = s.voters()
     if not voters or by in voters:
         return True
     target = args.get("node_id")
     if op in ("member.remove", "model.serve", "model.unserve"):
         return target == by
-    if op == "member.join":
-        return target == by or by in s.members
+    if op == "member.join":  # a member relays a newcomer's join; only a node moves itself
+        return target == by or (by in s.members and target not in s.members)
     if op in ("param.set", "param.delete"):
         return by in s.members and args.get("key") != VOTERS_PARAMETER
     if op in ("service.set", "service.remove"):

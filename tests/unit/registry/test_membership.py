@@ -34,7 +34,8 @@ def state(voters: list[str], learners: list[str] | None = None, target: int = 3)
                 )
             )
     for n, (op, args) in enumerate(commands):
-        s = apply(s, encode_command(op, args, key=n.to_bytes(16, "big"), by=A, at_ms=1)).state
+        key = n.to_bytes(16, "big")
+        s = apply(s, encode_command(op, args, key=key, by=voters[0], at_ms=1)).state
     return s
 
 
@@ -85,9 +86,40 @@ def test_adds_come_before_removes() -> None:
     assert action == RaftChange("rem", member(C))
 
 
-def test_a_leader_no_longer_a_voter_steps_down() -> None:
-    action = next_action(state([B, C, D]), view([A, B, C, D], [B, C, D]), DEAD_AFTER)
-    assert action == StepDown()
+def test_a_leader_no_longer_a_voter_hands_over_to_a_synced_voter_that_stays() -> None:
+    registry = state([B, C, D])
+    synced = ClusterView(
+        member(A),
+        frozenset(member(n) for n in (A, B, C, D)),
+        frozenset(member(n) for n in (B, C, D)),
+        {},
+        1000.0,
+        frozenset(),
+        frozenset(member(n) for n in (C, D)),
+    )
+    assert next_action(registry, synced, DEAD_AFTER) == StepDown(member(C))
+    assert next_action(registry, view([A, B, C, D], [B, C, D]), DEAD_AFTER) is None  # none synced
+
+
+def test_a_leaving_leader_never_hands_over_to_another_voter_leaving() -> None:
+    """A and B leave together: A must hand over to C, the voter that stays, not to B."""
+    registry = state([C, D])
+    both_synced = ClusterView(
+        member(A),
+        frozenset(member(n) for n in (A, B, C)),
+        frozenset(member(n) for n in (B, C)),
+        {},
+        1000.0,
+        frozenset(),
+        frozenset(member(n) for n in (B, C)),
+    )
+    assert next_action(registry, both_synced, DEAD_AFTER) == StepDown(member(C))
+
+
+def test_a_missing_voter_that_never_connects_does_not_block_removals() -> None:
+    registry = state([A, B, D])  # D was made a voter but never came
+    stuck = view([A, B, C], [B], caught_up=[])
+    assert next_action(registry, stuck, DEAD_AFTER) == RaftChange("rem", member(C))
 
 
 def test_missing_voters_are_filled_from_connected_learners() -> None:

@@ -247,11 +247,13 @@ def test_voters_administer_and_members_manage_themselves() -> None:
         command("model.serve", 9, by=B, model_id="m", node_id=A),
         command("param.set", 10, by=B, key="motd", value="hi"),
         command("model.serve", 11, by=B, model_id="m", node_id=B),
-        command("member.join", 12, by=B, node_id=D, **ADDRESSES),
-        command("member.remove", 13, by=B, node_id=B),
+        command("member.join", 12, by=B, node_id=A, **{**ADDRESSES, "raft": "10.0.0.9:1"}),
+        command("member.join", 13, by=B, node_id=D, **ADDRESSES),
+        command("member.remove", 14, by=B, node_id=B),
         state=state,
     )[1]
-    assert results == ["rejected:not_allowed"] * 6 + ["ok"] * 4
+    refused = "rejected:not_allowed"
+    assert results == [refused] * 6 + ["ok", "ok", refused, "ok", "ok"]
 
 
 def test_strangers_may_only_join_themselves() -> None:
