@@ -23,14 +23,19 @@ T = TypeVar("T")
 
 
 _PORTS = random.Random()  # noqa: S311 (test ports, not secrets)
+_ISSUED: set[int] = set()  # a port handed out is never handed out again by this process
 
 
 def free_port() -> int:
     """A free port below the kernel's ephemeral range: outgoing connections take ports from that
-    range at any moment, so a port picked there can be gone by the time a node binds it."""
+    range at any moment, so a port picked there can be gone by the time a node binds it. Nodes
+    bind their ports only when they start, so a port is also never given to two of them."""
     low = _ephemeral_start()
     for _ in range(200):
         port = _PORTS.randrange(max(1024, low - 12_000), low)
+        if port in _ISSUED:
+            continue
+        _ISSUED.add(port)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
