@@ -10,7 +10,8 @@ small canonical MessagePack file replaced atomically. Entries are stored in thei
 Files in the home's raft/ folder:
     log     "FPAI-RAFT-LOG-1\\n", then records: u32 length, u32 crc32(body), body =
             u64 index, u64 term, canonical [kind, data]
-    meta    canonical {"commit": uint, "term": uint, "voted_for": str | nil}
+    meta    canonical {"commit": uint, "floor": uint, "term": uint, "voted_for": str | nil}
+            (floor: the highest term this member reached as a voter; see `enter_role`)
 
 A record cut short by a crash (a torn tail) fails its length or CRC check and is dropped when the
 log is opened; it was never acknowledged, because acknowledgement follows the fsync.
@@ -129,6 +130,21 @@ class DurableJournal:
         voted = self._meta["voted_for"]
         return voted if isinstance(voted, str) else None
 
+    def enter_role(self, learner: bool, member: str) -> None:
+        """Before an engine starts over this journal (RAFT-14). A learner keeps no term: it never
+        votes, and a term left over from its days as a voter (raised by campaigns nobody
+        answered) would make it ignore the real leader for good. So its term is set aside as the
+        floor and reset. A voter starts at least at the floor, as if it had voted for itself
+        there, so that it never votes twice in a term it may already have voted in."""
+        if learner:
+            if self._meta["term"]:
+                self._meta["floor"] = max(self._meta["floor"], self._meta["term"])
+                self._meta["term"], self._meta["voted_for"] = 0, None
+                self._flush_meta(force=True)
+        elif self._meta["term"] < self._meta["floor"]:
+            self._meta["term"], self._meta["voted_for"] = self._meta["floor"], member
+            self._flush_meta(force=True)
+
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         """Kept lazily (once a second): a lost commit index is learnt again from the leader."""
         if self._meta["commit"] != raftCommitIndex:
@@ -193,7 +209,7 @@ class DurableJournal:
         os.fsync(self._fd)
 
     def _read_meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"commit": 1, "term": 0, "voted_for": None}
+        meta: dict[str, Any] = {"commit": 1, "floor": 0, "term": 0, "voted_for": None}
         try:
             value = codec.decode(self._meta_path.read_bytes())
         except FileNotFoundError:
@@ -204,6 +220,7 @@ class DurableJournal:
             not isinstance(value, dict)
             or value.keys() != meta.keys()
             or type(value["commit"]) is not int
+            or type(value["floor"]) is not int
             or type(value["term"]) is not int
             or not isinstance(value["voted_for"], str | None)
         ):

@@ -186,6 +186,7 @@ class _Wiring:
     counters: TransportCounters
     reconnect_s: float
     log: Any
+    pinned: frozenset[str] = frozenset()  # a learner dials these whatever its log says
 
 
 class TlsTransport(Transport):  # type: ignore[misc]
@@ -212,6 +213,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._awaiting_answer: set[TlsStream] = set()  # dialled, hello sent, no answer yet
         self._last_dial: dict[str, float] = {}
         self._next_upkeep = 0.0
+        # A learner dials the configuration it was given as well as the one its log replays:
+        # a log that is behind may not yet name the leader it needs to hear from.
+        self._pinned = {m: RaftMember(m) for m in wiring.pinned if m != wiring.member}
         syncObj.addOnTickCallback(self._on_tick)
         self._poller.subscribe(wiring.listener.fileno(), self._on_accept, _READ_ERROR)
         for node in otherNodes:
@@ -227,6 +231,8 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
     def dropNode(self, node: Node) -> None:
         self._nodes.pop(node.id, None)
+        if node.id in self._pinned:
+            return
         stream = self._streams.get(node.id)
         if stream is not None:
             self._members.pop(stream, None)
@@ -273,7 +279,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
             if now > stream.deadline:  # connected, but no hello in time: not a Raft peer
                 self._refuse(stream, "hello_timeout")
         retry = self._w.reconnect_s
-        for member, node in list(self._nodes.items()):
+        for member, node in list({**self._pinned, **self._nodes}.items()):
             if member in self._streams or not self._dials(member):
                 continue
             if now - self._last_dial.get(member, 0.0) < retry:
@@ -348,9 +354,12 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
         return handle
 
+    def _known(self, member: str) -> RaftMember | None:
+        return self._nodes.get(member) or self._pinned.get(member)
+
     def _on_dialled_open(self, stream: TlsStream, certificate: bytes) -> None:
         member = self._members.get(stream)
-        node = self._nodes.get(member or "")
+        node = self._known(member or "")
         if node is None:
             stream.close("dropped")
             return
@@ -388,7 +397,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
             self._w.counters.refusals[refusal] += 1
             self._w.log.warning("raft message refused", reason=refusal, member=member)
             return
-        node = self._learners[member] if learner else self._nodes.get(member)
+        node = self._learners[member] if learner else self._known(member)
         if node is not None:
             self._onMessageReceived(node, message)
 
@@ -416,7 +425,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
             self._refuse(stream, "wrong_member", member=answered)
             return
         self._awaiting_answer.discard(stream)
-        self._onNodeConnected(self._nodes[member])
+        node = self._known(member)
+        if node is not None:
+            self._onNodeConnected(node)
 
     def _on_hello(self, stream: TlsStream, frame: bytes) -> None:
         proven = self._certified.pop(stream, "")
@@ -476,8 +487,8 @@ class TlsTransport(Transport):  # type: ignore[misc]
         learner = self._learners.pop(member, None)
         if learner is not None:
             self._onReadonlyNodeDisconnected(learner)
-        elif member in self._nodes:
-            self._onNodeDisconnected(self._nodes[member])
+        elif (node := self._known(member)) is not None:
+            self._onNodeDisconnected(node)
 
 
 # ---- the replicated state machine ----------------------------------------------------------
@@ -665,9 +676,15 @@ class RaftEngine:
         admits_learner: Callable[[str], bool],
         counters: TransportCounters,
     ) -> None:
+        voters = tuple(voters)
         snapshot = directory / SNAPSHOT_FILE
         if snapshot.exists():
             read_snapshot(snapshot)  # refuse a damaged snapshot here, in one line, not later
+        journal = DurableJournal(directory)
+        try:
+            journal.enter_role(learner, member)
+        finally:
+            journal._destroy()
         self.member = member
         self.learner = learner
         self.counters = counters
@@ -690,6 +707,7 @@ class RaftEngine:
             counters=counters,
             reconnect_s=timing.reconnect_s,
             log=self._log,
+            pinned=frozenset(voters) if learner else frozenset(),
         )
         others = sorted({v for v in voters if v != member})
         self._replica = _Replica(

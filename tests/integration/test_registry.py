@@ -376,3 +376,27 @@ def test_a_five_voter_registry_forms_from_concurrent_joins_with_one_leader_a_ter
     finally:
         for node in nodes:
             node.kill()
+
+
+def test_a_rolling_restart_ends_with_three_voters_and_one_leader(
+    cluster: list[RegistryNode],
+) -> None:
+    """Each node leaves and comes back in turn, the next leaving before the previous is a voter
+    again, the leader last. Nodes resumed from homes that say voter, and stale peers that still
+    count them, must not leave anyone deaf to the leader (RAFT-14)."""
+    leader = leader_of(cluster)
+    first, second = [n for n in cluster if n is not leader]
+    first.stop()
+    first.start()
+    wait_for(lambda: first.node_id not in leader.status()["registry"]["configuration"])
+    second.stop()
+    second.start()
+    wait_for(lambda: first.node_id in leader.status()["registry"]["configuration"], timeout_s=30)
+    leader.stop()
+    leader.start()
+    ids = {n.node_id for n in cluster}
+    for node in cluster:
+        wait_for(lambda node=node: votes_with(node, ids), timeout_s=60)
+    leader_of(cluster)
+    assert second.put("after-rolling-restart", 1)["status"] == "ok"
+    assert {n.get("after-rolling-restart") for n in cluster} == {1}

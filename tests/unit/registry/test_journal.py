@@ -163,3 +163,21 @@ def test_foreign_or_damaged_files_are_refused_in_one_line(
     with pytest.raises(JournalError, match=message) as error:
         DurableJournal(tmp_path)
     assert "\n" not in str(error.value)
+
+
+def test_a_learner_keeps_no_term_and_a_voter_never_votes_below_its_floor(tmp_path: Path) -> None:
+    """RAFT-14: term 7 reached as a voter is set aside while learning; back as a voter the
+    member starts at 7, counted as voted (for itself), so it cannot vote twice in term 7."""
+    journal = DurableJournal(tmp_path)
+    journal.setCurrentTerm(7, "someone")
+    journal.enter_role(learner=True, member=MEMBER)
+    assert journal.getCurrentTerm() == 0 and journal.getVotedForNodeId() is None
+    journal.setCurrentTerm(3, None)  # the leader it follows is at term 3
+    journal._destroy()
+    journal = DurableJournal(tmp_path)
+    journal.enter_role(learner=False, member=MEMBER)
+    assert journal.getCurrentTerm() == 7 and journal.getVotedForNodeId() == MEMBER
+    journal.setCurrentTerm(9, None)
+    journal.enter_role(learner=False, member=MEMBER)
+    assert journal.getCurrentTerm() == 9  # above the floor: untouched
+    journal._destroy()
