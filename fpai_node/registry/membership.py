@@ -6,12 +6,13 @@ it adds missing voters before it removes extra ones, so a replacement never leav
 smaller than it was, and it adds a voter only once that member is connected to it as a learner
 holding every committed entry: a voter that cannot answer yet would count against the majority.
 It also keeps the number of voters at the federation's target, promoting a live learner when a
-voter is missing or has been unreachable for longer than `dead_after_s`, and demoting the dead
-voter only once its replacement votes.
+voter is missing or has been unreachable for longer than `dead_after_s`, demoting the dead
+voter only once its replacement votes, and demoting a voter when there are more than the target
+(the one most recently seen down: a replaced voter that came back).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fpai_node.registry.raft_wire import raft_id
 from fpai_node.registry.state import RegistryState
@@ -55,6 +56,7 @@ class ClusterView:
     now: float
     caught_up: frozenset[str] = frozenset()  # learners connected and holding every commit
     synced: frozenset[str] = frozenset()  # voters connected and holding the leader's whole log
+    last_down: Mapping[str, float] = field(default_factory=dict)  # member -> last seen down
 
 
 def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
@@ -86,4 +88,8 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
         return SetRole(live_learners[0], "voter")
     if dead_voters and voters > target:
         return SetRole(dead_voters[0], "learner")
+    if voters > target:  # e.g. a replaced voter came back: keep the target, let the last one
+        others = [(m, n) for m, n in wanted.items() if m != view.self_member]  # down go
+        member, node = max(others, key=lambda mn: (view.last_down.get(mn[0], -1.0), mn[1]))
+        return SetRole(node, "learner")
     return None

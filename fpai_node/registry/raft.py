@@ -164,6 +164,7 @@ class RaftStatus:
     synced: frozenset[str] = frozenset()  # leader only: voters holding its whole log
     has_quorum: bool = False
     in_configuration: bool = False  # this member's own log lists it among the voters
+    leader_commit: int = 0  # the commit index in the leader's last message (0: none, or a snapshot)
 
 
 @dataclass
@@ -697,6 +698,7 @@ class RaftEngine:
         self._action_since: float | None = None
         self._synced_term = -1
         self._down_since: dict[str, float] = {}
+        self._last_down: dict[str, float] = {}
         wiring = _Wiring(
             member=member,
             learner=learner,
@@ -748,6 +750,7 @@ class RaftEngine:
         if not self.status.is_leader:
             self._synced_term = -1
             self._down_since.clear()
+            self._last_down.clear()
         elif now >= self._next_policy:
             self._next_policy = now + POLICY_PERIOD_S
             self._run_policy(now)
@@ -785,6 +788,7 @@ class RaftEngine:
             synced=frozenset(synced),
             has_quorum=bool(r.hasQuorum),
             in_configuration=self.member in voters,
+            leader_commit=r._SyncObj__leaderCommitIndex or 0,
         )
 
     def _run_policy(self, now: float) -> None:
@@ -809,6 +813,7 @@ class RaftEngine:
         wanted = {raft_id(n, state.members[n].raft) for n in state.voters()}
         for member in (status.voters | wanted) - status.connected - {self.member}:
             self._down_since.setdefault(member, now)
+            self._last_down[member] = now
         for member in status.connected:
             self._down_since.pop(member, None)
         view = ClusterView(
@@ -819,6 +824,7 @@ class RaftEngine:
             now,
             status.caught_up,
             status.synced,
+            self._last_down,
         )
         action = next_action(self.state, view, self._timing.dead_after_s)
         if action is None:

@@ -362,7 +362,7 @@ class RegistryService:
         status = engine.status
         if member.role == "learner" and not engine.learner:
             await self._run_as(True, status.voters - {self.member})
-        elif engine.learner and status.in_configuration:
+        elif engine.learner and status.in_configuration and _caught_up(status):
             await self._run_as(False, status.voters)
         await self._register_models(state)
         self._write_hint(sorted(m.peer for n, m in state.members.items() if n != self.node_id))
@@ -477,6 +477,13 @@ class RegistryService:
 
     def _spawn(self, coroutine: Any) -> None:
         self._tasks.append(asyncio.create_task(coroutine))
+
+
+def _caught_up(status: RaftStatus) -> bool:
+    """A learner has applied all the leader had committed when it last wrote: only then does its
+    log's configuration say what the federation's says (a learner just back from the dead
+    still holds the entry that added it, not yet the one that removed it)."""
+    return status.leader is not None and 0 < status.leader_commit <= status.applied_index
 
 
 async def _released(engine: RaftEngine) -> bool:

@@ -13,6 +13,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,10 @@ def test_registry_writes_need_the_api_key_when_keys_are_set(tmp_path: Path) -> N
 # ---- the Raft port admits nothing but mutual TLS with a known member ------------------------
 
 
+def voters_include(node: RegistryNode, node_id: str) -> bool:
+    return node_id in voters_and_learners(node)[0]
+
+
 def raw_pysyncobj_frame(payload: object) -> bytes:
     data = zlib.compress(pickle.dumps(payload, 2), 3)
     return struct.pack("i", len(data)) + data
@@ -400,3 +405,39 @@ def test_a_rolling_restart_ends_with_three_voters_and_one_leader(
     leader_of(cluster)
     assert second.put("after-rolling-restart", 1)["status"] == "ok"
     assert {n.get("after-rolling-restart") for n in cluster} == {1}
+
+
+def test_a_voter_back_during_its_replacement_leaves_the_target_of_voters(
+    cluster: list[RegistryNode], tmp_path: Path
+) -> None:
+    """A voter killed and restarted just as its replacement is promoted: the registry briefly
+    has four voters, then demotes the one that was down, back to three (RAFT-11)."""
+    fourth = RegistryNode(tmp_path / "fourth", env=FAST_REPLACEMENT).start(
+        "--join", cluster[0].peer
+    )
+    try:
+        wait_for(lambda: fourth.status()["registry"]["role"] == "learner")
+        leader = leader_of(cluster)
+        victim = next(n for n in cluster if n is not leader)
+        victim_id = victim.node_id
+        victim.kill()
+        wait_for(
+            lambda: fourth.node_id in voters_and_learners(leader)[0], timeout_s=30, every_s=0.02
+        )
+        victim.start()
+        nodes = [*cluster, fourth]
+
+        def settled() -> bool:
+            voters = voters_and_learners(leader)[0]
+            configurations = {tuple(n.status()["registry"]["configuration"]) for n in nodes}
+            return (
+                len(voters) == 3
+                and len(configurations) == 1
+                and len(next(iter(configurations))) == 3
+            )
+
+        wait_for(settled, timeout_s=45)
+        assert victim_id in voters_and_learners(leader)[1]  # the one that was down steps back
+        assert victim.put("through-the-returned-node", 1)["status"] == "ok"
+    finally:
+        fourth.kill()

@@ -166,3 +166,26 @@ def test_a_target_of_five_promotes_up_to_five() -> None:
     assert next_action(registry, view([A, B, C], [B, C, D, E, F]), DEAD_AFTER) == SetRole(
         D, "voter"
     )
+
+
+def test_a_replaced_voter_that_comes_back_is_the_one_demoted() -> None:
+    """C was replaced by D but returned before its demotion: four live voters, target three."""
+    registry = state([A, B, C, D])
+    back = ClusterView(
+        member(A),
+        frozenset(member(n) for n in (A, B, C, D)),
+        frozenset(member(n) for n in (B, C, D)),
+        {},
+        1000.0,
+        frozenset(),
+        frozenset(),
+        {member(C): 990.0, member(B): 100.0},
+    )
+    assert next_action(registry, back, DEAD_AFTER) == SetRole(C, "learner")
+
+
+def test_lowering_the_target_demotes_voters_but_never_the_leader() -> None:
+    registry = state([A, B, C, D, E], target=3)
+    every = view([A, B, C, D, E], [B, C, D, E])
+    action = next_action(registry, every, DEAD_AFTER)
+    assert isinstance(action, SetRole) and action.role == "learner" and action.node_id != A
