@@ -13,7 +13,6 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -219,10 +218,6 @@ def test_registry_writes_need_the_api_key_when_keys_are_set(tmp_path: Path) -> N
 
 
 # ---- the Raft port admits nothing but mutual TLS with a known member ------------------------
-
-
-def voters_include(node: RegistryNode, node_id: str) -> bool:
-    return node_id in voters_and_learners(node)[0]
 
 
 def raw_pysyncobj_frame(payload: object) -> bytes:
