@@ -8,7 +8,7 @@ holding every committed entry: a voter that cannot answer yet would count agains
 It also keeps the number of voters at the federation's target, promoting a live learner when a
 voter is missing or has been unreachable for longer than `dead_after_s`, demoting the dead
 voter only once its replacement votes, and demoting a voter when there are more than the target
-(the one most recently seen down: a replaced voter that came back).
+(one Raft does not count yet if any, else the one most recently seen down).
 """
 
 from collections.abc import Mapping
@@ -88,8 +88,11 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
         return SetRole(live_learners[0], "voter")
     if dead_voters and voters > target:
         return SetRole(dead_voters[0], "learner")
-    if voters > target:  # e.g. a replaced voter came back: keep the target, let the last one
-        others = [(m, n) for m, n in wanted.items() if m != view.self_member]  # down go
-        member, node = max(others, key=lambda mn: (view.last_down.get(mn[0], -1.0), mn[1]))
+    if voters > target:  # a replaced voter came back, or the target was lowered
+        others = [(m, n) for m, n in wanted.items() if m != view.self_member]
+        _, node = max(
+            others,
+            key=lambda mn: (mn[0] not in view.voters, view.last_down.get(mn[0], -1.0), mn[1]),
+        )
         return SetRole(node, "learner")
     return None

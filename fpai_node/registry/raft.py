@@ -759,8 +759,8 @@ class RaftEngine:
         r = self._replica
         leader = r._getLeader()
         others = r.otherNodes
-        connected = {n.id for n in others if r.isNodeConnected(n)}
-        connected |= {n.id.removeprefix(LEARNER_PREFIX) for n in r.readonlyNodes}
+        # Every node with a live connection: voters, a learner's pinned voters, and learners.
+        connected = {n.id.removeprefix(LEARNER_PREFIX) for n in r._SyncObj__connectedNodes}
         # A learner's configuration lists itself once its log holds the entry adding it.
         voters = {n.id for n in others} | (set() if self.learner else {self.member})
         caught_up: set[str] = set()

@@ -294,6 +294,8 @@ class RegistryService:
             raise FrameRefused("malformed")
         if self._engine is None or self.phase != "running":  # a registry still being created
             raise FrameRefused("registry_not_ready")  # would hand the newcomer its voter seats
+        if not _hears_a_leader(self.status):  # no commit could come: say so now, not in 10 s
+            raise FrameRefused("registry_unavailable")
         args = {"node_id": peer, **value}
         try:
             result = await self.propose("member.join", args)
@@ -336,7 +338,7 @@ class RegistryService:
             return
         status = engine.status
         now = time.monotonic()
-        if status.leader is None:
+        if not _hears_a_leader(status):
             self._leaderless_since = self._leaderless_since or now
             if now - self._leaderless_since > 3 * self._timing.election_max_s:
                 self._leaderless_since = None
@@ -349,21 +351,17 @@ class RegistryService:
         self._next_self_check = now + 1.0
         state = engine.state
         member = state.members.get(self.node_id)
-        if member is None:
-            await self._propose_quietly("member.join", self._join_args(self.node_id))
-            return
-        if (member.peer, member.api, member.raft) != (
+        if member is not None and member.role == "learner" and not engine.learner:
+            await self._run_as(True, status.voters - {self.member})  # first: it needs no commit
+        elif engine.learner and status.in_configuration and _caught_up(status):
+            await self._run_as(False, status.voters)
+        if member is None or (member.peer, member.api, member.raft) != (
             self._peer_address,
             self._api_address,
             self.address,
         ):
             await self._propose_quietly("member.join", self._join_args(self.node_id))
             return
-        status = engine.status
-        if member.role == "learner" and not engine.learner:
-            await self._run_as(True, status.voters - {self.member})
-        elif engine.learner and status.in_configuration and _caught_up(status):
-            await self._run_as(False, status.voters)
         await self._register_models(state)
         self._write_hint(sorted(m.peer for n, m in state.members.items() if n != self.node_id))
 
@@ -477,6 +475,12 @@ class RegistryService:
 
     def _spawn(self, coroutine: Any) -> None:
         self._tasks.append(asyncio.create_task(coroutine))
+
+
+def _hears_a_leader(status: RaftStatus) -> bool:
+    """This node leads, or is connected to the member it takes for the leader. pysyncobj keeps
+    naming a leader it lost until it can campaign, which a node nobody accepts never can."""
+    return status.is_leader or (status.leader is not None and status.leader in status.connected)
 
 
 def _caught_up(status: RaftStatus) -> bool:

@@ -127,7 +127,11 @@ class TlsStream:
                 self.close("unreachable")
                 return
             self.state = StreamState.HANDSHAKE
-            self._wrap()
+            try:
+                self._wrap()
+            except (ssl.SSLError, OSError):  # reset right after connecting
+                self.close("handshake_aborted")
+                return
         if self.state is StreamState.HANDSHAKE:
             self._handshake()
             if self.state in _NOT_OPEN:

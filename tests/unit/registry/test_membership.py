@@ -169,7 +169,8 @@ def test_a_target_of_five_promotes_up_to_five() -> None:
 
 
 def test_a_replaced_voter_that_comes_back_is_the_one_demoted() -> None:
-    """C was replaced by D but returned before its demotion: four live voters, target three."""
+    """C was replaced by D (already counted by Raft) but returned before its demotion: four
+    live voters, target three; C was down most recently."""
     registry = state([A, B, C, D])
     back = ClusterView(
         member(A),
@@ -189,3 +190,9 @@ def test_lowering_the_target_demotes_voters_but_never_the_leader() -> None:
     every = view([A, B, C, D, E], [B, C, D, E])
     action = next_action(registry, every, DEAD_AFTER)
     assert isinstance(action, SetRole) and action.role == "learner" and action.node_id != A
+
+
+def test_a_voter_raft_does_not_count_yet_is_demoted_first() -> None:
+    registry = state([A, B, C, D])
+    pending = view([A, B, C], [B, C, D], caught_up=[])  # D promoted, not added yet
+    assert next_action(registry, pending, DEAD_AFTER) == SetRole(D, "learner")
