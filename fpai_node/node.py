@@ -26,6 +26,10 @@ from fpai_node.inference.backends import build_backends
 from fpai_node.inference.service import InferenceService
 from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService
+from fpai_node.router.forward import Forwarder
+from fpai_node.router.receipts import ReceiptLog, receipts_path
+from fpai_node.router.serve import PeerInference
+from fpai_node.router.service import Router
 
 
 def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
@@ -82,6 +86,8 @@ class Node:
         self.inference = InferenceService([], max_waiting=settings.queue_depth)
         self.gossip: GossipService | None = None
         self.registry: RegistryService | None = None
+        self.receipts: ReceiptLog | None = None
+        self.forwarder: Forwarder | None = None
         self._runner: web.AppRunner | None = None
         self.api_url = ""
 
@@ -121,14 +127,27 @@ class Node:
                 local_models=lambda: [m.card.id for m in self.inference.models()],
             )
             self.registry.attach(self.gossip.server)
+            self.receipts = ReceiptLog(receipts_path(self.home.root))
+            PeerInference(self.key, self.inference, self.receipts).attach(self.gossip.server)
+            self.forwarder = Forwarder(identity, self.receipts)
+            await self.forwarder.start()
             await self.gossip.start()
             await self.registry.start()
+            registry = self.registry
+            router = Router(
+                self.key.node_id,
+                self.inference,
+                members=self.gossip.members,
+                forwarder=self.forwarder,
+                registry_models=lambda: registry.state.models,
+            )
             app = build_app(
                 NodeInfo(self.key.node_id, self.settings.preset, time.monotonic()),
                 self.inference,
                 self.settings.api_keys,
                 self.gossip,
                 self.registry,
+                router,
             )
             runner = web.AppRunner(
                 app,
@@ -145,6 +164,7 @@ class Node:
                 sock.close()
             if self.gossip is not None:
                 await self.gossip.stop()
+            await self._close_forwarding()
             await self.inference.close()
             raise
         self._runner = runner
@@ -174,8 +194,16 @@ class Node:
             try:
                 await runner.cleanup()
             finally:
+                await self._close_forwarding()
                 await self.inference.close()
         log.info("node stopped")
+
+    async def _close_forwarding(self) -> None:
+        """After the API and peer channel stopped: nothing adds receipts any more."""
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self.receipts is not None:
+            await self.receipts.close()
 
 
 def _bind(address: HostPort, what: str) -> socket.socket:

@@ -16,11 +16,19 @@ from fpai_node import __version__
 from fpai_node.api.admin import registry as registry_routes
 from fpai_node.api.admin.registry import REGISTRY, registry_json
 from fpai_node.api.openai.protocol import ApiError
-from fpai_node.api.openai.routes import INFERENCE, SERVED_BY, STARTED_AT, add_routes, error_response
+from fpai_node.api.openai.routes import (
+    INFERENCE,
+    REQUEST_ID,
+    ROUTER,
+    STARTED_AT,
+    add_routes,
+    error_response,
+)
 from fpai_node.gossip.service import GossipService, peer_channel_json, peers_json
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.service import InferenceService
 from fpai_node.registry.service import RegistryService
+from fpai_node.router.service import Router
 from fpai_node.wire import PROTOCOL_VERSION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +59,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     turn every error into an OpenAI-shaped JSON answer."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
@@ -137,6 +146,7 @@ async def status(request: web.Request) -> web.Response:
             "peers": peers_json(request.app.get(GOSSIP)),
             "peer_channel": peer_channel_json(request.app.get(GOSSIP)),
             "registry": registry_json(request.app.get(REGISTRY)),
+            "router": request.app[ROUTER].status(),
             "models": models,
         }
     )
@@ -148,6 +158,7 @@ def build_app(
     api_keys: Sequence[str] = (),
     gossip: GossipService | None = None,
     registry: RegistryService | None = None,
+    router: Router | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
@@ -159,7 +170,7 @@ def build_app(
     if registry is not None:
         app[REGISTRY] = registry
         registry_routes.add_routes(app)
-    app[SERVED_BY] = info.node_id
+    app[ROUTER] = router or Router(info.node_id, inference)
     app[STARTED_AT] = int(time.time())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/fpai/v1/status", status)

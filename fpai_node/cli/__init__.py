@@ -4,7 +4,7 @@ import sys
 
 import typer
 
-from fpai_node.cli import federation_cmds, inference_cmds, node_cmds, registry_cmds
+from fpai_node.cli import federation_cmds, inference_cmds, node_cmds, registry_cmds, usage_cmds
 from fpai_node.errors import FpaiError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ node_cmds.register(app)
 inference_cmds.register(app)
 federation_cmds.register(app)
 registry_cmds.register(app)
+usage_cmds.register(app)
 
 
 def main() -> None:

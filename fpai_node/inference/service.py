@@ -56,6 +56,9 @@ class InferenceService:
     def models(self) -> list[ServedModel]:
         return list(self._models.values())
 
+    def serves(self, model: str) -> bool:
+        return model in self._models
+
     def get(self, model: str) -> ServedModel:
         try:
             return self._models[model]

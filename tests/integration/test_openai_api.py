@@ -51,7 +51,9 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
         "backend": "llamacpp",
         "context_length": 512,
         "local": True,
+        "nodes": [models[0].owned_by],
     }
+    assert models[0].owned_by.startswith("fpn")
 
 
 def test_chat_completion(client: openai.OpenAI) -> None:

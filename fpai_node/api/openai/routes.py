@@ -13,25 +13,32 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import structlog
 from aiohttp import web
 
-from fpai_node.api.openai.protocol import (
-    ApiError,
-    StreamOptions,
-    parse_chat,
-    parse_completion,
-    parse_embeddings,
+from fpai_node.api.openai.protocol import ApiError
+from fpai_node.inference.base import (
+    Embeddings,
+    Finish,
+    GenerationEvent,
+    InferenceError,
+    Overloaded,
+    TextChunk,
 )
-from fpai_node.inference.base import Finish, GenerationEvent, InferenceError, Overloaded, TextChunk
 from fpai_node.inference.service import InferenceService
+from fpai_node.router.jobs import Job, parse_job
+from fpai_node.router.messages import Api
+from fpai_node.router.service import Opened, Router
 
 INFERENCE = web.AppKey("inference", InferenceService)
-SERVED_BY = web.AppKey("served_by", str)
+ROUTER = web.AppKey("router", Router)
 STARTED_AT = web.AppKey("started_at", int)
+SERVED_BY_HEADER = "X-FPAI-Served-By"
+OVERHEAD_HEADER = "X-FPAI-Route-Overhead-Ms"
+REQUEST_ID = web.RequestKey("request_id", str)  # set by the API middleware for every request
 log = structlog.get_logger("fpai.api.openai")
 
 
@@ -43,80 +50,83 @@ def add_routes(app: web.Application) -> None:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """The federation's models; `fpai.local` marks those this node serves itself."""
     created = request.app[STARTED_AT]
     data = [
         {
-            "id": served.card.id,
+            "id": entry["id"],
             "object": "model",
             "created": created,
-            "owned_by": request.app[SERVED_BY],
+            "owned_by": entry["nodes"][0],
             "fpai": {
-                "backend": served.card.backend,
-                "context_length": served.card.context_length,
-                "local": True,
+                "backend": entry["backend"],
+                "context_length": entry["context_length"],
+                "local": entry["local"],
+                "nodes": entry["nodes"],
             },
         }
-        for served in request.app[INFERENCE].models()
+        for entry in request.app[ROUTER].models()
     ]
     return web.json_response({"object": "list", "data": data})
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    chat, options = parse_chat(await _json(request))
-    served = request.app[INFERENCE].get(chat.model)
-    async with served.admission.slot():
-        events = served.backend.chat(chat)
-        return await _respond(request, events, chat.model, options, chat_api=True)
+    return await _generate(request, "chat")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    completion, options = parse_completion(await _json(request))
-    served = request.app[INFERENCE].get(completion.model)
-    async with served.admission.slot():
-        events = served.backend.complete(completion)
-        return await _respond(request, events, completion.model, options, chat_api=False)
+    return await _generate(request, "completion")
 
 
-async def embeddings(request: web.Request) -> web.Response:
-    parsed = parse_embeddings(await _json(request))
-    served = request.app[INFERENCE].get(parsed.model)
-    if not served.card.embeddings:
-        raise ApiError(
-            f"model {parsed.model} does not serve embeddings",
-            code="unsupported_value",
-            param="model",
-        )
-    async with served.admission.slot():
-        result = await served.backend.embed(parsed.model, parsed.inputs)
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, "embeddings")
+
+
+async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
+    """Route the request (ROUTE-1): served here or by a peer, the client sees the same answer,
+    with headers naming the node that served it and what the routing cost."""
+    job = parse_job(api, await request.read())
+    opened = await request.app[ROUTER].open(job, request_id(request))
+    headers = {
+        SERVED_BY_HEADER: opened.served_by,
+        OVERHEAD_HEADER: f"{opened.overhead_ms:.3f}",
+        "X-Request-Id": request_id(request),
+    }
+    if isinstance(opened.first, Embeddings):
+        await opened.events.aclose()
+        return web.json_response(_embeddings_body(job, opened.first), headers=headers)
+    return await _respond(request, opened, job, headers)
+
+
+def request_id(request: web.Request) -> str:
+    """The id the API middleware gave this request (the caller's X-Request-Id when sane)."""
+    return str(request.get(REQUEST_ID, ""))
+
+
+def _embeddings_body(job: Job, result: Embeddings) -> dict[str, Any]:
     data = [
-        {"object": "embedding", "index": i, "embedding": _encode_vector(v, parsed.encoding)}
+        {"object": "embedding", "index": i, "embedding": _encode_vector(v, job.encoding)}
         for i, v in enumerate(result.vectors)
     ]
     usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
-    return web.json_response(
-        {"object": "list", "data": data, "model": parsed.model, "usage": usage}
-    )
+    return {"object": "list", "data": data, "model": job.model, "usage": usage}
 
 
 async def _respond(
-    request: web.Request,
-    events: AsyncGenerator[GenerationEvent, None],
-    model: str,
-    options: StreamOptions,
-    *,
-    chat_api: bool,
+    request: web.Request, opened: Opened, job: Job, headers: dict[str, str]
 ) -> web.StreamResponse:
-    shape = _Shape(model, chat_api)
+    shape = _Shape(job.model, job.api == "chat")
+    events = cast(AsyncGenerator[GenerationEvent, None], opened.events)
+    first = cast(GenerationEvent, opened.first)
     try:
-        first = await anext(events)
-        if not options.stream:
-            return web.json_response(await shape.whole(first, events))
+        if not job.stream.stream:
+            return web.json_response(await shape.whole(first, events), headers=headers)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
         )
         await response.prepare(request)
         try:
-            await shape.stream(response, first, events, options.include_usage)
+            await shape.stream(response, first, events, job.stream.include_usage)
         except InferenceError as exc:  # after the first byte: the status is already sent
             await _send(response, {"error": _error_body(exc)["error"]})
             log.warning("generation failed mid-stream", error=str(exc))
@@ -214,13 +224,6 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":  # little-endian float32, as OpenAI sends it
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return vector
-
-
-async def _json(request: web.Request) -> object:
-    try:
-        return await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError("the request body is not valid JSON", code="invalid_json") from None
 
 
 def _error_body(exc: InferenceError) -> dict[str, Any]:

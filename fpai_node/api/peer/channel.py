@@ -12,7 +12,8 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -41,6 +42,8 @@ MAX_BUCKETS = 4096  # per-peer rate state kept; full buckets are the first forgo
 FrameHandler = Callable[[str, bytes], Awaitable[None]]
 RpcHandler = Callable[[str, bytes], Awaitable[bytes]]
 """A request/response route: (caller's node id as its certificate proved it, body) -> answer."""
+StreamHandler = Callable[[str, bytes, web.Request], Awaitable[web.StreamResponse]]
+"""A streaming route (PEER-8): the handler writes its own response."""
 log = structlog.get_logger("fpai.peer")
 
 
@@ -58,12 +61,49 @@ class _Bucket:
     updated: float
 
 
+class RateLimiter:
+    """A token bucket per peer, with bounded memory."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self._rate = rate_per_s
+        self._burst = burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, peer: str) -> bool:
+        now = time.monotonic()
+        if peer not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
+            self._forget_full_buckets(now)
+        bucket = self._buckets.setdefault(peer, _Bucket(self._burst, now))
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def _forget_full_buckets(self, now: float) -> None:
+        """A bucket that has refilled is the same as no bucket: drop those, then the oldest."""
+        for peer, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.updated) * self._rate >= self._burst:
+                del self._buckets[peer]
+        while len(self._buckets) >= MAX_BUCKETS:
+            del self._buckets[min(self._buckets, key=lambda p: self._buckets[p].updated)]
+
+
+@dataclass(frozen=True)
+class _Stream:
+    handler: StreamHandler
+    max_body_bytes: int
+    limiter: RateLimiter
+
+
 class PeerServer:
     def __init__(self, identity: TlsIdentity, on_frame: FrameHandler) -> None:
         self._identity = identity
         self._on_frame = on_frame
         self._rpcs: dict[str, RpcHandler] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._limiter = RateLimiter(RATE_PER_S, BURST)
         self._runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
         self.handshakes = 0
@@ -75,12 +115,27 @@ class PeerServer:
         limit and size limit as frames (PEER-7)."""
         self._rpcs[path] = handler
 
+    def add_stream(
+        self, path: str, handler: StreamHandler, *, max_body_bytes: int, rate_per_s: float
+    ) -> None:
+        """Serve a streaming route at `path` (PEER-8), behind the identity check, with its own
+        body limit and per-peer rate (call before start)."""
+        self._streams[path] = _Stream(handler, max_body_bytes, RateLimiter(rate_per_s, rate_per_s))
+
     async def start(self, sock: socket.socket) -> None:
-        app = web.Application(client_max_size=MAX_FRAME_BYTES)
+        limits = [MAX_FRAME_BYTES, *(s.max_body_bytes for s in self._streams.values())]
+        app = web.Application(client_max_size=max(limits))
         app.router.add_post(FRAME_PATH, self._serve(self._frame))
         for path, handler in self._rpcs.items():
             app.router.add_post(path, self._serve(handler))
-        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_S)
+        for path, stream in self._streams.items():
+            app.router.add_post(path, self._serve_stream(stream))
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=KEEPALIVE_S,
+            handler_cancellation=True,  # a caller that leaves stops the generation it asked for
+        )
         await self._runner.setup()
         web_server = self._runner.server
         assert web_server is not None
@@ -113,23 +168,48 @@ class PeerServer:
     async def _frame(self, peer: str, frame: bytes) -> None:
         await self._on_frame(peer, frame)
 
+    async def _admit(
+        self, request: web.Request, limiter: RateLimiter, max_body_bytes: int
+    ) -> tuple[str, bytes] | web.Response:
+        """The caller's node id and the request body, or the refusal to answer (PEER-3)."""
+        transport = request.transport
+        if transport is None:  # the peer already left; nobody to answer
+            return web.Response(status=400, text="gone")
+        try:
+            peer = peer_node_id(transport.get_extra_info("ssl_object"))
+        except PeerIdentityError as exc:
+            return self._refuse(exc.reason, 403, remote=request.remote)
+        if not limiter.take(peer):
+            return self._refuse("rate_limited", 429, peer=peer)
+        if (request.content_length or 0) > max_body_bytes:
+            return self._refuse("oversized", 413, peer=peer)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._refuse("oversized", 413, peer=peer)
+        if len(body) > max_body_bytes:
+            return self._refuse("oversized", 413, peer=peer)
+        return peer, body
+
+    def _serve_stream(
+        self, stream: _Stream
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            admitted = await self._admit(request, stream.limiter, stream.max_body_bytes)
+            if isinstance(admitted, web.Response):
+                return admitted
+            return await stream.handler(*admitted, request)
+
+        return serve
+
     def _serve(
         self, handler: Callable[[str, bytes], Awaitable[bytes | None]]
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def serve(request: web.Request) -> web.Response:
-            transport = request.transport
-            if transport is None:  # the peer already left; nobody to answer
-                return web.Response(status=400, text="gone")
-            try:
-                peer = peer_node_id(transport.get_extra_info("ssl_object"))
-            except PeerIdentityError as exc:
-                return self._refuse(exc.reason, 403, remote=request.remote)
-            if not self._take_token(peer):
-                return self._refuse("rate_limited", 429, peer=peer)
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return self._refuse("oversized", 413, peer=peer)
+            admitted = await self._admit(request, self._limiter, MAX_FRAME_BYTES)
+            if isinstance(admitted, web.Response):
+                return admitted
+            peer, body = admitted
             try:
                 answer = await handler(peer, body)
             except FrameRefused as exc:
@@ -151,26 +231,6 @@ class PeerServer:
     def refuse_connection(self, reason: str, remote: object) -> None:
         self.refusals[reason] += 1
         log.warning("peer connection refused", reason=reason, remote=remote)
-
-    def _take_token(self, peer: str) -> bool:
-        now = time.monotonic()
-        if peer not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
-            self._forget_full_buckets(now)
-        bucket = self._buckets.setdefault(peer, _Bucket(BURST, now))
-        bucket.tokens = min(BURST, bucket.tokens + (now - bucket.updated) * RATE_PER_S)
-        bucket.updated = now
-        if bucket.tokens < 1:
-            return False
-        bucket.tokens -= 1
-        return True
-
-    def _forget_full_buckets(self, now: float) -> None:
-        """A bucket that has refilled is the same as no bucket: drop those, then the oldest."""
-        for peer, bucket in list(self._buckets.items()):
-            if bucket.tokens + (now - bucket.updated) * RATE_PER_S >= BURST:
-                del self._buckets[peer]
-        while len(self._buckets) >= MAX_BUCKETS:
-            del self._buckets[min(self._buckets, key=lambda p: self._buckets[p].updated)]
 
 
 class _TlsAccept(asyncio.Protocol):
@@ -239,13 +299,16 @@ class _TlsAccept(asyncio.Protocol):
 class PeerClient:
     """Sends frames to peers' channels, presenting this node's certificate."""
 
-    def __init__(self, identity: TlsIdentity, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, identity: TlsIdentity, timeout_s: float = 5.0, connections_per_peer: int = 4
+    ) -> None:
         self._context: ssl.SSLContext = client_context(identity)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._per_peer = connections_per_peer
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(ssl=self._context, limit_per_host=4)
+        connector = aiohttp.TCPConnector(ssl=self._context, limit_per_host=self._per_peer, limit=0)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     async def close(self) -> None:
@@ -271,3 +334,15 @@ class PeerClient:
                 return resp.status, await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
             return 0, b""
+
+    @asynccontextmanager
+    async def stream(
+        self, address: str, path: str, body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST `body` and yield the response unread, for a streaming route (PEER-8). Errors
+        reaching the peer raise (aiohttp.ClientError, TimeoutError, OSError)."""
+        assert self._session is not None, "PeerClient.start() first"
+        async with self._session.post(
+            f"https://{address}{path}", data=body, timeout=timeout
+        ) as response:
+            yield response

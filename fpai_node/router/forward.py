@@ -1,0 +1,209 @@
+"""The requesting side of a forwarded request: send it over the peer channel, turn the answer's
+events back into generation events, check and keep the serving node's receipt
+(specs/0006-routing.md FWD-4..FWD-6, RECEIPT-2, RECEIPT-3)."""
+
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+import structlog
+
+from fpai_node.api.peer.channel import PeerClient
+from fpai_node.identity.tls import TlsIdentity
+from fpai_node.inference.base import (
+    BackendUnavailable,
+    Embeddings,
+    Finish,
+    InferenceError,
+    ModelNotFound,
+    Overloaded,
+    TextChunk,
+    Usage,
+)
+from fpai_node.router.jobs import Job, LocalEvent
+from fpai_node.router.messages import (
+    INFER_PATH,
+    SERVER_MS_HEADER,
+    EventReader,
+    Failed,
+    Finished,
+    InferRequest,
+    ReceiptRejected,
+    Text,
+    Vectors,
+    check_receipt,
+    decode_failure,
+)
+from fpai_node.router.receipts import ReceiptLog
+from fpai_node.router.select import Candidate
+from fpai_node.wire.errors import WireError
+from fpai_node.wire.replay import ReplayGuard
+
+CONNECT_TIMEOUT_S = 5.0  # a peer that cannot take a connection in 5 s is not serving anyone
+READ_TIMEOUT_S = 120.0  # silence between two events (queueing included) before giving up
+CONNECTIONS_PER_PEER = 64  # concurrent forwarded requests to one peer; its queue limits the rest
+FAILURE_COOLDOWN_S = 10.0  # ROUTE-3: a peer that just failed ranks after healthy ones this long
+LATENCY_WEIGHT = 0.2  # EWMA weight of the newest measurement
+log = structlog.get_logger("fpai.router")
+
+
+class PeerUnavailable(BackendUnavailable):
+    """The peer could not be reached, broke the protocol, or cut the stream."""
+
+    code = "peer_unavailable"
+
+
+class PeerRefused(InferenceError):
+    """The peer refused the request (FWD-6) with this status and code."""
+
+    def __init__(self, status: int, failure: Failed) -> None:
+        super().__init__(failure.message)
+        self.status = status
+        self.code = failure.code
+        self.error_type = "invalid_request_error" if status < 500 else "server_error"
+
+
+@dataclass(slots=True)
+class Timing:
+    """Filled in by an attempt: what the serving node says its own part took."""
+
+    server_ms: float | None = None
+
+
+class Forwarder:
+    def __init__(self, identity: TlsIdentity, receipts: ReceiptLog) -> None:
+        self._client = PeerClient(identity, connections_per_peer=CONNECTIONS_PER_PEER)
+        self._receipts = receipts
+        self._receipt_guard = ReplayGuard()
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+        )
+        self.inflight: Counter[str] = Counter()
+        self.latency_ms: dict[str, float] = {}
+        self.failed_at: dict[str, float] = {}  # monotonic time of each peer's latest failure
+        self.forwarded: Counter[str] = Counter()  # completed, by serving peer
+        self.receipts_rejected: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        await self._client.start()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def healthy(self, node_id: str) -> bool:
+        failed = self.failed_at.get(node_id)
+        return failed is None or time.monotonic() - failed > FAILURE_COOLDOWN_S
+
+    async def attempt(
+        self, candidate: Candidate, job: Job, request: InferRequest, timing: Timing
+    ) -> AsyncGenerator[LocalEvent, None]:
+        """The job on `candidate`, as generation events. Failures before the first event raise
+        (the router tries the next candidate); after it, PeerUnavailable ends the stream."""
+        peer = candidate.node_id
+        self.inflight[peer] += 1
+        sent = time.perf_counter()
+        try:
+            async with self._client.stream(
+                candidate.peer_address, INFER_PATH, request.encode(), self._timeout
+            ) as response:
+                if response.status != 200:
+                    raise self._refusal(peer, response.status, await response.read())
+                timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
+                first = True
+                reader = EventReader()
+                async for chunk in response.content.iter_any():
+                    for event in reader.feed(chunk):
+                        if first:
+                            first = False
+                            self._measured(peer, sent, timing.server_ms)
+                        local = self._local_event(peer, job, request, event)
+                        if isinstance(local, Finish | Embeddings):  # the consumer stops here
+                            self.forwarded[peer] += 1
+                            yield local
+                            return
+                        yield local
+                raise PeerUnavailable(f"node {peer} cut the stream before its end")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.failed_at[peer] = time.monotonic()
+            raise PeerUnavailable(f"node {peer} is unreachable: {_describe(exc)}") from None
+        except WireError as exc:
+            self.failed_at[peer] = time.monotonic()
+            raise PeerUnavailable(f"node {peer} broke the protocol: {exc}") from None
+        finally:
+            self.inflight[peer] -= 1
+            if not self.inflight[peer]:
+                del self.inflight[peer]
+
+    def _refusal(self, peer: str, status: int, body: bytes) -> InferenceError:
+        try:
+            failure = decode_failure(body)
+        except WireError:
+            failure = Failed("peer_unavailable", f"answered {status} without a reason")
+        if status == 429:
+            return Overloaded(f"node {peer}: {failure.message}", max(1, failure.retry_after_s))
+        if failure.code == "model_not_found":
+            return ModelNotFound(f"node {peer}: {failure.message}")
+        if status >= 500 or status in (403, 413):
+            self.failed_at[peer] = time.monotonic()
+        return PeerRefused(status, Failed(failure.code, f"node {peer}: {failure.message}"))
+
+    def _local_event(self, peer: str, job: Job, request: InferRequest, event: object) -> LocalEvent:
+        match event:
+            case Text(text):
+                return TextChunk(text)
+            case Finished(reason, receipt):
+                usage = self._checked_usage(peer, job, request, receipt)
+                return Finish(reason, usage or Usage(0, 0))
+            case Vectors(vectors, receipt):
+                usage = self._checked_usage(peer, job, request, receipt)
+                floats = [np.frombuffer(v, dtype="<f4").tolist() for v in vectors]
+                return Embeddings(floats, usage.prompt_tokens if usage else 0)
+            case Failed(code, message):
+                raise PeerUnavailable(f"node {peer} failed mid-stream ({code}): {message}")
+        raise PeerUnavailable(f"node {peer} sent an unexpected event")
+
+    def _checked_usage(
+        self, peer: str, job: Job, request: InferRequest, receipt: bytes
+    ) -> Usage | None:
+        """RECEIPT-2: a receipt that fails a check is counted and dropped; the client still
+        gets its answer, without token counts the peer could not prove."""
+        try:
+            checked = check_receipt(
+                receipt,
+                request=request,
+                model=job.model,
+                server=peer,
+                now_ms=time.time_ns() // 1_000_000,
+                replay_guard=self._receipt_guard,
+            )
+        except ReceiptRejected as exc:
+            self.receipts_rejected[exc.reason] += 1
+            self.failed_at[peer] = time.monotonic()
+            log.warning("receipt rejected", peer=peer, reason=exc.reason, detail=str(exc))
+            return None
+        self._receipts.add("used", receipt)
+        return Usage(checked.prompt_tokens, checked.completion_tokens)
+
+    def _measured(self, peer: str, sent: float, server_ms: float | None) -> None:
+        overhead = (time.perf_counter() - sent) * 1000 - (server_ms or 0.0)
+        previous = self.latency_ms.get(peer)
+        self.latency_ms[peer] = (
+            overhead if previous is None else previous + LATENCY_WEIGHT * (overhead - previous)
+        )
+
+
+def _header_ms(value: str | None) -> float | None:
+    try:
+        ms = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return ms if ms is not None and 0 <= ms < 86_400_000 else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,159 @@
+"""Usage receipts kept in the home for the rewards ledger: an append-only, fsynced file.
+
+    usage/receipts.log   "FPAI-RECEIPTS-1\\n", then records: u32 length, u32 crc32(body),
+                         body = canonical {"dir": "served" | "used", "receipt": envelope bytes}
+
+"served" receipts are the ones this node signed for requests it served for a peer (its claim);
+"used" receipts are the ones peers signed for requests this node forwarded to them (its debt).
+Appends are batched: the writer thread fsyncs once for every receipt that queued up while the
+previous fsync ran, so a busy node does not pay one fsync per request. A record cut short by a
+crash fails its length or CRC check and is ignored when the file is read.
+"""
+
+import asyncio
+import os
+import struct
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from fpai_node.errors import FpaiError
+from fpai_node.router.messages import Receipt, ReceiptRejected, read_stored_receipt
+from fpai_node.wire import codec
+from fpai_node.wire.errors import MalformedFrame
+
+MAGIC = b"FPAI-RECEIPTS-1\n"
+_HEAD = struct.Struct(">II")
+Direction = Literal["served", "used"]
+log = structlog.get_logger("fpai.router")
+
+
+def receipts_path(home: Path) -> Path:
+    return home / "usage" / "receipts.log"
+
+
+class ReceiptLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            os.write(self._fd, MAGIC)
+            os.fsync(self._fd)
+        else:  # a torn tail left by a crash must not hide the records written after it
+            with path.open("rb") as f:
+                data = f.read()
+            if not data.startswith(MAGIC):
+                os.close(self._fd)
+                raise FpaiError(f"{path} is not a receipts file; move it away to start afresh")
+            good = len(MAGIC) + sum(len(r) + _HEAD.size for r in _records(data))
+            if good < size:
+                os.ftruncate(self._fd, good)
+                log.warning("receipts file had a torn tail; cut", path=str(path), bytes=size - good)
+        self._queue: list[bytes] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self.queued = 0
+        self.lost = 0
+
+    def add(self, direction: Direction, receipt: bytes) -> None:
+        """Queue one receipt; it is on disk once the next batch's fsync returns."""
+        body = codec.encode({"dir": direction, "receipt": receipt})
+        self._queue.append(_HEAD.pack(len(body), zlib.crc32(body)) + body)
+        self.queued += 1
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await asyncio.to_thread(_append, self._fd, b"".join(batch))
+            except OSError as exc:  # a full disk: the node keeps serving, the operator is told
+                self.lost += len(batch)
+                log.error("usage receipts not written", error=str(exc), receipts=len(batch))
+
+    async def close(self) -> None:
+        """Write what is queued, then release the file."""
+        while self._flushing is not None and not self._flushing.done():
+            await self._flushing
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _records(data: bytes) -> Iterator[bytes]:
+    """Record bodies after the magic, up to the first torn or damaged one."""
+    offset = len(MAGIC)
+    while offset + _HEAD.size <= len(data):
+        length, crc = _HEAD.unpack_from(data, offset)
+        body = data[offset + _HEAD.size : offset + _HEAD.size + length]
+        if len(body) != length or zlib.crc32(body) != crc:
+            return
+        yield body
+        offset += _HEAD.size + length
+
+
+def _append(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fdatasync(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    direction: Direction
+    receipt: Receipt
+
+
+def read_receipts(path: Path) -> Iterator[Kept | ReceiptRejected]:
+    """Every record up to the first damaged one, each verified (RECEIPT-4)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise FpaiError(f"{path} is not a receipts file")
+    for body in _records(data):
+        try:
+            record = codec.decode(body)
+        except MalformedFrame as exc:
+            yield ReceiptRejected("malformed", str(exc))
+            continue
+        if not isinstance(record, dict) or record.get("dir") not in ("served", "used"):
+            yield ReceiptRejected("malformed", "a record is {dir, receipt}")
+            continue
+        frame = record.get("receipt")
+        try:
+            receipt = read_stored_receipt(frame if type(frame) is bytes else b"")
+        except ReceiptRejected as exc:
+            yield exc
+            continue
+        yield Kept(record["dir"], receipt)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Totals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def summarize(kept: list[Kept], own_id: str) -> dict[tuple[Direction, str, str], Totals]:
+    """Totals per (direction, peer, model): the peer is the other party of each receipt."""
+    totals: dict[tuple[Direction, str, str], Totals] = defaultdict(Totals)
+    for item in kept:
+        r = item.receipt
+        peer = r.requester if item.direction == "served" else r.server
+        if own_id not in (r.server, r.requester):
+            continue
+        entry = totals[(item.direction, peer, r.model)]
+        entry.requests += 1
+        entry.prompt_tokens += r.prompt_tokens
+        entry.completion_tokens += r.completion_tokens
+    return dict(totals)

@@ -1,0 +1,177 @@
+"""The serving side of a forwarded request: `POST /fpai/peer/v1/infer` on the peer channel
+(specs/0006-routing.md FWD-1..FWD-6, RECEIPT-1).
+
+A forwarded request is served from this node's own backends or refused; it is never forwarded
+again (FWD-3), so a request crosses at most one hop and cannot loop.
+"""
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator
+
+import numpy as np
+import structlog
+from aiohttp import web
+
+from fpai_node.api.openai.protocol import ApiError
+from fpai_node.api.peer.channel import PeerServer
+from fpai_node.identity.keys import NodeKey
+from fpai_node.inference.base import Embeddings, Finish, InferenceError, Overloaded, TextChunk
+from fpai_node.inference.service import InferenceService
+from fpai_node.router.jobs import Job, LocalEvent, parse_job, run_locally
+from fpai_node.router.messages import (
+    INFER_PATH,
+    MAX_HOPS,
+    MAX_REQUEST_BODY_BYTES,
+    SERVER_MS_HEADER,
+    Event,
+    Failed,
+    Finished,
+    InferRequest,
+    Text,
+    Vectors,
+    encode_event,
+    encode_failure,
+    seal_receipt,
+)
+from fpai_node.router.receipts import ReceiptLog
+from fpai_node.wire.errors import WireError
+from fpai_node.wire.messages import SequenceCounter
+
+REQUESTS_PER_S = 500.0  # per peer, before parsing: admission control is the real limit
+EVENTS_CONTENT_TYPE = "application/vnd.fpai.events"
+log = structlog.get_logger("fpai.router")
+
+
+class PeerInference:
+    def __init__(self, key: NodeKey, inference: InferenceService, receipts: ReceiptLog) -> None:
+        self._key = key
+        self._inference = inference
+        self._receipts = receipts
+        self._seq = SequenceCounter(time.time_ns() // 1_000)
+        self.served: Counter[str] = Counter()  # by requesting peer
+        self.refused: Counter[str] = Counter()  # by reason code
+
+    def attach(self, server: PeerServer) -> None:
+        server.add_stream(
+            INFER_PATH,
+            self.handle,
+            max_body_bytes=MAX_REQUEST_BODY_BYTES + 4096,
+            rate_per_s=REQUESTS_PER_S,
+        )
+
+    async def handle(self, peer: str, body: bytes, request: web.Request) -> web.StreamResponse:
+        arrived = time.perf_counter()
+        try:
+            forwarded = InferRequest.decode(body)
+        except WireError as exc:
+            return self._refuse(400, Failed("malformed", f"not a forwarded request: {exc}"))
+        if forwarded.path[-1] != peer:
+            return self._refuse(400, Failed("path_not_peer", "the path must end with the caller"))
+        if self._key.node_id in forwarded.path:
+            return self._refuse(508, Failed("loop", "this node already routed the request"))
+        if len(forwarded.path) > MAX_HOPS:
+            return self._refuse(508, Failed("hop_limit", f"more than {MAX_HOPS} hops"))
+        with structlog.contextvars.bound_contextvars(
+            request_id=forwarded.request_id, requester=peer
+        ):
+            return await self._serve(forwarded, request, arrived)
+
+    async def _serve(
+        self, forwarded: InferRequest, request: web.Request, arrived: float
+    ) -> web.StreamResponse:
+        try:
+            job = parse_job(forwarded.api, forwarded.body)
+            events = run_locally(self._inference.get(job.model), job)
+        except (ApiError, InferenceError) as exc:
+            return self._refuse(exc.status, _failure(exc))
+        try:
+            first = await anext(events)
+        except (ApiError, InferenceError) as exc:
+            await events.aclose()
+            return self._refuse(exc.status, _failure(exc))
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": EVENTS_CONTENT_TYPE,
+                SERVER_MS_HEADER: f"{(time.perf_counter() - arrived) * 1000:.3f}",
+            }
+        )
+        try:
+            await response.prepare(request)
+            await self._stream(response, forwarded, job, first, events)
+        finally:
+            await events.aclose()
+        await response.write_eof()
+        self.served[forwarded.path[-1]] += 1
+        return response
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        forwarded: InferRequest,
+        job: Job,
+        first: LocalEvent,
+        events: AsyncGenerator[LocalEvent, None],
+    ) -> None:
+        event: LocalEvent = first
+        chunks = 0
+        try:
+            while isinstance(event, TextChunk):
+                chunks += 1
+                await response.write(encode_event(Text(event.text)))
+                event = await anext(events)
+            if isinstance(event, Finish):
+                receipt = self._receipt(
+                    forwarded, job, event.usage.prompt_tokens, event.usage.completion_tokens
+                )
+                out: Event = Finished(event.reason, receipt)
+            else:
+                receipt = self._receipt(forwarded, job, event.prompt_tokens, 0)
+                out = Vectors(_float32(event), receipt)
+        except InferenceError as exc:  # after the first event: the status is already sent
+            log.warning("forwarded generation failed mid-stream", error=str(exc), chunks=chunks)
+            out = _failure(exc)
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the requester left: nobody to tell
+        except Exception:  # a bug or a backend crash: the requester still gets a well-formed end
+            log.exception("forwarded generation crashed mid-stream")
+            out = Failed("internal", "the generation failed; see the serving node's log")
+        await response.write(encode_event(out))
+
+    def _receipt(
+        self, forwarded: InferRequest, job: Job, prompt_tokens: int, completion_tokens: int
+    ) -> bytes:
+        receipt = seal_receipt(
+            self._key,
+            forwarded,
+            model=job.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seq=self._seq.next(),
+            now_ms=time.time_ns() // 1_000_000,
+        )
+        self._receipts.add("served", receipt)
+        return receipt
+
+    def _refuse(self, status: int, failure: Failed) -> web.Response:
+        self.refused[failure.code] += 1
+        log.info(
+            "forwarded request refused", status=status, code=failure.code, reason=failure.message
+        )
+        headers = {"Retry-After": str(failure.retry_after_s)} if failure.retry_after_s else None
+        return web.Response(
+            status=status,
+            body=encode_failure(failure),
+            content_type=EVENTS_CONTENT_TYPE,
+            headers=headers,
+        )
+
+
+def _failure(exc: ApiError | InferenceError) -> Failed:
+    retry = exc.retry_after_s if isinstance(exc, Overloaded) else 0
+    return Failed(exc.code, str(exc), retry)
+
+
+def _float32(embeddings: Embeddings) -> tuple[bytes, ...]:
+    return tuple(np.asarray(v, dtype="<f4").tobytes() for v in embeddings.vectors)

@@ -1,0 +1,233 @@
+"""Federated inference through real node processes on loopback (issue 6): A and B serve nothing
+of model `x`, C (and later D) serve it; every request for `x` at A or B crosses the mutual-TLS
+peer channel, streaming or not, and comes back with the node that served it and a receipt."""
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from fpai_node.identity import NodeKey
+from fpai_node.router.messages import INFER_PATH, InferRequest, decode_failure
+from fpai_node.testing.nodeproc import NodeProcess, run_cli
+from fpai_node.testing.peer_client import peer_post
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+CHAT = {"model": "x", "messages": [{"role": "user", "content": "Name a colour."}]}
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def node_id(node: NodeProcess) -> str:
+    return str(node.get_json("/fpai/v1/status")["node_id"])
+
+
+def sees_model(node: NodeProcess, model: str, served_by: str) -> bool:
+    entries = {m["id"]: m for m in node.get_json("/v1/models")["data"]}
+    return served_by in entries.get(model, {}).get("fpai", {}).get("nodes", [])
+
+
+def post(
+    node: NodeProcess, path: str, body: dict[str, Any], timeout_s: float = 60.0
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        node.url + path, data=json.dumps(body).encode(), headers={"X-Request-Id": "t-1"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.fixture
+def federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """A serves `a` (another model) and is the bootstrap; B is a gateway (--no-model); C
+    serves the bundled model under the id `x`."""
+    nodes: dict[str, NodeProcess] = {}
+    try:
+        nodes["a"] = NodeProcess(
+            tmp_path / "a", "--api", "127.0.0.1:0", "--model", f"{gguf_model}=a"
+        ).start()
+        for name, extra in (("b", ("--no-model",)), ("c", ("--model", f"{gguf_model}=x"))):
+            nodes[name] = NodeProcess(
+                tmp_path / name,
+                "--api",
+                "127.0.0.1:0",
+                "--join",
+                nodes["a"].peer,
+                *extra,
+                env={"FPAI_QUEUE_DEPTH": "0"},
+            ).start()
+        c = node_id(nodes["c"])
+        for name in ("a", "b"):
+            wait_for(lambda name=name: sees_model(nodes[name], "x", c))
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.kill()
+
+
+def client(node: NodeProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=node.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodeProcess]) -> None:
+    a, b, c = federation["a"], federation["b"], federation["c"]
+    c_id = node_id(c)
+    sampling = {"max_tokens": 8, "temperature": 0.0, "seed": 3}
+    direct = client(c).chat.completions.create(**CHAT, **sampling)  # type: ignore[call-overload]
+    for entry in (a, b):
+        raw = client(entry).chat.completions.with_raw_response.create(**CHAT, **sampling)
+        assert raw.headers["x-fpai-served-by"] == c_id
+        assert float(raw.headers["x-fpai-route-overhead-ms"]) >= 0
+        forwarded = raw.parse()
+        assert forwarded.choices[0].message.content == direct.choices[0].message.content
+        assert forwarded.usage == direct.usage
+        assert forwarded.usage.completion_tokens > 0
+
+        with client(entry).chat.completions.with_streaming_response.create(
+            **CHAT, **sampling, stream=True, stream_options={"include_usage": True}
+        ) as streamed:
+            assert streamed.headers["x-fpai-served-by"] == c_id
+            chunks = list(streamed.parse())
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text == direct.choices[0].message.content
+        assert sum(1 for ch in chunks if ch.choices and ch.choices[0].delta.content) > 1
+        assert chunks[-1].usage == direct.usage
+
+    completion = client(b).completions.create(model="x", prompt="Once", max_tokens=4, seed=1)
+    assert completion.usage.completion_tokens > 0
+    vectors = client(b).embeddings.create(model="x", input=["red", "blue"])
+    direct_vectors = client(c).embeddings.create(model="x", input=["red", "blue"])
+    assert len(vectors.data) == 2
+    assert vectors.data[0].embedding == pytest.approx(direct_vectors.data[0].embedding, rel=1e-5)
+
+    models = {m["id"]: m for m in b.get_json("/v1/models")["data"]}
+    assert models["x"]["fpai"]["local"] is False
+    assert models["x"]["fpai"]["nodes"] == [c_id]
+    assert {m["id"]: m["fpai"]["local"] for m in a.get_json("/v1/models")["data"]} == {
+        "a": True,
+        "x": False,
+    }
+
+
+def test_receipts_are_kept_on_both_sides(federation: dict[str, NodeProcess]) -> None:
+    b, c = federation["b"], federation["c"]
+    b_id, c_id = node_id(b), node_id(c)
+    usages = [
+        client(b).chat.completions.create(**CHAT, max_tokens=n).usage  # type: ignore[call-overload]
+        for n in (3, 5)
+    ]
+    router = b.get_json("/fpai/v1/status")["router"]
+    assert router["forwarded"] == {c_id: 2}
+    assert router["receipts_rejected"] == {}
+
+    def totals(node: NodeProcess) -> list[dict[str, Any]]:
+        result = run_cli("usage", "--home", str(node.home.root), "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["totals"]  # type: ignore[no-any-return]
+
+    expected = {
+        "requests": 2,
+        "prompt_tokens": sum(u.prompt_tokens for u in usages),
+        "completion_tokens": sum(u.completion_tokens for u in usages),
+    }
+    used = wait_for(lambda: [t for t in totals(b) if t["requests"] == 2])
+    assert used == [{"direction": "used", "peer": c_id, "model": "x", **expected}]
+    served = wait_for(lambda: [t for t in totals(c) if t["requests"] == 2])
+    assert served == [{"direction": "served", "peer": b_id, "model": "x", **expected}]
+    table = run_cli("usage", "--home", str(b.home.root))
+    assert c_id in table.stdout and "used" in table.stdout
+
+
+def test_a_dead_server_gives_a_quick_503_naming_the_model(
+    federation: dict[str, NodeProcess],
+) -> None:
+    a, c = federation["a"], federation["c"]
+    c.stop(signal.SIGKILL)
+    started = time.monotonic()
+    status, _, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2}, timeout_s=20)
+    assert status == 503, body
+    error = json.loads(body)["error"]
+    assert error["code"] == "model_unavailable"
+    assert "'x'" in error["message"] and node_id_of_home(c) in error["message"]
+    assert time.monotonic() - started < 20  # bounded by the client timeout above, not a hang
+
+
+def node_id_of_home(node: NodeProcess) -> str:
+    return NodeKey.load(node.home.key_file).node_id
+
+
+def test_a_second_server_takes_over_when_the_first_dies(
+    federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
+) -> None:
+    a, c = federation["a"], federation["c"]
+    d = NodeProcess(
+        tmp_path / "d", "--api", "127.0.0.1:0", "--join", a.peer, "--model", f"{gguf_model}=x"
+    ).start()
+    try:
+        d_id = node_id(d)
+        wait_for(lambda: sees_model(a, "x", d_id))
+        c.stop(signal.SIGKILL)
+        for _ in range(3):
+            status, headers, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2})
+            assert status == 200, body
+            assert headers["X-FPAI-Served-By"] == d_id
+    finally:
+        d.kill()
+
+
+def test_a_loop_and_a_forged_path_are_refused(federation: dict[str, NodeProcess]) -> None:
+    b = federation["b"]
+    caller = NodeKey.generate()
+    body = json.dumps({**CHAT, "max_tokens": 2}).encode()
+
+    def ask(path: tuple[str, ...]) -> tuple[int, str]:
+        request = InferRequest("chat", body, "loop-1", path)
+        status, answer = peer_post(caller, b.peer, INFER_PATH, request.encode())
+        return status, decode_failure(answer).code
+
+    b_id = node_id(b)
+    assert ask((b_id, caller.node_id)) == (508, "loop")
+    assert ask((NodeKey.generate().node_id,)) == (400, "path_not_peer")
+    assert ask((caller.node_id,)) == (404, "model_not_found")  # B serves nothing itself
+    refused = b.get_json("/fpai/v1/status")["peer_channel"]
+    assert refused["address"] == b.peer
+
+
+def test_an_unknown_model_is_404(federation: dict[str, NodeProcess]) -> None:
+    status, _, body = post(federation["a"], "/v1/chat/completions", {**CHAT, "model": "nope"})
+    assert status == 404
+    error = json.loads(body)["error"]
+    assert error["code"] == "model_not_found"
+    assert "models: a, x" in error["message"]
+
+
+def test_a_busy_peer_answers_429_and_the_router_says_so(
+    federation: dict[str, NodeProcess],
+) -> None:
+    """C runs one generation and queues none (FPAI_QUEUE_DEPTH=0): while a long stream holds
+    its slot, A's request is refused by C with 429 and, C being the only candidate, A answers
+    429 with C's reason and a Retry-After."""
+    a, c = federation["a"], federation["c"]
+    with c.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=2):
+        status, headers, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2})
+    assert status == 429, body
+    assert int(headers["Retry-After"]) >= 1
+    assert node_id(c) in json.loads(body)["error"]["message"]
