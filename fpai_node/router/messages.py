@@ -24,6 +24,7 @@ INFER_PATH = "/fpai/peer/v1/infer"
 RECEIPT_TYPE = "usage.receipt"
 RECEIPT_LIFETIME_MS = 60_000  # checked at once by the requester; stored receipts verify by ts
 MAX_HOPS = 4  # FWD-3: path length; v1 nodes serve where the request lands (one hop)
+MAX_PATH = 64  # FWD-1: what a decoder reads; FWD-3 refuses anything over MAX_HOPS
 MAX_REQUEST_BODY_BYTES = 4 << 20  # FWD-1: the client API's own body limit
 MAX_EVENT_BYTES = 1 << 20  # FWD-4: one event; a text chunk is a few bytes, embeddings more
 MAX_TEXT_BYTES = 256  # model ids, error codes
@@ -59,8 +60,8 @@ class InferRequest:
             raise MalformedFrame(f"body must be at most {MAX_REQUEST_BODY_BYTES} bytes")
         if type(request_id) is not str or not REQUEST_ID.match(request_id):
             raise MalformedFrame("id must be 1..64 characters of [A-Za-z0-9._-]")
-        if not isinstance(path, list) or not 1 <= len(path) <= MAX_HOPS:
-            raise MalformedFrame(f"path must list 1..{MAX_HOPS} node ids")
+        if not isinstance(path, list) or not 1 <= len(path) <= MAX_PATH:
+            raise MalformedFrame(f"path must list 1..{MAX_PATH} node ids")
         if not all(type(n) is str and is_node_id(n) for n in path) or len(set(path)) != len(path):
             raise MalformedFrame("path must list distinct node ids")
         return cls(api, body, request_id, tuple(path))  # type: ignore[arg-type]

@@ -27,6 +27,9 @@ from fpai_node.registry.state import (
     encode_command,
 )
 from fpai_node.registry.state import apply as apply_command
+from fpai_node.router import forward as router_forward
+from fpai_node.router import messages as router_messages
+from fpai_node.router import select as router_select
 from fpai_node.wire import codec, envelope, replay
 from fpai_node.wire.messages import MESSAGE_TYPES, NONCE_LENGTH, Ping
 
@@ -739,12 +742,20 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
     )
 
 
+def routing_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in routing_vectors.py, which builds on this module's keys and helpers."""
+    from fpai_node.testing.routing_vectors import routing_cases as cases
+
+    yield from cases()
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
     "envelope": envelope_cases,
     "registry": registry_cases,
     "raft": raft_cases,
+    "routing": routing_cases,
 }
 
 
@@ -781,6 +792,20 @@ def constants() -> dict[str, Any]:
         "raft": {
             "max_frame_bytes": raft_wire.MAX_FRAME_BYTES,
             "learner_messages": sorted(raft_wire.LEARNER_WIRE_TYPES),
+        },
+        "routing": {
+            "infer_path": router_messages.INFER_PATH,
+            "max_hops": router_messages.MAX_HOPS,
+            "max_path": router_messages.MAX_PATH,
+            "max_request_body_bytes": router_messages.MAX_REQUEST_BODY_BYTES,
+            "max_event_bytes": router_messages.MAX_EVENT_BYTES,
+            "server_ms_header": router_messages.SERVER_MS_HEADER,
+            "receipt_type": router_messages.RECEIPT_TYPE,
+            "receipt_lifetime_ms": router_messages.RECEIPT_LIFETIME_MS,
+            "chars_per_token": router_select.CHARS_PER_TOKEN,
+            "load_bucket_permille": router_select.LOAD_BUCKET_PERMILLE,
+            "unknown_latency_ms": router_select.UNKNOWN_LATENCY_MS,
+            "failure_cooldown_ms": int(router_forward.FAILURE_COOLDOWN_S * 1000),
         },
     }
 

@@ -175,3 +175,69 @@ def test_raft(folder: Path) -> None:
         assert raft_wire.parse_hello(frame) == (codec.decode(frame)["id"], False)  # type: ignore[index]
         return
     assert raft_wire.encode_message(raft_wire.decode_message(frame)) == frame
+
+
+@pytest.mark.parametrize("folder", cases("routing"))
+def test_routing(folder: Path) -> None:
+    """specs/0006: ranking, forwarded requests, answer events and receipts."""
+    import dataclasses
+
+    from fpai_node.router import messages
+    from fpai_node.router.select import LocalOffer, PeerOffer, rank
+
+    case = load(folder)
+    expect = case["expect"]
+    kind = folder.name.split("-", 1)[0]
+    if kind == "rank":
+        given = case["input"]
+        order = rank(
+            request_id=given["request_id"],
+            prompt_tokens=given["prompt_tokens"],
+            local_id=given["local_id"],
+            local=None if given["local"] is None else LocalOffer(**given["local"]),
+            peers=[PeerOffer(**p) for p in given["peers"]],
+        )
+        assert [c.node_id for c in order] == expect["ok"]
+    elif kind == "request":
+        data = (folder / "request.bin").read_bytes()
+        if "error" in expect:
+            with pytest.raises(WireError):
+                messages.InferRequest.decode(data)
+            return
+        request = messages.InferRequest.decode(data)
+        ok = expect["ok"]
+        assert (request.api, request.request_id, list(request.path)) == (
+            ok["api"],
+            ok["id"],
+            ok["path"],
+        )
+        assert request.body == vectors.from_json(ok["body"])
+        assert request.encode() == data
+    elif kind == "event":
+        data = (folder / "event.bin").read_bytes()
+        reader = messages.EventReader()
+        if "error" in expect:
+            with pytest.raises(WireError):
+                reader.feed(data)
+            return
+        [event] = reader.feed(data)
+        assert messages.encode_event(event) == data
+        assert codec.decode(data[4:]) == vectors.from_json(expect["ok"])
+    else:
+        assert kind == "receipt"
+        request = messages.InferRequest.decode((folder / "request.bin").read_bytes())
+        context = case["context"]
+        check = dict(
+            request=request,
+            model=context["model"],
+            server=context["server"],
+            now_ms=context["now_ms"],
+            replay_guard=ReplayGuard(),
+        )
+        if "error" in expect:
+            with pytest.raises(messages.ReceiptRejected) as rejected:
+                messages.check_receipt((folder / "receipt.bin").read_bytes(), **check)  # type: ignore[arg-type]
+            assert rejected.value.reason == expect["error"]
+            return
+        receipt = messages.check_receipt((folder / "receipt.bin").read_bytes(), **check)  # type: ignore[arg-type]
+        assert vectors.to_json(dataclasses.asdict(receipt)) == expect["ok"]
