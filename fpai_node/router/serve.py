@@ -104,6 +104,7 @@ class PeerInference:
             await events.aclose()
         await response.write_eof()
         self.served[forwarded.path[-1]] += 1
+        log.info("forwarded request served", model=job.model, api=job.api)
         return response
 
     async def _stream(

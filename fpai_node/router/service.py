@@ -98,6 +98,8 @@ class Router:
                 overhead = (attempt_started - started) * 1000
             else:  # and the hop: everything but the serving node's own part
                 overhead = (time.perf_counter() - started) * 1000 - (timing.server_ms or 0.0)
+            if not candidate.local:
+                log.info("request forwarded", model=job.model, to=candidate.node_id)
             return Opened(first, events, candidate.node_id, max(0.0, overhead))
         raise _exhausted(job.model, failures)
 

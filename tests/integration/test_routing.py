@@ -189,6 +189,10 @@ def test_a_second_server_takes_over_when_the_first_dies(
             status, headers, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2})
             assert status == 200, body
             assert headers["X-FPAI-Served-By"] == d_id
+        for node, message in ((a, "request forwarded"), (d, "forwarded request served")):
+            logged = [e for e in node.log_events() if e.get("event") == message]
+            assert logged and all(e["request_id"] == "t-1" for e in logged)
+            assert logged[-1]["node_id"] == node_id(node)
     finally:
         d.kill()
 

@@ -1,0 +1,210 @@
+"""The requesting side of forwarding against a peer that misbehaves, over real mutual TLS: a
+real PeerServer whose infer route answers what each test scripts, and a real Forwarder."""
+
+import datetime as dt
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from fpai_node.api.peer.channel import PeerServer
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity
+from fpai_node.inference.base import Finish, Overloaded, TextChunk, Usage
+from fpai_node.router.forward import Forwarder, PeerUnavailable, Timing
+from fpai_node.router.jobs import parse_job
+from fpai_node.router.messages import (
+    INFER_PATH,
+    Failed,
+    Finished,
+    InferRequest,
+    Text,
+    encode_event,
+    encode_failure,
+    seal_receipt,
+)
+from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
+from fpai_node.router.select import Candidate
+
+pytestmark = pytest.mark.timeout(30)
+SERVER, STRANGER, REQUESTER = NodeKey.generate(), NodeKey.generate(), NodeKey.generate()
+BODY = b'{"model": "x", "messages": [{"role": "user", "content": "Hi"}]}'
+Script = Callable[[InferRequest, web.Request], Awaitable[web.StreamResponse]]
+
+
+def receipt(key: NodeKey, request: InferRequest, model: str = "x") -> bytes:
+    return seal_receipt(
+        key,
+        request,
+        model=model,
+        prompt_tokens=7,
+        completion_tokens=2,
+        seq=time.time_ns(),
+        now_ms=time.time_ns() // 1_000_000,
+    )
+
+
+async def stream(request: web.Request, *events: bytes) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for event in events:
+        await response.write(event)
+    await response.write_eof()
+    return response
+
+
+class Peer:
+    """A serving peer that follows `script` for every infer request."""
+
+    def __init__(self) -> None:
+        self.script: Script | None = None
+        now = dt.datetime.now(dt.UTC)
+        self.server = PeerServer(TlsIdentity.open(SERVER, now), self._frame)
+        self.server.add_stream(INFER_PATH, self._infer, max_body_bytes=1 << 20, rate_per_s=100)
+
+    async def _frame(self, peer: str, frame: bytes) -> None:
+        raise AssertionError("no frames in these tests")
+
+    async def _infer(self, peer: str, body: bytes, request: web.Request) -> web.StreamResponse:
+        assert self.script is not None
+        return await self.script(InferRequest.decode(body), request)
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    scripted = Peer()
+    await scripted.server.start(sock)
+    yield scripted
+    await scripted.server.stop()
+
+
+@pytest.fixture
+async def forwarder(tmp_path: Path) -> AsyncIterator[tuple[Forwarder, ReceiptLog]]:
+    log = ReceiptLog(tmp_path / "receipts.log")
+    forwarder = Forwarder(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)), log)
+    await forwarder.start()
+    yield forwarder, log
+    await forwarder.close()
+    await log.close()
+
+
+async def run(forwarder: Forwarder, peer: Peer) -> list[object]:
+    job = parse_job("chat", BODY)
+    request = InferRequest("chat", BODY, "req-1", (REQUESTER.node_id,))
+    candidate = Candidate(SERVER.node_id, peer.server.address, 0)
+    return [e async for e in forwarder.attempt(candidate, job, request, Timing())]
+
+
+async def test_an_honest_receipt_is_kept(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog], tmp_path: Path
+) -> None:
+    async def honest(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(
+            http,
+            encode_event(Text("Hel")),
+            encode_event(Text("lo")),
+            encode_event(Finished("stop", receipt(SERVER, request))),
+        )
+
+    peer.script = honest
+    events = await run(forwarder[0], peer)
+    assert events == [TextChunk("Hel"), TextChunk("lo"), Finish("stop", Usage(7, 2))]
+    assert forwarder[0].forwarded == {SERVER.node_id: 1}
+    await forwarder[1].close()
+    [kept] = list(read_receipts(tmp_path / "receipts.log"))
+    assert isinstance(kept, Kept)
+    assert (kept.direction, kept.receipt.server, kept.receipt.requester) == (
+        "used",
+        SERVER.node_id,
+        REQUESTER.node_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        (lambda request: receipt(STRANGER, request), "wrong_server"),
+        (lambda request: receipt(SERVER, request, model="y"), "wrong_model"),
+        (
+            lambda request: receipt(
+                SERVER, InferRequest("chat", BODY + b" ", request.request_id, request.path)
+            ),
+            "wrong_request",
+        ),
+        (lambda request: receipt(SERVER, request)[:-1] + b"\x00", "bad_signature"),
+    ],
+)
+async def test_a_bad_receipt_is_rejected_and_the_client_still_gets_its_answer(
+    peer: Peer,
+    forwarder: tuple[Forwarder, ReceiptLog],
+    tmp_path: Path,
+    forge: Callable[[InferRequest], bytes],
+    reason: str,
+) -> None:
+    async def dishonest(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(
+            http, encode_event(Text("Hi")), encode_event(Finished("stop", forge(request)))
+        )
+
+    peer.script = dishonest
+    events = await run(forwarder[0], peer)
+    assert events == [TextChunk("Hi"), Finish("stop", Usage(0, 0))]  # no unproven counts
+    assert forwarder[0].receipts_rejected == {reason: 1}
+    assert not forwarder[0].healthy(SERVER.node_id)
+    await forwarder[1].close()
+    assert list(read_receipts(tmp_path / "receipts.log")) == []
+
+
+async def test_a_stream_cut_after_the_first_event_fails(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    async def cut(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(http, encode_event(Text("Hi")), encode_event(Text("!"))[:3])
+
+    peer.script = cut
+    received: list[object] = []
+    job = parse_job("chat", BODY)
+    request = InferRequest("chat", BODY, "req-1", (REQUESTER.node_id,))
+    candidate = Candidate(SERVER.node_id, peer.server.address, 0)
+    with pytest.raises(PeerUnavailable, match="cut the stream"):
+        async for event in forwarder[0].attempt(candidate, job, request, Timing()):
+            received.append(event)
+    assert received == [TextChunk("Hi")]
+    assert forwarder[0].inflight == {}
+
+
+async def test_a_refusal_before_the_first_event_is_typed(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    async def busy(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, body=encode_failure(Failed("overloaded", "full", 7)))
+
+    peer.script = busy
+    with pytest.raises(Overloaded) as raised:
+        await run(forwarder[0], peer)
+    assert raised.value.retry_after_s == 7
+    assert SERVER.node_id in str(raised.value)
+    assert forwarder[0].healthy(SERVER.node_id)  # busy is not broken
+
+
+async def test_an_unreachable_peer_is_marked_failed(
+    forwarder: tuple[Forwarder, ReceiptLog],
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    job = parse_job("chat", BODY)
+    request = InferRequest("chat", BODY, "req-1", (REQUESTER.node_id,))
+    with pytest.raises(PeerUnavailable, match="unreachable"):
+        async for _ in forwarder[0].attempt(
+            Candidate(SERVER.node_id, address, 0), job, request, Timing()
+        ):
+            pass
+    assert not forwarder[0].healthy(SERVER.node_id)
