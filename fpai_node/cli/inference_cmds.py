@@ -16,7 +16,7 @@ def models(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the models a running node serves."""
+    """List the federation's models as a running node sees them: its own, then its peers'."""
     data = keyed_client(home, api, api_key).get("/v1/models")["data"]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -24,17 +24,22 @@ def models(
     if not data:
         typer.echo("no models")
         return
-    typer.echo(f"{'MODEL':<32}{'BACKEND':<10}{'CONTEXT':>8}")
-    for model in data:
+    typer.echo(f"{'MODEL':<32}{'BACKEND':<10}{'CONTEXT':>8}  SERVED BY")
+    for model in sorted(data, key=lambda m: (not (m.get("fpai") or {}).get("local"), m["id"])):
         extra: dict[str, Any] = model.get("fpai") or {}
         context = extra.get("context_length") or "-"
-        typer.echo(f"{model['id']:<32}{extra.get('backend', '-'):<10}{context!s:>8}")
+        nodes = extra.get("nodes") or []
+        where = "this node" if extra.get("local") else ", ".join(nodes) or "-"
+        typer.echo(f"{model['id']:<32}{extra.get('backend', '-'):<10}{context!s:>8}  {where}")
 
 
 def chat(
     prompt: Annotated[str, typer.Argument(help="What to say to the model")],
     model: Annotated[
-        str | None, typer.Option("--model", metavar="ID", help="[default: the node's first model]")
+        str | None,
+        typer.Option(
+            "--model", metavar="ID", help="[default: the node's first model, else the federation's]"
+        ),
     ] = None,
     system: Annotated[str | None, typer.Option("--system", help="A system message")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1)] = None,
@@ -48,10 +53,11 @@ def chat(
     """Ask a running node's model and print the answer as it is generated."""
     client = keyed_client(home, api, api_key)
     if model is None:
-        served = client.get("/v1/models")["data"]
-        if not served:
-            raise FpaiError("the node serves no models; pass --model ID of a federation model")
-        model = str(served[0]["id"])
+        known = client.get("/v1/models")["data"]
+        if not known:
+            raise FpaiError("no node of the federation serves a model yet; pass --model ID")
+        local = [m for m in known if (m.get("fpai") or {}).get("local")]
+        model = str((local or known)[0]["id"])
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]

@@ -118,6 +118,10 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
     assert len(vectors.data) == 2
     assert vectors.data[0].embedding == pytest.approx(direct_vectors.data[0].embedding, rel=1e-5)
 
+    listed = run_cli("models", "--home", str(b.home.root))
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line.split() for line in listed.stdout.splitlines() if line.startswith("x ")]
+    assert row == ["x", "llamacpp", "4096", c_id]
     models = {m["id"]: m for m in b.get_json("/v1/models")["data"]}
     assert models["x"]["fpai"]["local"] is False
     assert models["x"]["fpai"]["nodes"] == [c_id]
