@@ -11,9 +11,12 @@ import pytest
 from aiohttp import web
 
 from fpai_node.api.peer.channel import PeerServer
+from fpai_node.gossip.messages import Announcement, Capabilities, Hardware, Model, Status
+from fpai_node.gossip.state import MemberView
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.base import Finish, Overloaded, TextChunk, Usage
+from fpai_node.inference.service import InferenceService
 from fpai_node.router.forward import Forwarder, PeerUnavailable, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
@@ -28,6 +31,8 @@ from fpai_node.router.messages import (
 )
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
 from fpai_node.router.select import Candidate
+from fpai_node.router.service import NoRoute, Router
+from fpai_node.wire import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.timeout(30)
 SERVER, STRANGER, REQUESTER = NodeKey.generate(), NodeKey.generate(), NodeKey.generate()
@@ -59,10 +64,11 @@ async def stream(request: web.Request, *events: bytes) -> web.StreamResponse:
 class Peer:
     """A serving peer that follows `script` for every infer request."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: NodeKey = SERVER) -> None:
+        self.key = key
         self.script: Script | None = None
         now = dt.datetime.now(dt.UTC)
-        self.server = PeerServer(TlsIdentity.open(SERVER, now), self._frame)
+        self.server = PeerServer(TlsIdentity.open(key, now), self._frame)
         self.server.add_stream(INFER_PATH, self._infer, max_body_bytes=1 << 20, rate_per_s=100)
 
     async def _frame(self, peer: str, frame: bytes) -> None:
@@ -73,14 +79,19 @@ class Peer:
         return await self.script(InferRequest.decode(body), request)
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[Peer]:
+async def started(key: NodeKey) -> Peer:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     sock.setblocking(False)
-    scripted = Peer()
+    scripted = Peer(key)
     await scripted.server.start(sock)
+    return scripted
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    scripted = await started(SERVER)
     yield scripted
     await scripted.server.stop()
 
@@ -208,3 +219,66 @@ async def test_an_unreachable_peer_is_marked_failed(
         ):
             pass
     assert not forwarder[0].healthy(SERVER.node_id)
+
+
+def member(peer: Peer, model: str, queue: int = 0) -> MemberView:
+    caps = Capabilities(
+        peer.server.address, "", (Model(model, 4096, "llamacpp"),), Hardware("", "", 0), 0, queue
+    )
+    return MemberView(
+        peer.key.node_id,
+        peer.server.address,
+        Status.ALIVE,
+        1,
+        Announcement(1, PROTOCOL_VERSION, False, caps),
+    )
+
+
+async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
+    forwarder: tuple[Forwarder, ReceiptLog],
+) -> None:
+    """Three peers offer `x`, ranked busy < broken < honest by their announced queues; the
+    router takes the first that produces an event and reports who served."""
+    busy, broken, honest = [await started(NodeKey.generate()) for _ in range(3)]
+
+    async def full(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, body=encode_failure(Failed("overloaded", "full", 3)))
+
+    async def garbage(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(http, b"\x00\x00\x00\x02\xc1\xc1")
+
+    async def serve(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(
+            http,
+            encode_event(Text("ok")),
+            encode_event(Finished("length", receipt(honest.key, request))),
+        )
+
+    busy.script, broken.script, honest.script = full, garbage, serve
+    members = [member(busy, "x"), member(broken, "x", queue=1), member(honest, "x", queue=2)]
+    router = Router(
+        REQUESTER.node_id,
+        InferenceService([], max_waiting=0),
+        members=lambda: members,
+        forwarder=forwarder[0],
+    )
+    try:
+        opened = await router.open(parse_job("chat", BODY), "req-9")
+        rest = [e async for e in opened.events]
+        assert (opened.served_by, opened.first, rest) == (
+            honest.key.node_id,
+            TextChunk("ok"),
+            [Finish("length", Usage(7, 2))],
+        )
+        assert opened.overhead_ms > 0
+        assert not forwarder[0].healthy(broken.key.node_id)
+        assert forwarder[0].healthy(busy.key.node_id)
+
+        honest.script = full
+        with pytest.raises(NoRoute) as raised:  # busy, broken and now busy: not all were busy
+            await router.open(parse_job("chat", BODY), "req-10")
+        message = str(raised.value)
+        assert "'x'" in message and all(p.key.node_id in message for p in (busy, broken, honest))
+    finally:
+        for scripted in (busy, broken, honest):
+            await scripted.server.stop()

@@ -4,6 +4,7 @@ peer channel, streaming or not, and comes back with the node that served it and 
 
 import json
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -172,6 +173,34 @@ def test_a_dead_server_gives_a_quick_503_naming_the_model(
     assert error["code"] == "model_unavailable"
     assert "'x'" in error["message"] and node_id_of_home(c) in error["message"]
     assert time.monotonic() - started < 20  # bounded by the client timeout above, not a hang
+
+
+def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
+    federation: dict[str, NodeProcess],
+) -> None:
+    a, c = federation["a"], federation["c"]
+    c_id = node_id(c)
+    body = json.dumps({**CHAT, "max_tokens": 400, "stream": True}).encode()
+    host, port = a.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        received = b""
+        while received.count(b"data: ") < 3:
+            chunk = conn.recv(4096)
+            assert chunk, received
+            received += chunk
+        c.stop(signal.SIGKILL)
+        while chunk := conn.recv(4096):
+            received += chunk
+    assert b"200 OK" in received.split(b"\r\n", 1)[0]
+    events = [line[6:] for line in received.split(b"\n") if line.startswith(b"data: {")]
+    error = json.loads(events[-1])["error"]
+    assert c_id in error["message"]
+    assert b"[DONE]" not in received
 
 
 def node_id_of_home(node: NodeProcess) -> str:
