@@ -33,7 +33,7 @@ from fpai_node.wire import PROTOCOL_VERSION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 4 << 20  # 4 MiB: a long chat history fits; a runaway upload does not
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 log = structlog.get_logger("fpai.api")
 
 
@@ -58,7 +58,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Give every request an id (the caller's X-Request-Id if sane), bound into its logs, and
     turn every error into an OpenAI-shaped JSON answer."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):

@@ -32,7 +32,7 @@ MAX_MESSAGE_BYTES = 4096  # error messages
 APIS = ("chat", "completion", "embeddings")
 FINISH_REASONS = ("stop", "length")
 SERVER_MS_HEADER = "FPAI-Server-Ms"  # FWD-5: ms from the request's arrival to its first event
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LENGTH = struct.Struct(">I")
 
 Api = Literal["chat", "completion", "embeddings"]
@@ -58,7 +58,7 @@ class InferRequest:
             raise MalformedFrame(f"api must be one of {APIS}")
         if type(body) is not bytes or len(body) > MAX_REQUEST_BODY_BYTES:
             raise MalformedFrame(f"body must be at most {MAX_REQUEST_BODY_BYTES} bytes")
-        if type(request_id) is not str or not REQUEST_ID.match(request_id):
+        if type(request_id) is not str or not REQUEST_ID.fullmatch(request_id):
             raise MalformedFrame("id must be 1..64 characters of [A-Za-z0-9._-]")
         if not isinstance(path, list) or not 1 <= len(path) <= MAX_PATH:
             raise MalformedFrame(f"path must list 1..{MAX_PATH} node ids")
@@ -113,9 +113,20 @@ def encode_event(event: Event) -> bytes:
         case Vectors(vectors, receipt):
             value = {"receipt": receipt, "t": "vectors", "vectors": list(vectors)}
         case Failed(code, message, retry_after_s):
-            value = {"code": code, "message": message, "retry": retry_after_s, "t": "error"}
+            value = {
+                "code": code,
+                "message": _truncated(message, MAX_MESSAGE_BYTES),
+                "retry": retry_after_s,
+                "t": "error",
+            }
     data = codec.encode(value)
     return _LENGTH.pack(len(data)) + data
+
+
+def _truncated(text: str, max_bytes: int) -> str:
+    """Cut at a character boundary: an upstream's error message can be any length."""
+    data = text.encode("utf-8")
+    return text if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
 
 
 def encode_failure(failure: Failed) -> bytes:
