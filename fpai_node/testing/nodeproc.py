@@ -39,6 +39,25 @@ def run_cli(*args: str, timeout_s: float = 30.0, env: dict[str, str] | None = No
     )
 
 
+class OpenStream:
+    """A streaming response being read from a raw connection (bytes as they came, chunked)."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.received = b""
+
+    def read(self) -> bool:
+        """Read what is there; False once the node has closed the connection."""
+        chunk = self.conn.recv(4096)
+        self.received += chunk
+        return bool(chunk)
+
+    def read_to_end(self) -> bytes:
+        while self.read():
+            pass
+        return self.received
+
+
 class NodeProcess:
     """`fpai-node start --home HOME --api 127.0.0.1:0 ...`; the node's real port is read from the
     api.json it writes, so parallel tests never race for a port."""
@@ -100,7 +119,7 @@ class NodeProcess:
             return json.loads(r.read())
 
     @contextmanager
-    def streaming(self, path: str, body: dict[str, Any], events: int = 1) -> Iterator[None]:
+    def streaming(self, path: str, body: dict[str, Any], events: int = 1) -> Iterator["OpenStream"]:
         """Hold a streaming request open until the block ends, then leave without reading on,
         as a client that disconnects would. Yields once `events` SSE events have arrived."""
         data = json.dumps({**body, "stream": True}).encode()
@@ -108,16 +127,16 @@ class NodeProcess:
         with socket.create_connection((host, int(port)), timeout=30) as conn:
             conn.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n".encode()
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
                 + data
             )
-            received = b""
-            while received.count(b"data: ") < events:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    raise ConnectionError(f"the node closed the stream early: {received[-300:]!r}")
-                received += chunk
-            yield
+            stream = OpenStream(conn)
+            while stream.received.count(b"data: ") < events:
+                if not stream.read():
+                    raise ConnectionError(
+                        f"the node closed the stream early: {stream.received[-300:]!r}"
+                    )
+            yield stream
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Signal the node and wait for it; kill it if it overstays. Returns the exit code."""

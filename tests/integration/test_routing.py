@@ -4,7 +4,6 @@ peer channel, streaming or not, and comes back with the node that served it and 
 
 import json
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -180,22 +179,9 @@ def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
 ) -> None:
     a, c = federation["a"], federation["c"]
     c_id = node_id(c)
-    body = json.dumps({**CHAT, "max_tokens": 400, "stream": True}).encode()
-    host, port = a.url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        received = b""
-        while received.count(b"data: ") < 3:
-            chunk = conn.recv(4096)
-            assert chunk, received
-            received += chunk
+    with a.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=3) as stream:
         c.stop(signal.SIGKILL)
-        while chunk := conn.recv(4096):
-            received += chunk
+        received = stream.read_to_end()
     assert b"200 OK" in received.split(b"\r\n", 1)[0]
     events = [line[6:] for line in received.split(b"\n") if line.startswith(b"data: {")]
     error = json.loads(events[-1])["error"]
