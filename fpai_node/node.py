@@ -128,7 +128,9 @@ class Node:
             )
             self.registry.attach(self.gossip.server)
             self.receipts = ReceiptLog(receipts_path(self.home.root))
-            PeerInference(self.key, self.inference, self.receipts).attach(self.gossip.server)
+            PeerInference(
+                self.key, self.inference, self.receipts, self.gossip.is_live_member
+            ).attach(self.gossip.server)
             self.forwarder = Forwarder(identity, self.receipts)
             await self.forwarder.start()
             await self.gossip.start()

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from fpai_node.api.peer.channel import FrameRefused, PeerClient, PeerServer
-from fpai_node.gossip.messages import HOP_TYPES, Capabilities, decode_message
+from fpai_node.gossip.messages import HOP_TYPES, Capabilities, Status, decode_message
 from fpai_node.gossip.state import GossipConfig, GossipNode, MemberView, Outgoing
 from fpai_node.identity import NodeKey, is_node_id
 from fpai_node.identity.tls import TlsIdentity
@@ -82,6 +82,11 @@ class GossipService:
 
     def members(self) -> list[MemberView]:
         return [m for m in self.node.members().values() if m.node_id != self._key.node_id]
+
+    def is_live_member(self, node_id: str) -> bool:
+        """Alive or suspected: a node this one currently counts as part of the federation."""
+        member = self.node.member(node_id)
+        return member is not None and member.status in (Status.ALIVE, Status.SUSPECT)
 
     async def _run(self) -> None:
         next_check = time.monotonic() + RECHECK_CAPABILITIES_S

@@ -33,6 +33,8 @@ class Job:
     stream: StreamOptions
     encoding: str  # embeddings only: "float" or "base64"
     run: Runner
+    max_tokens: int | None = None  # chat and completion: the client's limit
+    inputs: int = 0  # embeddings: how many vectors the answer must hold
 
 
 def parse_job(api: Api, body: bytes) -> Job:
@@ -44,12 +46,28 @@ def parse_job(api: Api, body: bytes) -> Job:
     if api == "chat":
         chat, options = parse_chat(data)
         chars = sum(len(m.content) for m in chat.messages)
-        return Job(api, chat.model, body, chars, options, "", lambda b: b.chat(chat))
+        return Job(
+            api,
+            chat.model,
+            body,
+            chars,
+            options,
+            "",
+            lambda b: b.chat(chat),
+            max_tokens=chat.sampling.max_tokens,
+        )
     if api == "completion":
         completion, options = parse_completion(data)
         chars = len(completion.prompt)
         return Job(
-            api, completion.model, body, chars, options, "", lambda b: b.complete(completion)
+            api,
+            completion.model,
+            body,
+            chars,
+            options,
+            "",
+            lambda b: b.complete(completion),
+            max_tokens=completion.sampling.max_tokens,
         )
     parsed = parse_embeddings(data)
 
@@ -57,7 +75,16 @@ def parse_job(api: Api, body: bytes) -> Job:
         yield await backend.embed(parsed.model, parsed.inputs)
 
     chars = sum(len(i) for i in parsed.inputs)
-    return Job(api, parsed.model, body, chars, StreamOptions(False, False), parsed.encoding, embed)
+    return Job(
+        api,
+        parsed.model,
+        body,
+        chars,
+        StreamOptions(False, False),
+        parsed.encoding,
+        embed,
+        inputs=len(parsed.inputs),
+    )
 
 
 async def run_locally(served: ServedModel, job: Job) -> AsyncGenerator[LocalEvent, None]:

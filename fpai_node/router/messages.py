@@ -10,6 +10,7 @@ node shapes them into a streaming or a whole OpenAI response itself.
 import hashlib
 import re
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -17,8 +18,7 @@ from fpai_node.identity.keys import NodeKey
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import Envelope, open_envelope, seal
-from fpai_node.wire.errors import MalformedFrame, WireError
-from fpai_node.wire.replay import ReplayGuard
+from fpai_node.wire.errors import MalformedFrame, Replayed, WireError
 
 INFER_PATH = "/fpai/peer/v1/infer"
 RECEIPT_TYPE = "usage.receipt"
@@ -162,8 +162,8 @@ def decode_event(data: bytes) -> Event:
         if type(retry) is not int or not 0 <= retry <= 86_400:
             raise MalformedFrame("retry must be 0..86400 seconds")
         return Failed(
-            _text(fields["code"], MAX_TEXT_BYTES),
-            _text(fields["message"], MAX_MESSAGE_BYTES),
+            _printable(_text(fields["code"], MAX_TEXT_BYTES)),
+            _printable(_text(fields["message"], MAX_MESSAGE_BYTES)),
             retry,
         )
     raise MalformedFrame(f"unknown event {kind!r}")
@@ -223,6 +223,29 @@ class ReceiptRejected(Exception):
         self.reason = reason
 
 
+class SeenReceipts:
+    """RECEIPT-2's replay check: each (server, seq) accepted once while it is live.
+
+    Not the envelope's sliding window: a server numbers receipts for every requester with one
+    counter, and a requester checks each when its answer ends, so an honest receipt can arrive
+    long after 64 newer ones. Memory is bounded by the receipt lifetime times the request rate;
+    past `max_entries` live entries the oldest are forgotten (their receipts expire soon after).
+    """
+
+    def __init__(self, max_entries: int = 1 << 20) -> None:
+        self._live: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._max = max_entries
+
+    def accept(self, server: str, seq: int, expires_ms: int, now_ms: int) -> None:
+        while self._live and (
+            next(iter(self._live.values())) <= now_ms or len(self._live) >= self._max
+        ):
+            self._live.popitem(last=False)
+        if (server, seq) in self._live:
+            raise Replayed(f"receipt {seq} of {server} was already accepted")
+        self._live[(server, seq)] = expires_ms
+
+
 def seal_receipt(
     key: NodeKey,
     request: InferRequest,
@@ -254,12 +277,12 @@ def check_receipt(
     model: str,
     server: str,
     now_ms: int,
-    replay_guard: ReplayGuard,
+    seen: SeenReceipts,
 ) -> Receipt:
     """RECEIPT-2: the requester's checks; ReceiptRejected names the first that fails."""
     try:
         envelope = open_envelope(
-            frame, now_ms=now_ms, known_types={RECEIPT_TYPE}, replay_guard=replay_guard
+            frame, now_ms=now_ms, known_types={RECEIPT_TYPE}, replay_guard=None
         )
         receipt = _receipt(envelope)
     except WireError as exc:
@@ -274,6 +297,10 @@ def check_receipt(
     for reason, (got, want) in expected.items():
         if got != want:
             raise ReceiptRejected(reason, f"receipt says {got!r}, expected {want!r}")
+    try:
+        seen.accept(envelope.sender, envelope.seq, envelope.expires_ms, now_ms)
+    except WireError as exc:
+        raise ReceiptRejected(exc.reason, str(exc)) from None
     return receipt
 
 
@@ -325,6 +352,14 @@ def _text(value: codec.Value, max_bytes: int) -> str:
     if type(value) is not str or len(value.encode("utf-8")) > max_bytes:
         raise MalformedFrame(f"expected a string of at most {max_bytes} bytes")
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+def _printable(text: str) -> str:
+    """A peer's words reach logs and clients: no control characters (no forged log lines)."""
+    return _CONTROL.sub(" ", text)
 
 
 def _bytes(value: codec.Value) -> bytes:

@@ -13,6 +13,7 @@ crash fails its length or CRC check and is ignored when the file is read.
 import asyncio
 import os
 import struct
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -53,9 +54,18 @@ class ReceiptLog:
                 os.close(self._fd)
                 raise FpaiError(f"{path} is not a receipts file; move it away to start afresh")
             good = len(MAGIC) + sum(len(r) + _HEAD.size for r in _records(data))
-            if good < size:
+            if (
+                good < size
+            ):  # keep a copy: damage mid-file would otherwise cost the records after it
+                aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
+                aside.write_bytes(data)
                 os.ftruncate(self._fd, good)
-                log.warning("receipts file had a torn tail; cut", path=str(path), bytes=size - good)
+                log.warning(
+                    "receipts file damaged or torn at its end; cut, a copy kept",
+                    path=str(path),
+                    copy=str(aside),
+                    bytes=size - good,
+                )
         self._queue: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
         self.queued = 0
@@ -100,10 +110,17 @@ def _records(data: bytes) -> Iterator[bytes]:
 
 
 def _append(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fdatasync(fd)
+    """All of `data` and an fdatasync, or nothing: a short write is cut back, so one failed
+    batch never leaves a torn record in front of the next."""
+    offset = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fdatasync(fd)
+    except OSError:
+        os.ftruncate(fd, offset)
+        raise
 
 
 @dataclass(frozen=True, slots=True)

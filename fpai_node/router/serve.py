@@ -1,5 +1,8 @@
 """The serving side of a forwarded request: `POST /fpai/peer/v1/infer` on the peer channel
-(specs/0006-routing.md FWD-1..FWD-6, RECEIPT-1).
+(specs/0006-routing.md FWD-1..FWD-7, RECEIPT-1).
+
+Only members of the federation (live in gossip) are served (FWD-7): the peer channel proves who
+calls, membership says they may use this node's models.
 
 A forwarded request is served from this node's own backends or refused; it is never forwarded
 again (FWD-3), so a request crosses at most one hop and cannot loop.
@@ -8,7 +11,7 @@ again (FWD-3), so a request crosses at most one hop and cannot loop.
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import numpy as np
 import structlog
@@ -45,10 +48,17 @@ log = structlog.get_logger("fpai.router")
 
 
 class PeerInference:
-    def __init__(self, key: NodeKey, inference: InferenceService, receipts: ReceiptLog) -> None:
+    def __init__(
+        self,
+        key: NodeKey,
+        inference: InferenceService,
+        receipts: ReceiptLog,
+        is_member: Callable[[str], bool],
+    ) -> None:
         self._key = key
         self._inference = inference
         self._receipts = receipts
+        self._is_member = is_member
         self._seq = SequenceCounter(time.time_ns() // 1_000)
         self.served: Counter[str] = Counter()  # by requesting peer
         self.refused: Counter[str] = Counter()  # by reason code
@@ -73,6 +83,8 @@ class PeerInference:
             return self._refuse(508, Failed("loop", "this node already routed the request"))
         if len(forwarded.path) > MAX_HOPS:
             return self._refuse(508, Failed("hop_limit", f"more than {MAX_HOPS} hops"))
+        if not self._is_member(peer):
+            return self._refuse(403, Failed("not_a_member", "serving members of the federation"))
         with structlog.contextvars.bound_contextvars(
             request_id=forwarded.request_id, requester=peer
         ):

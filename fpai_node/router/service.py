@@ -85,10 +85,8 @@ class Router:
                 failures.append((candidate, exc))
                 log.info("candidate skipped", node=candidate.node_id, reason=str(exc))
                 continue
-            except PeerRefused as exc:
+            except PeerRefused as exc:  # the peer blames the request: ask the others anyway
                 await events.aclose()
-                if exc.status < 500:
-                    raise
                 failures.append((candidate, exc))
                 continue
             except BaseException:
@@ -220,8 +218,11 @@ class Router:
 
 
 def _exhausted(model: str, failures: list[tuple[Candidate, InferenceError]]) -> InferenceError:
-    """Every candidate failed: 429 when all were only busy (clients retry those), else 503."""
+    """Every candidate failed: the peers' 400 when all of them blamed the request, 429 when
+    all were only busy (clients retry those), else 503."""
     reasons = "; ".join(f"{c.node_id}: {e}" for c, e in failures)
+    if all(isinstance(e, PeerRefused) for _, e in failures):
+        return failures[0][1]
     if all(isinstance(e, Overloaded) for _, e in failures):
         retry = min(e.retry_after_s for _, e in failures if isinstance(e, Overloaded))
         return Overloaded(f"model {model!r}: every node is busy ({reasons})", retry)

@@ -10,7 +10,6 @@ from fpai_node.router import messages
 from fpai_node.router.select import LocalOffer, PeerOffer, rank
 from fpai_node.testing.vectors import ALICE, BOB, NOW_MS, Case, to_json
 from fpai_node.wire import codec
-from fpai_node.wire.replay import ReplayGuard
 
 CAROL = NodeKey.from_seed(bytes(range(64, 96)))
 DAVE = NodeKey.from_seed(bytes(range(96, 128)))
@@ -229,7 +228,7 @@ def _receipt_case(
             model=model,
             server=server.node_id,
             now_ms=now_ms,
-            replay_guard=ReplayGuard(),
+            seen=messages.SeenReceipts(),
         )
         expect: dict[str, Any] = {"ok": to_json(dataclasses.asdict(checked))}
     except messages.ReceiptRejected as exc:

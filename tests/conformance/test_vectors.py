@@ -232,7 +232,7 @@ def test_routing(folder: Path) -> None:
             model=context["model"],
             server=context["server"],
             now_ms=context["now_ms"],
-            replay_guard=ReplayGuard(),
+            seen=messages.SeenReceipts(),
         )
         if "error" in expect:
             with pytest.raises(messages.ReceiptRejected) as rejected:

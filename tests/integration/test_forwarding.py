@@ -17,7 +17,7 @@ from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.base import Finish, Overloaded, TextChunk, Usage
 from fpai_node.inference.service import InferenceService
-from fpai_node.router.forward import Forwarder, PeerUnavailable, Timing
+from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -25,6 +25,7 @@ from fpai_node.router.messages import (
     Finished,
     InferRequest,
     Text,
+    Vectors,
     encode_event,
     encode_failure,
     seal_receipt,
@@ -281,4 +282,79 @@ async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
         assert "'x'" in message and all(p.key.node_id in message for p in (busy, broken, honest))
     finally:
         for scripted in (busy, broken, honest):
+            await scripted.server.stop()
+
+
+async def plain_404(request: InferRequest, http: web.Request) -> web.StreamResponse:
+    return web.Response(status=404, text="not found")
+
+
+async def vectors_for_chat(request: InferRequest, http: web.Request) -> web.StreamResponse:
+    return await stream(http, encode_event(Vectors((bytes(4),), receipt(SERVER, request))))
+
+
+async def too_many_tokens(request: InferRequest, http: web.Request) -> web.StreamResponse:
+    return await stream(http, *(encode_event(Text("a")) for _ in range(4)))
+
+
+async def error_event(request: InferRequest, http: web.Request) -> web.StreamResponse:
+    return await stream(
+        http, encode_event(Text("a")), encode_event(Failed("internal", "x\nforged"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (plain_404, "refused \\(404\\)"),  # a node without the route: broken, not "bad request"
+        (vectors_for_chat, "answered a chat request with Vectors"),
+        (too_many_tokens, "more than 2 tokens"),
+        (error_event, "failed \\(internal\\): x forged"),  # no control characters from a peer
+    ],
+)
+async def test_a_broken_answer_fails_and_demotes_the_peer(
+    peer: Peer,
+    forwarder: tuple[Forwarder, ReceiptLog],
+    script: Script,
+    expected: str,
+) -> None:
+    peer.script = script
+    body = b'{"model": "x", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}'
+    request = InferRequest("chat", body, "req-1", (REQUESTER.node_id,))
+    with pytest.raises(PeerUnavailable, match=expected):
+        async for _ in forwarder[0].attempt(
+            Candidate(SERVER.node_id, peer.server.address, 0),
+            parse_job("chat", body),
+            request,
+            Timing(),
+        ):
+            pass
+    assert not forwarder[0].healthy(SERVER.node_id)
+    assert forwarder[0].inflight == {}
+
+
+async def test_when_every_peer_blames_the_request_the_client_gets_their_400(
+    forwarder: tuple[Forwarder, ReceiptLog],
+) -> None:
+    peers = [await started(NodeKey.generate()) for _ in range(2)]
+
+    async def too_long(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        failure = Failed("context_length_exceeded", "the prompt does not fit")
+        return web.Response(status=400, body=encode_failure(failure))
+
+    for scripted in peers:
+        scripted.script = too_long
+    router = Router(
+        REQUESTER.node_id,
+        InferenceService([], max_waiting=0),
+        members=lambda: [member(p, "x") for p in peers],
+        forwarder=forwarder[0],
+    )
+    try:
+        with pytest.raises(PeerRefused) as raised:
+            await router.open(parse_job("chat", BODY), "req-11")
+        assert (raised.value.status, raised.value.code) == (400, "context_length_exceeded")
+        assert all(forwarder[0].healthy(p.key.node_id) for p in peers)
+    finally:
+        for scripted in peers:
             await scripted.server.stop()

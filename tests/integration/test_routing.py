@@ -216,22 +216,24 @@ def test_a_second_server_takes_over_when_the_first_dies(
         d.kill()
 
 
-def test_a_loop_and_a_forged_path_are_refused(federation: dict[str, NodeProcess]) -> None:
-    b = federation["b"]
+def test_a_loop_a_forged_path_and_a_stranger_are_refused(
+    federation: dict[str, NodeProcess],
+) -> None:
+    """A key outside the federation reaches the peer channel (open trust) but gets no tokens:
+    the serving node serves only nodes that joined the federation (FWD-7)."""
+    c = federation["c"]
     caller = NodeKey.generate()
     body = json.dumps({**CHAT, "max_tokens": 2}).encode()
 
     def ask(path: tuple[str, ...]) -> tuple[int, str]:
         request = InferRequest("chat", body, "loop-1", path)
-        status, answer = peer_post(caller, b.peer, INFER_PATH, request.encode())
+        status, answer = peer_post(caller, c.peer, INFER_PATH, request.encode())
         return status, decode_failure(answer).code
 
-    b_id = node_id(b)
-    assert ask((b_id, caller.node_id)) == (508, "loop")
+    c_id = node_id(c)
+    assert ask((c_id, caller.node_id)) == (508, "loop")
     assert ask((NodeKey.generate().node_id,)) == (400, "path_not_peer")
-    assert ask((caller.node_id,)) == (404, "model_not_found")  # B serves nothing itself
-    refused = b.get_json("/fpai/v1/status")["peer_channel"]
-    assert refused["address"] == b.peer
+    assert ask((caller.node_id,)) == (403, "not_a_member")  # not in the federation's gossip
 
 
 def test_an_unknown_model_is_404(federation: dict[str, NodeProcess]) -> None:

@@ -24,6 +24,7 @@ from fpai_node.router.messages import (
     InferRequest,
     Receipt,
     ReceiptRejected,
+    SeenReceipts,
     Text,
     Vectors,
     check_receipt,
@@ -36,8 +37,7 @@ from fpai_node.router.messages import (
 )
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import seal
-from fpai_node.wire.errors import REASONS, MalformedFrame, WireError
-from fpai_node.wire.replay import ReplayGuard
+from fpai_node.wire.errors import REASONS, MalformedFrame, Replayed, WireError
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SERVER = NodeKey.from_seed(bytes(range(32)))
@@ -397,8 +397,8 @@ def test_decoders_on_arbitrary_maps_raise_only_malformed(value: dict[str, object
         ),
         st.builds(
             Failed,
-            st.text(max_size=20),
-            st.text(max_size=60),
+            st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20),
+            st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=60),
             st.integers(0, 86_400),
         ),
     ),
@@ -440,7 +440,7 @@ def check(
     model: str = MODEL,
     server: str = SERVER.node_id,
     now_ms: int = NOW + 1_000,
-    guard: ReplayGuard | None = None,
+    guard: SeenReceipts | None = None,
 ) -> Receipt:
     return check_receipt(
         frame,
@@ -448,7 +448,7 @@ def check(
         model=model,
         server=server,
         now_ms=now_ms,
-        replay_guard=ReplayGuard() if guard is None else guard,
+        seen=SeenReceipts() if guard is None else guard,
     )
 
 
@@ -583,12 +583,32 @@ def test_every_single_byte_flip_is_refused() -> None:
 
 
 def test_a_receipt_checked_twice_with_one_guard_is_a_replay() -> None:
-    guard = ReplayGuard()
+    guard = SeenReceipts()
     frame = receipt_frame(seq=5)
     assert check(frame, guard=guard) == EXPECTED
     assert rejected(frame, guard=guard) == "replay"
     assert check(receipt_frame(seq=6), guard=guard) == EXPECTED  # the next one still passes
     assert check(frame) == EXPECTED  # a fresh guard has not seen it
+
+
+def test_an_old_sequence_number_is_no_replay() -> None:
+    """A server numbers receipts for all requesters with one counter: a receipt that arrives
+    after a thousand newer ones is still honest (no sliding window)."""
+    guard = SeenReceipts()
+    for seq in range(1000, 2000):
+        check(receipt_frame(seq=seq), guard=guard)
+    assert check(receipt_frame(seq=7), guard=guard) == EXPECTED
+
+
+def test_seen_receipts_forget_expired_ones_and_stay_bounded() -> None:
+    guard = SeenReceipts(max_entries=3)
+    guard.accept("s", 1, expires_ms=100, now_ms=0)
+    guard.accept("s", 1, expires_ms=300, now_ms=150)  # the first expired: a new life
+    for seq in (2, 3, 4):
+        guard.accept("s", seq, expires_ms=300, now_ms=160)
+    guard.accept("s", 1, expires_ms=300, now_ms=170)  # evicted as the oldest of a full table
+    with pytest.raises(Replayed):
+        guard.accept("s", 4, expires_ms=300, now_ms=170)
 
 
 def test_a_receipt_of_another_message_type_is_refused() -> None:
@@ -666,3 +686,8 @@ def test_a_signed_receipt_with_a_bad_payload_is_malformed(override: dict[str, ob
     with pytest.raises(ReceiptRejected) as info:
         read_stored_receipt(frame)
     assert info.value.reason == "malformed"
+
+
+def test_control_characters_in_a_peer_error_are_replaced() -> None:
+    data = encode_failure(Failed("bad\x1b[31m", "line one\nline two\x85", 0))
+    assert decode_failure(data) == Failed("bad [31m", "line one line two ", 0)
