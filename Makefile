@@ -59,6 +59,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/gossip.py
 	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/router.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
