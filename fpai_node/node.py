@@ -6,6 +6,7 @@ import errno
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -96,6 +97,7 @@ class Node:
         backends, then serve: once the API answers, every configured model is ready."""
         api_socket = _bind(self.settings.api, "API")
         sockets = [api_socket]
+        runner: web.AppRunner | None = None
         try:
             peer_socket = _bind(self.settings.peer, "peer channel")
             sockets.append(peer_socket)
@@ -160,14 +162,9 @@ class Node:
             await runner.setup()
             await web.SockSite(runner, api_socket).start()
         except BaseException:
-            if self.registry is not None:
-                await self.registry.stop()
             for sock in sockets:
                 sock.close()
-            if self.gossip is not None:
-                await self.gossip.stop()
-            await self._close_forwarding()
-            await self.inference.close()
+            await self._shut_down(runner)
             raise
         self._runner = runner
         self.api_url = f"http://{api_address}"
@@ -187,25 +184,35 @@ class Node:
             return
         self.home.clear_api_address()
         runner, self._runner = self._runner, None
-        try:
-            if self.registry is not None:
-                await self.registry.stop()
-            if self.gossip is not None:
-                await self.gossip.stop()
-        finally:
-            try:
-                await runner.cleanup()
-            finally:
-                await self._close_forwarding()
-                await self.inference.close()
+        await self._shut_down(runner)
         log.info("node stopped")
 
-    async def _close_forwarding(self) -> None:
-        """After the API and peer channel stopped: nothing adds receipts any more."""
+    async def _shut_down(self, runner: web.AppRunner | None) -> None:
+        """Stop what was started, clients first: the API (requests in flight get a few
+        seconds), the registry (leave), the peer channel (forwarded generations get a few
+        seconds), then forwarding, the receipts log (flushed) and the backends. A step that
+        fails is logged and the rest still run; the first failure is raised at the end."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if runner is not None:
+            steps.append(("API", runner.cleanup))
+        if self.registry is not None:
+            steps.append(("registry", self.registry.stop))
+        if self.gossip is not None:
+            steps.append(("peer channel", self.gossip.stop))
         if self.forwarder is not None:
-            await self.forwarder.close()
+            steps.append(("forwarding", self.forwarder.close))
         if self.receipts is not None:
-            await self.receipts.close()
+            steps.append(("usage receipts", self.receipts.close))
+        steps.append(("inference", self.inference.close))
+        failure: BaseException | None = None
+        for part, step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log.exception("part did not stop cleanly", part=part)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def _bind(address: HostPort, what: str) -> socket.socket:

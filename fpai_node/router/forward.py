@@ -5,7 +5,8 @@ events back into generation events, check and keep the serving node's receipt
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -47,7 +48,8 @@ from fpai_node.wire.errors import WireError
 CONNECT_TIMEOUT_S = 5.0  # a peer that cannot take a connection in 5 s is not serving anyone
 READ_TIMEOUT_S = 120.0  # silence between two events (queueing included) before giving up
 CONNECTIONS_PER_PEER = 16  # concurrent forwarded requests to one peer: its default queue depth
-MAX_ANSWER_TEXT_BYTES = 16 << 20  # FWD-4: a whole answer's text; far above any real context
+MAX_ANSWER_BYTES = 64 << 20  # FWD-4: a whole answer's text or vectors
+MAX_ANSWER_EVENTS = 1 << 17  # FWD-4: text events when the request sets no max_tokens
 FAILURE_COOLDOWN_S = 10.0  # ROUTE-3: a peer that just failed ranks after healthy ones this long
 LATENCY_WEIGHT = 0.2  # EWMA weight of the newest measurement
 log = structlog.get_logger("fpai.router")
@@ -75,8 +77,9 @@ class _Answer:
 
     peer: str
     job: Job
-    texts: int = 0
-    text_bytes: int = 0
+    events: int = 0
+    size: int = 0  # bytes of text or vectors
+    vectors: list["np.ndarray[Any, np.dtype[np.float32]]"] = field(default_factory=list)
     ended: bool = False
 
 
@@ -92,8 +95,10 @@ class Forwarder:
         self._client = PeerClient(identity, connections_per_peer=CONNECTIONS_PER_PEER)
         self._receipts = receipts
         self._seen_receipts = SeenReceipts()
+        # sock_connect, not connect: waiting for one of the pool's connections to a busy peer
+        # is queueing, not the peer failing
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
         )
         self.inflight: Counter[str] = Counter()
         self.latency_ms: dict[str, float] = {}
@@ -125,21 +130,23 @@ class Forwarder:
                 candidate.peer_address, INFER_PATH, request.encode(), self._timeout
             ) as response:
                 if response.status != 200:
-                    body = await response.content.read(MAX_EVENT_BYTES)
-                    raise self._refusal(peer, response.status, body)
+                    raise self._refusal(peer, response.status, await _read_some(response))
                 timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
                 answer = _Answer(peer, job)
                 reader = EventReader()
                 async for chunk in response.content.iter_any():
                     for event in reader.feed(chunk):
-                        if answer.texts == 0 and not answer.ended:
+                        if answer.events == 0:
                             self._measured(peer, sent, timing.server_ms)
+                        answer.events += 1
                         local = self._local_event(answer, request, event)
                         if answer.ended:  # the consumer stops at the last event
+                            assert local is not None
                             self.forwarded[peer] += 1
                             yield local
                             return
-                        yield local
+                        if local is not None:
+                            yield local
                 raise PeerUnavailable(f"node {peer} cut the stream before its end")
         except PeerUnavailable:
             self.failed_at[peer] = time.monotonic()
@@ -174,35 +181,43 @@ class Forwarder:
         code = failure.code if failure else str(status)
         return PeerUnavailable(f"node {peer} refused ({code}): {reason}")
 
-    def _local_event(self, answer: "_Answer", request: InferRequest, event: Event) -> LocalEvent:
-        """FWD-4's grammar, and budgets a peer cannot talk its way past."""
+    def _local_event(
+        self, answer: _Answer, request: InferRequest, event: Event
+    ) -> LocalEvent | None:
+        """FWD-4's grammar, and budgets a peer cannot talk its way past. Vectors gather until
+        the answer's `finish`."""
         peer, job = answer.peer, answer.job
         embeddings = job.api == "embeddings"
         match event:
             case Text(text) if not embeddings:
-                answer.texts += 1
-                answer.text_bytes += len(text)
-                if job.max_tokens is not None and answer.texts > job.max_tokens:
-                    raise PeerUnavailable(f"node {peer} sent more than {job.max_tokens} tokens")
-                if answer.text_bytes > MAX_ANSWER_TEXT_BYTES:
-                    raise PeerUnavailable(f"node {peer} sent more than {MAX_ANSWER_TEXT_BYTES} B")
+                answer.size += len(text.encode("utf-8"))
+                limit = job.max_tokens or MAX_ANSWER_EVENTS
+                if answer.events > limit or answer.size > MAX_ANSWER_BYTES:
+                    raise PeerUnavailable(
+                        f"node {peer} sent more than the answer may hold "
+                        f"({limit} tokens, {MAX_ANSWER_BYTES} bytes)"
+                    )
                 return TextChunk(text)
-            case Finished(reason, receipt) if not embeddings:
-                answer.ended = True
-                usage = self._checked_usage(peer, job, request, receipt)
-                return Finish(reason, usage or Usage(0, 0))
-            case Vectors(vectors, receipt) if embeddings:
+            case Vectors(vectors) if embeddings:
                 arrays = [np.frombuffer(v, dtype="<f4") for v in vectors]
-                if len(arrays) != job.inputs or not all(np.isfinite(a).all() for a in arrays):
-                    raise PeerUnavailable(f"node {peer} sent {len(arrays)} bad vectors")
+                answer.size += sum(len(v) for v in vectors)
+                answer.vectors += arrays
+                if len(answer.vectors) > job.inputs or answer.size > MAX_ANSWER_BYTES:
+                    raise PeerUnavailable(f"node {peer} sent more vectors than inputs")
+                if not all(np.isfinite(a).all() for a in arrays):
+                    raise PeerUnavailable(f"node {peer} sent vectors that are not finite")
+                return None
+            case Finished(reason, receipt) if not embeddings or len(answer.vectors) == job.inputs:
                 answer.ended = True
                 usage = self._checked_usage(peer, job, request, receipt)
-                return Embeddings([a.tolist() for a in arrays], usage.prompt_tokens if usage else 0)
+                if not embeddings:
+                    return Finish(reason, usage or Usage(0, 0))
+                floats = [a.tolist() for a in answer.vectors]
+                return Embeddings(floats, usage.prompt_tokens if usage else 0)
             case Failed(code, message):
                 raise PeerUnavailable(f"node {peer} failed ({code}): {message}")
-        raise PeerUnavailable(
-            f"node {peer} answered a {job.api} request with {type(event).__name__}"
-        )
+        kind = type(event).__name__
+        raise PeerUnavailable(f"node {peer} answered a {job.api} request with {kind} out of turn")
 
     def _checked_usage(
         self, peer: str, job: Job, request: InferRequest, receipt: bytes
@@ -232,6 +247,17 @@ class Forwarder:
         self.latency_ms[peer] = (
             overhead if previous is None else previous + LATENCY_WEIGHT * (overhead - previous)
         )
+
+
+async def _read_some(response: aiohttp.ClientResponse) -> bytes:
+    """A refusal's body to its end, or its first MAX_EVENT_BYTES (FWD-6)."""
+    body = b""
+    while len(body) < MAX_EVENT_BYTES:
+        chunk = await response.content.read(MAX_EVENT_BYTES - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body
 
 
 def _header_ms(value: str | None) -> float | None:

@@ -27,6 +27,7 @@ MAX_HOPS = 4  # FWD-3: path length; v1 nodes serve where the request lands (one 
 MAX_PATH = 64  # FWD-1: what a decoder reads; FWD-3 refuses anything over MAX_HOPS
 MAX_REQUEST_BODY_BYTES = 4 << 20  # FWD-1: the client API's own body limit
 MAX_EVENT_BYTES = 1 << 20  # FWD-4: one event; a text chunk is a few bytes, embeddings more
+VECTORS_EVENT_BYTES = 256 << 10  # a sender's target size for one `vectors` event
 MAX_TEXT_BYTES = 256  # model ids, error codes
 MAX_MESSAGE_BYTES = 4096  # error messages
 APIS = ("chat", "completion", "embeddings")
@@ -87,8 +88,9 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class Vectors:
+    """The next embeddings, in input order; an answer holds as many events as it needs."""
+
     vectors: tuple[bytes, ...]  # each a little-endian float32 array
-    receipt: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +112,8 @@ def encode_event(event: Event) -> bytes:
             value: codec.Value = {"t": "text", "text": text}
         case Finished(reason, receipt):
             value = {"reason": reason, "receipt": receipt, "t": "finish"}
-        case Vectors(vectors, receipt):
-            value = {"receipt": receipt, "t": "vectors", "vectors": list(vectors)}
+        case Vectors(vectors):
+            value = {"t": "vectors", "vectors": list(vectors)}
         case Failed(code, message, retry_after_s):
             value = {
                 "code": code,
@@ -149,13 +151,13 @@ def decode_event(data: bytes) -> Event:
             raise MalformedFrame(f"reason must be one of {FINISH_REASONS}")
         return Finished(reason, _bytes(fields["receipt"]))  # type: ignore[arg-type]
     if kind == "vectors":
-        fields = _map(value, {"t", "vectors", "receipt"})
+        fields = _map(value, {"t", "vectors"})
         vectors = fields["vectors"]
         if not isinstance(vectors, list) or not all(
             type(v) is bytes and len(v) % 4 == 0 for v in vectors
         ):
             raise MalformedFrame("vectors must be float32 byte strings")
-        return Vectors(tuple(vectors), _bytes(fields["receipt"]))  # type: ignore[arg-type]
+        return Vectors(tuple(vectors))  # type: ignore[arg-type]
     if kind == "error":
         fields = _map(value, {"t", "code", "message", "retry"})
         retry = fields["retry"]

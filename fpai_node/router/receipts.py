@@ -12,6 +12,7 @@ crash fails its length or CRC check and is ignored when the file is read.
 
 import asyncio
 import os
+import shutil
 import struct
 import time
 import zlib
@@ -19,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import structlog
 
@@ -43,33 +44,37 @@ class ReceiptLog:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        size = os.fstat(self._fd).st_size
-        if size == 0:
-            os.write(self._fd, MAGIC)
-            os.fsync(self._fd)
-        else:  # a torn tail left by a crash must not hide the records written after it
-            with path.open("rb") as f:
-                data = f.read()
-            if not data.startswith(MAGIC):
-                os.close(self._fd)
-                raise FpaiError(f"{path} is not a receipts file; move it away to start afresh")
-            good = len(MAGIC) + sum(len(r) + _HEAD.size for r in _records(data))
-            if (
-                good < size
-            ):  # keep a copy: damage mid-file would otherwise cost the records after it
-                aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
-                aside.write_bytes(data)
-                os.ftruncate(self._fd, good)
-                log.warning(
-                    "receipts file damaged or torn at its end; cut, a copy kept",
-                    path=str(path),
-                    copy=str(aside),
-                    bytes=size - good,
-                )
+        try:
+            if os.fstat(self._fd).st_size == 0:
+                os.write(self._fd, MAGIC)
+                os.fsync(self._fd)
+            else:
+                self._recover()
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._queue: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
         self.queued = 0
         self.lost = 0
+
+    def _recover(self) -> None:
+        """RECEIPT-3: a torn last record (a crash mid-write, never acknowledged) is cut. A
+        damaged record with more after it is not a crash: the rest of the file is copied
+        aside before the cut, so nothing is lost silently."""
+        with self._path.open("rb") as f:
+            good, damaged = _scan(f)
+            if damaged:
+                f.seek(good)
+                aside = self._path.with_name(f"{self._path.name}.damaged-{time.time_ns()}")
+                with open(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                    shutil.copyfileobj(f, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                log.warning("receipts file damaged; the rest copied aside", copy=str(aside))
+        if good < os.fstat(self._fd).st_size:
+            os.ftruncate(self._fd, good)
+            log.warning("receipts file cut after its last whole record", path=str(self._path))
 
     def add(self, direction: Direction, receipt: bytes) -> None:
         """Queue one receipt; it is on disk once the next batch's fsync returns."""
@@ -97,16 +102,36 @@ class ReceiptLog:
             self._fd = -1
 
 
-def _records(data: bytes) -> Iterator[bytes]:
-    """Record bodies after the magic, up to the first torn or damaged one."""
-    offset = len(MAGIC)
-    while offset + _HEAD.size <= len(data):
-        length, crc = _HEAD.unpack_from(data, offset)
-        body = data[offset + _HEAD.size : offset + _HEAD.size + length]
+def _records(f: BinaryIO) -> Iterator[bytes]:
+    """Record bodies after the magic, up to the first torn or damaged one; FpaiError when the
+    file does not start with the magic."""
+    if f.read(len(MAGIC)) != MAGIC:
+        raise FpaiError(f"{f.name} is not a receipts file; move it away to start afresh")
+    while True:
+        head = f.read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            f.seek(-len(head), os.SEEK_CUR)  # stop where the last whole record ends
+            return
+        length, crc = _HEAD.unpack(head)
+        body = f.read(length)
         if len(body) != length or zlib.crc32(body) != crc:
+            f.seek(-len(head) - len(body), os.SEEK_CUR)
             return
         yield body
-        offset += _HEAD.size + length
+
+
+def _scan(f: BinaryIO) -> tuple[int, bool]:
+    """(offset after the last whole record, whether the bad record after it is whole: a torn
+    write ends the file, damage does not)."""
+    for _ in _records(f):
+        pass
+    good = f.tell()
+    head = f.read(_HEAD.size)
+    end = f.seek(0, os.SEEK_END)
+    if len(head) < _HEAD.size:
+        return good, False
+    (length,) = struct.unpack(">I", head[:4])
+    return good, good + _HEAD.size + length <= end
 
 
 def _append(fd: int, data: bytes) -> None:
@@ -133,10 +158,12 @@ def read_receipts(path: Path) -> Iterator[Kept | ReceiptRejected]:
     """Every record up to the first damaged one, each verified (RECEIPT-4)."""
     if not path.exists():
         return
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        raise FpaiError(f"{path} is not a receipts file")
-    for body in _records(data):
+    with path.open("rb") as f:
+        yield from _verified(_records(f))
+
+
+def _verified(bodies: Iterator[bytes]) -> Iterator[Kept | ReceiptRejected]:
+    for body in bodies:
         try:
             record = codec.decode(body)
         except MalformedFrame as exc:

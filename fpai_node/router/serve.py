@@ -28,6 +28,7 @@ from fpai_node.router.messages import (
     MAX_HOPS,
     MAX_REQUEST_BODY_BYTES,
     SERVER_MS_HEADER,
+    VECTORS_EVENT_BYTES,
     Event,
     Failed,
     Finished,
@@ -69,7 +70,14 @@ class PeerInference:
             self.handle,
             max_body_bytes=MAX_REQUEST_BODY_BYTES + 4096,
             rate_per_s=REQUESTS_PER_S,
+            gate=self._members_only,
         )
+
+    def _members_only(self, peer: str) -> web.Response | None:
+        """FWD-7, before the body is read: a stranger costs no more than its headers."""
+        if self._is_member(peer):
+            return None
+        return self._refuse(403, Failed("not_a_member", "this node serves federation members"))
 
     async def handle(self, peer: str, body: bytes, request: web.Request) -> web.StreamResponse:
         arrived = time.perf_counter()
@@ -83,8 +91,6 @@ class PeerInference:
             return self._refuse(508, Failed("loop", "this node already routed the request"))
         if len(forwarded.path) > MAX_HOPS:
             return self._refuse(508, Failed("hop_limit", f"more than {MAX_HOPS} hops"))
-        if not self._is_member(peer):
-            return self._refuse(403, Failed("not_a_member", "serving members of the federation"))
         with structlog.contextvars.bound_contextvars(
             request_id=forwarded.request_id, requester=peer
         ):
@@ -140,8 +146,9 @@ class PeerInference:
                 )
                 out: Event = Finished(event.reason, receipt)
             else:
-                receipt = self._receipt(forwarded, job, event.prompt_tokens, 0)
-                out = Vectors(_float32(event), receipt)
+                for vectors in _batches(event):
+                    await response.write(encode_event(vectors))
+                out = Finished("stop", self._receipt(forwarded, job, event.prompt_tokens, 0))
         except InferenceError as exc:  # after the first event: the status is already sent
             log.warning("forwarded generation failed mid-stream", error=str(exc), chunks=chunks)
             out = _failure(exc)
@@ -186,5 +193,16 @@ def _failure(exc: ApiError | InferenceError) -> Failed:
     return Failed(exc.code, str(exc), retry)
 
 
-def _float32(embeddings: Embeddings) -> tuple[bytes, ...]:
-    return tuple(np.asarray(v, dtype="<f4").tobytes() for v in embeddings.vectors)
+def _batches(embeddings: Embeddings) -> list[Vectors]:
+    """FWD-4: float32 arrays in events of about VECTORS_EVENT_BYTES (at least one array each)."""
+    events: list[Vectors] = []
+    batch: list[bytes] = []
+    size = 0
+    for vector in embeddings.vectors:
+        data = np.asarray(vector, dtype="<f4").tobytes()
+        if batch and size + len(data) > VECTORS_EVENT_BYTES:
+            events.append(Vectors(tuple(batch)))
+            batch, size = [], 0
+        batch.append(data)
+        size += len(data)
+    return [*events, Vectors(tuple(batch))]

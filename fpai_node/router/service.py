@@ -12,7 +12,7 @@ import structlog
 from fpai_node.gossip.messages import Status
 from fpai_node.gossip.state import MemberView
 from fpai_node.inference.base import (
-    BackendUnavailable,
+    ContextLengthExceeded,
     InferenceError,
     ModelNotFound,
     Overloaded,
@@ -67,8 +67,9 @@ class Router:
         self._registry_models = registry_models
 
     async def open(self, job: Job, request_id: str) -> Opened:
-        """Try the candidates best first. Errors that say "not here, not now" move on to the
-        next one; a refusal of the request itself (a 400) is final."""
+        """Try the candidates best first (ROUTE-6). Any failure before the first event moves
+        on to the next candidate, except this node's own refusal of the request (a 400 other
+        than a context too short: a peer's may be longer)."""
         started = time.perf_counter()
         candidates = self.candidates(job, request_id)
         if not candidates:
@@ -80,14 +81,12 @@ class Router:
             events = self._attempt(candidate, job, request_id, timing)
             try:
                 first = await anext(events)
-            except (Overloaded, ModelNotFound, BackendUnavailable) as exc:
+            except InferenceError as exc:
                 await events.aclose()
+                if _final(exc):
+                    raise
                 failures.append((candidate, exc))
                 log.info("candidate skipped", node=candidate.node_id, reason=str(exc))
-                continue
-            except PeerRefused as exc:  # the peer blames the request: ask the others anyway
-                await events.aclose()
-                failures.append((candidate, exc))
                 continue
             except BaseException:
                 await events.aclose()
@@ -132,12 +131,10 @@ class Router:
         assert self._forwarder is not None
         offers = []
         for member in self._members():
-            announcement = member.announcement
-            if member.status not in _SERVING or announcement is None or announcement.left:
+            if not _routable(member):
                 continue
-            if announcement.protocol_version != PROTOCOL_VERSION:
-                continue
-            caps = announcement.capabilities
+            assert member.announcement is not None
+            caps = member.announcement.capabilities
             for offered in caps.models:
                 if offered.model_id != model:
                     continue
@@ -162,9 +159,9 @@ class Router:
         known: dict[str, str] = {}
         for member in self._members():
             announcement = member.announcement
-            if announcement is not None and any(
-                m.model_id == model for m in announcement.capabilities.models
-            ):
+            if announcement is None or announcement.protocol_version != PROTOCOL_VERSION:
+                continue
+            if any(m.model_id == model for m in announcement.capabilities.models):
                 known[member.node_id] = "left" if announcement.left else str(member.status)
         for node_id in self._registry_models().get(model, frozenset()):
             if node_id != self.node_id:
@@ -187,10 +184,10 @@ class Router:
                 "nodes": [self.node_id],
             }
         for member in sorted(self._members(), key=lambda m: m.node_id):
-            announcement = member.announcement
-            if member.status not in _SERVING or announcement is None or announcement.left:
+            if not _routable(member):
                 continue
-            for offered in announcement.capabilities.models:
+            assert member.announcement is not None
+            for offered in member.announcement.capabilities.models:
                 entry = table.setdefault(
                     offered.model_id,
                     {
@@ -217,12 +214,34 @@ class Router:
         }
 
 
+def _routable(member: MemberView) -> bool:
+    """ROUTE-1: live, announced, not leaving, and speaking this node's protocol version."""
+    announcement = member.announcement
+    return (
+        member.status in _SERVING
+        and announcement is not None
+        and not announcement.left
+        and announcement.protocol_version == PROTOCOL_VERSION
+    )
+
+
+def _final(exc: InferenceError) -> bool:
+    """This node's own backend refused the request itself: nobody else is asked."""
+    return (
+        exc.status == 400
+        and not isinstance(exc, PeerRefused)
+        and not isinstance(exc, ContextLengthExceeded)
+    )
+
+
 def _exhausted(model: str, failures: list[tuple[Candidate, InferenceError]]) -> InferenceError:
-    """Every candidate failed: the peers' 400 when all of them blamed the request, 429 when
-    all were only busy (clients retry those), else 503."""
+    """Every candidate failed (ROUTE-7): a 400 when some node blamed the request and the rest
+    were only busy (a retry cannot help), 429 when all were busy (clients retry those), else
+    503."""
     reasons = "; ".join(f"{c.node_id}: {e}" for c, e in failures)
-    if all(isinstance(e, PeerRefused) for _, e in failures):
-        return failures[0][1]
+    blamed = [e for _, e in failures if e.status == 400]
+    if blamed and all(e.status == 400 or isinstance(e, Overloaded) for _, e in failures):
+        return blamed[0]
     if all(isinstance(e, Overloaded) for _, e in failures):
         retry = min(e.retry_after_s for _, e in failures if isinstance(e, Overloaded))
         return Overloaded(f"model {model!r}: every node is busy ({reasons})", retry)

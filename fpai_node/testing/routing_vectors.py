@@ -173,7 +173,7 @@ def _event_cases() -> Iterator[tuple[str, Case]]:
     valid: list[tuple[str, messages.Event]] = [
         ("text", messages.Text("Hello")),
         ("finish", messages.Finished("stop", b"receipt frame")),
-        ("vectors", messages.Vectors((bytes(8), bytes(4)), b"receipt frame")),
+        ("vectors", messages.Vectors((bytes(8), bytes(4)))),
         ("error", messages.Failed("overloaded", "busy", 2)),
     ]
     for name, event in valid:
@@ -198,7 +198,7 @@ def _event_cases() -> Iterator[tuple[str, Case]]:
         (
             "vectors-odd",
             "float32 arrays are multiples of 4 bytes",
-            {"receipt": b"", "t": "vectors", "vectors": [bytes(3)]},
+            {"t": "vectors", "vectors": [bytes(3)]},
         ),
         ("text-extra", "exactly the keys of the type", {"t": "text", "text": "a", "x": 1}),
     ]

@@ -4,9 +4,10 @@ real PeerServer whose infer route answers what each test scripts, and a real For
 import datetime as dt
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -15,7 +16,21 @@ from fpai_node.gossip.messages import Announcement, Capabilities, Hardware, Mode
 from fpai_node.gossip.state import MemberView
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
-from fpai_node.inference.base import Finish, Overloaded, TextChunk, Usage
+from fpai_node.inference.base import (
+    ChatRequest,
+    CompletionRequest,
+    ContextLengthExceeded,
+    Embeddings,
+    Finish,
+    GenerationEvent,
+    InferenceError,
+    InvalidRequest,
+    ModelCard,
+    Overloaded,
+    TextChunk,
+    UpstreamError,
+    Usage,
+)
 from fpai_node.inference.service import InferenceService
 from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Timing
 from fpai_node.router.jobs import parse_job
@@ -290,7 +305,7 @@ async def plain_404(request: InferRequest, http: web.Request) -> web.StreamRespo
 
 
 async def vectors_for_chat(request: InferRequest, http: web.Request) -> web.StreamResponse:
-    return await stream(http, encode_event(Vectors((bytes(4),), receipt(SERVER, request))))
+    return await stream(http, encode_event(Vectors((bytes(4),))))
 
 
 async def too_many_tokens(request: InferRequest, http: web.Request) -> web.StreamResponse:
@@ -308,7 +323,7 @@ async def error_event(request: InferRequest, http: web.Request) -> web.StreamRes
     [
         (plain_404, "refused \\(404\\)"),  # a node without the route: broken, not "bad request"
         (vectors_for_chat, "answered a chat request with Vectors"),
-        (too_many_tokens, "more than 2 tokens"),
+        (too_many_tokens, "more than the answer may hold \\(2 tokens"),
         (error_event, "failed \\(internal\\): x forged"),  # no control characters from a peer
     ],
 )
@@ -357,4 +372,125 @@ async def test_when_every_peer_blames_the_request_the_client_gets_their_400(
         assert all(forwarder[0].healthy(p.key.node_id) for p in peers)
     finally:
         for scripted in peers:
+            await scripted.server.stop()
+
+
+async def test_embeddings_arrive_in_several_events_then_the_receipt(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    async def split(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        one, two = (np.asarray(v, dtype="<f4").tobytes() for v in ([1.0, 0.0], [0.0, 1.0]))
+        return await stream(
+            http,
+            encode_event(Vectors((one,))),
+            encode_event(Vectors((two,))),
+            encode_event(Finished("stop", receipt(SERVER, request))),
+        )
+
+    peer.script = split
+    body = b'{"model": "x", "input": ["a", "b"]}'
+    request = InferRequest("embeddings", body, "req-2", (REQUESTER.node_id,))
+    events = [
+        e
+        async for e in forwarder[0].attempt(
+            Candidate(SERVER.node_id, peer.server.address, 0),
+            parse_job("embeddings", body),
+            request,
+            Timing(),
+        )
+    ]
+    assert events == [Embeddings([[1.0, 0.0], [0.0, 1.0]], 7)]
+
+
+class RefusingBackend:
+    """A local backend that fails before its first token with `error` (serves model `x`)."""
+
+    def __init__(self, error: InferenceError) -> None:
+        self.error = error
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def models(self) -> Sequence[ModelCard]:
+        return [ModelCard("x", "upstream", context_length=4096)]
+
+    async def _fail(self) -> AsyncGenerator[GenerationEvent, None]:
+        raise self.error
+        yield TextChunk("never")
+
+    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
+        return self._fail()
+
+    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
+        return self._fail()
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("local_error", "served_by_peer"),
+    [
+        (UpstreamError("the upstream hung up"), True),  # the node's backend failed: ask a peer
+        (ContextLengthExceeded("too long here"), True),  # a peer's context may be longer
+        (InvalidRequest("bad stop sequence"), False),  # the request itself: final
+    ],
+)
+async def test_a_local_failure_moves_on_to_a_peer_unless_it_blames_the_request(
+    peer: Peer,
+    forwarder: tuple[Forwarder, ReceiptLog],
+    local_error: InferenceError,
+    served_by_peer: bool,
+) -> None:
+    async def serve(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await stream(
+            http, encode_event(Text("ok")), encode_event(Finished("stop", receipt(SERVER, request)))
+        )
+
+    peer.script = serve
+    local = InferenceService([RefusingBackend(local_error)], max_waiting=1)
+    await local.start()
+    # the peer announces a queue so that the idle local backend ranks first
+    router = Router(
+        REQUESTER.node_id,
+        local,
+        members=lambda: [member(peer, "x", queue=3)],
+        forwarder=forwarder[0],
+    )
+    if served_by_peer:
+        opened = await router.open(parse_job("chat", BODY), "req-12")
+        await opened.events.aclose()
+        assert (opened.served_by, opened.first) == (SERVER.node_id, TextChunk("ok"))
+    else:
+        with pytest.raises(InvalidRequest):
+            await router.open(parse_job("chat", BODY), "req-12")
+    await local.close()
+
+
+async def test_peers_blaming_the_request_and_a_busy_rest_give_the_400(
+    forwarder: tuple[Forwarder, ReceiptLog],
+) -> None:
+    blaming, busy = [await started(NodeKey.generate()) for _ in range(2)]
+
+    async def bad(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        failure = Failed("context_length_exceeded", "the prompt does not fit")
+        return web.Response(status=400, body=encode_failure(failure))
+
+    async def full(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, body=encode_failure(Failed("overloaded", "full", 3)))
+
+    blaming.script, busy.script = bad, full
+    router = Router(
+        REQUESTER.node_id,
+        InferenceService([], max_waiting=0),
+        members=lambda: [member(blaming, "x"), member(busy, "x", queue=1)],
+        forwarder=forwarder[0],
+    )
+    try:
+        with pytest.raises(PeerRefused) as raised:
+            await router.open(parse_job("chat", BODY), "req-13")
+        assert raised.value.code == "context_length_exceeded"
+    finally:
+        for scripted in (blaming, busy):
             await scripted.server.stop()

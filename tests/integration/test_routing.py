@@ -220,20 +220,26 @@ def test_a_loop_a_forged_path_and_a_stranger_are_refused(
     federation: dict[str, NodeProcess],
 ) -> None:
     """A key outside the federation reaches the peer channel (open trust) but gets no tokens:
-    the serving node serves only nodes that joined the federation (FWD-7)."""
-    c = federation["c"]
-    caller = NodeKey.generate()
+    the serving node serves only nodes that joined the federation (FWD-7), and checks that
+    before it reads the body. A member is held to the path rules (FWD-2, FWD-3)."""
+    a, c = federation["a"], federation["c"]
+    member = NodeKey.load(a.home.key_file)
+    stranger = NodeKey.generate()
     body = json.dumps({**CHAT, "max_tokens": 2}).encode()
 
-    def ask(path: tuple[str, ...]) -> tuple[int, str]:
+    def ask(caller: NodeKey, path: tuple[str, ...]) -> tuple[int, str]:
         request = InferRequest("chat", body, "loop-1", path)
         status, answer = peer_post(caller, c.peer, INFER_PATH, request.encode())
         return status, decode_failure(answer).code
 
     c_id = node_id(c)
-    assert ask((c_id, caller.node_id)) == (508, "loop")
-    assert ask((NodeKey.generate().node_id,)) == (400, "path_not_peer")
-    assert ask((caller.node_id,)) == (403, "not_a_member")  # not in the federation's gossip
+    assert ask(stranger, (stranger.node_id,)) == (403, "not_a_member")
+    assert ask(member, (c_id, member.node_id)) == (508, "loop")
+    assert ask(member, (stranger.node_id,)) == (400, "path_not_peer")
+    status, answer = peer_post(
+        member, c.peer, INFER_PATH, InferRequest("chat", body, "ok-1", (member.node_id,)).encode()
+    )
+    assert status == 200 and answer.startswith(b"\x00\x00")  # a length-prefixed event stream
 
 
 def test_an_unknown_model_is_404(federation: dict[str, NodeProcess]) -> None:

@@ -38,12 +38,15 @@ HANDSHAKE_TIMEOUT_S = 10.0  # a peer that cannot finish a handshake in 10 s is n
 KEEPALIVE_S = 15.0  # an idle peer connection is closed after this; gossip reconnects cheaply
 MAX_CONNECTIONS = 256  # established peer connections; far above a federation's fan-out
 MAX_HANDSHAKES = 64  # connections still in their handshake (anyone can open those)
+SHUTDOWN_S = 3.0  # requests in flight (forwarded generations) get this long when the node stops
 MAX_BUCKETS = 4096  # per-peer rate state kept; full buckets are the first forgotten
 FrameHandler = Callable[[str, bytes], Awaitable[None]]
 RpcHandler = Callable[[str, bytes], Awaitable[bytes]]
 """A request/response route: (caller's node id as its certificate proved it, body) -> answer."""
 StreamHandler = Callable[[str, bytes, web.Request], Awaitable[web.StreamResponse]]
 """A streaming route (PEER-8): the handler writes its own response."""
+Gate = Callable[[str], web.Response | None]
+"""Checked before a streaming route reads the body: a refusal for this caller, or None."""
 log = structlog.get_logger("fpai.peer")
 
 
@@ -95,6 +98,7 @@ class _Stream:
     handler: StreamHandler
     max_body_bytes: int
     limiter: RateLimiter
+    gate: Gate
 
 
 class PeerServer:
@@ -116,15 +120,22 @@ class PeerServer:
         self._rpcs[path] = handler
 
     def add_stream(
-        self, path: str, handler: StreamHandler, *, max_body_bytes: int, rate_per_s: float
+        self,
+        path: str,
+        handler: StreamHandler,
+        *,
+        max_body_bytes: int,
+        rate_per_s: float,
+        gate: Gate = lambda peer: None,
     ) -> None:
         """Serve a streaming route at `path` (PEER-8), behind the identity check, with its own
-        body limit and per-peer rate (call before start)."""
-        self._streams[path] = _Stream(handler, max_body_bytes, RateLimiter(rate_per_s, rate_per_s))
+        body limit, per-peer rate, and `gate` deciding before the body is read (call before
+        start)."""
+        limiter = RateLimiter(rate_per_s, rate_per_s)
+        self._streams[path] = _Stream(handler, max_body_bytes, limiter, gate)
 
     async def start(self, sock: socket.socket) -> None:
-        limits = [MAX_FRAME_BYTES, *(s.max_body_bytes for s in self._streams.values())]
-        app = web.Application(client_max_size=max(limits))
+        app = web.Application()
         app.router.add_post(FRAME_PATH, self._serve(self._frame))
         for path, handler in self._rpcs.items():
             app.router.add_post(path, self._serve(handler))
@@ -134,6 +145,7 @@ class PeerServer:
             app,
             access_log=None,
             keepalive_timeout=KEEPALIVE_S,
+            shutdown_timeout=SHUTDOWN_S,
             handler_cancellation=True,  # a caller that leaves stops the generation it asked for
         )
         await self._runner.setup()
@@ -169,9 +181,14 @@ class PeerServer:
         await self._on_frame(peer, frame)
 
     async def _admit(
-        self, request: web.Request, limiter: RateLimiter, max_body_bytes: int
+        self,
+        request: web.Request,
+        limiter: RateLimiter,
+        max_body_bytes: int,
+        gate: Gate = lambda peer: None,
     ) -> tuple[str, bytes] | web.Response:
-        """The caller's node id and the request body, or the refusal to answer (PEER-3)."""
+        """The caller's node id and the request body, or the refusal to answer (PEER-3). The
+        body is read only up to the route's limit, and only once the caller passed the gate."""
         transport = request.transport
         if transport is None:  # the peer already left; nobody to answer
             return web.Response(status=400, text="gone")
@@ -181,21 +198,25 @@ class PeerServer:
             return self._refuse(exc.reason, 403, remote=request.remote)
         if not limiter.take(peer):
             return self._refuse("rate_limited", 429, peer=peer)
+        refusal = gate(peer)
+        if refusal is not None:
+            return refusal
         if (request.content_length or 0) > max_body_bytes:
             return self._refuse("oversized", 413, peer=peer)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._refuse("oversized", 413, peer=peer)
-        if len(body) > max_body_bytes:
-            return self._refuse("oversized", 413, peer=peer)
-        return peer, body
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > max_body_bytes:
+                return self._refuse("oversized", 413, peer=peer)
+        return peer, bytes(body)
 
     def _serve_stream(
         self, stream: _Stream
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
-            admitted = await self._admit(request, stream.limiter, stream.max_body_bytes)
+            admitted = await self._admit(
+                request, stream.limiter, stream.max_body_bytes, stream.gate
+            )
             if isinstance(admitted, web.Response):
                 return admitted
             return await stream.handler(*admitted, request)

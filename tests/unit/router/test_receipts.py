@@ -313,3 +313,20 @@ def test_a_kept_receipt_needs_no_clock(tmp_path: Path) -> None:
     [item] = kept(path)
     assert item.receipt.at_ms == NOW + 1
     assert os.path.getsize(path) == len(MAGIC) + 8 + len(body)
+
+
+async def test_damage_mid_file_keeps_the_rest_in_a_private_copy(tmp_path: Path) -> None:
+    path = tmp_path / "receipts.log"
+    frames = [served(1), served(2), served(3)]
+    await write(path, *(("served", f) for f in frames))
+    whole = bytearray(path.read_bytes())
+    second = len(MAGIC) + len(record(codec.encode({"dir": "served", "receipt": frames[0]})))
+    whole[second + 20] ^= 0xFF  # inside the second record's body: its CRC fails
+    path.write_bytes(bytes(whole))
+
+    log = ReceiptLog(path)
+    await log.close()
+    assert path.read_bytes() == bytes(whole[:second])
+    [copy] = tmp_path.glob("receipts.log.damaged-*")
+    assert copy.stat().st_mode & 0o777 == 0o600
+    assert copy.read_bytes() == bytes(whole[second:])  # the damaged record and the third one
