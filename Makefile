@@ -41,6 +41,8 @@ fuzz: install-dev
 	$(BIN)/python tests/fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus
 	mkdir -p tests/fuzz/corpus-raft
 	$(BIN)/python tests/fuzz/fuzz_raft.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-raft
+	mkdir -p tests/fuzz/corpus-router
+	$(BIN)/python tests/fuzz/fuzz_router.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-router
 
 vectors: install-dev
 	$(BIN)/python -m fpai_node.testing.vectors write
