@@ -1,6 +1,7 @@
 """The client API application: health, node status, the OpenAI routes, and the middleware every
 route shares (request ids, API keys, errors in OpenAI's shape)."""
 
+import asyncio
 import hmac
 import re
 import time
@@ -27,6 +28,7 @@ from fpai_node.api.openai.routes import (
 from fpai_node.gossip.service import GossipService, peer_channel_json, peers_json
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.service import InferenceService
+from fpai_node.metrics import METRICS, Metrics, metrics_view, observe_request
 from fpai_node.registry.service import RegistryService
 from fpai_node.router.service import Router
 from fpai_node.wire import PROTOCOL_VERSION
@@ -56,7 +58,7 @@ def error_body(message: str, err_type: str, code: str) -> dict[str, dict[str, st
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id (the caller's X-Request-Id if sane), bound into its logs, and
-    turn every error into an OpenAI-shaped JSON answer."""
+    turn every error into an OpenAI-shaped JSON answer; count and time it for /metrics."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
@@ -64,6 +66,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
+        except asyncio.CancelledError:  # the client left (handler cancellation)
+            observe_request(request, 499, started)
+            raise
         except web.HTTPException as exc:
             code = exc.reason.lower().replace(" ", "_")
             response = web.json_response(
@@ -80,6 +85,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             )
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
+        observe_request(request, response.status, started)
         log.debug(
             "request",
             method=request.method,
@@ -91,14 +97,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def api_key_guard(keys: Sequence[str]) -> Middleware:
-    """Require `Authorization: Bearer <key>` on /v1, and on every request that changes
-    something under /fpai (registry writes), when keys are configured."""
+    """Require `Authorization: Bearer <key>` on /v1, on /metrics, and on every request that
+    changes something under /fpai (registry writes), when keys are configured."""
     encoded = [k.encode() for k in keys]
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        guarded = request.path.startswith("/v1/") or (
-            request.path.startswith("/fpai/") and request.method not in ("GET", "HEAD")
+        guarded = (
+            request.path.startswith("/v1/")
+            or request.path == "/metrics"
+            or (request.path.startswith("/fpai/") and request.method not in ("GET", "HEAD"))
         )
         if encoded and guarded:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -159,6 +167,7 @@ def build_app(
     gossip: GossipService | None = None,
     registry: RegistryService | None = None,
     router: Router | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
@@ -172,7 +181,11 @@ def build_app(
         registry_routes.add_routes(app)
     app[ROUTER] = router or Router(info.node_id, inference)
     app[STARTED_AT] = int(time.time())
+    app[METRICS] = metrics or Metrics(
+        info.node_id, inference=inference, gossip=gossip, registry=registry
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/fpai/v1/status", status)
+    app.router.add_get("/metrics", metrics_view)
     add_routes(app)
     return app

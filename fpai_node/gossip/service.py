@@ -11,6 +11,7 @@ import platform
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,11 @@ class GossipService:
         self._sending: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._announced: Capabilities | None = None
+        # for /metrics: messages by type, failures and rejections by reason
+        self.sent: Counter[str] = Counter()
+        self.send_failures: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
 
     async def start(self) -> None:
         await self._client.start()
@@ -113,13 +119,17 @@ class GossipService:
             )
             message = decode_message(envelope.type, envelope.payload)
         except WireError as exc:
+            self.rejected[exc.reason] += 1
             raise FrameRefused(exc.reason) from None
         if envelope.sender != peer:
+            self.rejected["sender_not_peer"] += 1
             raise FrameRefused("sender_not_peer")
+        self.received[envelope.type] += 1
         try:
             self._dispatch(self.node.receive(envelope.sender, message, now_ms()))
         except Exception:
             log.exception("gossip message could not be handled", peer=peer, type=envelope.type)
+            self.rejected["internal"] += 1
             raise FrameRefused("internal") from None
 
     def _dispatch(self, outgoing: list[Outgoing]) -> None:
@@ -142,13 +152,17 @@ class GossipService:
             except ValueError as exc:  # e.g. a sync reply over the frame limit: skip this one
                 log.error("gossip message not sent", type=out.message.TYPE, error=str(exc))
                 continue
+            self.sent[out.message.TYPE] += 1
             task = asyncio.create_task(self._send(address, frame))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, address: str, frame: bytes) -> None:
         status = await self._client.send(address, frame)
-        if status not in (204, 0):
+        if status == 0:
+            self.send_failures["unreachable"] += 1
+        elif status != 204:
+            self.send_failures["refused"] += 1
             log.debug("peer refused our frame", peer=address, status=status)
 
 

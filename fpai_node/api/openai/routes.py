@@ -29,6 +29,7 @@ from fpai_node.inference.base import (
     TextChunk,
 )
 from fpai_node.inference.service import InferenceService
+from fpai_node.metrics import METRICS
 from fpai_node.router.jobs import Job, parse_job
 from fpai_node.router.messages import Api
 from fpai_node.router.service import Opened, Router
@@ -86,7 +87,9 @@ async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
     """Route the request (ROUTE-1): served here or by a peer, the client sees the same answer,
     with headers naming the node that served it and what the routing cost."""
     job = parse_job(api, await request.read())
+    started = time.perf_counter()
     opened = await request.app[ROUTER].open(job, request_id(request))
+    metrics = request.app.get(METRICS)
     headers = {
         SERVED_BY_HEADER: opened.served_by,
         OVERHEAD_HEADER: f"{opened.overhead_ms:.3f}",
@@ -94,7 +97,11 @@ async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
     }
     if isinstance(opened.first, Embeddings):
         await opened.events.aclose()
+        if metrics is not None:
+            metrics.count_tokens(job.model, opened.first.prompt_tokens, 0)
         return web.json_response(_embeddings_body(job, opened.first), headers=headers)
+    if metrics is not None:
+        metrics.observe_first_token(job.model, time.perf_counter() - started)
     return await _respond(request, opened, job, headers)
 
 
@@ -120,13 +127,16 @@ async def _respond(
     first = cast(GenerationEvent, opened.first)
     try:
         if not job.stream.stream:
-            return web.json_response(await shape.whole(first, events), headers=headers)
+            body = await shape.whole(first, events)
+            _count_tokens(request, job, shape.finish)
+            return web.json_response(body, headers=headers)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
         )
         await response.prepare(request)
         try:
             await shape.stream(response, first, events, job.stream.include_usage)
+            _count_tokens(request, job, shape.finish)
         except InferenceError as exc:  # after the first byte: the status is already sent
             await _send(response, {"error": _error_body(exc)["error"]})
             log.warning("generation failed mid-stream", error=str(exc))
@@ -151,6 +161,7 @@ class _Shape:
         self.id = ("chatcmpl-" if chat_api else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.object = "chat.completion" if chat_api else "text_completion"
+        self.finish: Finish | None = None  # the answer's last event, once it came
 
     def _envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -169,6 +180,7 @@ class _Shape:
         while not isinstance(event, Finish):
             parts.append(event.text)
             event = await anext(events)
+        self.finish = event
         text = "".join(parts)
         choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": event.reason}
         if self.chat_api:
@@ -195,6 +207,7 @@ class _Shape:
             body = {"content": event.text} if self.chat_api else event.text
             await _send(response, self._envelope(chunk_object, [self._delta(body)]))
             event = await anext(events)
+        self.finish = event
         await _send(
             response,
             self._envelope(chunk_object, [self._delta({} if self.chat_api else "", event.reason)]),
@@ -206,6 +219,13 @@ class _Shape:
     def _delta(self, body: dict[str, str] | str, finish: str | None = None) -> dict[str, Any]:
         key = "delta" if self.chat_api else "text"
         return {"index": 0, key: body, "logprobs": None, "finish_reason": finish}
+
+
+def _count_tokens(request: web.Request, job: Job, finish: Finish | None) -> None:
+    """Count the tokens of an answer the client got whole (its usage, served here or not)."""
+    metrics = request.app.get(METRICS)
+    if metrics is not None and finish is not None:
+        metrics.count_tokens(job.model, finish.usage.prompt_tokens, finish.usage.completion_tokens)
 
 
 async def _send(response: web.StreamResponse, payload: dict[str, Any]) -> None:
