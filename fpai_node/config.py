@@ -61,7 +61,7 @@ class Settings:
     join: tuple[str, ...] = ()
     genesis: str | None = None
     raft: HostPort | None = None
-    registry_voters: int = 3
+    registry_voters: int | None = None  # unset: the genesis' registry_voters, else 3
     registry_dead_after_s: int = 60
 
     @property
@@ -288,7 +288,8 @@ FIELDS: tuple[Field, ...] = (
         "registry_voters",
         _odd_voters,
         int,
-        "3: the registry survives one lost voter; 5 survives two, with slower commits",
+        "unset: the genesis file's registry_voters, else 3: the registry survives one lost "
+        "voter; 5 survives two, with slower commits",
     ),
     Field(
         "registry_dead_after_s",

@@ -1,22 +1,45 @@
-"""Genesis files: what a node needs to join a federation it has never seen (testnet/README.md).
+"""Genesis files: what a node needs to create or join a federation (testnet/README.md).
 
     federation_id = "fpai-testnet-1"
     protocol_version = 1
     bootstrap = ["203.0.113.7:7100", "seed.example.org:7100"]
+    registry_voters = 3
 
-Later versions add registry voters and parameters; an unknown key is an error rather than
-silently ignored, so a node never runs a federation's genesis it only half understands.
+    [parameters]
+    "testnet.name" = "FPAI testnet"
+    open_registration = true
+
+An unknown key is an error rather than silently ignored, so a node never runs a federation's
+genesis it only half understands. `registry_voters` and `[parameters]` are read by the node that
+creates the registry (the first node): they become registry parameters once, at creation
+(`RegistryService._bootstrap`); later changes go through the registry itself.
 """
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
-from fpai_node.config import parse_host_port
+from fpai_node.config import Settings, parse_host_port
 from fpai_node.errors import ConfigError
-from fpai_node.wire import PROTOCOL_VERSION
+from fpai_node.registry.state import (
+    DEFAULT_VOTERS,
+    MAX_COMMAND_BYTES,
+    MAX_TEXT,
+    VOTERS_PARAMETER,
+)
+from fpai_node.wire import PROTOCOL_VERSION, codec
 
-_KEYS = frozenset({"federation_id", "protocol_version", "bootstrap"})
+_KEYS = frozenset(
+    {"federation_id", "protocol_version", "bootstrap", "registry_voters", "parameters"}
+)
+GENESIS_VOTERS = (3, 5)  # a federation's registry survives one lost voter (3) or two (5)
+DEFAULT_GENESIS_VOTERS = DEFAULT_VOTERS  # REG-13: survives one lost voter, fastest commits
+# A parameter travels as one `param.set` command (REG-2: at most MAX_COMMAND_BYTES); this leaves
+# room for the command's envelope (op, idempotency key, proposer's node id, timestamp).
+MAX_PARAMETER_BYTES = MAX_COMMAND_BYTES - 1024
+ParameterValue = str | int | bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +47,13 @@ class Genesis:
     federation_id: str
     protocol_version: int
     bootstrap: tuple[str, ...]
+    registry_voters: int = DEFAULT_GENESIS_VOTERS
+    parameters: Mapping[str, ParameterValue] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def load_genesis(path: Path) -> Genesis:
+    """Read and check a genesis file; every problem is a one-line ConfigError naming the file
+    and the key."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -39,7 +66,7 @@ def load_genesis(path: Path) -> Genesis:
     if unknown:
         raise ConfigError(f"genesis file {path}: unknown key {unknown[0]!r}")
     federation_id = data.get("federation_id")
-    if not isinstance(federation_id, str) or not federation_id:
+    if not isinstance(federation_id, str) or not federation_id.strip():
         raise ConfigError(f"genesis file {path}: federation_id must be a non-empty string")
     version = data.get("protocol_version")
     if type(version) is not int:
@@ -53,7 +80,77 @@ def load_genesis(path: Path) -> Genesis:
     if not isinstance(bootstrap, list) or not all(isinstance(b, str) for b in bootstrap):
         raise ConfigError(f"genesis file {path}: bootstrap must be a list of HOST:PORT strings")
     try:
-        peers = tuple(str(parse_host_port(b)) for b in bootstrap)
+        peers = tuple(dict.fromkeys(str(parse_host_port(b)) for b in bootstrap))
     except ValueError as exc:
         raise ConfigError(f"genesis file {path}: bootstrap: {exc}") from None
-    return Genesis(federation_id, version, peers)
+    voters = data.get("registry_voters", DEFAULT_GENESIS_VOTERS)
+    if type(voters) is not int or voters not in GENESIS_VOTERS:
+        raise ConfigError(
+            f"genesis file {path}: registry_voters must be 3 or 5 (an integer), got {voters!r}"
+        )
+    table = data.get("parameters", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"genesis file {path}: parameters must be a table ([parameters])")
+    parameters: dict[str, ParameterValue] = {}
+    for key, value in _flatten(table, ""):
+        problem = _parameter_problem(key, value, parameters)
+        if problem:
+            raise ConfigError(f"genesis file {path}: parameters.{key}: {problem}")
+        parameters[key] = value  # type: ignore[assignment]  # checked just above
+    return Genesis(
+        federation_id,
+        version,
+        peers,
+        voters,
+        MappingProxyType(dict(sorted(parameters.items()))),
+    )
+
+
+def registry_voters(settings: Settings, genesis: Genesis | None) -> int:
+    """The voter target this node gives a registry it creates: the genesis' when it has one
+    (the genesis defines the federation), else the node's registry_voters setting, else 3. A
+    setting that contradicts the genesis is an error, not silently overruled."""
+    if genesis is None:
+        return settings.registry_voters or DEFAULT_VOTERS
+    if settings.registry_voters not in (None, genesis.registry_voters):
+        raise ConfigError(
+            f"genesis file {settings.genesis}: registry_voters is {genesis.registry_voters}, but "
+            f"this node's registry_voters setting (--registry-voters, FPAI_REGISTRY_VOTERS or "
+            f"node.toml) is {settings.registry_voters}: the genesis decides; drop the setting"
+        )
+    return genesis.registry_voters
+
+
+def _flatten(table: dict[str, object], prefix: str) -> list[tuple[str, object]]:
+    """A nested table's keys joined with '.': `a.b = 1` (a dotted TOML key, which TOML reads as
+    a table) and `"a.b" = 1` both name the registry parameter `a.b`."""
+    items: list[tuple[str, object]] = []
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if not value:
+                items.append((name, value))  # reported as a bad value, not dropped silently
+            items += _flatten(value, f"{name}.")
+        else:
+            items.append((name, value))
+    return items
+
+
+def _parameter_problem(key: str, value: object, seen: Mapping[str, object]) -> str:
+    if key in seen:
+        return "defined twice (as a dotted key and as a quoted key)"
+    if key == VOTERS_PARAMETER:
+        return "set the top-level registry_voters instead"
+    if not 0 < len(key.encode()) <= MAX_TEXT:
+        return f"a parameter key has 1 to {MAX_TEXT} bytes"
+    if isinstance(value, float):
+        return (
+            f"{value!r} is a floating-point number, which registry values cannot hold (their "
+            "canonical encoding has none): write an integer (e.g. in thousandths) or a string"
+        )
+    if not isinstance(value, str | int | bool):
+        kind = type(value).__name__
+        return f"must be a string, an integer or a boolean, got a {kind}"
+    if len(codec.encode({"key": key, "value": value})) > MAX_PARAMETER_BYTES:
+        return f"too long: a parameter and its key take at most {MAX_PARAMETER_BYTES} bytes"
+    return ""

@@ -1,0 +1,112 @@
+"""A genesis file through real node processes: the node that creates the registry writes the
+genesis' voter target and parameters into it once; nodes that join read them from the registry;
+a restart never writes them again; bad genesis files and contradicting settings stop the start
+with one line."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fpai_node.testing.nodeproc import run_cli
+from fpai_node.testing.registry_cluster import RegistryNode, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def write_genesis(path: Path, bootstrap: list[str]) -> Path:
+    peers = ", ".join(f'"{p}"' for p in bootstrap)
+    path.write_text(
+        'federation_id = "genesis-test"\n'
+        "protocol_version = 1\n"
+        f"bootstrap = [{peers}]\n"
+        "registry_voters = 5\n"
+        "\n"
+        "[parameters]\n"
+        'motd = "hello from genesis"\n'
+        "inference.max_tokens = 256\n"
+        "open_admission = true\n"
+    )
+    return path
+
+
+def events(node: RegistryNode, name: str) -> list[dict[str, Any]]:
+    """The node's log events of this name since it last started."""
+    assert node.process is not None
+    return [e for e in node.process.log_events() if e.get("event") == name]
+
+
+GENESIS_PARAMETERS = {
+    "inference.max_tokens": 256,
+    "motd": "hello from genesis",
+    "open_admission": True,
+    "registry.voters": 5,
+}
+
+
+def test_the_genesis_seeds_the_registry_once_and_joiners_read_it(tmp_path: Path) -> None:
+    first = RegistryNode(tmp_path / "first")
+    second = RegistryNode(tmp_path / "second")
+    # One file for every node, the first node's own address included, as a federation would
+    # publish it: the first node skips itself, finds no one else, and creates the registry.
+    genesis = write_genesis(tmp_path / "genesis.toml", [first.peer])
+    try:
+        first.start("--genesis", str(genesis))
+        wait_for(lambda: first.status()["registry"]["phase"] == "running")
+        assert first.registry()["parameters"] == GENESIS_PARAMETERS
+        assert first.status()["registry"]["voters_target"] == 5
+        assert [e["voters"] for e in events(first, "registry bootstrapped")] == [5]
+
+        second.start("--genesis", str(genesis))
+        wait_for(lambda: second.status()["registry"]["phase"] == "running", timeout_s=30)
+        assert second.registry()["parameters"] == GENESIS_PARAMETERS
+        assert second.status()["registry"]["voters_target"] == 5
+        members = {m["node_id"]: m["role"] for m in first.registry()["members"]}
+        assert members == {first.node_id: "voter", second.node_id: "voter"}
+
+        # An operator changes a genesis parameter; restarting the first node with the same
+        # genesis must not put the old value back (it resumes; it does not create again).
+        assert first.put("motd", "changed later")["status"] == "ok"
+        second.stop()
+        first.stop()
+        first.start("--genesis", str(genesis), "--registry-voters", "5")  # agreeing: fine
+        wait_for(lambda: first.status()["registry"]["leader"], timeout_s=30)
+        parameters = first.registry()["parameters"]
+        assert parameters == {**GENESIS_PARAMETERS, "motd": "changed later"}
+        assert events(first, "registry resumed") and not events(first, "registry bootstrapped")
+    finally:
+        first.kill()
+        second.kill()
+
+
+def test_a_voter_setting_that_contradicts_the_genesis_stops_the_start(tmp_path: Path) -> None:
+    genesis = write_genesis(tmp_path / "genesis.toml", [])
+    home = tmp_path / "home"
+    args = ("start", "--home", str(home), "--api", "127.0.0.1:0", "--no-model")
+    result = run_cli(*args, "--genesis", str(genesis), "--registry-voters", "3")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fpai-node: ")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert f"genesis file {genesis}: registry_voters is 5" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_genesis_value_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    genesis = tmp_path / "genesis.toml"
+    genesis.write_text(
+        'federation_id = "x"\nprotocol_version = 1\n[parameters]\nsplit.treasury = 0.6\n'
+    )
+    home = tmp_path / "home"
+    result = run_cli(
+        "start",
+        "--home",
+        str(home),
+        "--api",
+        "127.0.0.1:0",
+        "--no-model",
+        "--genesis",
+        str(genesis),
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fpai-node: ")]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"fpai-node: genesis file {genesis}: parameters.split.treasury: ")
+    assert "floating-point" in errors[0] and "Traceback" not in result.stderr
