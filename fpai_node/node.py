@@ -16,7 +16,7 @@ from fpai_node import __version__
 from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.config import HostPort, Settings, check_safe_binds
 from fpai_node.errors import ConfigError, FpaiError
-from fpai_node.genesis import load_genesis
+from fpai_node.genesis import Genesis, load_genesis, registry_voters
 from fpai_node.gossip.messages import Capabilities, Hardware, Model
 from fpai_node.gossip.service import GossipService, hardware_summary
 from fpai_node.home import Home
@@ -25,6 +25,7 @@ from fpai_node.identity.certs import load_certificate
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.backends import build_backends
 from fpai_node.inference.service import InferenceService
+from fpai_node.metrics import Metrics
 from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService
 from fpai_node.router.forward import Forwarder
@@ -50,11 +51,11 @@ def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
     return TlsIdentity.federation(key, load_certificate(node_cert), load_certificate(ca_cert), now)
 
 
-def bootstrap_peers(settings: Settings) -> tuple[str, ...]:
+def bootstrap_peers(settings: Settings, genesis: Genesis | None) -> tuple[str, ...]:
     """--join addresses, then the genesis file's bootstrap peers, without repeats."""
     peers = list(settings.join)
-    if settings.genesis is not None:
-        peers += load_genesis(Path(settings.genesis).expanduser()).bootstrap
+    if genesis is not None:
+        peers += genesis.bootstrap
     return tuple(dict.fromkeys(peers))
 
 
@@ -82,6 +83,9 @@ class Node:
     def __init__(self, settings: Settings, key: NodeKey) -> None:
         check_safe_binds(settings)
         self.settings = settings
+        genesis = settings.genesis
+        self.genesis = None if genesis is None else load_genesis(Path(genesis).expanduser())
+        self.registry_voters = registry_voters(settings, self.genesis)  # checked before binding
         self.key = key
         self.home = Home(settings.home)
         self.inference = InferenceService([], max_waiting=settings.queue_depth)
@@ -113,7 +117,7 @@ class Node:
                 self.key,
                 identity,
                 peer_socket,
-                bootstrap_peers(self.settings),
+                bootstrap_peers(self.settings, self.genesis),
                 lambda peer: capabilities(self.inference, peer, api_address),
             )
             self.registry = RegistryService(
@@ -121,18 +125,20 @@ class Node:
                 identity=identity,
                 listener=raft_socket,
                 directory=self.home.root / "raft",
-                join=bootstrap_peers(self.settings),
+                join=bootstrap_peers(self.settings, self.genesis),
                 peer_address=self.gossip.address,
                 api_address=api_address,
-                voters=self.settings.registry_voters,
+                voters=self.registry_voters,
+                parameters=self.genesis.parameters if self.genesis else {},
                 timing=RaftTiming(dead_after_s=self.settings.registry_dead_after_s),
                 local_models=lambda: [m.card.id for m in self.inference.models()],
             )
             self.registry.attach(self.gossip.server)
             self.receipts = ReceiptLog(receipts_path(self.home.root))
-            PeerInference(
+            peer_inference = PeerInference(
                 self.key, self.inference, self.receipts, self.gossip.is_live_member
-            ).attach(self.gossip.server)
+            )
+            peer_inference.attach(self.gossip.server)
             self.forwarder = Forwarder(identity, self.receipts)
             await self.forwarder.start()
             await self.gossip.start()
@@ -152,6 +158,14 @@ class Node:
                 self.gossip,
                 self.registry,
                 router,
+                Metrics(
+                    self.key.node_id,
+                    inference=self.inference,
+                    gossip=self.gossip,
+                    registry=self.registry,
+                    forwarder=self.forwarder,
+                    peer_inference=peer_inference,
+                ),
             )
             runner = web.AppRunner(
                 app,
@@ -179,15 +193,16 @@ class Node:
             models=[m.card.id for m in self.inference.models()],
         )
 
-    async def stop(self) -> None:
+    async def stop(self, leave: bool = True) -> None:
+        """Stop; with `leave`, also leave the registry (REG-15), as a node going away does."""
         if self._runner is None:
             return
         self.home.clear_api_address()
         runner, self._runner = self._runner, None
-        await self._shut_down(runner)
+        await self._shut_down(runner, leave)
         log.info("node stopped")
 
-    async def _shut_down(self, runner: web.AppRunner | None) -> None:
+    async def _shut_down(self, runner: web.AppRunner | None, leave: bool = True) -> None:
         """Stop what was started, clients first: the API (requests in flight get a few
         seconds), the registry (leave), the peer channel (forwarded generations get a few
         seconds), then forwarding, the receipts log (flushed) and the backends. A step that
@@ -196,7 +211,8 @@ class Node:
         if runner is not None:
             steps.append(("API", runner.cleanup))
         if self.registry is not None:
-            steps.append(("registry", self.registry.stop))
+            registry = self.registry
+            steps.append(("registry", lambda: registry.stop(leave)))
         if self.gossip is not None:
             steps.append(("peer channel", self.gossip.stop))
         if self.forwarder is not None:
@@ -236,20 +252,30 @@ def _describe(exc: OSError) -> str:
 
 
 async def serve(settings: Settings, key: NodeKey) -> None:
-    """Run the node until SIGINT or SIGTERM, then stop it."""
+    """Run the node until a signal, then stop it: SIGINT or SIGTERM also leave the registry
+    (the node goes away); SIGUSR1 keeps its membership (a restart, or a whole federation
+    pausing: `fpai-node testnet down`)."""
     structlog.contextvars.bind_contextvars(node_id=key.node_id)
     stop = asyncio.Event()
+    leave = True
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def pause() -> None:
+        nonlocal leave
+        leave = False
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, pause)
     lock = Home(settings.home).lock()
     try:
         node = Node(settings, key)
         await node.start()
         try:
             await stop.wait()
-            log.info("stopping")
+            log.info("stopping", leave_registry=leave)
         finally:
-            await node.stop()
+            await node.stop(leave)
     finally:
         lock.release()

@@ -4,7 +4,14 @@ import sys
 
 import typer
 
-from fpai_node.cli import federation_cmds, inference_cmds, node_cmds, registry_cmds, usage_cmds
+from fpai_node.cli import (
+    federation_cmds,
+    inference_cmds,
+    node_cmds,
+    registry_cmds,
+    testnet_cmds,
+    usage_cmds,
+)
 from fpai_node.errors import FpaiError
 
 app = typer.Typer(
@@ -20,6 +27,7 @@ inference_cmds.register(app)
 federation_cmds.register(app)
 registry_cmds.register(app)
 usage_cmds.register(app)
+testnet_cmds.register(app)
 
 
 def main() -> None:

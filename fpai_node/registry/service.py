@@ -85,6 +85,7 @@ class RegistryService:
         api_address: str,
         voters: int,
         timing: RaftTiming,
+        parameters: Mapping[str, codec.Value] | None = None,
         local_models: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         host, port = listener.getsockname()[:2]
@@ -100,6 +101,7 @@ class RegistryService:
         self._peer_address = peer_address
         self._api_address = api_address
         self._voters = voters
+        self._parameters = dict(parameters or {})  # the genesis': written once, at creation
         self._timing = timing
         self._local_models = local_models
         self._client = PeerClient(identity, timeout_s=JOIN_CALL_TIMEOUT_S)
@@ -134,16 +136,17 @@ class RegistryService:
             self._spawn(self._bootstrap())
         self._spawn(self._maintain())
 
-    async def stop(self) -> None:
-        """Leave the registry if this node is a member of a larger one (REG-15), then stop and
-        close the Raft listener (the service owns it from construction on)."""
+    async def stop(self, leave: bool = True) -> None:
+        """Leave the registry if this node is a member of a larger one (REG-15) and `leave`,
+        then stop and close the Raft listener (the service owns it from construction on).
+        Without leaving, the node stays a member: a restart, or the whole federation pausing."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         engine = self._engine
         alone = engine is None or not (engine.status.voters - {self.member} or engine.learner)
-        if not alone and self.phase == "running" and self._is_member():
+        if leave and not alone and self.phase == "running" and self._is_member():
             await self._leave()
         self.phase = "stopped"
         if engine is not None:
@@ -238,7 +241,10 @@ class RegistryService:
     # ---- entering the registry ---------------------------------------------------------------
 
     async def _bootstrap(self) -> None:
-        """REG-15: the first node sets the voter target and joins the registry it created."""
+        """REG-15: the first node sets the voter target and the genesis parameters, then joins
+        the registry it created. A parameter already there (a bootstrap interrupted and started
+        again over the same log) is not written again; a node that resumes from its home never
+        comes here, so the genesis seeds the registry once and never overrides later changes."""
         while True:
             try:
                 if VOTERS_PARAMETER not in self.state.parameters:
@@ -247,13 +253,30 @@ class RegistryService:
                         "value": self._voters,
                     }
                     await self.propose("param.set", voters)
+                for key, value in self._parameters.items():
+                    if key not in self.state.parameters:
+                        await self._set_genesis_parameter(key, value)
                 await self.propose("member.join", self._join_args(self.node_id))
             except RegistryUnavailable:
                 log.info("waiting for the new registry to elect this node")
                 continue
             self.phase = "running"
-            log.info("registry bootstrapped", member=self.member, voters=self._voters)
+            log.info(
+                "registry bootstrapped",
+                member=self.member,
+                voters=self._voters,
+                parameters=sorted(self._parameters),
+            )
             return
+
+    async def _set_genesis_parameter(self, key: str, value: codec.Value) -> None:
+        try:
+            result = await self.propose("param.set", {"key": key, "value": value})
+        except CommandTooLarge as exc:  # not expected from a checked genesis: say so, carry on
+            log.warning("a genesis parameter was refused", key=key, reason=str(exc))
+            return
+        if result.status != "ok":
+            log.warning("a genesis parameter was refused", key=key, reason=result.reason)
 
     async def _join_through(self, targets: Iterable[str], first: bool) -> None:
         """Ask each target in turn to add us, until one answers; then run as it says."""

@@ -1,0 +1,195 @@
+"""`fpai-node testnet up|status|down`: a federation of N nodes on this machine, in one command."""
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fpai_node.cli.node_cmds import JsonOption
+from fpai_node.errors import ConfigError, FpaiError
+from fpai_node.testnet import (
+    DEFAULT_BASE_PORT,
+    NodeView,
+    Progress,
+    Testnet,
+    default_directory,
+    observe,
+    prepare,
+    stop,
+    up,
+)
+
+testnet_app = typer.Typer(
+    name="testnet",
+    help="Run a federation of N nodes on this machine (loopback), for trying fpai-node.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", metavar="DIR", help="Where the testnet lives [default: ~/.fpai-testnet]"),
+]
+SPINNER = "|/-\\"
+
+
+@testnet_app.command("up")
+def up_command(
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", min=1, help="How many nodes [default: 3]")
+    ] = None,
+    directory: DirOption = None,
+    base_port: Annotated[
+        int | None,
+        typer.Option(
+            "--base-port",
+            metavar="P",
+            help=f"API ports from P, peer P+100, Raft P+200 [default: {DEFAULT_BASE_PORT}]",
+        ),
+    ] = None,
+    serving: Annotated[
+        int,
+        typer.Option(
+            "--serving", min=0, help="How many nodes serve the bundled model; the rest route"
+        ),
+    ] = 1,
+) -> None:
+    """Create (or resume) the testnet, start its nodes, wait until they form one federation."""
+    root = (directory or default_directory()).expanduser().absolute()
+    testnet = Testnet.load(root)
+    if testnet is None:
+        testnet = Testnet.plan(root, nodes or 3, base_port or DEFAULT_BASE_PORT, serving)
+        typer.echo(f"creating a testnet of {len(testnet.nodes)} nodes in {root}")
+    else:
+        if nodes is not None and nodes != len(testnet.nodes):
+            raise ConfigError(
+                f"{root} holds a testnet of {len(testnet.nodes)} nodes; run `fpai-node testnet "
+                f"down --dir {root} --purge` first to make one of {nodes}"
+            )
+        if base_port is not None and base_port != testnet.nodes[0].api_port:
+            raise ConfigError(f"{root} holds a testnet on base port {testnet.nodes[0].api_port}")
+        typer.echo(f"resuming the testnet in {root}")
+    prepare(testnet)
+    seconds = up(testnet, _progress_printer())
+    _clear_line()
+    count = len(testnet.nodes)
+    typer.echo(f"the federation is up: {count} nodes, healthy and converged in {seconds:.1f} s\n")
+    _print_table(observe(testnet))
+    first = testnet.nodes[0]
+    typer.echo(
+        f"\ntry: curl {first.api_url}/v1/models\n"
+        f"     fpai-node testnet status --dir {root}\n"
+        f"     fpai-node testnet down --dir {root}"
+    )
+
+
+@testnet_app.command("status")
+def status_command(directory: DirOption = None, as_json: JsonOption = False) -> None:
+    """Show every node's health, the registry leader it sees and its peers."""
+    testnet = _existing(directory)
+    views = observe(testnet)
+    if as_json:
+        typer.echo(json.dumps([_view_json(v) for v in views], indent=2))
+        return
+    _print_table(views)
+    down = [v.node.name for v in views if not v.healthy]
+    if down:
+        typer.echo(f"\nnot answering: {', '.join(down)} (see their logs in {testnet.directory})")
+
+
+@testnet_app.command("down")
+def down_command(
+    directory: DirOption = None,
+    purge: Annotated[
+        bool,
+        typer.Option("--purge", help="Also delete the testnet's directory (keys, state, logs)"),
+    ] = False,
+) -> None:
+    """Stop every node (gracefully, then by force after 20 s); the state stays unless --purge."""
+    testnet = _existing(directory)
+    running = [n.name for n in testnet.nodes if n.running()]
+    killed = stop(testnet.nodes)
+    testnet.save()
+    typer.echo(
+        f"stopped {len(running)} node(s)" + (f"; killed {', '.join(killed)}" if killed else "")
+    )
+    if purge:
+        shutil.rmtree(testnet.directory)
+        typer.echo(f"deleted {testnet.directory}")
+    else:
+        typer.echo(f"state kept in {testnet.directory}: `fpai-node testnet up` resumes it")
+
+
+def _existing(directory: Path | None) -> Testnet:
+    root = (directory or default_directory()).expanduser().absolute()
+    testnet = Testnet.load(root)
+    if testnet is None:
+        raise FpaiError(f"no testnet in {root}; create one with `fpai-node testnet up`")
+    return testnet
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    """A spinner line on a terminal; a line every 5 s otherwise (logs, CI)."""
+    tty = sys.stderr.isatty()
+    last = [0.0]
+    turn = [0]
+
+    def show(p: Progress) -> None:
+        text = (
+            f"waiting for the federation: {p.healthy}/{p.total} healthy, {p.registered}/{p.total} "
+            f"registered, {p.converged}/{p.total} see every peer ({p.elapsed_s:.0f} s)"
+        )
+        if tty:
+            turn[0] += 1
+            sys.stderr.write(f"\r{SPINNER[turn[0] % len(SPINNER)]} {text}\x1b[K")
+            sys.stderr.flush()
+        elif time.monotonic() - last[0] >= 5.0:
+            last[0] = time.monotonic()
+            print(text, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _clear_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
+def _print_table(views: list[NodeView]) -> None:
+    typer.echo(
+        f"{'NAME':<8}{'NODE ID':<38}{'API':<24}{'STATE':<9}{'PEERS':>6}  {'LEADER':<10}MODELS"
+    )
+    for v in views:
+        state = "up" if v.healthy else ("starting" if v.running else "down")
+        leader = (
+            "self" if v.leader and v.leader == v.node_id else (v.leader[:8] if v.leader else "-")
+        )
+        typer.echo(
+            f"{v.node.name:<8}{v.node_id or '-':<38}{v.node.api_url:<24}{state:<9}"
+            f"{v.alive_peers:>6}  {leader:<10}{', '.join(v.models) or 'routes'}"
+        )
+
+
+def _view_json(v: NodeView) -> dict[str, Any]:
+    return {
+        "name": v.node.name,
+        "node_id": v.node_id or None,
+        "api": v.node.api_url,
+        "peer": v.node.peer,
+        "running": v.running,
+        "healthy": v.healthy,
+        "leader": v.leader or None,
+        "alive_peers": v.alive_peers,
+        "registry_members": v.members,
+        "models": v.models,
+        "log": str(v.node.log_path),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(testnet_app)
