@@ -430,11 +430,16 @@ class RegistryService:
             self._floor = self.state
             self._engine = None
             await asyncio.to_thread(engine.stop)
+        voters = sorted(voters)
         try:
-            self._start_engine(learner, sorted(voters))
+            self._start_engine(learner, voters)
         except JournalError as exc:
             self.phase = "failed"
             log.error("the registry engine cannot restart", error=str(exc))
+            return
+        # The next start must begin where this one does: the configuration the engine starts
+        # from is not in the log when it includes the node that bootstrapped the registry.
+        self._write_hint(self._hint.peers if self._hint else (), voters)
 
     def _start_engine(self, learner: bool, voters: Iterable[str]) -> None:
         self._engine = RaftEngine(
@@ -483,7 +488,11 @@ class RegistryService:
         engine = self._engine
         if engine is None:
             return
-        known = engine.status.voters or set(voters) or {self.member}
+        # Before its first tick an engine publishes no configuration: never record "only me",
+        # which would make the next start forget the voters the log cannot name.
+        known = engine.status.voters or set(voters)
+        if not known:
+            return
         hint = Hint(self.member, engine.learner, tuple(sorted(known)), tuple(sorted(peers)))
         if hint == self._hint:
             return

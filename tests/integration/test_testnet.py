@@ -1,0 +1,83 @@
+"""`fpai-node testnet` through the real command: resume with state, status, and its errors."""
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fpai_node.testing.nodeproc import run_cli
+from fpai_node.testnet import Testnet, stop
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+BASE = 12100  # below the range test nodes take ports from, and apart from README's 18100
+
+
+def cli(*args: str, timeout_s: float = 240.0) -> Any:
+    return run_cli("testnet", *args, timeout_s=timeout_s)
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "testnet"
+    testnet = Testnet.load(tmp_path / "testnet")
+    if testnet is not None:
+        stop(testnet.nodes, timeout_s=5)
+
+
+def status(directory: Path) -> list[dict[str, Any]]:
+    result = cli("status", "--dir", str(directory), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> None:
+    """The registry survives a whole-federation pause: the same members, the same leader
+    term or later, and a parameter written before `down` is read back after `up`. Two cycles:
+    a pause right after `up` once caught a node whose start-up hint had forgotten a voter."""
+    up = cli("up", "--nodes", "3", "--dir", str(directory), "--base-port", str(BASE))
+    assert up.returncode == 0, up.stderr
+    before = status(directory)
+    assert [n["healthy"] for n in before] == [True, True, True]
+    assert all(n["alive_peers"] == 2 and n["registry_members"] == 3 for n in before)
+    node2 = directory / "node2"
+    written = run_cli("registry", "set", "greeting", "hello", "--home", str(node2))
+    assert written.returncode == 0, written.stderr
+    for _ in range(2):
+        down = cli("down", "--dir", str(directory))
+        assert down.returncode == 0 and "stopped 3 node(s)" in down.stdout, down.stderr
+        assert not any(n["running"] for n in status(directory))
+        again = cli("up", "--dir", str(directory), timeout_s=120)
+        assert again.returncode == 0, again.stderr + again.stdout
+        assert "resuming" in again.stdout
+    after = status(directory)
+    assert [n["node_id"] for n in after] == [n["node_id"] for n in before]
+    assert len({n["leader"] for n in after}) == 1
+    read = run_cli("registry", "get", "greeting", "--home", str(directory / "node3"))
+    assert read.returncode == 0 and "hello" in read.stdout, read.stderr
+
+
+def test_a_taken_port_names_the_node_and_nothing_starts(directory: Path) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT of others
+        taken.bind(("127.0.0.1", BASE + 101))  # node2's peer port
+        taken.listen()
+        result = cli("up", "--nodes", "3", "--dir", str(directory), "--base-port", str(BASE))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"fpai-node: node2: peer port {BASE + 101} is taken; choose another --base-port or "
+        "stop what uses it"
+    )
+    assert not any(n["running"] for n in status(directory))
+
+
+def test_a_different_size_on_an_existing_testnet_is_refused(directory: Path) -> None:
+    Testnet.plan(directory, 2, BASE, 1).directory.mkdir(parents=True)
+    Testnet.plan(directory, 2, BASE, 1).save()
+    result = cli("up", "--nodes", "3", "--dir", str(directory))
+    assert result.returncode == 1
+    assert "holds a testnet of 2 nodes" in result.stderr
+    missing = cli("status", "--dir", str(directory.parent / "nowhere"))
+    assert missing.returncode == 1 and "no testnet in" in missing.stderr
