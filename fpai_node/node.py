@@ -27,7 +27,7 @@ from fpai_node.inference.backends import build_backends
 from fpai_node.inference.service import InferenceService
 from fpai_node.metrics import Metrics
 from fpai_node.registry.raft import RaftTiming
-from fpai_node.registry.service import RegistryService
+from fpai_node.registry.service import RegistryService, remembered_peers
 from fpai_node.router.forward import Forwarder
 from fpai_node.router.receipts import ReceiptLog, receipts_path
 from fpai_node.router.serve import PeerInference
@@ -117,7 +117,11 @@ class Node:
                 self.key,
                 identity,
                 peer_socket,
-                bootstrap_peers(self.settings, self.genesis),
+                # gossip keeps no member list across restarts: the registry's does
+                (
+                    *bootstrap_peers(self.settings, self.genesis),
+                    *remembered_peers(self.home.root / "raft"),
+                ),
                 lambda peer: capabilities(self.inference, peer, api_address),
             )
             self.registry = RegistryService(

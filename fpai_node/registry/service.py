@@ -62,6 +62,16 @@ class RegistryUnavailable(FpaiError):
     A write may still be applied later; its idempotency key keeps a retry from applying twice."""
 
 
+def remembered_peers(directory: Path) -> tuple[str, ...]:
+    """The peer addresses of the registry's members as this node last knew them (its hint): a
+    node restarted without --join finds its federation through them."""
+    try:
+        peers = json.loads((directory / HINT_FILE).read_text())["peers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    return tuple(p for p in peers if isinstance(p, str)) if isinstance(peers, list) else ()
+
+
 @dataclass(frozen=True, slots=True)
 class Hint:
     """What this node last knew of its place in Raft: how to start before anyone answers."""
