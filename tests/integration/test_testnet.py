@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fpai_node.testing.nodeproc import run_cli
-from fpai_node.testnet import Testnet, stop
+from fpai_node.testnet import Testnet, prepare, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 BASE = 12100  # below the range test nodes take ports from, and apart from README's 18100
@@ -81,3 +81,18 @@ def test_a_different_size_on_an_existing_testnet_is_refused(directory: Path) -> 
     assert "holds a testnet of 2 nodes" in result.stderr
     missing = cli("status", "--dir", str(directory.parent / "nowhere"))
     assert missing.returncode == 1 and "no testnet in" in missing.stderr
+
+
+def test_a_node_that_cannot_start_is_named_with_its_log_and_the_rest_stop(
+    directory: Path,
+) -> None:
+    """node2's node.toml is broken: `up` names node2, shows its log's end (the one-line config
+    error) and stops the nodes it started, so nothing is left running."""
+    testnet = Testnet.plan(directory, 3, BASE, 1)
+    prepare(testnet)
+    (directory / "node2" / "node.toml").write_text("queue_depth = 'many'\n")
+    result = cli("up", "--dir", str(directory), timeout_s=120)
+    assert result.returncode == 1
+    assert "node2 exited during start-up; the end of" in result.stderr
+    assert "queue_depth" in result.stderr  # the node's own one-line error, from its log
+    assert not any(n["running"] for n in status(directory))
