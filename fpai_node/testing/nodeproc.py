@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,17 @@ def run_cli(*args: str, timeout_s: float = 30.0, env: dict[str, str] | None = No
         env={**os.environ, **TEST_ENV, **(env or {})},
         check=False,
     )
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy (returned), or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 class OpenStream:

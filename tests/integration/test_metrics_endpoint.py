@@ -7,13 +7,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fpai_node.testing.nodeproc import NodeProcess
+from fpai_node.testing.nodeproc import NodeProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 KEY = "metrics-test-key"
@@ -26,16 +25,6 @@ CHAT = {
 }
 ROUTE = "/v1/chat/completions"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def scrape(node: NodeProcess, key: str | None = None) -> Samples:

@@ -7,7 +7,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,10 @@ from fpai_node.gossip.messages import Ping
 from fpai_node.identity import NodeKey
 from fpai_node.identity.certs import create_ca, issue_node_certificate, open_ca
 from fpai_node.identity.tls import TlsIdentity, client_context
-from fpai_node.testing.nodeproc import NodeProcess, run_cli
+from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
 from fpai_node.wire import seal
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def peers(node: NodeProcess) -> dict[str, dict[str, Any]]:
@@ -73,7 +63,7 @@ def test_nodes_discover_each_other_and_their_models(federation: list[NodeProcess
                 for i in others.values()
             )
 
-        wait_for(sees_everyone)
+        wait_for(sees_everyone, 20.0)
         table = peers(node)
         for address, other in others.items():
             assert table[other]["address"] == address

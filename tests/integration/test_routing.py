@@ -7,7 +7,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,11 @@ import pytest
 
 from fpai_node.identity import NodeKey
 from fpai_node.router.messages import INFER_PATH, InferRequest, decode_failure
-from fpai_node.testing.nodeproc import NodeProcess, run_cli
+from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
 from fpai_node.testing.peer_client import peer_post
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Name a colour."}]}
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def node_id(node: NodeProcess) -> str:
