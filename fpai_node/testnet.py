@@ -13,6 +13,7 @@ stops them with SIGUSR1 (a pause: they stay registry members) and the homes stay
 resumes the federation with its state.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -78,18 +79,23 @@ class TestnetNode:
         """Our node process is alive: the pid exists and runs `start` on this home."""
         if self.pid is None:
             return False
-        proc = Path(f"/proc/{self.pid}")
-        if not Path("/proc/self").exists():  # no procfs (macOS): the pid alone
+        if Path("/proc/self").exists():
             try:
-                os.kill(self.pid, 0)
+                arguments = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 return False
-            return True
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            return b"start" in arguments and str(self.home).encode() in arguments
+        try:  # no procfs (macOS): ask ps; a pid we cannot check is not ours to signal
+            command = subprocess.run(  # noqa: S603
+                ["ps", "-o", "command=", "-p", str(self.pid)],  # noqa: S607
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
             return False
-        return b"start" in cmdline and str(self.home).encode() in cmdline
+        return " start " in command and str(self.home) in command
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -110,6 +116,8 @@ class Testnet:
     def plan(cls, directory: Path, count: int, base_port: int, serving: int) -> "Testnet":
         if not 1 <= count <= MAX_NODES:
             raise ConfigError(f"--nodes must be 1..{MAX_NODES}, got {count}")
+        if not 0 <= serving <= count:
+            raise ConfigError(f"--serving must be 0..{count} (the number of nodes), got {serving}")
         if not 1024 <= base_port <= 65535 - 200 - count:
             raise ConfigError(
                 f"--base-port must leave room for {count} nodes: 1024..{65335 - count}"
@@ -130,14 +138,19 @@ class Testnet:
     @classmethod
     def load(cls, directory: Path) -> "Testnet | None":
         path = directory / MANIFEST
+        if directory.exists() and not directory.is_dir():
+            raise FpaiError(f"{directory} is a file, not a testnet directory")
         try:
             data = json.loads(path.read_text())
-            nodes = [TestnetNode(**{**n, "home": Path(n["home"])}) for n in data["nodes"]]
+            nodes = [_node(n) for n in data["nodes"]]
+            if not nodes:
+                raise ValueError("no nodes")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FpaiError(
-                f"{path} is not a testnet manifest ({exc}); remove {directory}"
+                f"{path} is not a testnet manifest ({exc}); fix it, or delete {directory} "
+                "(after stopping any fpai-node it started) to begin afresh"
             ) from None
         return cls(directory, nodes)
 
@@ -148,9 +161,33 @@ class Testnet:
         os.replace(tmp, self.directory / MANIFEST)
 
 
+def _node(value: dict[str, Any]) -> TestnetNode:
+    """One manifest entry, checked: a hand-edited file gives a clear error, not a traceback."""
+    node = TestnetNode(**{**value, "home": Path(value["home"])})
+    ports = (node.api_port, node.peer_port, node.raft_port)
+    if not all(type(p) is int and 0 < p < 65536 for p in ports):
+        raise ValueError(f"{node.name}: ports must be 1..65535")
+    if node.pid is not None and type(node.pid) is not int:
+        raise ValueError(f"{node.name}: pid must be a number or null")
+    if not isinstance(node.name, str) or type(node.serves_model) is not bool:
+        raise ValueError("a node has a name and a serves_model flag")
+    return node
+
+
+def created_paths(testnet: Testnet) -> list[Path]:
+    """What the testnet wrote in its directory: all that `down --purge` may delete."""
+    paths = [testnet.directory / MANIFEST, testnet.directory / "ca"]
+    for node in testnet.nodes:
+        paths += [node.home, node.log_path]
+    return paths
+
+
 def prepare(testnet: Testnet) -> None:
     """Create what is missing: the directory, the CA, each node's home and certificate."""
-    testnet.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = testnet.directory
+    if not (directory / MANIFEST).exists() and directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{directory} is not empty and holds no testnet; choose another --dir")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_dir = testnet.directory / "ca"
     if not (ca_dir / CA_CERT_FILE).exists():
         save_ca(ca_dir, create_ca("FPAI testnet CA", _now()))
@@ -292,6 +329,8 @@ def up(
     are stopped and FpaiError names the node and shows the end of its log."""
     started = time.monotonic()
     idle = [n for n in testnet.nodes if not n.running()]
+    for node in idle:  # pids of an unclean stop (a reboot, kill -9) are history
+        node.pid = None
     check_ports(idle)
     first = testnet.nodes[0]
     launched: list[TestnetNode] = []
@@ -357,7 +396,8 @@ def stop(nodes: list[TestnetNode], timeout_s: float = STOP_TIMEOUT_S) -> list[st
     running = [n for n in reversed(nodes) if n.running()]
     for node in running:
         assert node.pid is not None
-        os.kill(node.pid, signal.SIGUSR1)
+        with contextlib.suppress(ProcessLookupError):  # it may exit between check and signal
+            os.kill(node.pid, signal.SIGUSR1)
     deadline = time.monotonic() + timeout_s
     while any(n.running() for n in running) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -365,7 +405,8 @@ def stop(nodes: list[TestnetNode], timeout_s: float = STOP_TIMEOUT_S) -> list[st
     for node in running:
         if node.running():
             assert node.pid is not None
-            os.kill(node.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, signal.SIGKILL)
             killed.append(node.name)
     for node in nodes:
         node.pid = None

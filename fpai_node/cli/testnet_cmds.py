@@ -1,5 +1,6 @@
 """`fpai-node testnet up|status|down`: a federation of N nodes on this machine, in one command."""
 
+import contextlib
 import json
 import shutil
 import sys
@@ -17,6 +18,7 @@ from fpai_node.testnet import (
     NodeView,
     Progress,
     Testnet,
+    created_paths,
     default_directory,
     observe,
     prepare,
@@ -118,8 +120,14 @@ def down_command(
         f"stopped {len(running)} node(s)" + (f"; killed {', '.join(killed)}" if killed else "")
     )
     if purge:
-        shutil.rmtree(testnet.directory)
-        typer.echo(f"deleted {testnet.directory}")
+        for path in created_paths(testnet):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # only if nothing else lives there
+            testnet.directory.rmdir()
+        typer.echo(f"deleted the testnet in {testnet.directory}")
     else:
         typer.echo(f"state kept in {testnet.directory}: `fpai-node testnet up` resumes it")
 

@@ -1,6 +1,9 @@
 """`fpai-node testnet` through the real command: resume with state, status, and its errors."""
 
+import contextlib
 import json
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from fpai_node.testing.nodeproc import run_cli
+from fpai_node.errors import FpaiError
+from fpai_node.testing.nodeproc import run_cli, wait_for
 from fpai_node.testnet import Testnet, prepare, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -22,9 +26,10 @@ def cli(*args: str, timeout_s: float = 240.0) -> Any:
 @pytest.fixture
 def directory(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "testnet"
-    testnet = Testnet.load(tmp_path / "testnet")
-    if testnet is not None:
-        stop(testnet.nodes, timeout_s=5)
+    with contextlib.suppress(FpaiError):  # a test may have broken the manifest on purpose
+        testnet = Testnet.load(tmp_path / "testnet")
+        if testnet is not None:
+            stop(testnet.nodes, timeout_s=5)
 
 
 def status(directory: Path) -> list[dict[str, Any]]:
@@ -35,8 +40,9 @@ def status(directory: Path) -> list[dict[str, Any]]:
 
 def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> None:
     """The registry survives a whole-federation pause: the same members, the same leader
-    term or later, and a parameter written before `down` is read back after `up`. Two cycles:
-    a pause right after `up` once caught a node whose start-up hint had forgotten a voter."""
+    term or later, and a parameter written before `down` is read back after `up`. Two cycles
+    (a pause right after `up` once caught a node whose start-up hint had forgotten a voter),
+    then an unclean stop (kill -9 of every node), after which `up` resumes too."""
     up = cli("up", "--nodes", "3", "--dir", str(directory), "--base-port", str(BASE))
     assert up.returncode == 0, up.stderr
     before = status(directory)
@@ -52,6 +58,11 @@ def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> No
         again = cli("up", "--dir", str(directory), timeout_s=120)
         assert again.returncode == 0, again.stderr + again.stdout
         assert "resuming" in again.stdout
+    for node in Testnet.load(directory).nodes:  # type: ignore[union-attr]
+        os.kill(node.pid, signal.SIGKILL)  # type: ignore[arg-type]  # an unclean stop
+    wait_for(lambda: not any(n["running"] for n in status(directory)))
+    again = cli("up", "--dir", str(directory), timeout_s=120)
+    assert again.returncode == 0, again.stderr + again.stdout
     after = status(directory)
     assert [n["node_id"] for n in after] == [n["node_id"] for n in before]
     assert len({n["leader"] for n in after}) == 1
@@ -96,3 +107,28 @@ def test_a_node_that_cannot_start_is_named_with_its_log_and_the_rest_stop(
     assert "node2 exited during start-up; the end of" in result.stderr
     assert "queue_depth" in result.stderr  # the node's own one-line error, from its log
     assert not any(n["running"] for n in status(directory))
+
+
+def test_purge_deletes_only_what_the_testnet_made_and_a_foreign_directory_is_refused(
+    directory: Path,
+) -> None:
+    testnet = Testnet.plan(directory, 2, BASE, 1)
+    prepare(testnet)
+    (directory / "notes.txt").write_text("mine")
+    purged = cli("down", "--dir", str(directory), "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+    refused = cli("up", "--dir", str(directory))
+    assert refused.returncode == 1
+    assert "is not empty and holds no testnet" in refused.stderr
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+
+
+def test_a_damaged_manifest_is_a_one_line_error(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    for broken in ('{"nodes": []}', '{"nodes": [{"name": "node1"}]}', "not json"):
+        (directory / "testnet.json").write_text(broken)
+        result = cli("status", "--dir", str(directory))
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("fpai-node: ") and "is not a testnet manifest" in line
