@@ -65,11 +65,8 @@ class RegistryUnavailable(FpaiError):
 def remembered_peers(directory: Path) -> tuple[str, ...]:
     """The peer addresses of the registry's members as this node last knew them (its hint): a
     node restarted without --join finds its federation through them."""
-    try:
-        peers = json.loads((directory / HINT_FILE).read_text())["peers"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return ()
-    return tuple(p for p in peers if isinstance(p, str)) if isinstance(peers, list) else ()
+    hint = read_hint(directory)
+    return hint.peers if hint is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +77,23 @@ class Hint:
     learner: bool
     voters: tuple[str, ...]
     peers: tuple[str, ...]
+
+
+def read_hint(directory: Path) -> Hint | None:
+    """The hint in `directory`, or None when there is none or it cannot be trusted."""
+    try:
+        data = json.loads((directory / HINT_FILE).read_text())
+        hint = Hint(data["member"], data["learner"], tuple(data["voters"]), tuple(data["peers"]))
+        for member in (hint.member, *hint.voters):
+            parse_raft_id(member)
+        if not all(isinstance(p, str) for p in hint.peers):
+            raise ValueError("peers are HOST:PORT strings")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, MalformedFrame) as exc:
+        log.warning("ignoring an unreadable registry hint", error=str(exc))
+        return None
+    return hint
 
 
 class RegistryService:
@@ -477,20 +491,8 @@ class RegistryService:
     # ---- the hint file -----------------------------------------------------------------------
 
     def _read_hint(self) -> Hint | None:
-        try:
-            data = json.loads((self._dir / HINT_FILE).read_text())
-            hint = Hint(
-                data["member"], data["learner"], tuple(data["voters"]), tuple(data["peers"])
-            )
-            for member in (hint.member, *hint.voters):
-                parse_raft_id(member)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, MalformedFrame) as exc:
-            log.warning("ignoring an unreadable registry hint", error=str(exc))
-            return None
-        self._hint = hint
-        return hint
+        self._hint = read_hint(self._dir)
+        return self._hint
 
     def _write_hint(self, peers: Iterable[str], voters: Iterable[str] = ()) -> None:
         """Record how to start next time: the engine's mode and the configuration it knows (or,
