@@ -293,7 +293,11 @@ class NodeView:
 
 
 def observe(testnet: Testnet) -> list[NodeView]:
-    return [NodeView(n, n.running(), _status(n) if n.running() else None) for n in testnet.nodes]
+    views = []
+    for node in testnet.nodes:
+        running = node.running()
+        views.append(NodeView(node, running, _status(node) if running else None))
+    return views
 
 
 @dataclass(frozen=True)
@@ -304,8 +308,12 @@ class Progress:
     total: int
     elapsed_s: float
 
+    @property
+    def whole(self) -> bool:
+        return self.registered == self.converged == self.total
 
-def ready(views: list[NodeView]) -> Progress:
+
+def ready(views: list[NodeView], elapsed_s: float) -> Progress:
     """Healthy: answers its API. Registered: sees every node in the registry, under a leader,
     with Raft's configuration settled (a federation paused mid-change would resume
     leaderless). Converged: gossip shows every other node alive."""
@@ -317,7 +325,7 @@ def ready(views: list[NodeView]) -> Progress:
         ),
         converged=sum(v.healthy and v.alive_peers == total - 1 for v in views),
         total=total,
-        elapsed_s=0.0,
+        elapsed_s=elapsed_s,
     )
 
 
@@ -339,12 +347,12 @@ def up(
             launch(first, None)
             launched.append(first)
             testnet.save()
-            _wait(testnet, started, timeout_s, on_progress, lambda: _status(first) is not None)
+            _wait(testnet, started, timeout_s, on_progress, lambda views: views[0].healthy)
         for node in idle[1:] if first in idle else idle:
             launch(node, first.peer)
             launched.append(node)
         testnet.save()
-        _wait(testnet, started, timeout_s, on_progress, lambda: _whole(testnet))
+        _wait(testnet, started, timeout_s, on_progress, lambda views: ready(views, 0).whole)
     except BaseException:
         stop(launched)
         testnet.save()
@@ -352,18 +360,14 @@ def up(
     return time.monotonic() - started
 
 
-def _whole(testnet: Testnet) -> bool:
-    progress = ready(observe(testnet))
-    return progress.registered == progress.converged == progress.total
-
-
 def _wait(
     testnet: Testnet,
     started: float,
     timeout_s: float,
     on_progress: Callable[[Progress], None],
-    done: Callable[[], bool],
+    done: Callable[[list[NodeView]], bool],
 ) -> None:
+    """Poll every node's status (once a round) until `done`; fail on an exit or the timeout."""
     while True:
         for node in testnet.nodes:
             if node.pid is not None and not node.running():
@@ -371,15 +375,14 @@ def _wait(
                     f"{node.name} exited during start-up; the end of {node.log_path}:\n"
                     f"{node.log_tail()}"
                 )
-        progress = ready(observe(testnet))
-        elapsed = time.monotonic() - started
-        on_progress(Progress(**{**asdict(progress), "elapsed_s": elapsed}))
-        if done():
+        views = observe(testnet)
+        progress = ready(views, time.monotonic() - started)
+        on_progress(progress)
+        if done(views):
             return
-        if elapsed > timeout_s:
+        if progress.elapsed_s > timeout_s:
             laggard = next(
-                (v.node for v in observe(testnet) if v.alive_peers != len(testnet.nodes) - 1),
-                testnet.nodes[0],
+                (v.node for v in views if v.alive_peers != len(views) - 1), testnet.nodes[0]
             )
             raise FpaiError(
                 f"the testnet is not whole after {timeout_s:.0f} s ({progress.registered}/"
