@@ -4,7 +4,7 @@ real PeerServer whose infer route answers what each test scripts, and a real For
 import datetime as dt
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +17,11 @@ from fpai_node.gossip.state import MemberView
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.base import (
-    ChatRequest,
-    CompletionRequest,
     ContextLengthExceeded,
     Embeddings,
     Finish,
-    GenerationEvent,
     InferenceError,
     InvalidRequest,
-    ModelCard,
     Overloaded,
     TextChunk,
     UpstreamError,
@@ -48,6 +44,7 @@ from fpai_node.router.messages import (
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
 from fpai_node.router.select import Candidate
 from fpai_node.router.service import NoRoute, Router
+from fpai_node.testing.scripted_backend import ScriptedBackend
 from fpai_node.wire import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.timeout(30)
@@ -402,33 +399,6 @@ async def test_embeddings_arrive_in_several_events_then_the_receipt(
     assert events == [Embeddings([[1.0, 0.0], [0.0, 1.0]], 7)]
 
 
-class RefusingBackend:
-    """A local backend that fails before its first token with `error` (serves model `x`)."""
-
-    def __init__(self, error: InferenceError) -> None:
-        self.error = error
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def models(self) -> Sequence[ModelCard]:
-        return [ModelCard("x", "upstream", context_length=4096)]
-
-    async def _fail(self) -> AsyncGenerator[GenerationEvent, None]:
-        raise self.error
-        yield TextChunk("never")
-
-    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._fail()
-
-    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._fail()
-
-    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
-        raise self.error
-
-
 @pytest.mark.parametrize(
     ("local_error", "served_by_peer"),
     [
@@ -449,7 +419,9 @@ async def test_a_local_failure_moves_on_to_a_peer_unless_it_blames_the_request(
         )
 
     peer.script = serve
-    local = InferenceService([RefusingBackend(local_error)], max_waiting=1)
+    local = InferenceService(
+        [ScriptedBackend(error=local_error, model="x", context_length=4096)], max_waiting=1
+    )
     await local.start()
     # the peer announces a queue so that the idle local backend ranks first
     router = Router(

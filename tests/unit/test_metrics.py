@@ -17,9 +17,6 @@ from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.gossip.messages import Status
 from fpai_node.gossip.state import GossipStats
 from fpai_node.inference.base import (
-    ChatRequest,
-    CompletionRequest,
-    Embeddings,
     Finish,
     GenerationEvent,
     ModelCard,
@@ -29,6 +26,7 @@ from fpai_node.inference.base import (
 from fpai_node.inference.service import InferenceService
 from fpai_node.metrics import CONTENT_TYPE, Metrics
 from fpai_node.registry.raft import RaftStatus, TransportCounters
+from fpai_node.testing.scripted_backend import ScriptedBackend
 
 NODE = "fpn1" + "a" * 32
 PEER_B, PEER_C = "fpn1" + "b" * 32, "fpn1" + "c" * 32
@@ -170,33 +168,15 @@ def test_each_node_has_its_own_registry() -> None:
     assert value(samples(first.render().decode()), "fpai_prompt_tokens_total", model="m") == 5
 
 
-class CountingBackend:
-    """Answers every generation with two tokens and a fixed usage."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def models(self) -> Sequence[ModelCard]:
-        return [ModelCard("m", "upstream")]
-
-    async def _answer(self) -> AsyncGenerator[GenerationEvent, None]:
-        yield TextChunk("Hel")
-        yield TextChunk("lo")
-        yield Finish("stop", Usage(prompt_tokens=11, completion_tokens=2))
-
-    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._answer()
-
-    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._answer()
-
-    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
-        return Embeddings([[1.0, 0.0] for _ in inputs], prompt_tokens=3)
+ANSWER = (
+    TextChunk("Hel"),
+    TextChunk("lo"),
+    Finish("stop", Usage(prompt_tokens=11, completion_tokens=2)),
+)
 
 
 async def app_client(api_keys: Sequence[str] = ()) -> TestClient[object, object]:
-    service = InferenceService([CountingBackend()], max_waiting=1)
+    service = InferenceService([ScriptedBackend(ANSWER)], max_waiting=1)
     await service.start()
     app = build_app(NodeInfo(NODE, "local", time.monotonic()), service, api_keys)
     return TestClient(TestServer(app))
@@ -263,10 +243,10 @@ async def test_metrics_are_open_without_keys(client: TestClient[object, object])
     await scrape(client)
 
 
-class StallingBackend(CountingBackend):
+class StallingBackend(ScriptedBackend):
     """One token, then nothing until the generation is closed."""
 
-    async def _answer(self) -> AsyncGenerator[GenerationEvent, None]:
+    async def _play(self) -> AsyncGenerator[GenerationEvent, None]:
         yield TextChunk("Hel")
         await asyncio.Event().wait()
         yield Finish("stop", Usage(prompt_tokens=1, completion_tokens=1))

@@ -2,54 +2,25 @@
 test of the API layer; the real backends are tested through real models and servers)."""
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.inference.base import (
-    ChatRequest,
-    CompletionRequest,
-    Embeddings,
-    GenerationEvent,
-    ModelCard,
     TextChunk,
     UpstreamError,
 )
 from fpai_node.inference.service import InferenceService
-
-
-class FailingBackend:
-    """Yields one token, then fails with `error`."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def models(self) -> Sequence[ModelCard]:
-        return [ModelCard("m", "upstream")]
-
-    async def _fail(self) -> AsyncGenerator[GenerationEvent, None]:
-        yield TextChunk("Hello")
-        raise self.error
-
-    def chat(self, request: ChatRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._fail()
-
-    def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]:
-        return self._fail()
-
-    async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
-        raise self.error
+from fpai_node.testing.scripted_backend import ScriptedBackend
 
 
 @pytest.fixture(params=[UpstreamError("upstream hung up"), RuntimeError("a bug")])
 async def client(request: pytest.FixtureRequest) -> AsyncIterator[TestClient[object, object]]:
-    service = InferenceService([FailingBackend(request.param)], max_waiting=1)
+    service = InferenceService(
+        [ScriptedBackend([TextChunk("Hello")], request.param)], max_waiting=1
+    )
     await service.start()
     app = build_app(NodeInfo("fpn1" + "a" * 32, "local", time.monotonic()), service)
     async with TestClient(TestServer(app)) as c:
