@@ -11,10 +11,9 @@ fuzzer starts from frames that pass every check.
 """
 
 import contextlib
-import sys
-from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports(include=["fpai_node", "msgpack"]):
     from fpai_node.identity import NodeKey
@@ -33,15 +32,15 @@ def seed_frames() -> dict[str, bytes]:
     bob = NodeKey.from_seed(bytes(range(1, 33)))
     nonce = bytes(range(16))
     return {
-        "seed_ping.bin": seal(alice, Ping.TYPE, Ping(nonce).encode(), seq=1, now_ms=NOW_MS),
-        "seed_pong.bin": seal(
+        "ping": seal(alice, Ping.TYPE, Ping(nonce).encode(), seq=1, now_ms=NOW_MS),
+        "pong": seal(
             bob, Pong.TYPE, Pong(nonce).encode(), seq=2**40, now_ms=NOW_MS, lifetime_ms=600_000
         ),
-        "seed_ping_future.bin": seal(
+        "ping_future": seal(
             bob, Ping.TYPE, Ping(bytes(16)).encode(), seq=7, now_ms=NOW_MS + 30_000
         ),
-        "seed_unknown_type.bin": seal(alice, "gossip.announce", b"\x80", seq=3, now_ms=NOW_MS),
-        "seed_big_body.bin": seal(
+        "unknown_type": seal(alice, "gossip.announce", b"\x80", seq=3, now_ms=NOW_MS),
+        "big_body": seal(
             alice,
             Ping.TYPE,
             codec.encode({"nonce": nonce, "pad": bytes(300)}),
@@ -49,18 +48,6 @@ def seed_frames() -> dict[str, bytes]:
             now_ms=NOW_MS,
         ),
     }
-
-
-def write_seeds(argv: list[str]) -> None:
-    """Seed every corpus directory named on the command line that has no seed file yet."""
-    for arg in argv[1:]:
-        if arg.startswith("-"):
-            continue
-        corpus = Path(arg)
-        if not corpus.is_dir() or any(corpus.glob("seed_*.bin")):
-            continue
-        for name, frame in seed_frames().items():
-            (corpus / name).write_bytes(frame)
 
 
 def test_one_input(data: bytes) -> None:
@@ -80,11 +67,5 @@ def test_one_input(data: bytes) -> None:
     raise AssertionError("the replay guard accepted the same frame twice")
 
 
-def main() -> None:
-    write_seeds(sys.argv)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.run(test_one_input, seed_frames)

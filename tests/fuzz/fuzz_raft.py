@@ -9,10 +9,10 @@ copied into an empty corpus directory first.
 """
 
 import contextlib
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports(include=["fpai_node", "msgpack"]):
     from fpai_node.registry import raft_wire
@@ -21,13 +21,8 @@ with atheris.instrument_imports(include=["fpai_node", "msgpack"]):
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "raft"
 
 
-def write_seeds(argv: list[str]) -> None:
-    for arg in argv[1:]:
-        corpus = Path(arg)
-        if arg.startswith("-") or not corpus.is_dir() or any(corpus.glob("seed_*.bin")):
-            continue
-        for case in sorted(VECTORS.glob("valid-*")):
-            (corpus / f"seed_{case.name}.bin").write_bytes((case / "frame.bin").read_bytes())
+def seed_frames() -> dict[str, bytes]:
+    return {c.name: (c / "frame.bin").read_bytes() for c in sorted(VECTORS.glob("valid-*"))}
 
 
 def test_one_input(data: bytes) -> None:
@@ -42,11 +37,5 @@ def test_one_input(data: bytes) -> None:
         raise AssertionError(f"{message!r} changed on the trip back: {again!r}")
 
 
-def main() -> None:
-    write_seeds(sys.argv)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.run(test_one_input, seed_frames)

@@ -9,10 +9,10 @@ the same bytes. Seeds are the request, event and receipt files of protocol/vecto
 """
 
 import contextlib
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports(include=["fpai_node", "msgpack"]):
     from fpai_node.router import messages
@@ -21,13 +21,8 @@ with atheris.instrument_imports(include=["fpai_node", "msgpack"]):
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "routing"
 
 
-def write_seeds(argv: list[str]) -> None:
-    for arg in argv[1:]:
-        corpus = Path(arg)
-        if arg.startswith("-") or not corpus.is_dir() or any(corpus.glob("seed_*.bin")):
-            continue
-        for seed in sorted(VECTORS.glob("*/*.bin")):
-            (corpus / f"seed_{seed.parent.name}_{seed.name}").write_bytes(seed.read_bytes())
+def seed_files() -> dict[str, bytes]:
+    return {f"{p.parent.name}_{p.stem}": p.read_bytes() for p in sorted(VECTORS.glob("*/*.bin"))}
 
 
 def test_one_input(data: bytes) -> None:
@@ -47,11 +42,5 @@ def test_one_input(data: bytes) -> None:
         messages.read_stored_receipt(data)
 
 
-def main() -> None:
-    write_seeds(sys.argv)
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.run(test_one_input, seed_files)
