@@ -128,9 +128,11 @@ def test_a_fourth_node_joins_as_learner_and_replaces_a_voter_that_leaves(
         fourth.kill()
 
 
-def test_a_dead_voter_is_replaced_by_a_live_learner(
+def a_learner_and_a_dead_follower(
     cluster: list[RegistryNode], tmp_path: Path
-) -> None:
+) -> tuple[RegistryNode, RegistryNode, RegistryNode, str]:
+    """A fourth node joins as a learner (quick replacement timing), then a follower is killed:
+    (the fourth, the leader, the killed follower, its node id)."""
     fourth = RegistryNode(tmp_path / "fourth", env=FAST_REPLACEMENT).start(
         "--join", cluster[0].peer
     )
@@ -140,6 +142,17 @@ def test_a_dead_voter_is_replaced_by_a_live_learner(
         victim = next(n for n in cluster if n is not leader)
         victim_id = victim.node_id
         victim.kill()
+    except BaseException:
+        fourth.kill()
+        raise
+    return fourth, leader, victim, victim_id
+
+
+def test_a_dead_voter_is_replaced_by_a_live_learner(
+    cluster: list[RegistryNode], tmp_path: Path
+) -> None:
+    fourth, leader, victim, victim_id = a_learner_and_a_dead_follower(cluster, tmp_path)
+    try:
         seen: list[int] = []
 
         def replaced() -> bool:
@@ -407,15 +420,8 @@ def test_a_voter_back_during_its_replacement_leaves_the_target_of_voters(
 ) -> None:
     """A voter killed and restarted just as its replacement is promoted: the registry briefly
     has four voters, then demotes one, back to three that Raft agrees on (RAFT-11)."""
-    fourth = RegistryNode(tmp_path / "fourth", env=FAST_REPLACEMENT).start(
-        "--join", cluster[0].peer
-    )
+    fourth, leader, victim, victim_id = a_learner_and_a_dead_follower(cluster, tmp_path)
     try:
-        wait_for(lambda: fourth.status()["registry"]["role"] == "learner")
-        leader = leader_of(cluster)
-        victim = next(n for n in cluster if n is not leader)
-        victim_id = victim.node_id
-        victim.kill()
         wait_for(
             lambda: fourth.node_id in voters_and_learners(leader)[0], timeout_s=30, every_s=0.02
         )
