@@ -55,8 +55,6 @@ class ReceiptLog:
             raise
         self._queue: list[bytes] = []
         self._flushing: asyncio.Task[None] | None = None
-        self.queued = 0
-        self.lost = 0
 
     def _recover(self) -> None:
         """RECEIPT-3: a torn last record (a crash mid-write, never acknowledged) is cut. A
@@ -80,7 +78,6 @@ class ReceiptLog:
         """Queue one receipt; it is on disk once the next batch's fsync returns."""
         body = codec.encode({"dir": direction, "receipt": receipt})
         self._queue.append(_HEAD.pack(len(body), zlib.crc32(body)) + body)
-        self.queued += 1
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
@@ -90,7 +87,6 @@ class ReceiptLog:
             try:
                 await asyncio.to_thread(_append, self._fd, b"".join(batch))
             except OSError as exc:  # a full disk: the node keeps serving, the operator is told
-                self.lost += len(batch)
                 log.error("usage receipts not written", error=str(exc), receipts=len(batch))
 
     async def close(self) -> None:

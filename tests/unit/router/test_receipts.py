@@ -91,8 +91,7 @@ async def test_added_receipts_are_read_back_verified_with_their_direction(tmp_pa
     assert path == tmp_path / "usage" / "receipts.log"
     mine = served(1)
     theirs = receipt(PEER_B, OWN, seq=7, prompt=11, completion=13, model="big")
-    log = await write(path, ("served", mine), ("used", theirs))
-    assert (log.queued, log.lost) == (2, 0)
+    await write(path, ("served", mine), ("used", theirs))
     items = kept(path)
     assert [i.direction for i in items] == ["served", "used"]
     assert items[0].receipt == Receipt(
@@ -155,7 +154,6 @@ async def test_close_writes_everything_queued(tmp_path: Path) -> None:
     for frame in frames[100:]:
         log.add("served", frame)
     await log.close()
-    assert (log.queued, log.lost) == (300, 0)
     items = kept(path)
     assert [i.receipt.request_id for i in items] == [f"req-{i}" for i in range(1, 301)]
 
