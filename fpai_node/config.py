@@ -4,7 +4,6 @@ Every key is declared once in `FIELDS` with its parser and the reason for its de
 value anywhere is a ConfigError naming where it came from and the key, in one line.
 """
 
-import ipaddress
 import os
 import tomllib
 import urllib.parse
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fpai_node.errors import ConfigError
+from fpai_node.hostport import HostPort, parse_host_port
 
 Preset = Literal["local", "testnet", "federation"]
 PRESETS: tuple[Preset, ...] = ("local", "testnet", "federation")
@@ -21,24 +21,6 @@ LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_PREFIX = "FPAI_"
 RAFT_PORT_OFFSET = 100  # 7100 -> 7200: one --peer flag places both channels
-
-
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False  # a host name may resolve anywhere: treat it as public
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,20 +58,6 @@ class Settings:
             return self.raft
         port = self.peer.port + RAFT_PORT_OFFSET if self.peer.port else 0
         return HostPort(self.peer.host, port)
-
-
-def parse_host_port(text: str) -> HostPort:
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:8100, got {text!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is above 65535")
-    return HostPort(host, port)
 
 
 def _parse_bool(text: str) -> bool:

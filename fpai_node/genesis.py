@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from fpai_node.config import Settings, parse_host_port
+from fpai_node.config import Settings
 from fpai_node.errors import ConfigError
+from fpai_node.hostport import parse_host_port
 from fpai_node.registry.state import (
     DEFAULT_VOTERS,
     MAX_COMMAND_BYTES,

@@ -38,7 +38,7 @@ from pysyncobj.node import Node
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import Transport
 
-from fpai_node.config import parse_host_port
+from fpai_node.hostport import parse_host_port
 from fpai_node.identity.tls import PeerIdentityError, TlsIdentity, client_context, peer_node_id
 from fpai_node.identity.tls import server_context as tls_server_context
 from fpai_node.registry import raft_wire, safe_pickle

@@ -10,7 +10,7 @@ no byte from the network is ever unpickled; anything outside the schema is `Malf
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fpai_node.config import parse_host_port
+from fpai_node.hostport import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry import safe_pickle
 from fpai_node.registry.state import MAX_COMMAND_BYTES

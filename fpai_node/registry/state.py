@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from fpai_node.config import parse_host_port
+from fpai_node.hostport import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry.dedup import DedupWindow
 from fpai_node.wire import codec

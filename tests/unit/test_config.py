@@ -5,14 +5,13 @@ import pytest
 
 from fpai_node.config import (
     FIELDS,
-    HostPort,
     Settings,
     check_safe_binds,
     load_settings,
-    parse_host_port,
     render_node_toml,
 )
 from fpai_node.errors import ConfigError
+from fpai_node.hostport import HostPort, parse_host_port
 
 KEY = "k" * 24
 
