@@ -1,9 +1,11 @@
-"""The client API application: health, node status, the OpenAI routes, and the middleware every
-route shares (request ids, API keys, errors in OpenAI's shape)."""
+"""The client API: health, node status and metrics built from the node's services, the route
+groups the node composes (OpenAI, registry), and the middleware every route shares (request
+ids, API keys, errors in OpenAI's shape)."""
 
 import asyncio
 import hmac
 import re
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,27 +16,20 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from fpai_node import __version__
-from fpai_node.api.admin import registry as registry_routes
-from fpai_node.api.admin.registry import REGISTRY, registry_json
-from fpai_node.api.openai.protocol import ApiError
-from fpai_node.api.openai.routes import (
-    INFERENCE,
-    REQUEST_ID,
-    ROUTER,
-    STARTED_AT,
-    add_routes,
-    error_response,
-)
-from fpai_node.gossip.service import GossipService, peer_channel_json, peers_json
+from fpai_node.api.metrics import METRICS, Metrics, metrics_view, observe_request
+from fpai_node.api.openai.routes import REQUEST_ID, error_response
+from fpai_node.hostport import HostPort
 from fpai_node.inference.base import InferenceError
-from fpai_node.inference.service import InferenceService
-from fpai_node.metrics import METRICS, Metrics, metrics_view, observe_request
-from fpai_node.registry.service import RegistryService
-from fpai_node.router.service import Router
+from fpai_node.inference.openai_requests import ApiError
+from fpai_node.service import Service
 from fpai_node.wire import PROTOCOL_VERSION
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ApiRoutes = Callable[[web.Application], None]
+"""Adds one group of client routes, and what its handlers read, to the app
+(`openai_routes(router)`, `registry_routes(registry)`)."""
 MAX_BODY_BYTES = 4 << 20  # 4 MiB: a long chat history fits; a runaway upload does not
+SHUTDOWN_TIMEOUT_S = 3.0  # in-flight requests get this long; the whole stop stays under 5 s
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 log = structlog.get_logger("fpai.api")
 
@@ -47,7 +42,7 @@ class NodeInfo:
 
 
 NODE_INFO = web.AppKey("node_info", NodeInfo)
-GOSSIP = web.AppKey("gossip", GossipService)
+SERVICES = web.AppKey("services", tuple[Service, ...])
 
 
 def error_body(message: str, err_type: str, code: str) -> dict[str, dict[str, str | None]]:
@@ -133,59 +128,65 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
+    """The node, then each service's sections (peers, peer_channel, registry, router, models)."""
     info = request.app[NODE_INFO]
-    models = [
-        {
-            "id": served.card.id,
-            "backend": served.card.backend,
-            "context_length": served.card.context_length,
-            "running": served.admission.running,
-            "waiting": served.admission.waiting,
-        }
-        for served in request.app[INFERENCE].models()
-    ]
-    return web.json_response(
-        {
-            "node_id": info.node_id,
-            "version": __version__,
-            "protocol_version": PROTOCOL_VERSION,
-            "preset": info.preset,
-            "uptime_s": round(time.monotonic() - info.started_monotonic, 3),
-            "peers": peers_json(request.app.get(GOSSIP)),
-            "peer_channel": peer_channel_json(request.app.get(GOSSIP)),
-            "registry": registry_json(request.app.get(REGISTRY)),
-            "router": request.app[ROUTER].status(),
-            "models": models,
-        }
-    )
+    document: dict[str, object] = {
+        "node_id": info.node_id,
+        "version": __version__,
+        "protocol_version": PROTOCOL_VERSION,
+        "preset": info.preset,
+        "uptime_s": round(time.monotonic() - info.started_monotonic, 3),
+    }
+    for service in request.app[SERVICES]:
+        document.update(service.status_sections())
+    return web.json_response(document)
 
 
 def build_app(
     info: NodeInfo,
-    inference: InferenceService,
+    services: Sequence[Service],
+    routes: Sequence[ApiRoutes],
     api_keys: Sequence[str] = (),
-    gossip: GossipService | None = None,
-    registry: RegistryService | None = None,
-    router: Router | None = None,
-    metrics: Metrics | None = None,
 ) -> web.Application:
+    """The client API over `services` (status sections, metrics) with `routes` added."""
     app = web.Application(
         middlewares=[request_context, api_key_guard(api_keys)], client_max_size=MAX_BODY_BYTES
     )
     app[NODE_INFO] = info
-    app[INFERENCE] = inference
-    if gossip is not None:
-        app[GOSSIP] = gossip
-    if registry is not None:
-        app[REGISTRY] = registry
-        registry_routes.add_routes(app)
-    app[ROUTER] = router or Router(info.node_id, inference)
-    app[STARTED_AT] = int(time.time())
-    app[METRICS] = metrics or Metrics(
-        info.node_id, inference=inference, gossip=gossip, registry=registry
-    )
+    app[SERVICES] = tuple(services)
+    app[METRICS] = Metrics(info.node_id, services)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/fpai/v1/status", status)
     app.router.add_get("/metrics", metrics_view)
-    add_routes(app)
+    for add in routes:
+        add(app)
     return app
+
+
+class ClientApi(Service):
+    """The client API as the node's last service: it answers once everything else runs, and
+    stops first, giving requests in flight a few seconds."""
+
+    name = "API"
+
+    def __init__(self, listener: socket.socket, app: web.Application) -> None:
+        self.address = str(HostPort.bound_to(listener))
+        self.url = f"http://{self.address}"
+        self._listener = listener
+        self._app = app
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(
+            self._app,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            access_log=None,
+            handler_cancellation=True,  # a client that leaves cancels its generation
+        )
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._listener).start()
+
+    async def stop(self, leave: bool) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,32 +1,36 @@
 """The gossip I/O shell: runs a GossipNode over the peer channel (specs/0004-gossip.md).
 
-Outgoing messages are sealed with the node key and POSTed to the destination's peer address;
-incoming frames are verified (envelope, replay guard, and the envelope's sender must be the
-node whose key the TLS handshake proved) before the state machine sees them.
+Outgoing messages are sealed with the node key and POSTed to the destination's frame route;
+incoming frames (this service serves the frame route, PEER-1) are verified (envelope, replay
+guard, and the envelope's sender must be the node whose key the TLS handshake proved) before the
+state machine sees them.
 """
 
 import asyncio
 import os
 import platform
 import random
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from fpai_node.api.peer.channel import FrameRefused, PeerClient, PeerServer
 from fpai_node.gossip.messages import HOP_TYPES, Capabilities, Status, decode_message
 from fpai_node.gossip.state import GossipConfig, GossipNode, MemberView, Outgoing
 from fpai_node.identity import NodeKey, is_node_id
-from fpai_node.identity.tls import TlsIdentity
+from fpai_node.peer.client import PeerClient
+from fpai_node.peer.server import FRAME_PATH
+from fpai_node.service import FrameRefused, PeerRoute, RpcRoute, Service, counter
 from fpai_node.wire import ReplayGuard, SequenceCounter, WireError, open_envelope, seal
 
 TICK_S = 0.1  # timers need a tick well inside the 300 ms ping timeout
 HOP_LIFETIME_MS = 10_000  # a hop message is acted on within a protocol period or never
 RECHECK_CAPABILITIES_S = 5.0  # load changes are re-announced at most this often
+CONNECTIONS_PER_PEER = 4  # gossip sends a handful of small frames a second to any one peer
+SEND_TIMEOUT_S = 5.0  # a frame not taken in 5 s is lost; SWIM's timers already gave up on it
 log = structlog.get_logger("fpai.gossip")
 
 
@@ -34,26 +38,28 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class GossipService:
+class GossipService(Service):
+    name = "gossip"
+
     def __init__(
         self,
         key: NodeKey,
-        identity: TlsIdentity,
-        peer_socket: socket.socket,
+        address: str,
+        client: PeerClient,
         join: tuple[str, ...],
         capabilities: Callable[[str], Capabilities],
     ) -> None:
-        host, port = peer_socket.getsockname()[:2]
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        """`address` is this node's peer channel address, as it announces it."""
+        self.address = address
         self._key = key
-        self._socket = peer_socket
         self._join = join
         self._capabilities = capabilities
         self.node = GossipNode(key, GossipConfig(address=self.address), random.SystemRandom())
         self._seq = SequenceCounter(time.time_ns() // 1_000)
         self._guard = ReplayGuard()
-        self.server = PeerServer(identity, self._on_frame)
-        self._client = PeerClient(identity)
+        self._pool = client.pool(
+            connections_per_peer=CONNECTIONS_PER_PEER, timeout_s=SEND_TIMEOUT_S
+        )
         self._sending: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._announced: Capabilities | None = None
@@ -63,17 +69,19 @@ class GossipService:
         self.received: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
 
+    def peer_routes(self) -> Sequence[PeerRoute]:
+        return (RpcRoute(FRAME_PATH, self._on_frame),)
+
     async def start(self) -> None:
-        await self._client.start()
-        await self.server.start(self._socket)
         self._announce_if_changed()
         self._dispatch(self.node.join(list(self._join)))
         self._loop_task = asyncio.create_task(self._run(), name="gossip")
         log.info("gossip started", peer=self.address, join=list(self._join))
 
-    async def stop(self) -> None:
-        """Say goodbye (GOSSIP-15) if we ever said hello, then release everything start() got:
-        safe to call after a start that failed half way, and more than once."""
+    async def stop(self, leave: bool) -> None:
+        """Say goodbye (GOSSIP-15) if we ever said hello, with or without `leave`: a node that
+        will be back rejoins gossip as a new incarnation. Safe after a start that failed half
+        way, and more than once."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -81,10 +89,6 @@ class GossipService:
             self._dispatch(self.node.leave(now_ms()))
             if self._sending:
                 await asyncio.wait(self._sending, timeout=1.0)
-        try:
-            await self.server.stop()
-        finally:
-            await self._client.close()
 
     def members(self) -> list[MemberView]:
         return [m for m in self.node.members().values() if m.node_id != self._key.node_id]
@@ -93,6 +97,93 @@ class GossipService:
         """Alive or suspected: a node this one currently counts as part of the federation."""
         member = self.node.member(node_id)
         return member is not None and member.status in (Status.ALIVE, Status.SUSPECT)
+
+    def status_sections(self) -> Mapping[str, object]:
+        """`peers`: state, incarnation and announced capabilities of every other member."""
+        table: list[dict[str, object]] = []
+        for member in sorted(self.members(), key=lambda m: m.node_id):
+            entry: dict[str, object] = {
+                "node_id": member.node_id,
+                "address": member.address,
+                "state": str(member.status),
+                "incarnation": member.incarnation,
+            }
+            if member.announcement is not None:
+                caps = member.announcement.capabilities
+                entry.update(
+                    api=caps.api_address,
+                    models=[
+                        {"id": m.model_id, "context_length": m.context_length, "backend": m.backend}
+                        for m in caps.models
+                    ],
+                    hardware={
+                        "cpu": caps.hardware.cpu,
+                        "gpu": caps.hardware.gpu,
+                        "memory_mb": caps.hardware.memory_mb,
+                    },
+                    load_permille=caps.load_permille,
+                    queue_depth=caps.queue_depth,
+                    protocol_version=member.announcement.protocol_version,
+                )
+            table.append(entry)
+        return {"peers": table}
+
+    def metrics(self) -> Iterable[Metric]:
+        by_state = dict.fromkeys((str(s) for s in Status), 0)
+        for member in self.members():
+            by_state[str(member.status)] += 1
+        peers = GaugeMetricFamily(
+            "fpai_peers", "Other nodes in this node's gossip table, by state.", labels=["state"]
+        )
+        for state, count in by_state.items():
+            peers.add_metric([state], count)
+        yield peers
+        yield counter(
+            "fpai_gossip_messages_sent",
+            "Gossip messages sealed and sent, by message type.",
+            "type",
+            self.sent,
+        )
+        yield counter(
+            "fpai_gossip_send_failures",
+            "Gossip messages a peer did not take: unreachable, or refused (any non-204 answer).",
+            "reason",
+            self.send_failures,
+        )
+        yield counter(
+            "fpai_gossip_messages_received",
+            "Gossip messages accepted and handed to the membership state machine, by type.",
+            "type",
+            self.received,
+        )
+        yield counter(
+            "fpai_gossip_messages_rejected",
+            "Gossip frames rejected after the peer channel let them through, by reason.",
+            "reason",
+            self.rejected,
+        )
+        stats = self.node.stats
+        yield counter(
+            "fpai_gossip_transitions",
+            "Peers this node marked suspect or dead, by the state they moved to.",
+            "state",
+            {"suspect": stats.suspicions, "dead": stats.deaths},
+        )
+        yield CounterMetricFamily(
+            "fpai_gossip_refutations",
+            "Times this node refuted a suspicion about itself.",
+            value=stats.refutations,
+        )
+        yield counter(
+            "fpai_gossip_announcements",
+            "Capability announcements handled: accepted, stale (an older one), or rejected.",
+            "result",
+            {
+                "accepted": stats.announcements_accepted,
+                "stale": stats.announcements_stale,
+                "rejected": stats.announcements_rejected,
+            },
+        )
 
     async def _run(self) -> None:
         next_check = time.monotonic() + RECHECK_CAPABILITIES_S
@@ -113,6 +204,7 @@ class GossipService:
             self._announced = capabilities
 
     async def _on_frame(self, peer: str, frame: bytes) -> None:
+        """The frame route (PEER-1, PEER-2): verified, then handed to the state machine."""
         try:
             envelope = open_envelope(
                 frame, now_ms=now_ms(), known_types=HOP_TYPES, replay_guard=self._guard
@@ -158,7 +250,7 @@ class GossipService:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, address: str, frame: bytes) -> None:
-        status = await self._client.send(address, frame)
+        status = await self._pool.send(address, frame)
         if status == 0:
             self.send_failures["unreachable"] += 1
         elif status != 204:
@@ -175,43 +267,3 @@ def hardware_summary() -> tuple[str, str, int]:
     except (ValueError, OSError):
         memory = 0
     return cpu, gpu, memory
-
-
-def peers_json(gossip: "GossipService | None") -> list[dict[str, object]]:
-    """The peer table for /fpai/v1/status: state, incarnation and announced capabilities."""
-    if gossip is None:
-        return []
-    table: list[dict[str, object]] = []
-    for member in sorted(gossip.members(), key=lambda m: m.node_id):
-        entry: dict[str, object] = {
-            "node_id": member.node_id,
-            "address": member.address,
-            "state": str(member.status),
-            "incarnation": member.incarnation,
-        }
-        if member.announcement is not None:
-            caps = member.announcement.capabilities
-            entry.update(
-                api=caps.api_address,
-                models=[
-                    {"id": m.model_id, "context_length": m.context_length, "backend": m.backend}
-                    for m in caps.models
-                ],
-                hardware={
-                    "cpu": caps.hardware.cpu,
-                    "gpu": caps.hardware.gpu,
-                    "memory_mb": caps.hardware.memory_mb,
-                },
-                load_permille=caps.load_permille,
-                queue_depth=caps.queue_depth,
-                protocol_version=member.announcement.protocol_version,
-            )
-        table.append(entry)
-    return table
-
-
-def peer_channel_json(gossip: "GossipService | None") -> dict[str, object] | None:
-    """The peer channel's address and its refusals by reason, for status and operators."""
-    if gossip is None:
-        return None
-    return {"address": gossip.address, "refusals": dict(gossip.server.refusals)}

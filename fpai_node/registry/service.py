@@ -14,21 +14,23 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client.core import Metric
 
-from fpai_node.api.peer.channel import FrameRefused, PeerClient, PeerServer
-from fpai_node.config import HostPort
 from fpai_node.errors import FpaiError
+from fpai_node.hostport import HostPort
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
+from fpai_node.peer.client import PeerClient
 from fpai_node.registry.journal import JournalError, write_atomically
 from fpai_node.registry.raft import RaftEngine, RaftStatus, RaftTiming, TransportCounters
 from fpai_node.registry.raft_wire import parse_raft_id, raft_id
+from fpai_node.registry.report import raft_metrics, registry_section
 from fpai_node.registry.state import (
     IDEMPOTENCY_KEY_BYTES,
     MAX_COMMAND_BYTES,
@@ -37,6 +39,7 @@ from fpai_node.registry.state import (
     Result,
     encode_command,
 )
+from fpai_node.service import FrameRefused, PeerRoute, RpcRoute, Service
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
@@ -47,6 +50,7 @@ WRITE_TIMEOUT_S = 10.0  # a write with no outcome by then is reported as unknown
 LEAVE_TIMEOUT_S = 2.0  # a stopping node waits this long for its removal to commit
 RELEASE_TIMEOUT_S = 3.0  # and a voter this long more for the leader to drop it from Raft
 JOIN_CALL_TIMEOUT_S = 15.0  # a join needs a commit: a leader election may come first
+JOIN_CONNECTIONS_PER_PEER = 1  # this node asks to join one peer at a time
 RETRY_S = 0.1
 _SUCCESS = 0
 _RETRYABLE = frozenset({1, 2, 3, 4, 5, 7})  # queue full, no leader, discarded, leader changed...
@@ -96,13 +100,16 @@ def read_hint(directory: Path) -> Hint | None:
     return hint
 
 
-class RegistryService:
+class RegistryService(Service):
+    name = "registry"
+
     def __init__(
         self,
         *,
         key: NodeKey,
         identity: TlsIdentity,
         listener: socket.socket,
+        client: PeerClient,
         directory: Path,
         join: Iterable[str],
         peer_address: str,
@@ -112,8 +119,7 @@ class RegistryService:
         parameters: Mapping[str, codec.Value] | None = None,
         local_models: Callable[[], Iterable[str]] = tuple,
     ) -> None:
-        host, port = listener.getsockname()[:2]
-        self.address = str(HostPort(host, port))
+        self.address = str(HostPort.bound_to(listener))
         self.node_id = key.node_id
         self.member = raft_id(key.node_id, self.address)
         self.phase = "starting"
@@ -128,7 +134,9 @@ class RegistryService:
         self._parameters = dict(parameters or {})  # the genesis': written once, at creation
         self._timing = timing
         self._local_models = local_models
-        self._client = PeerClient(identity, timeout_s=JOIN_CALL_TIMEOUT_S)
+        self._pool = client.pool(
+            connections_per_peer=JOIN_CONNECTIONS_PER_PEER, timeout_s=JOIN_CALL_TIMEOUT_S
+        )
         self._engine: RaftEngine | None = None
         self._floor = RegistryState()  # shown while a restarted engine replays its log
         self._tasks: list[asyncio.Task[None]] = []
@@ -138,13 +146,12 @@ class RegistryService:
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def attach(self, server: PeerServer) -> None:
-        """Serve `registry.join` on the peer channel (before the channel starts)."""
-        server.add_rpc(JOIN_PATH, self._on_join)
+    def peer_routes(self) -> Sequence[PeerRoute]:
+        """`registry.join` (PEER-7, REG-15)."""
+        return (RpcRoute(JOIN_PATH, self._on_join),)
 
     async def start(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await self._client.start()
         hint = self._read_hint()
         if hint is not None and hint.member == self.member:
             self._start_engine(hint.learner, hint.voters)
@@ -160,7 +167,7 @@ class RegistryService:
             self._spawn(self._bootstrap())
         self._spawn(self._maintain())
 
-    async def stop(self, leave: bool = True) -> None:
+    async def stop(self, leave: bool) -> None:
         """Leave the registry if this node is a member of a larger one (REG-15) and `leave`,
         then stop and close the Raft listener (the service owns it from construction on).
         Without leaving, the node stays a member: a restart, or the whole federation pausing."""
@@ -177,7 +184,6 @@ class RegistryService:
             self._engine = None
             await asyncio.to_thread(engine.stop)
         self._listener.close()
-        await self._client.close()
 
     async def _leave(self) -> None:
         """REG-15: remove this node, then, for a voter, stay until the leader has taken it out
@@ -209,6 +215,22 @@ class RegistryService:
     def status(self) -> RaftStatus:
         engine = self._engine
         return engine.status if engine is not None else RaftStatus(self.member, False)
+
+    def status_sections(self) -> Mapping[str, object]:
+        return {
+            "registry": registry_section(
+                phase=self.phase,
+                address=self.address,
+                status=self.status,
+                state=self.state,
+                refusals=self.counters.refusals,
+            )
+        }
+
+    def metrics(self) -> Iterable[Metric]:
+        return raft_metrics(
+            phase=self.phase, status=self.status, state=self.state, refusals=self.counters.refusals
+        )
 
     async def read(self) -> RegistryState:
         """A linearizable read: a `sync` barrier through the leader, then the local state, which
@@ -311,7 +333,7 @@ class RegistryService:
         attempt = 0
         while True:
             for target in targets:
-                status, body = await self._client.call(target, JOIN_PATH, request)
+                status, body = await self._pool.call(target, JOIN_PATH, request)
                 if status == 200:
                     try:
                         role, voters, peers = _parse_join_answer(body)

@@ -12,8 +12,6 @@ import aiohttp
 import numpy as np
 import structlog
 
-from fpai_node.api.peer.channel import PeerClient
-from fpai_node.identity.tls import TlsIdentity
 from fpai_node.inference.base import (
     BackendUnavailable,
     Embeddings,
@@ -24,6 +22,7 @@ from fpai_node.inference.base import (
     TextChunk,
     Usage,
 )
+from fpai_node.peer.client import PeerClient
 from fpai_node.router.jobs import Job, LocalEvent
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -91,8 +90,10 @@ class Timing:
 
 
 class Forwarder:
-    def __init__(self, identity: TlsIdentity, receipts: ReceiptLog) -> None:
-        self._client = PeerClient(identity, connections_per_peer=CONNECTIONS_PER_PEER)
+    def __init__(self, client: PeerClient, receipts: ReceiptLog) -> None:
+        self._pool = client.pool(
+            connections_per_peer=CONNECTIONS_PER_PEER, timeout_s=CONNECT_TIMEOUT_S
+        )
         self._receipts = receipts
         self._seen_receipts = SeenReceipts()
         # sock_connect, not connect: waiting for one of the pool's connections to a busy peer
@@ -105,12 +106,6 @@ class Forwarder:
         self.failed_at: dict[str, float] = {}  # monotonic time of each peer's latest failure
         self.forwarded: Counter[str] = Counter()  # completed, by serving peer
         self.receipts_rejected: Counter[str] = Counter()
-
-    async def start(self) -> None:
-        await self._client.start()
-
-    async def close(self) -> None:
-        await self._client.close()
 
     def healthy(self, node_id: str) -> bool:
         failed = self.failed_at.get(node_id)
@@ -126,7 +121,7 @@ class Forwarder:
         self.inflight[peer] += 1
         sent = time.perf_counter()
         try:
-            async with self._client.stream(
+            async with self._pool.stream(
                 candidate.peer_address, INFER_PATH, request.encode(), self._timeout
             ) as response:
                 if response.status != 200:

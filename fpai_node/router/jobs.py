@@ -9,14 +9,14 @@ import json
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from fpai_node.api.openai.protocol import (
+from fpai_node.inference.base import Backend, Embeddings, GenerationEvent
+from fpai_node.inference.openai_requests import (
     ApiError,
     StreamOptions,
     parse_chat,
     parse_completion,
     parse_embeddings,
 )
-from fpai_node.inference.base import Backend, Embeddings, GenerationEvent
 from fpai_node.inference.service import ServedModel
 from fpai_node.router.messages import Api
 

@@ -17,10 +17,9 @@ import numpy as np
 import structlog
 from aiohttp import web
 
-from fpai_node.api.openai.protocol import ApiError
-from fpai_node.api.peer.channel import PeerServer
 from fpai_node.identity.keys import NodeKey
 from fpai_node.inference.base import Embeddings, Finish, InferenceError, Overloaded, TextChunk
+from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
 from fpai_node.router.jobs import Job, LocalEvent, parse_job, run_locally
 from fpai_node.router.messages import (
@@ -40,6 +39,7 @@ from fpai_node.router.messages import (
     seal_receipt,
 )
 from fpai_node.router.receipts import ReceiptLog
+from fpai_node.service import StreamRoute
 from fpai_node.wire.errors import WireError
 from fpai_node.wire.messages import SequenceCounter
 
@@ -64,8 +64,9 @@ class PeerInference:
         self.served: Counter[str] = Counter()  # by requesting peer
         self.refused: Counter[str] = Counter()  # by reason code
 
-    def attach(self, server: PeerServer) -> None:
-        server.add_stream(
+    def route(self) -> StreamRoute:
+        """PEER-8's streaming route for forwarded requests (FWD-1), members only (FWD-7)."""
+        return StreamRoute(
             INFER_PATH,
             self.handle,
             max_body_bytes=MAX_REQUEST_BODY_BYTES + 4096,

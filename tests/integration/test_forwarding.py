@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from fpai_node.api.peer.channel import PeerServer
 from fpai_node.gossip.messages import Announcement, Capabilities, Hardware, Model, Status
 from fpai_node.gossip.state import MemberView
 from fpai_node.identity import NodeKey
@@ -28,6 +27,8 @@ from fpai_node.inference.base import (
     Usage,
 )
 from fpai_node.inference.service import InferenceService
+from fpai_node.peer.client import PeerClient
+from fpai_node.peer.server import PeerServer
 from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
@@ -42,8 +43,9 @@ from fpai_node.router.messages import (
     seal_receipt,
 )
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
+from fpai_node.router.router import NoRoute, Router
 from fpai_node.router.select import Candidate
-from fpai_node.router.service import NoRoute, Router
+from fpai_node.service import StreamRoute
 from fpai_node.testing.scripted_backend import ScriptedBackend
 from fpai_node.wire import PROTOCOL_VERSION
 
@@ -81,11 +83,8 @@ class Peer:
         self.key = key
         self.script: Script | None = None
         now = dt.datetime.now(dt.UTC)
-        self.server = PeerServer(TlsIdentity.open(key, now), self._frame)
-        self.server.add_stream(INFER_PATH, self._infer, max_body_bytes=1 << 20, rate_per_s=100)
-
-    async def _frame(self, peer: str, frame: bytes) -> None:
-        raise AssertionError("no frames in these tests")
+        route = StreamRoute(INFER_PATH, self._infer, max_body_bytes=1 << 20, rate_per_s=100)
+        self.server = PeerServer(TlsIdentity.open(key, now), [route])
 
     async def _infer(self, peer: str, body: bytes, request: web.Request) -> web.StreamResponse:
         assert self.script is not None
@@ -112,10 +111,11 @@ async def peer() -> AsyncIterator[Peer]:
 @pytest.fixture
 async def forwarder(tmp_path: Path) -> AsyncIterator[tuple[Forwarder, ReceiptLog]]:
     log = ReceiptLog(tmp_path / "receipts.log")
-    forwarder = Forwarder(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)), log)
-    await forwarder.start()
+    client = PeerClient(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)))
+    forwarder = Forwarder(client, log)
+    await client.start()
     yield forwarder, log
-    await forwarder.close()
+    await client.close()
     await log.close()
 
 

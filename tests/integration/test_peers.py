@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fpai_node.api.peer.channel import FRAME_PATH
 from fpai_node.gossip.messages import Ping
 from fpai_node.identity import NodeKey
 from fpai_node.identity.certs import create_ca, issue_node_certificate, open_ca
 from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.peer.server import FRAME_PATH
 from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
 from fpai_node.wire import seal
 
@@ -261,7 +261,7 @@ def test_a_genesis_file_bootstraps_and_peers_lists_the_table(tmp_path: Path) -> 
 
 def test_connections_that_never_finish_a_handshake_are_capped(lone_node: NodeProcess) -> None:
     """Review finding: idle connections exhausted file descriptors and took the API down."""
-    from fpai_node.api.peer.channel import MAX_HANDSHAKES
+    from fpai_node.peer.server import MAX_HANDSHAKES
 
     host, port = lone_node.peer.rsplit(":", 1)
     idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_HANDSHAKES)]

@@ -1,12 +1,14 @@
 """The registry over HTTP: read it (linearizable by default, `?stale=1` for the local replica)
 and set parameters (docs/api.md). Writes go through Raft from whichever node is asked."""
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from fpai_node.api.openai.protocol import ApiError
+from fpai_node.inference.openai_requests import ApiError
 from fpai_node.registry.raft_wire import parse_raft_id
+from fpai_node.registry.report import members_json
 from fpai_node.registry.service import CommandTooLarge, RegistryService, RegistryUnavailable
 from fpai_node.registry.state import MAX_TEXT, RegistryState, Result
 from fpai_node.wire import codec
@@ -15,47 +17,17 @@ REGISTRY = web.AppKey("registry", RegistryService)
 _MAX_JSON_DEPTH = 16
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/fpai/v1/registry", registry_view)
-    app.router.add_get("/fpai/v1/registry/parameters/{key}", get_parameter)
-    app.router.add_put("/fpai/v1/registry/parameters/{key}", set_parameter)
-    app.router.add_delete("/fpai/v1/registry/parameters/{key}", delete_parameter)
+def registry_routes(registry: RegistryService) -> Callable[[web.Application], None]:
+    """Read the registry and set its parameters through `registry`."""
 
+    def add(app: web.Application) -> None:
+        app[REGISTRY] = registry
+        app.router.add_get("/fpai/v1/registry", registry_view)
+        app.router.add_get("/fpai/v1/registry/parameters/{key}", get_parameter)
+        app.router.add_put("/fpai/v1/registry/parameters/{key}", set_parameter)
+        app.router.add_delete("/fpai/v1/registry/parameters/{key}", delete_parameter)
 
-def registry_json(service: RegistryService | None) -> dict[str, Any]:
-    """Leader, term, members and roles, for /fpai/v1/status."""
-    if service is None:
-        return {"leader": None, "term": 0, "members": []}
-    status = service.status
-    state = service.state
-    leader = parse_raft_id(status.leader)[0] if status.leader else None
-    return {
-        "phase": service.phase,
-        "leader": leader,
-        "term": status.term,
-        "commit_index": status.commit_index,
-        "applied_index": status.applied_index,
-        "role": "learner" if status.learner else "voter",
-        "configuration": sorted(parse_raft_id(m)[0] for m in status.voters),
-        "raft": service.address,
-        "voters_target": state.target_voters,
-        "members": members_json(state),
-        "refusals": dict(service.counters.refusals),
-    }
-
-
-def members_json(state: RegistryState) -> list[dict[str, Any]]:
-    return [
-        {
-            "node_id": node,
-            "role": m.role,
-            "peer": m.peer,
-            "api": m.api,
-            "raft": m.raft,
-            "joined_at_ms": m.joined_at_ms,
-        }
-        for node, m in sorted(state.members.items())
-    ]
+    return add
 
 
 async def registry_view(request: web.Request) -> web.Response:

@@ -12,14 +12,14 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 import numpy as np
 import structlog
 from aiohttp import web
 
-from fpai_node.api.openai.protocol import ApiError
+from fpai_node.api.metrics import METRICS
 from fpai_node.inference.base import (
     Embeddings,
     Finish,
@@ -28,13 +28,11 @@ from fpai_node.inference.base import (
     Overloaded,
     TextChunk,
 )
-from fpai_node.inference.service import InferenceService
-from fpai_node.metrics import METRICS
+from fpai_node.inference.openai_requests import ApiError
 from fpai_node.router.jobs import Job, parse_job
 from fpai_node.router.messages import Api
-from fpai_node.router.service import Opened, Router
+from fpai_node.router.router import Opened, Router
 
-INFERENCE = web.AppKey("inference", InferenceService)
 ROUTER = web.AppKey("router", Router)
 STARTED_AT = web.AppKey("started_at", int)
 SERVED_BY_HEADER = "X-FPAI-Served-By"
@@ -43,11 +41,18 @@ REQUEST_ID = web.RequestKey("request_id", str)  # set by the API middleware for 
 log = structlog.get_logger("fpai.api.openai")
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_post("/v1/embeddings", embeddings)
+def openai_routes(router: Router) -> Callable[[web.Application], None]:
+    """The OpenAI routes, each request going where `router` sends it."""
+
+    def add(app: web.Application) -> None:
+        app[ROUTER] = router
+        app[STARTED_AT] = int(time.time())
+        app.router.add_get("/v1/models", list_models)
+        app.router.add_post("/v1/chat/completions", chat_completions)
+        app.router.add_post("/v1/completions", completions)
+        app.router.add_post("/v1/embeddings", embeddings)
+
+    return add
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -1,18 +1,17 @@
 """The streaming route when a backend fails after the first token (a fake backend: this is a
 test of the API layer; the real backends are tested through real models and servers)."""
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fpai_node.api.app import NodeInfo, build_app
 from fpai_node.inference.base import (
     TextChunk,
     UpstreamError,
 )
 from fpai_node.inference.service import InferenceService
+from fpai_node.testing.api_app import inference_api
 from fpai_node.testing.scripted_backend import ScriptedBackend
 
 
@@ -22,8 +21,7 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[TestClient[obj
         [ScriptedBackend([TextChunk("Hello")], request.param)], max_waiting=1
     )
     await service.start()
-    app = build_app(NodeInfo("fpn1" + "a" * 32, "local", time.monotonic()), service)
-    async with TestClient(TestServer(app)) as c:
+    async with TestClient(TestServer(inference_api("fpn1" + "a" * 32, service))) as c:
         yield c
     await service.close()
 

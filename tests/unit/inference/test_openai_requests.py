@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fpai_node.api.openai.protocol import (
+from fpai_node.inference.base import ChatMessage, ChatRequest, CompletionRequest, Sampling
+from fpai_node.inference.openai_requests import (
     MAX_EMBEDDING_INPUTS,
     MAX_STOP_SEQUENCES,
     ApiError,
@@ -16,7 +17,6 @@ from fpai_node.api.openai.protocol import (
     parse_completion,
     parse_embeddings,
 )
-from fpai_node.inference.base import ChatMessage, ChatRequest, CompletionRequest, Sampling
 
 USER_HI = {"role": "user", "content": "hi"}
 

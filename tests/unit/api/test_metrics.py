@@ -1,20 +1,22 @@
-"""The metrics collector over fakes of the node's parts, and /metrics through the API app with a
-fake backend (the real parts are scraped in tests/integration/test_metrics.py)."""
+"""Each service's metric families over fakes of its fields, collected as one node's, and
+/metrics through the API app with a fake backend (the real parts are scraped in
+tests/integration/test_metrics_endpoint.py)."""
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from fpai_node import __version__
-from fpai_node.api.app import NodeInfo, build_app
+from fpai_node.api.metrics import CONTENT_TYPE, Metrics
 from fpai_node.gossip.messages import Status
+from fpai_node.gossip.service import GossipService
 from fpai_node.gossip.state import GossipStats
 from fpai_node.inference.base import (
     Finish,
@@ -24,8 +26,12 @@ from fpai_node.inference.base import (
     Usage,
 )
 from fpai_node.inference.service import InferenceService
-from fpai_node.metrics import CONTENT_TYPE, Metrics
+from fpai_node.peer.channel import PeerChannel
 from fpai_node.registry.raft import RaftStatus, TransportCounters
+from fpai_node.registry.service import RegistryService
+from fpai_node.router.service import RouterService
+from fpai_node.service import Service
+from fpai_node.testing.api_app import inference_api
 from fpai_node.testing.scripted_backend import ScriptedBackend
 
 NODE = "fpn1" + "a" * 32
@@ -66,7 +72,6 @@ def fake_parts() -> dict[str, Any]:
         send_failures=Counter({"unreachable": 2}),
         received=Counter({"gossip.ack": 5}),
         rejected=Counter({"expired": 1}),
-        server=SimpleNamespace(refusals=Counter({"rate_limited": 7, "expired": 1})),
         node=SimpleNamespace(stats=GossipStats(suspicions=2, deaths=1, announcements_accepted=3)),
     )
     registry = SimpleNamespace(
@@ -89,21 +94,50 @@ def fake_parts() -> dict[str, Any]:
         latency_ms={PEER_B: 12.5},
         receipts_rejected=Counter({"bad_signature": 1}),
     )
-    peer_inference = SimpleNamespace(
-        served=Counter({PEER_C: 2}), refused=Counter({"not_a_member": 1})
-    )
+    serving = SimpleNamespace(served=Counter({PEER_C: 2}), refused=Counter({"not_a_member": 1}))
     return {
         "inference": inference,
         "gossip": gossip,
         "registry": registry,
-        "forwarder": forwarder,
-        "peer_inference": peer_inference,
+        "router": SimpleNamespace(forwarder=forwarder, serving=serving),
+        "peer channel": SimpleNamespace(refusals=Counter({"rate_limited": 7, "expired": 1})),
     }
+
+
+SERVICE_CLASSES: dict[str, type[Service]] = {
+    "inference": InferenceService,
+    "gossip": GossipService,
+    "registry": RegistryService,
+    "router": RouterService,
+    "peer channel": PeerChannel,
+}
+
+
+class Reading(Service):
+    """A service whose metrics are a real service class's own metric code, run over a fake that
+    has the fields that code reads."""
+
+    def __init__(self, name: str, fake: object) -> None:
+        self.name = name
+        self._fake = fake
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, leave: bool) -> None:
+        pass
+
+    def metrics(self) -> Iterable[Metric]:
+        return SERVICE_CLASSES[self.name].metrics(self._fake)  # type: ignore[arg-type]
+
+
+def services(parts: dict[str, Any]) -> list[Service]:
+    return [Reading(name, fake) for name, fake in parts.items()]
 
 
 def test_the_collector_reads_every_part_at_scrape_time() -> None:
     parts = fake_parts()
-    metrics = Metrics(NODE, **parts)
+    metrics = Metrics(NODE, services(parts))
     scraped = samples(metrics.render().decode())
 
     info = [dict(labels) for name, labels in scraped if name == "fpai_node_info"]
@@ -142,7 +176,7 @@ def test_the_collector_reads_every_part_at_scrape_time() -> None:
     assert value(scraped, "fpai_peer_requests_refused_total", reason="not_a_member") == 1
 
     # live: the next scrape sees what changed since, with no call into the metrics
-    parts["forwarder"].forwarded[PEER_B] += 1
+    parts["router"].forwarder.forwarded[PEER_B] += 1
     parts["gossip"].node.stats.deaths += 1
     rescraped = samples(metrics.render().decode())
     assert value(rescraped, "fpai_forwarded_requests_total", peer=PEER_B) == 4
@@ -152,7 +186,8 @@ def test_the_collector_reads_every_part_at_scrape_time() -> None:
 def test_no_leader_no_leader_sample_and_absent_parts_are_left_out() -> None:
     parts = fake_parts()
     parts["registry"].status = RaftStatus(member=f"{NODE}@127.0.0.1:7200", learner=True)
-    scraped = samples(Metrics(NODE, registry=parts["registry"]).render().decode())
+    only_registry = services({"registry": parts["registry"]})
+    scraped = samples(Metrics(NODE, only_registry).render().decode())
     assert not [k for k in scraped if k[0] == "fpai_registry_leader_info"]
     assert value(scraped, "fpai_registry_is_learner") == 1
     assert not [k for k in scraped if k[0].startswith(("fpai_peers", "fpai_forward"))]
@@ -178,8 +213,7 @@ ANSWER = (
 async def app_client(api_keys: Sequence[str] = ()) -> TestClient[object, object]:
     service = InferenceService([ScriptedBackend(ANSWER)], max_waiting=1)
     await service.start()
-    app = build_app(NodeInfo(NODE, "local", time.monotonic()), service, api_keys)
-    return TestClient(TestServer(app))
+    return TestClient(TestServer(inference_api(NODE, service, api_keys)))
 
 
 @pytest.fixture
@@ -255,8 +289,7 @@ class StallingBackend(ScriptedBackend):
 async def test_a_client_that_leaves_is_counted_as_499_without_tokens() -> None:
     service = InferenceService([StallingBackend()], max_waiting=1)
     await service.start()
-    app = build_app(NodeInfo(NODE, "local", time.monotonic()), service)
-    async with TestClient(TestServer(app, handler_cancellation=True)) as c:
+    async with TestClient(TestServer(inference_api(NODE, service), handler_cancellation=True)) as c:
         body = {"model": "m", "prompt": "x", "stream": True}
         response = await c.post("/v1/completions", json=body)
         assert b"Hel" in await response.content.readuntil(b"\n\n")
