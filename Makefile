@@ -33,6 +33,7 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory fuzz
@@ -48,7 +49,7 @@ vectors: install-dev
 	$(BIN)/python -m fpai_node.testing.vectors write
 
 lint: install-dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-cache
 
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
