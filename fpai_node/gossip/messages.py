@@ -26,6 +26,9 @@ MAX_MODELS = 64
 MAX_ITEMS = 8192  # member lists and digests: far above any federation we plan for
 MAX_FRAME_ITEM_BYTES = 16_384  # one announcement frame; real ones are ~0.5 KiB
 _UINT64_MAX = (1 << 64) - 1
+# GOSSIP-10: exact in an IEEE double (status JSON, dashboards), and far above any incarnation an
+# honest node reaches: each one is a refuted suspicion
+MAX_INCARNATION = (1 << 53) - 1
 
 PING = "gossip.ping"
 ACK = "gossip.ack"
@@ -72,12 +75,10 @@ class Rumor:
         status = _text(fields["st"], MAX_TEXT_BYTES)
         if status not in _RUMOR_STATUSES:
             raise MalformedFrame(f"rumor status {status!r}")
-        return cls(
-            _node_id(fields["id"]),
-            _address(fields["addr"]),
-            _uint(fields["inc"]),
-            Status(status),
-        )
+        incarnation = _uint(fields["inc"])
+        if incarnation > MAX_INCARNATION:
+            raise MalformedFrame(f"rumor incarnation above {MAX_INCARNATION}")
+        return cls(_node_id(fields["id"]), _address(fields["addr"]), incarnation, Status(status))
 
 
 @dataclass(frozen=True, slots=True)

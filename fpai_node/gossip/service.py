@@ -184,6 +184,23 @@ class GossipService(Service):
                 "rejected": stats.announcements_rejected,
             },
         )
+        yield counter(
+            "fpai_gossip_rumors_refused",
+            "Rumors ignored: an incarnation beyond the step from the one held (GOSSIP-10).",
+            "reason",
+            {"incarnation_jump": stats.rumors_refused},
+        )
+        yield counter(
+            "fpai_gossip_table_events",
+            "The member table: newcomers refused when full, members evicted for a newcomer, "
+            "members forgotten after forget_after_ms dead or left.",
+            "event",
+            {
+                "refused": stats.members_refused,
+                "evicted": stats.members_evicted,
+                "forgotten": stats.members_forgotten,
+            },
+        )
 
     async def _run(self) -> None:
         next_check = time.monotonic() + RECHECK_CAPABILITIES_S

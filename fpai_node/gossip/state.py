@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from fpai_node.gossip.messages import (
     ANNOUNCE,
     ANNOUNCE_TYPES,
+    MAX_INCARNATION,
     NONCE_LENGTH,
     Ack,
     Announcement,
@@ -32,6 +33,9 @@ from fpai_node.wire.envelope import PROTOCOL_VERSION, open_envelope, seal
 from fpai_node.wire.errors import WireError
 
 MAX_MEMBERS = 2048  # GOSSIP-9: a full member list stays far below one frame (1 MiB)
+# GOSSIP-10: an honest incarnation rises by one per false suspicion, so no view lags another by
+# 65,536; a liar moving a node this far per round needs 2^37 rounds to reach MAX_INCARNATION.
+MAX_INCARNATION_STEP = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,9 @@ class GossipConfig:
     sync_interval_ms: int = 30_000  # full-state push-pull is O(N) bytes: a repair, not the path
     announce_lifetime_ms: int = 600_000  # the envelope maximum (VERIFY-8)
     announce_refresh_ms: int = 300_000  # re-sign at half the lifetime: never seen expired
+    # GOSSIP-21: operators see who died in the last hour, and every announcement held before
+    # the death has expired by then, so none can bring a forgotten node back
+    forget_after_ms: int = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,10 @@ class GossipStats:
     announcements_accepted: int = 0
     announcements_stale: int = 0
     announcements_rejected: int = 0
+    rumors_refused: int = 0  # GOSSIP-10: an incarnation further than the step allows
+    members_refused: int = 0  # GOSSIP-9: the table was full of members worth keeping
+    members_evicted: int = 0  # GOSSIP-9: dropped for a newcomer
+    members_forgotten: int = 0  # GOSSIP-21: dead or left for forget_after_ms
 
 
 @dataclass(slots=True)
@@ -93,6 +104,7 @@ class _Member:
     address: str
     incarnation: int
     status: Status
+    changed_ms: int  # when the status last changed
     announcement: VerifiedAnnouncement | None = None
 
 
@@ -205,6 +217,7 @@ class GossipNode:
         out = self._advance_probe(now_ms)
         if now_ms >= timers.next_probe_ms:
             timers.next_probe_ms = _next_slot(timers.next_probe_ms, now_ms, self._probe_period)
+            self._forget_the_dead(now_ms)
             out += self._start_probe(now_ms)
         if now_ms >= timers.next_sync_ms:
             timers.next_sync_ms = _next_slot(
@@ -226,13 +239,16 @@ class GossipNode:
             case Ack(nonce, piggyback):
                 self._absorb(piggyback, now_ms)
                 return self._on_ack(nonce)
-            case PingReq(nonce, target, target_address, piggyback):
+            case PingReq(nonce, target, _, piggyback):
                 self._absorb(piggyback, now_ms)
-                to = target if target in self._members else target_address
-                return self._relay_ping(sender, nonce, to, now_ms)
+                member = self._members.get(target)
+                if member is None or member.status not in _LIVE:
+                    return []  # GOSSIP-11: never dial an address a requester names
+                return self._relay_ping(sender, nonce, target, now_ms)
             case Sync(members, digest):
                 self._merge_members(sender, members, now_ms)
-                return [Outgoing(sender, self._sync_reply(digest, now_ms))]
+                to = sender if sender in self._members else _own_address(sender, members)
+                return [Outgoing(to, self._sync_reply(digest, now_ms))]
             case SyncReply(members, announcements, want):
                 self._merge_members(sender, members, now_ms)
                 for item in announcements:
@@ -281,6 +297,9 @@ class GossipNode:
     def _advance_probe(self, now_ms: int) -> list[Outgoing]:
         probe = self._probe
         if probe is None:
+            return []
+        if probe.target not in self._members:  # forgotten or evicted meanwhile
+            self._probe = None
             return []
         if now_ms >= probe.sent_ms + self._probe_period:
             self._probe = None
@@ -348,14 +367,26 @@ class GossipNode:
             self._apply_rumor(rumor, now_ms, spread=rumor.node_id == sender)
 
     def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
+        member = self._members.get(rumor.node_id)
+        if rumor.node_id == self.node_id:
+            held = self._incarnation
+        else:  # a node first heard of counts from 0, where GOSSIP-8 adds it
+            held = member.incarnation if member is not None else 0
+        if rumor.incarnation > held + MAX_INCARNATION_STEP:
+            self.stats.rumors_refused += 1  # GOSSIP-10: no rumor moves a node this far
+            return
         if rumor.node_id == self.node_id:
             self._refute(rumor)
             return
-        member = self._members.get(rumor.node_id)
         if member is None:
-            if rumor.status is Status.DEAD or len(self._members) >= MAX_MEMBERS:
-                return  # GOSSIP-9: a bounded table; a flood of invented members is ignored
-            member = self._add_member(rumor.node_id, rumor.address, rumor.incarnation)
+            if rumor.status is Status.DEAD:
+                return
+            # GOSSIP-9: a rumor alone takes only the place of a member dead or gone
+            member = self._admit(
+                rumor.node_id, rumor.address, rumor.incarnation, now_ms, announced=False
+            )
+            if member is None:
+                return
             self._set_status(member, rumor.status, now_ms)
         elif not _supersedes(rumor, member):
             return
@@ -373,15 +404,56 @@ class GossipNode:
             return
         if rumor.status is Status.ALIVE and rumor.incarnation == self._incarnation:
             return
+        if rumor.incarnation >= MAX_INCARNATION:  # unreachable in 2^37 rounds (GOSSIP-10)
+            return
         self._incarnation = rumor.incarnation + 1
         self.stats.refutations += 1
         me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
         self._rumors[self.node_id] = _Queued(me, self._retransmit_limit())
 
-    def _add_member(self, node_id: str, address: str, incarnation: int) -> _Member:
-        member = _Member(node_id, address, incarnation, Status.DEAD)  # counted by _set_status
+    def _admit(
+        self, node_id: str, address: str, incarnation: int, now_ms: int, *, announced: bool
+    ) -> _Member | None:
+        """A new member, dead until _set_status counts it; when the table is full it takes
+        the place of one worth less (GOSSIP-9), else None."""
+        if len(self._members) >= MAX_MEMBERS:
+            victim = self._least_worth_keeping(announced)
+            if victim is None:
+                self.stats.members_refused += 1
+                return None
+            self._forget(victim)
+            self.stats.members_evicted += 1
+        member = _Member(node_id, address, incarnation, Status.DEAD, now_ms)
         self._members[node_id] = member
         return member
+
+    def _least_worth_keeping(self, for_announced: bool) -> _Member | None:
+        """GOSSIP-9: the dead or left member held longest; for a newcomer with a signed
+        announcement, else the member without one (suspect first) held longest."""
+        gone = [m for m in self._members.values() if m.status not in _LIVE]
+        if gone:
+            return min(gone, key=lambda m: m.changed_ms)
+        if not for_announced:
+            return None
+        unproven = [m for m in self._members.values() if m.announcement is None]
+        if not unproven:
+            return None
+        return min(unproven, key=lambda m: (m.status is Status.ALIVE, m.changed_ms))
+
+    def _forget_the_dead(self, now_ms: int) -> None:
+        """GOSSIP-21: members dead or left for forget_after_ms are dropped from the table."""
+        horizon = now_ms - self._config.forget_after_ms
+        for member in [m for m in self._members.values() if m.status not in _LIVE]:
+            if member.changed_ms <= horizon:
+                self._forget(member)
+                self.stats.members_forgotten += 1
+
+    def _forget(self, member: _Member) -> None:
+        del self._members[member.node_id]
+        self._live -= member.status in _LIVE
+        self._suspects.pop(member.node_id, None)
+        self._rumors.pop(member.node_id, None)
+        self._outbox.pop(member.node_id, None)
 
     def _set_status(self, member: _Member, status: Status, now_ms: int) -> None:
         before = member.status
@@ -391,6 +463,7 @@ class GossipNode:
             return
         self._live += (status in _LIVE) - (before in _LIVE)
         member.status = status
+        member.changed_ms = now_ms
         self._suspects.pop(member.node_id, None)
         if status is Status.SUSPECT:
             self._suspects[member.node_id] = now_ms
@@ -465,7 +538,9 @@ class GossipNode:
         self.stats.announcements_accepted += 1
         caps = verified.announcement.capabilities
         if member is None:
-            member = self._add_member(item.origin, caps.peer_address, 0)
+            member = self._admit(item.origin, caps.peer_address, 0, now_ms, announced=True)
+            if member is None:
+                return
             self._set_status(member, Status.ALIVE, now_ms)
         member.announcement = verified
         if verified.announcement.left:
@@ -536,6 +611,15 @@ def _verify(item: AnnouncementItem, now_ms: int) -> VerifiedAnnouncement | None:
     if envelope.sender != item.origin or announcement.version != item.version:
         return None
     return VerifiedAnnouncement(announcement, item, envelope.expires_ms)
+
+
+def _own_address(sender: str, members: tuple[Rumor, ...]) -> str:
+    """Where a sender this node did not admit (a full table, GOSSIP-9) says it listens: the
+    answer to its sync still reaches it, and with it the `want` that lets it prove itself."""
+    for rumor in members:
+        if rumor.node_id == sender:
+            return rumor.address
+    return sender
 
 
 def _supersedes(rumor: Rumor, member: _Member) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from fpai_node.home import Home
 
 # Test nodes take any free peer port unless a test says otherwise, so that they never collide
@@ -124,6 +126,17 @@ class NodeProcess:
         address = self.home.read_peer_address()
         assert address, "the node has not written its peer address"
         return address
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the node's /metrics (e.g. `fpai_peers`, state="alive"), or None."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:  # noqa: S310
+            text = r.read().decode()
+        wanted = labels.items()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels.items() == wanted:
+                    return float(sample.value)
+        return None
 
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:  # noqa: S310

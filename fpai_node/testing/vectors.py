@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpai_node.gossip import messages as gossip_messages
+from fpai_node.gossip import state as gossip_state
+from fpai_node.gossip.state import GossipConfig
 from fpai_node.identity import NodeKey
 from fpai_node.identity.nodeid import NODE_ID_DOMAIN, NODE_ID_LENGTH, NODE_ID_PREFIX
 from fpai_node.registry import raft_wire
@@ -742,6 +745,13 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
     )
 
 
+def gossip_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in gossip_vectors.py, which builds on this module's keys."""
+    from fpai_node.testing.gossip_vectors import gossip_cases as cases
+
+    yield from cases()
+
+
 def routing_cases() -> Iterator[tuple[str, Case]]:
     """Generated in routing_vectors.py, which builds on this module's keys and helpers."""
     from fpai_node.testing.routing_vectors import routing_cases as cases
@@ -753,6 +763,7 @@ AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
     "envelope": envelope_cases,
+    "gossip": gossip_cases,
     "registry": registry_cases,
     "raft": raft_cases,
     "routing": routing_cases,
@@ -781,6 +792,12 @@ def constants() -> dict[str, Any]:
         "codec": {"max_depth": codec.MAX_DEPTH},
         "replay": {"window": replay.DEFAULT_WINDOW},
         "message_types": sorted(MESSAGE_TYPES),
+        "gossip": {
+            "max_incarnation": gossip_messages.MAX_INCARNATION,
+            "max_incarnation_step": gossip_state.MAX_INCARNATION_STEP,
+            "max_members": gossip_state.MAX_MEMBERS,
+            "forget_after_ms": GossipConfig("").forget_after_ms,
+        },
         "registry": {
             "idempotency_key_bytes": 16,
             "dedup_retention_ms": DEDUP_RETENTION_MS,

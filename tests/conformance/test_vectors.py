@@ -154,6 +154,41 @@ def test_registry(folder: Path) -> None:
     assert codec.encode(state.to_value()) == (folder / "snapshot.bin").read_bytes()
 
 
+@pytest.mark.parametrize("folder", cases("gossip"))
+def test_gossip(folder: Path) -> None:
+    """specs/0004 GOSSIP-10, GOSSIP-12: a rumor against a held view; rumor payloads."""
+    from fpai_node.gossip.messages import Piggyback, Push, Rumor, Status
+    from fpai_node.testing.gossip_vectors import held_view
+
+    case = load(folder)
+    expect = case["expect"]
+    kind = folder.name.split("-", 1)[0]
+    if kind == "payload":
+        value = codec.decode((folder / "rumor.bin").read_bytes())
+        assert value == vectors.from_json(case["rumor"])
+        if "error" in expect:
+            with pytest.raises(WireError):
+                Rumor.from_value(value)
+        else:
+            assert Rumor.from_value(value).to_value() == vectors.from_json(expect["ok"])
+        return
+    given = case["rumor"]
+    alice, bob = vectors.ALICE.node_id, vectors.BOB.node_id
+    if kind == "self":
+        node = held_view(None, case["own_incarnation"])
+        rumor = Rumor(alice, "127.0.0.1:7100", given["inc"], Status(given["st"]))
+        node.receive(bob, Push(Piggyback((rumor,))), vectors.NOW_MS + 1)
+        assert node.incarnation == expect["ok"]
+        return
+    held = case["held"]
+    node = held_view(None if held is None else (held[0], held[1]))
+    rumor = Rumor(bob, given["addr"], given["inc"], Status(given["st"]))
+    node.receive(bob, Push(Piggyback((rumor,))), vectors.NOW_MS + 1)
+    member = node.member(bob)
+    seen = None if member is None else [str(member.status), member.incarnation, member.address]
+    assert seen == expect["ok"]
+
+
 @pytest.mark.parametrize("folder", cases("raft"))
 def test_raft(folder: Path) -> None:
     """Each valid frame decodes to its value and survives the trip through pysyncobj's form

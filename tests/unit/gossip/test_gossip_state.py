@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fpai_node.gossip import Status
 from fpai_node.gossip.messages import (
     ANNOUNCE,
+    MAX_INCARNATION,
     Ack,
     Announcement,
     AnnouncementItem,
@@ -24,7 +25,13 @@ from fpai_node.gossip.messages import (
     SyncReply,
     decode_message,
 )
-from fpai_node.gossip.state import MAX_MEMBERS, GossipConfig, GossipNode, Outgoing
+from fpai_node.gossip.state import (
+    MAX_INCARNATION_STEP,
+    MAX_MEMBERS,
+    GossipConfig,
+    GossipNode,
+    Outgoing,
+)
 from fpai_node.testing.gossip_sim import sample_capabilities, sim_address, sim_key
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import seal
@@ -252,10 +259,11 @@ def test_an_indirect_ack_clears_the_probe() -> None:
     introduce(node, 1, 2)
     start, ping = first_probe(node)
     (request,) = [o for o in node.tick(start + 300) if isinstance(o.message, PingReq)]
-    helper = make_node(IDS.index(request.to))  # it does not know the target yet
+    helper = make_node(IDS.index(request.to))
+    introduce(helper, IDS.index(ping.to))
 
     (relay_ping,) = helper.receive(IDS[0], request.message, start + 310)
-    assert relay_ping.to == sim_address(IDS.index(ping.to))  # the address in the request
+    assert relay_ping.to == ping.to  # the member, at the address the helper holds
     assert isinstance(relay_ping.message, Ping)
     answer = helper.receive(ping.to, Ack(relay_ping.message.nonce), start + 320)
     assert [o.to for o in answer] == [IDS[0]]
@@ -346,3 +354,108 @@ def test_a_flood_of_invented_members_is_bounded() -> None:
     )
     node.receive(invented[0].node_id, Sync(invented, ()), NOW)
     assert len(node.members()) <= MAX_MEMBERS
+
+
+def test_a_ping_req_for_a_node_the_helper_does_not_hold_is_ignored() -> None:
+    """Review finding: a requester could make a helper dial any address it named."""
+    helper = make_node(1)
+    request = PingReq(b"n" * 8, IDS[2], "victim.example:22")
+    assert helper.receive(IDS[0], request, NOW) == []
+    introduce(helper, 2)
+    helper.receive(IDS[0], SyncReply((Rumor(IDS[2], sim_address(2), 0, Status.DEAD),), (), ()), NOW)
+    assert helper.receive(IDS[0], request, NOW) == []  # nor one it holds dead
+
+
+def test_a_rumor_cannot_jump_a_known_nodes_incarnation() -> None:
+    """Review finding: one `dead` rumor at 2^64-1 killed a node for good (GOSSIP-10)."""
+    node = make_node(0)
+    introduce(node, 1, 2)
+    jump = Rumor(IDS[1], sim_address(1), MAX_INCARNATION_STEP + 1, Status.DEAD)
+    node.receive(IDS[2], Push(Piggyback((jump,))), NOW)
+    assert node.member(IDS[1]).status is Status.ALIVE  # type: ignore[union-attr]
+    assert node.stats.rumors_refused == 1
+    step = Rumor(IDS[1], sim_address(1), MAX_INCARNATION_STEP, Status.DEAD)
+    node.receive(IDS[2], Push(Piggyback((step,))), NOW)
+    assert node.member(IDS[1]).status is Status.DEAD  # type: ignore[union-attr]
+    unknown = Rumor(IDS[3], sim_address(3), MAX_INCARNATION_STEP + 1, Status.ALIVE)
+    node.receive(IDS[2], Push(Piggyback((unknown,))), NOW)
+    assert node.member(IDS[3]) is None  # a node first heard of counts from 0
+
+
+def test_a_node_refutes_a_rumor_about_itself_only_within_the_step() -> None:
+    node = make_node(0)
+    far = Rumor(IDS[0], sim_address(0), MAX_INCARNATION_STEP + 1, Status.SUSPECT)
+    node.receive(IDS[1], Push(Piggyback((far,))), NOW)
+    assert node.incarnation == 0
+    near = Rumor(IDS[0], sim_address(0), 7, Status.SUSPECT)
+    node.receive(IDS[1], Push(Piggyback((near,))), NOW)
+    assert node.incarnation == 8
+
+
+def test_an_incarnation_above_the_maximum_is_malformed() -> None:
+    rumor = Rumor(IDS[1], sim_address(1), MAX_INCARNATION + 1, Status.DEAD)
+    with pytest.raises(MalformedFrame):
+        Rumor.from_value(rumor.to_value())
+    highest = dataclasses.replace(rumor, incarnation=MAX_INCARNATION)
+    assert Rumor.from_value(highest.to_value()) == highest
+
+
+def invented(count: int, start: int = 1) -> tuple[Rumor, ...]:
+    return tuple(
+        Rumor(sim_key(i).node_id, f"x{i}.invalid:1", 0, Status.ALIVE)
+        for i in range(start, start + count)
+    )
+
+
+def test_a_newcomer_with_an_announcement_displaces_invented_members() -> None:
+    """Review finding: a sync of 2,100 invented live members filled the table for good."""
+    node = make_node(0)
+    node.receive(IDS[1], Sync(invented(MAX_MEMBERS + 60, start=100), ()), NOW)
+    assert len(node.members()) == MAX_MEMBERS
+    newcomer = make_node(1)
+    newcomer.announce(sample_capabilities(1), NOW)
+    (item,) = published(newcomer)
+    node.receive(IDS[1], Push(Piggyback((Rumor(IDS[1], sim_address(1), 0, Status.ALIVE),))), NOW)
+    assert node.member(IDS[1]) is None  # a rumor alone takes no live member's place
+    assert node.stats.members_refused >= 1
+    node.receive(IDS[1], Push(Piggyback((), (item,))), NOW + 1)
+    assert node.member(IDS[1]) is not None  # its signed announcement does
+    assert len(node.members()) == MAX_MEMBERS
+    assert node.stats.members_evicted == 1
+
+
+def test_the_dead_are_forgotten_and_make_room() -> None:
+    node = make_node(0, forget_after_ms=60_000)
+    introduce(node, 1, 2)
+    node.receive(IDS[2], Push(Piggyback((Rumor(IDS[1], sim_address(1), 0, Status.DEAD),))), NOW)
+    node.tick(NOW + 30_000)
+    assert node.member(IDS[1]) is not None
+    for t in range(NOW + 30_000, NOW + 62_000, 1_000):
+        node.tick(t)
+    assert node.member(IDS[1]) is None
+    assert node.stats.members_forgotten == 1
+    assert node.member(IDS[2]) is not None  # the live stay
+
+
+def test_a_full_table_makes_room_from_the_dead_first() -> None:
+    node = make_node(0)
+    flood = invented(MAX_MEMBERS)
+    node.receive(IDS[1], Sync(flood, ()), NOW)
+    dead = dataclasses.replace(flood[5], status=Status.DEAD)
+    node.receive(IDS[1], Push(Piggyback((dead,))), NOW + 1)
+    node.receive(
+        IDS[2], Push(Piggyback((Rumor(IDS[2], sim_address(2), 0, Status.ALIVE),))), NOW + 2
+    )
+    assert node.member(IDS[2]) is not None
+    assert node.member(flood[5].node_id) is None
+
+
+def test_a_sync_from_a_node_the_full_table_refused_is_still_answered() -> None:
+    """The answer's `want` is how the newcomer gets to prove itself with its announcement."""
+    node = make_node(0)
+    node.receive(IDS[1], Sync(invented(MAX_MEMBERS), ()), NOW)
+    me = Rumor(IDS[2], sim_address(2), 0, Status.ALIVE)
+    (reply,) = node.receive(IDS[2], Sync((me,), ((IDS[2], 7),)), NOW + 1)
+    assert node.member(IDS[2]) is None
+    assert reply.to == sim_address(2)
+    assert isinstance(reply.message, SyncReply) and reply.message.want == (IDS[2],)

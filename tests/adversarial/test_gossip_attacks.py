@@ -1,0 +1,125 @@
+"""Hostile outsiders against real nodes' gossip (specs/0004 GOSSIP-9..12, GOSSIP-21): anyone
+with an open certificate, no membership needed, sends signed frames full of lies over mutual
+TLS. Each test reproduces a finding of issue 13's review; each failed on the code before it."""
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fpai_node.gossip.messages import (
+    MAX_INCARNATION,
+    PUSH,
+    Piggyback,
+    PingReq,
+    Push,
+    Rumor,
+    Status,
+    Sync,
+)
+from fpai_node.gossip.state import MAX_MEMBERS
+from fpai_node.identity import NodeKey
+from fpai_node.peer.server import FRAME_PATH
+from fpai_node.testing.hostile import sealed, send_gossip
+from fpai_node.testing.nodeproc import NodeProcess, wait_for
+from fpai_node.testing.peer_client import peer_post
+from fpai_node.wire import codec
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+OUTSIDER = NodeKey.generate()
+
+
+def node_id(node: NodeProcess) -> str:
+    return str(node.get_json("/fpai/v1/status")["node_id"])
+
+
+def state_of(node: NodeProcess, other: str) -> str | None:
+    peers = {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
+    return peers[other]["state"] if other in peers else None
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    """A and B, serving nothing, B joined to A: the smallest federation a rumor can hurt."""
+    root = tmp_path_factory.mktemp("pair")
+    with NodeProcess(root / "a", "--api", "127.0.0.1:0", "--no-model") as a:
+        b = NodeProcess(root / "b", "--api", "127.0.0.1:0", "--no-model", "--join", a.peer)
+        with b:
+            ids = node_id(a), node_id(b)
+            wait_for(lambda: state_of(a, ids[1]) == "alive" and state_of(b, ids[0]) == "alive")
+            yield a, b
+
+
+def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """Finding 2: one `dead` rumor about B at 2^64-1 killed B everywhere for good."""
+    a, b = pair
+    victim = node_id(b)
+    overflow = {"addr": b.peer, "id": victim, "inc": (1 << 64) - 1, "st": "dead"}
+    payload = codec.pack_ordered({"anns": [], "rumors": [overflow]})
+    refused = a.metric("fpai_gossip_messages_rejected_total", reason="malformed") or 0
+    status, reason = peer_post(OUTSIDER, a.peer, FRAME_PATH, sealed(OUTSIDER, PUSH, payload))
+    assert (status, reason) == (400, b"malformed")  # GOSSIP-10: above 2^53 - 1
+    assert a.metric("fpai_gossip_messages_rejected_total", reason="malformed") == refused + 1
+
+    highest = Rumor(victim, b.peer, MAX_INCARNATION, Status.DEAD)
+    for target in (a, b):  # the node itself must not refute to where it cannot go on
+        assert send_gossip(OUTSIDER, target.peer, Push(Piggyback((highest,)))) == 204
+    wait_for(lambda: a.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
+    wait_for(lambda: b.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
+    assert state_of(a, victim) == "alive"
+    assert state_of(b, node_id(a)) == "alive"  # B's gossip tick still runs
+
+    near = Rumor(victim, b.peer, 3, Status.DEAD)  # a lie within the step: B refutes it
+    assert send_gossip(OUTSIDER, a.peer, Push(Piggyback((near,)))) == 204
+    wait_for(lambda: state_of(a, victim) == "alive" and (b.metric("fpai_gossip_refutations_total")))
+
+
+def test_invented_members_do_not_lock_out_a_newcomer(
+    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
+    """Finding 6: a sync of 2,100 invented live members filled A's table, and a newcomer that
+    joined through A was ignored."""
+    a, _ = pair
+    invented = tuple(
+        Rumor(NodeKey.generate().node_id, "127.0.0.1:9", 0, Status.ALIVE)
+        for _ in range(MAX_MEMBERS + 52)
+    )
+    assert send_gossip(OUTSIDER, a.peer, Sync(invented, ())) == 204
+    wait_for(lambda: (a.metric("fpai_gossip_table_events_total", event="refused") or 0) > 0)
+    with NodeProcess(tmp_path / "c", "--api", "127.0.0.1:0", "--no-model", "--join", a.peer) as c:
+        newcomer = node_id(c)
+        wait_for(lambda: state_of(a, newcomer) == "alive", timeout_s=20)
+    assert (a.metric("fpai_gossip_table_events_total", event="evicted") or 0) >= 1
+
+
+def test_a_ping_request_never_makes_a_node_dial_a_strangers_address(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """Finding 7: `ping_req` made a node dial any address the requester named."""
+    a, b = pair
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen()
+        trap.setblocking(False)
+        address = f"127.0.0.1:{trap.getsockname()[1]}"
+        stranger = NodeKey.generate().node_id
+        received = a.metric("fpai_gossip_messages_received_total", type="gossip.ping_req") or 0
+        assert send_gossip(OUTSIDER, a.peer, PingReq(b"n" * 16, stranger, address)) == 204
+        known = PingReq(b"m" * 16, node_id(b), address)  # a member: pinged where A holds it
+        assert send_gossip(OUTSIDER, a.peer, known) == 204
+        wait_for(
+            lambda: (
+                (a.metric("fpai_gossip_messages_received_total", type="gossip.ping_req") or 0)
+                >= received + 2
+            )
+        )
+        # A would have dialled while handling the frame; a second's grace covers its send task
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            with pytest.raises(BlockingIOError):
+                trap.accept()
+            time.sleep(0.05)
