@@ -44,7 +44,7 @@ from fpai_node.identity.tls import server_context as tls_server_context
 from fpai_node.registry import raft_wire, safe_pickle
 from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
 from fpai_node.registry.membership import ClusterView, RaftChange, SetRole, StepDown, next_action
-from fpai_node.registry.raft_wire import raft_id
+from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.registry.tls_stream import StreamState, TlsStream
 from fpai_node.wire import codec
@@ -58,6 +58,7 @@ ACTION_TIMEOUT_S = 10.0  # a membership step with no answer by then is retried
 MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyone can open one)
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
+_RAISING = frozenset({"request_vote", "append_entries"})  # the messages pysyncobj takes terms from
 Done = Callable[[Result | None, int], None]
 _READ_ERROR = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
 _HANDSHAKE_REFUSALS = frozenset(
@@ -213,7 +214,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._certified: dict[TlsStream, str] = {}  # accepted stream -> node id it proved
         self._awaiting_answer: set[TlsStream] = set()  # dialled, hello sent, no answer yet
         self._last_dial: dict[str, float] = {}
+        self._term_raised: dict[str, float] = {}  # member -> when it last raised our term
         self._next_upkeep = 0.0
+        self._sync_obj = syncObj
         # A learner dials the configuration it was given as well as the one its log replays:
         # a log that is behind may not yet name the leader it needs to hear from.
         self._pinned = {m: RaftMember(m) for m in wiring.pinned if m != wiring.member}
@@ -404,16 +407,28 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
     def _authorize(self, member: str, learner: bool, message: dict[str, Any]) -> str | None:
         """RAFT-8: a learner may only acknowledge entries and forward commands, and a forwarded
-        command must be the sender's own (its `by` is the sender's node id)."""
+        command must be the sender's own (its `by` is the sender's node id). RAFT-15: a voter
+        raises this node's term by at most MAX_TERM_STEP, at most once per interval."""
         kind = message["type"]
         if learner and kind not in LEARNER_MESSAGES:
             return "learner_message"
+        if kind in _RAISING and message["term"] > self._sync_obj.raftCurrentTerm:
+            return self._term_raise(member, message["term"])
         if kind == "apply_command":
             author = raft_wire.command_author(message["command"])
             if author is None:
                 return "not_a_command"
             if author != raft_wire.parse_raft_id(member)[0]:
                 return "forged_command"
+        return None
+
+    def _term_raise(self, member: str, term: int) -> str | None:
+        if term > self._sync_obj.raftCurrentTerm + MAX_TERM_STEP:
+            return "term_jump"
+        now = time.monotonic()
+        if now - self._term_raised.get(member, -TERM_RAISE_INTERVAL_S) < TERM_RAISE_INTERVAL_S:
+            return "term_rate"
+        self._term_raised[member] = now
         return None
 
     def _on_answer(self, stream: TlsStream, member: str, frame: bytes) -> None:

@@ -20,6 +20,15 @@ from fpai_node.wire.errors import MalformedFrame
 MAX_FRAME_BYTES = 4 << 20  # RAFT-2: a batch of entries (1 MiB) or a snapshot chunk, with room
 MAX_RAFT_ID = 300
 _UINT64 = (1 << 64) - 1
+# RAFT-15: exact in an IEEE double (status JSON), and out of reach: a term rises by at most
+# MAX_TERM_STEP a raise, and a member raises it at most once per TERM_RAISE_INTERVAL_S
+MAX_TERM = (1 << 53) - 1
+# RAFT-15: an honest candidate raises the term by one per election timeout (1-2 s), so a voter
+# cut off for half a year stays within 2^24; a liar's raise is refused beyond it.
+MAX_TERM_STEP = 1 << 24
+# RAFT-15: an honest member raises a term at most once per election timeout (at least 1 s); at
+# one raise of MAX_TERM_STEP per half second a liar needs 8 years to reach MAX_TERM.
+TERM_RAISE_INTERVAL_S = 0.5
 _REGULAR, _NO_OP, _MEMBERSHIP = 0, 1, 2
 APPLY_FUNCTION_ID = 0  # pysyncobj numbers replicated methods; ours has exactly one
 NO_OP_ENTRY = bytes([_NO_OP])
@@ -249,7 +258,8 @@ def decode_message(frame: bytes) -> dict[str, Any]:
             "success": v["success"],
         }
     if isinstance(kind, str) and kind in _PLAIN:
-        return dict(_check(value, kind, {k: _uint for k in _PLAIN[kind]}))
+        fields = {k: _uint if k.endswith("_index") else _term for k in _PLAIN[kind]}
+        return dict(_check(value, kind, fields))
     raise MalformedFrame("unknown_type")
 
 
@@ -262,7 +272,7 @@ def entry_with_position(value: object) -> Position:
         raise MalformedFrame("bad entry")
     idx, term = value[0], value[1]
     _uint(idx)
-    _uint(term)
+    _term(term)
     return entry_from_wire(value[2:]), idx, term
 
 
@@ -284,6 +294,16 @@ def _uint(v: object) -> None:
 def _opt_uint(v: object) -> None:
     if v is not None:
         _uint(v)
+
+
+def _term(v: object) -> None:
+    if type(v) is not int or not 0 <= v <= MAX_TERM:
+        raise MalformedFrame("bad term")
+
+
+def _opt_term(v: object) -> None:
+    if v is not None:
+        _term(v)
 
 
 def _bool(v: object) -> None:
@@ -319,21 +339,21 @@ _APPEND: dict[str, Callable[[object], None]] = {
     "commit_index": _uint,
     "entries": _entries,
     "prev_index": _uint,
-    "prev_term": _uint,
-    "term": _uint,
+    "prev_term": _term,
+    "term": _term,
 }
 _SNAPSHOT: dict[str, Callable[[object], None]] = {
     "chunk": _opt_bin,
     "commit_index": _uint,
     "first": _bool,
     "last": _bool,
-    "term": _uint,
+    "term": _term,
 }
 _RESULT: dict[str, Callable[[object], None]] = {
     "error": _opt_uint,
     "index": _opt_uint,
     "request_id": _uint,
-    "term": _opt_uint,
+    "term": _opt_term,
 }
 
 

@@ -696,6 +696,11 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
             {"error": 6, "index": None, "request_id": 5, "term": None, "type": "apply_result"},
         ),
         ("timeout-now", "the leader hands over leadership", {"term": 3, "type": "timeout_now"}),
+        (
+            "max-term",
+            "the highest term a node accepts (RAFT-15)",
+            {"term": (1 << 53) - 1, "type": "response_vote"},
+        ),
     ]
     for name, description, value in valid:
         yield f"valid-{name}", _raft_value_case(description, value)
@@ -705,6 +710,16 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
         ("extra-key", "a key the type does not have", {**heartbeat, "extra": 1}),
         ("missing-key", "a key the type needs", {"type": "response_vote"}),
         ("negative-term", "terms are unsigned", {"term": -1, "type": "response_vote"}),
+        (
+            "term-above-max",
+            "a term above 2^53 - 1 (RAFT-15)",
+            {"last_log_index": 9, "last_log_term": 2, "term": 1 << 53, "type": "request_vote"},
+        ),
+        (
+            "entry-term-above-max",
+            "an entry's term above 2^53 - 1 (RAFT-15)",
+            {**heartbeat, "entries": [[11, 1 << 53, "noop", None]], "term": 1 << 53},
+        ),
         (
             "bad-entry-kind",
             "entries are noop, command, add or remove",
@@ -807,6 +822,9 @@ def constants() -> dict[str, Any]:
             "voters_parameter": VOTERS_PARAMETER,
         },
         "raft": {
+            "max_term": raft_wire.MAX_TERM,
+            "max_term_step": raft_wire.MAX_TERM_STEP,
+            "term_raise_interval_ms": int(raft_wire.TERM_RAISE_INTERVAL_S * 1000),
             "max_frame_bytes": raft_wire.MAX_FRAME_BYTES,
             "learner_messages": sorted(raft_wire.LEARNER_WIRE_TYPES),
         },

@@ -2,24 +2,18 @@
 engines in this process form a registry; Mallory, a learner member with a valid certificate,
 tries to vote, to lead and to forge commands. Only her own commands get through."""
 
-import datetime as dt
 import socket
-import ssl
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fpai_node.identity import NodeKey
-from fpai_node.identity.tls import TlsIdentity, client_context
 from fpai_node.registry import raft_wire
 from fpai_node.registry.raft import RaftEngine
-from fpai_node.testing.raft_engines import command, commit, engine_cluster
+from fpai_node.testing.raft_engines import RawRaftPeer, command, commit, engine_cluster
 from fpai_node.testing.registry_cluster import wait_for
-from fpai_node.wire import codec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 KEYS = [NodeKey.from_seed(bytes([i + 1]) * 32) for i in range(3)]
@@ -36,45 +30,6 @@ def engines(tmp_path: Path) -> Iterator[list[RaftEngine]]:
         yield list(cluster.engines.values())
 
 
-class Peer:
-    """A raw Raft connection speaking the wire format by hand."""
-
-    def __init__(self, engine: RaftEngine, key: NodeKey) -> None:
-        host, port = engine.member.split("@")[1].rsplit(":", 1)
-        raw = socket.create_connection((host, int(port)), timeout=5)
-        identity = TlsIdentity.open(key, dt.datetime.now(dt.UTC))
-        self.tls: ssl.SSLSocket = client_context(identity).wrap_socket(raw)
-        self.buffer = b""
-
-    def send(self, value: dict[str, Any] | bytes) -> None:
-        frame = value if isinstance(value, bytes) else codec.encode(value)
-        self.tls.sendall(struct.pack(">I", len(frame)) + frame)
-
-    def receive(self) -> dict[str, Any] | None:
-        """The next frame, or None when the other side closed."""
-        while (
-            len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]
-        ):
-            try:
-                chunk = self.tls.recv(65536)
-            except (ssl.SSLError, ConnectionResetError):
-                return None
-            if not chunk:
-                return None
-            self.buffer += chunk
-        length = struct.unpack(">I", self.buffer[:4])[0]
-        frame, self.buffer = self.buffer[4 : 4 + length], self.buffer[4 + length :]
-        return codec.decode(frame)  # type: ignore[return-value]
-
-    def _complete(self) -> bool:
-        if len(self.buffer) < 4:
-            return False
-        return len(self.buffer) >= 4 + struct.unpack(">I", self.buffer[:4])[0]
-
-    def close(self) -> None:
-        self.tls.close()
-
-
 def leader_of(engines: list[RaftEngine]) -> RaftEngine:
     return next(e for e in engines if e.status.is_leader)
 
@@ -83,7 +38,7 @@ def test_a_learner_can_neither_vote_nor_lead_nor_forge(engines: list[RaftEngine]
     leader = leader_of(engines)
     counters = leader.counters
     term = leader.status.term
-    mallory = Peer(leader, MALLORY)
+    mallory = RawRaftPeer(leader, MALLORY)
     mallory.send(raft_wire.hello(MALLORY_MEMBER, True))
     answer = mallory.receive()
     assert answer is not None and answer["id"] == leader.member and answer["learner"] is False
@@ -142,7 +97,7 @@ def test_hellos_that_claim_too_much_are_refused(
     leader = leader_of(engines)
     counters = leader.counters
     member = MALLORY_MEMBER if claim == "voter" else engines[1].member
-    peer = Peer(leader, MALLORY)
+    peer = RawRaftPeer(leader, MALLORY)
     peer.send(raft_wire.hello(member, learner))
     assert peer.receive() is None  # closed without an answer
     assert counters.refusals[reason] == 1
@@ -153,7 +108,7 @@ def test_a_stranger_with_a_valid_certificate_is_not_admitted(engines: list[RaftE
     leader = leader_of(engines)
     counters = leader.counters
     stranger = NodeKey.from_seed(bytes([77]) * 32)
-    peer = Peer(leader, stranger)
+    peer = RawRaftPeer(leader, stranger)
     peer.send(raft_wire.hello(raft_wire.raft_id(stranger.node_id, "127.0.0.1:1"), True))
     assert peer.receive() is None
     assert counters.refusals["not_a_member"] == 1

@@ -1,0 +1,70 @@
+"""A lying voter against real Raft engines over TLS (specs/0005 RAFT-15): Mallory holds a voter
+seat, says hello as the member she is, and sends terms no honest candidate would."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fpai_node.identity import NodeKey
+from fpai_node.registry import raft_wire
+from fpai_node.registry.raft import RaftEngine
+from fpai_node.testing.raft_engines import (
+    EngineCluster,
+    RawRaftPeer,
+    command,
+    commit,
+    engine_cluster,
+)
+from fpai_node.testing.registry_cluster import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+KEYS = [NodeKey.from_seed(bytes([i + 1]) * 32) for i in range(2)]
+MALLORY = NodeKey.from_seed(bytes([77]) * 32)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[EngineCluster]:
+    """Three voters, the registry's target, two running: a majority without Mallory, who speaks
+    for the third."""
+    with engine_cluster(tmp_path, [*KEYS, MALLORY], absent=[MALLORY]) as running:
+        yield running
+
+
+def vote_request(term: int) -> dict[str, object]:
+    return {"type": "request_vote", "term": term, "last_log_index": 0, "last_log_term": 0}
+
+
+def test_a_voter_cannot_push_a_term_out_of_reach(cluster: EngineCluster) -> None:
+    """Issue 13 finding 1: request_vote at 2^64 - 1 left every voter unable to campaign."""
+    leader = cluster.leader()
+    follower: RaftEngine = next(e for e in cluster.engines.values() if e is not leader)
+    refusals = follower.counters.refusals
+
+    def connect() -> RawRaftPeer:
+        peer = RawRaftPeer(follower, MALLORY)
+        peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
+        answer = peer.receive()
+        assert answer is not None and answer["id"] == follower.member  # a voter she is
+        return peer
+
+    term = follower.status.term
+    mallory = connect()
+    mallory.send(vote_request((1 << 64) - 1))
+    assert mallory.receive() is None  # a malformed frame ends the connection
+    assert refusals["malformed"] == 1
+    mallory = connect()
+    mallory.send(vote_request(term + raft_wire.MAX_TERM_STEP + 1))
+    wait_for(lambda: refusals["term_jump"] >= 1)
+    assert follower.status.term < term + raft_wire.MAX_TERM_STEP
+
+    mallory.send(vote_request(term + 5))  # within the step: taken, as Raft must
+    wait_for(lambda: follower.status.term >= term + 5)
+    mallory.send(vote_request(term + 10))  # and again at once: refused
+    wait_for(lambda: refusals["term_rate"] >= 1)
+    mallory.close()
+
+    # the registry elects a leader again and commits
+    result = commit(cluster.leader(), command(KEYS[0], "param.set", key="after", value=1))
+    assert result.status == "ok"
+    assert max(e.status.term for e in cluster.engines.values()) < term + 100
