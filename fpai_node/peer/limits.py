@@ -1,6 +1,11 @@
-"""Per-peer token buckets: a flooding peer is stopped before any signature is checked (PEER-4)."""
+"""Limits one peer or one host cannot get around: per-peer token buckets stop a flooding peer
+before any signature is checked (PEER-4); per-address slots stop one host from holding every
+connection still in its handshake (PEER-5)."""
 
+import ipaddress
 import time
+from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 MAX_BUCKETS = 4096  # per-peer rate state kept; full buckets are the first forgotten
@@ -39,3 +44,52 @@ class RateLimiter:
                 del self._buckets[peer]
         while len(self._buckets) >= MAX_BUCKETS:
             del self._buckets[min(self._buckets, key=lambda p: self._buckets[p].updated)]
+
+
+def address_group(ip: str) -> str:
+    """The unit a limit counts: an IPv4 address, or an IPv6 /64 (one host gets a whole /64)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d from a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class Slots:
+    """Connections in some phase (a handshake not finished, a hello not said), by remote
+    address: `total` in all, at most `per_address` from one address group, so one host cannot
+    hold them all (PEER-5, RAFT-3)."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self._total = total
+        self._per_address = per_address
+        self._held: dict[Hashable, str] = {}
+        self._by_group: Counter[str] = Counter()
+
+    def refusal(self, ip: str) -> str | None:
+        """Why a connection from `ip` gets no slot now, or None."""
+        if len(self._held) >= self._total:
+            return "too_many_handshakes"
+        if self._by_group[address_group(ip)] >= self._per_address:
+            return "too_many_handshakes_from_address"
+        return None
+
+    def take(self, holder: Hashable, ip: str) -> None:
+        """Hold a slot for `holder` (after `refusal` said there is one) until `release`."""
+        group = address_group(ip)
+        self._held[holder] = group
+        self._by_group[group] += 1
+
+    def release(self, holder: Hashable) -> None:
+        group = self._held.pop(holder, None)
+        if group is not None:
+            self._by_group[group] -= 1
+            if not self._by_group[group]:
+                del self._by_group[group]
+
+    def __len__(self) -> int:
+        return len(self._held)

@@ -24,7 +24,7 @@ from fpai_node.identity.tls import (
     peer_node_id,
     server_context,
 )
-from fpai_node.peer.limits import RateLimiter
+from fpai_node.peer.limits import RateLimiter, Slots, address_group
 from fpai_node.service import FrameRefused, Gate, PeerRoute, RpcHandler, RpcRoute, StreamRoute
 from fpai_node.wire.envelope import MAX_FRAME_BYTES
 
@@ -34,7 +34,11 @@ BURST = 400.0
 HANDSHAKE_TIMEOUT_S = 10.0  # a peer that cannot finish a handshake in 10 s is not a peer
 KEEPALIVE_S = 15.0  # an idle peer connection is closed after this; gossip reconnects cheaply
 MAX_CONNECTIONS = 256  # established peer connections; far above a federation's fan-out
-MAX_HANDSHAKES = 64  # connections still in their handshake (anyone can open those)
+# PEER-5: an honest peer holds its pools' connections (gossip 4, forwarding 16, joins 1) and
+# few are ever in a handshake at once; one host, however hostile, gets an eighth of the server
+MAX_CONNECTIONS_PER_ADDRESS = 64
+MAX_HANDSHAKES = 256  # connections still in their handshake (anyone can open those)
+MAX_HANDSHAKES_PER_ADDRESS = 32  # a peer opening every pooled connection at once fits
 SHUTDOWN_S = 3.0  # requests in flight (forwarded generations) get this long when the node stops
 log = structlog.get_logger("fpai.peer")
 
@@ -52,7 +56,7 @@ class PeerServer:
         self._limiter = RateLimiter(RATE_PER_S, BURST)
         self._runner: web.AppRunner | None = None
         self._tcp: asyncio.Server | None = None
-        self.handshakes = 0
+        self.handshakes = Slots(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS)
         self.refusals: Counter[str] = Counter()
         self.address = ""
 
@@ -157,13 +161,26 @@ class PeerServer:
 
         return serve
 
-    def admits_connection(self, web_server: web.Server) -> str | None:
-        """Why a new connection must be refused now, or None to accept it."""
-        if self.handshakes >= MAX_HANDSHAKES:
-            return "too_many_handshakes"
+    def admits_connection(
+        self, web_server: web.Server, holder: object, remote: tuple[str, int]
+    ) -> str | None:
+        """Why a new connection must be refused now (PEER-5), or None: then `holder` holds a
+        handshake slot until it releases it."""
         if len(web_server.connections) >= MAX_CONNECTIONS:
             return "too_many_connections"
-        return None
+        group = address_group(remote[0])
+        established = sum(
+            1
+            for handler in web_server.connections
+            if handler.transport is not None
+            and address_group((handler.transport.get_extra_info("peername") or ("",))[0]) == group
+        )
+        if established >= MAX_CONNECTIONS_PER_ADDRESS:
+            return "too_many_connections_from_address"
+        refusal = self.handshakes.refusal(remote[0])
+        if refusal is None:
+            self.handshakes.take(holder, remote[0])
+        return refusal
 
     def refuse_connection(self, reason: str, remote: object) -> None:
         self.refusals[reason] += 1
@@ -188,13 +205,13 @@ class _TlsAccept(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        refusal = self._server.admits_connection(self._web_server)
+        remote = transport.get_extra_info("peername") or ("", 0)
+        refusal = self._server.admits_connection(self._web_server, self, remote)
         if refusal is not None:
-            self._server.refuse_connection(refusal, transport.get_extra_info("peername"))
+            self._server.refuse_connection(refusal, remote)
             transport.abort()
             return
         transport.pause_reading()  # the ClientHello must reach the TLS layer, not us
-        self._server.handshakes += 1
         self._task = asyncio.create_task(self._handshake(transport))
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
@@ -210,7 +227,7 @@ class _TlsAccept(asyncio.Protocol):
             transport.close()
             return
         finally:
-            self._server.handshakes -= 1
+            self._server.handshakes.release(self)
         if tls is None or self._lost:  # the peer left during or just after the handshake
             (tls or transport).close()
             return

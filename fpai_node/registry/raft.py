@@ -41,6 +41,7 @@ from pysyncobj.transport import Transport
 from fpai_node.hostport import parse_host_port
 from fpai_node.identity.tls import PeerIdentityError, TlsIdentity, client_context, peer_node_id
 from fpai_node.identity.tls import server_context as tls_server_context
+from fpai_node.peer.limits import Slots
 from fpai_node.registry import raft_wire, safe_pickle
 from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
 from fpai_node.registry.membership import ClusterView, RaftChange, SetRole, StepDown, next_action
@@ -56,6 +57,9 @@ LEARNER_PREFIX = "learner:"  # pysyncobj keys state by node id: a learner promot
 # not share its key with the voter it becomes, or losing the old connection drops the new voter
 ACTION_TIMEOUT_S = 10.0  # a membership step with no answer by then is retried
 MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyone can open one)
+# RAFT-3: a member dials another once (again after a loss); one host, however hostile, holds an
+# eighth of the slots and cannot keep the registry's own connections out
+MAX_UNIDENTIFIED_PER_ADDRESS = 8
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
 _RAISING = frozenset({"request_vote", "append_entries"})  # the messages pysyncobj takes terms from
@@ -212,6 +216,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._streams: dict[str, TlsStream] = {}  # member id -> its live stream
         self._members: dict[TlsStream, str] = {}  # stream -> member id, once known
         self._certified: dict[TlsStream, str] = {}  # accepted stream -> node id it proved
+        self._unidentified = Slots(MAX_UNIDENTIFIED, MAX_UNIDENTIFIED_PER_ADDRESS)
         self._awaiting_answer: set[TlsStream] = set()  # dialled, hello sent, no answer yet
         self._last_dial: dict[str, float] = {}
         self._term_raised: dict[str, float] = {}  # member -> when it last raised our term
@@ -310,15 +315,16 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
     def _on_accept(self, descr: int, event: int) -> None:
         try:
-            sock, _ = self._w.listener.accept()
+            sock, remote = self._w.listener.accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._w.log.warning("raft accept failed", error=str(exc))
             return
-        if len(self._certified) >= MAX_UNIDENTIFIED:
+        refusal = self._unidentified.refusal(remote[0])
+        if refusal is not None:
             sock.close()
-            self._w.counters.refusals["too_many_handshakes"] += 1
+            self._w.counters.refusals[refusal] += 1
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -336,6 +342,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
             sock.close()
             return
         self._certified[stream] = ""
+        self._unidentified.take(stream, remote[0])
         self._subscribe(stream, force=True)
 
     def _subscribe(self, stream: TlsStream, force: bool = False) -> None:
@@ -447,6 +454,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
     def _on_hello(self, stream: TlsStream, frame: bytes) -> None:
         proven = self._certified.pop(stream, "")
+        self._unidentified.release(stream)
         try:
             member, learner = raft_wire.parse_hello(frame)
         except MalformedFrame as exc:
@@ -488,6 +496,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
     def _on_close(self, stream: TlsStream, reason: str) -> None:
         self._poller.unsubscribe(stream.fileno)
         self._certified.pop(stream, None)
+        self._unidentified.release(stream)
         answered = stream not in self._awaiting_answer
         self._awaiting_answer.discard(stream)
         member = self._members.pop(stream, None)

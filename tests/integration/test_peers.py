@@ -261,13 +261,17 @@ def test_a_genesis_file_bootstraps_and_peers_lists_the_table(tmp_path: Path) -> 
 
 def test_connections_that_never_finish_a_handshake_are_capped(lone_node: NodeProcess) -> None:
     """Review finding: idle connections exhausted file descriptors and took the API down."""
-    from fpai_node.peer.server import MAX_HANDSHAKES
+    from fpai_node.peer.server import MAX_HANDSHAKES_PER_ADDRESS
 
     host, port = lone_node.peer.rsplit(":", 1)
-    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_HANDSHAKES)]
+    idle = [
+        socket.create_connection((host, int(port)), timeout=5)
+        for _ in range(MAX_HANDSHAKES_PER_ADDRESS)
+    ]
     try:
         extra = [socket.create_connection((host, int(port)), timeout=5) for _ in range(5)]
-        wait_for(lambda: refusals(lone_node).get("too_many_handshakes", 0) >= 5, timeout_s=5)
+        reason = "too_many_handshakes_from_address"
+        wait_for(lambda: refusals(lone_node).get(reason, 0) >= 5, timeout_s=5)
         for conn in extra:
             assert conn.recv(1) == b""  # closed by the node at once
             conn.close()

@@ -11,7 +11,7 @@ import pytest
 
 from fpai_node.identity import NodeKey
 from fpai_node.registry import raft_wire
-from fpai_node.registry.raft import RaftEngine
+from fpai_node.registry.raft import MAX_UNIDENTIFIED_PER_ADDRESS, RaftEngine
 from fpai_node.testing.raft_engines import RawRaftPeer, command, commit, engine_cluster
 from fpai_node.testing.registry_cluster import wait_for
 
@@ -116,13 +116,16 @@ def test_a_stranger_with_a_valid_certificate_is_not_admitted(engines: list[RaftE
 
 
 def test_unidentified_connections_are_capped(engines: list[RaftEngine]) -> None:
-    """Anyone can open connections: past 64 that have not said who they are, new ones are
-    closed at once, and Raft goes on meanwhile."""
+    """Anyone can open connections: past 8 from one address that have not said who they are
+    (64 in all), new ones are closed at once, and Raft goes on meanwhile."""
     leader = leader_of(engines)
     host, port = leader.member.split("@")[1].rsplit(":", 1)
-    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(70)]
+    idle = [
+        socket.create_connection((host, int(port)), timeout=5)
+        for _ in range(MAX_UNIDENTIFIED_PER_ADDRESS + 6)
+    ]
     try:
-        wait_for(lambda: leader.counters.refusals["too_many_handshakes"] >= 6)
+        wait_for(lambda: leader.counters.refusals["too_many_handshakes_from_address"] >= 6)
         assert leader.status.is_leader
         commit(leader, command(KEYS[0], "param.set", key="under-siege", value=1))
     finally:

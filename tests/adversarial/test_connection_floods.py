@@ -1,0 +1,81 @@
+"""A hostile host holds connections open on a real node's peer and Raft ports (specs/0003
+PEER-5, specs/0005 RAFT-3): it gets its own share of the handshake slots, never all of them.
+The attacker connects from 127.0.0.2 (all of 127/8 is loopback on Linux), the federation's
+nodes from 127.0.0.1, as two hosts would."""
+
+import datetime as dt
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from fpai_node.gossip.messages import Piggyback, Push
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.peer.server import MAX_HANDSHAKES_PER_ADDRESS
+from fpai_node.registry.raft import MAX_UNIDENTIFIED_PER_ADDRESS
+from fpai_node.testing.hostile import send_gossip
+from fpai_node.testing.nodeproc import NodeProcess, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+ATTACKER_HOST = "127.0.0.2"
+FLOOD = 200  # far above both ports' whole budget before this issue (64 slots for anyone)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    home = tmp_path_factory.mktemp("flooded") / "home"
+    with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model") as running:
+        yield running
+
+
+def hold_open(stack: ExitStack, address: str, count: int) -> list[socket.socket]:
+    """`count` TCP connections from the attacker's address that never say a word."""
+    host, port = address.rsplit(":", 1)
+    held = []
+    for _ in range(count):
+        conn = socket.create_connection(
+            (host, int(port)), timeout=5, source_address=(ATTACKER_HOST, 0)
+        )
+        held.append(stack.enter_context(conn))
+    return held
+
+
+def refusals(node: NodeProcess, section: str) -> dict[str, int]:
+    status = node.get_json("/fpai/v1/status")
+    return dict(status[section]["refusals"])
+
+
+def test_a_flooding_host_leaves_the_peer_channel_to_everyone_else(node: NodeProcess) -> None:
+    """Issue 13 finding 5: 64 idle connections refused every new handshake on the peer port."""
+    with ExitStack() as stack:
+        hold_open(stack, node.peer, FLOOD)
+        wait_for(
+            lambda: (
+                refusals(node, "peer_channel").get("too_many_handshakes_from_address", 0)
+                >= FLOOD - MAX_HANDSHAKES_PER_ADDRESS
+            )
+        )
+        honest = NodeKey.generate()
+        assert send_gossip(honest, node.peer, Push(Piggyback())) == 204
+
+
+def test_a_flooding_host_leaves_the_raft_port_to_everyone_else(node: NodeProcess) -> None:
+    """The same flood on the Raft port: a registry member's connection still gets through."""
+    raft = node.get_json("/fpai/v1/status")["registry"]["raft"]
+    host, port = raft.rsplit(":", 1)
+    with ExitStack() as stack:
+        hold_open(stack, raft, FLOOD)
+        wait_for(
+            lambda: (
+                refusals(node, "registry").get("too_many_handshakes_from_address", 0)
+                >= FLOOD - MAX_UNIDENTIFIED_PER_ADDRESS
+            )
+        )
+        identity = TlsIdentity.open(NodeKey.generate(), dt.datetime.now(dt.UTC))
+        raw = socket.create_connection((host, int(port)), timeout=5)
+        with client_context(identity).wrap_socket(raw) as tls:
+            assert tls.version() == "TLSv1.3"  # the handshake completed: a slot was free
+            assert isinstance(tls, ssl.SSLSocket)
