@@ -92,8 +92,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def api_key_guard(keys: Sequence[str]) -> Middleware:
-    """Require `Authorization: Bearer <key>` on /v1, on /metrics, and on every request that
-    changes something under /fpai (registry writes), when keys are configured."""
+    """Require `Authorization: Bearer <key>` on /v1, on /metrics, on every request that
+    changes something under /fpai (registry writes), and on registry reads through the leader
+    (each commits a `sync`: REG-14), when keys are configured. `?stale=1` reads stay open."""
     encoded = [k.encode() for k in keys]
 
     @web.middleware
@@ -102,6 +103,10 @@ def api_key_guard(keys: Sequence[str]) -> Middleware:
             request.path.startswith("/v1/")
             or request.path == "/metrics"
             or (request.path.startswith("/fpai/") and request.method not in ("GET", "HEAD"))
+            or (
+                request.path.startswith("/fpai/v1/registry")
+                and request.query.get("stale") not in ("1", "true")
+            )
         )
         if encoded and guarded:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")

@@ -6,15 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from fpai_node.cli.client import NodeClient
 from fpai_node.cli.node_cmds import (
     ApiOption,
     HomeOption,
     JsonOption,
     KeyOption,
-    home_of,
     keyed_client,
-    node_url,
 )
 from fpai_node.errors import FpaiError
 
@@ -35,13 +32,12 @@ def show(
     api: ApiOption = None,
     as_json: JsonOption = False,
     stale: StaleOption = False,
+    api_key: KeyOption = None,
 ) -> None:
     """List the registry's members, models, services and parameters."""
     if ctx.invoked_subcommand is not None:
         return
-    data = NodeClient(node_url(home_of(home), api)).get(
-        "/fpai/v1/registry" + ("?stale=1" if stale else "")
-    )
+    data = keyed_client(home, api, api_key).get("/fpai/v1/registry" + ("?stale=1" if stale else ""))
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -70,9 +66,10 @@ def get(
     home: HomeOption = None,
     api: ApiOption = None,
     stale: StaleOption = False,
+    api_key: KeyOption = None,
 ) -> None:
     """Print one parameter's value as JSON (read through the leader unless --stale)."""
-    data = NodeClient(node_url(home_of(home), api)).get(
+    data = keyed_client(home, api, api_key).get(
         _parameter_path(key) + ("?stale=1" if stale else "")
     )
     typer.echo(json.dumps(data.get("value")))

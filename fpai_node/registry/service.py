@@ -140,6 +140,8 @@ class RegistryService(Service):
         self._engine: RaftEngine | None = None
         self._floor = RegistryState()  # shown while a restarted engine replays its log
         self._tasks: list[asyncio.Task[None]] = []
+        self._barrier: asyncio.Future[None] | None = None  # the `sync` on its way (read)
+        self._next_barrier: asyncio.Future[None] | None = None  # the one gathering readers
         self._leaderless_since: float | None = None
         self._next_self_check = 0.0
         self._hint: Hint | None = None
@@ -234,9 +236,30 @@ class RegistryService(Service):
 
     async def read(self) -> RegistryState:
         """A linearizable read: a `sync` barrier through the leader, then the local state, which
-        has applied everything committed before the barrier (REG-14)."""
-        await self.propose("sync", {})
+        has applied everything committed before the barrier (REG-14).
+
+        Reads share barriers: a read waits for the next barrier proposed after it arrived, and
+        at most one barrier is on its way while one more gathers readers, so however many
+        clients read, the log takes at most one `sync` per commit round trip."""
+        barrier = self._next_barrier
+        if barrier is None:
+            barrier = asyncio.ensure_future(self._barrier_after(self._barrier))
+            barrier.add_done_callback(_retrieved)  # every reader may have left meanwhile
+            self._next_barrier = barrier
+        await asyncio.shield(barrier)
         return self.state
+
+    async def _barrier_after(self, previous: "asyncio.Future[None] | None") -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        me = self._next_barrier
+        self._next_barrier = None  # reads from now on arrived after this barrier: the next one
+        self._barrier = me
+        try:
+            await self.propose("sync", {})
+        finally:
+            if self._barrier is me:
+                self._barrier = None
 
     async def propose(
         self, op: str, args: Mapping[str, codec.Value], timeout_s: float = WRITE_TIMEOUT_S
@@ -541,6 +564,11 @@ class RegistryService(Service):
 
     def _spawn(self, coroutine: Any) -> None:
         self._tasks.append(asyncio.create_task(coroutine))
+
+
+def _retrieved(future: "asyncio.Future[None]") -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _hears_a_leader(status: RaftStatus) -> bool:

@@ -122,21 +122,34 @@ class RegistryNode:
     def status(self) -> dict[str, Any]:
         return self.request("GET", "/fpai/v1/status")  # type: ignore[no-any-return]
 
-    def registry(self, stale: bool = False) -> dict[str, Any]:
-        return self.request("GET", "/fpai/v1/registry" + ("?stale=1" if stale else ""))  # type: ignore[no-any-return]
+    def registry(self, stale: bool = False, key: str | None = None) -> dict[str, Any]:
+        path = "/fpai/v1/registry" + ("?stale=1" if stale else "")
+        return self.request("GET", path, key=key)  # type: ignore[no-any-return]
 
     def put(self, key: str, value: Any, timeout_s: float = 15.0) -> dict[str, Any]:
         path = f"/fpai/v1/registry/parameters/{key}"
         return self.request("PUT", path, {"value": value}, timeout_s)  # type: ignore[no-any-return]
 
-    def get(self, key: str, stale: bool = False, timeout_s: float = 15.0) -> Any:
+    def get(
+        self, key: str, stale: bool = False, timeout_s: float = 15.0, api_key: str | None = None
+    ) -> Any:
         path = f"/fpai/v1/registry/parameters/{key}" + ("?stale=1" if stale else "")
-        return self.request("GET", path, timeout_s=timeout_s)["value"]
+        return self.request("GET", path, timeout_s=timeout_s, key=api_key)["value"]
 
-    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 15.0) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float = 15.0,
+        key: str | None = None,
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(  # noqa: S310 (our node, http on loopback)
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            self.url + path, data=data, method=method, headers=headers
         )
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             return json.loads(response.read())

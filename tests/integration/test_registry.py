@@ -212,7 +212,9 @@ def test_cli_lists_and_sets_the_registry(cluster: list[RegistryNode]) -> None:
     assert bad.returncode == 1 and "floating-point" in bad.stderr
 
 
-def test_registry_writes_need_the_api_key_when_keys_are_set(tmp_path: Path) -> None:
+def test_registry_writes_and_reads_through_the_leader_need_the_api_key(tmp_path: Path) -> None:
+    """Reads through the leader commit a `sync` each (REG-14): issue 13 finding 4 drove the log
+    with an unauthenticated curl loop. Stale reads of the node's replica stay open."""
     key = "k" * 24
     node = RegistryNode(tmp_path / "keyed", "--api-key", key).start()
     try:
@@ -220,12 +222,19 @@ def test_registry_writes_need_the_api_key_when_keys_are_set(tmp_path: Path) -> N
         error = expect_http_error(lambda: node.put("x", 1))
         assert error.code == 401
         assert node.registry(stale=True)["parameters"].get("x") is None
+        index = node.registry(stale=True)["index"]
+        for read in (lambda: node.registry(), lambda: node.get("x")):
+            assert expect_http_error(read).code == 401
+        assert node.registry(stale=True)["index"] == index  # nothing written for them
         home = str(node.home)
         refused = run_cli("registry", "set", "x", "1", "--home", home)
         assert refused.returncode == 1 and "API key" in refused.stderr
         accepted = run_cli("registry", "set", "x", "1", "--home", home, "--api-key", key)
         assert accepted.returncode == 0, accepted.stderr
-        assert node.get("x") == 1
+        assert node.get("x", api_key=key) == 1
+        assert node.registry(key=key)["parameters"]["x"] == 1
+        shown = run_cli("registry", "get", "x", "--home", home, "--api-key", key)
+        assert shown.returncode == 0 and shown.stdout.strip() == "1", shown.stderr
     finally:
         node.kill()
 
