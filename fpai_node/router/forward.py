@@ -34,6 +34,7 @@ from fpai_node.router.messages import (
     Finished,
     InferRequest,
     ReceiptRejected,
+    Received,
     SeenReceipts,
     Text,
     Vectors,
@@ -204,7 +205,8 @@ class Forwarder:
                 return None
             case Finished(reason, receipt) if not embeddings or len(answer.vectors) == job.inputs:
                 answer.ended = True
-                usage = self._checked_usage(peer, job, request, receipt)
+                text_bytes = 0 if embeddings else answer.size
+                usage = self._checked_usage(peer, job, request, receipt, text_bytes)
                 if not embeddings:
                     return Finish(reason, usage or Usage(0, 0))
                 floats = [a.tolist() for a in answer.vectors]
@@ -215,7 +217,7 @@ class Forwarder:
         raise PeerUnavailable(f"node {peer} answered a {job.api} request with {kind} out of turn")
 
     def _checked_usage(
-        self, peer: str, job: Job, request: InferRequest, receipt: bytes
+        self, peer: str, job: Job, request: InferRequest, receipt: bytes, answer_bytes: int
     ) -> Usage | None:
         """RECEIPT-2: a receipt that fails a check is counted and dropped; the client still
         gets its answer, without token counts the peer could not prove."""
@@ -227,6 +229,7 @@ class Forwarder:
                 server=peer,
                 now_ms=time.time_ns() // 1_000_000,
                 seen=self._seen_receipts,
+                received=Received(answer_bytes, job.max_tokens, job.stop_bytes),
             )
         except ReceiptRejected as exc:
             self.receipts_rejected[exc.reason] += 1

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from fpai_node.inference.base import Backend, Embeddings, GenerationEvent
+from fpai_node.inference.base import Backend, Embeddings, GenerationEvent, Sampling
 from fpai_node.inference.openai_requests import (
     ApiError,
     StreamOptions,
@@ -34,6 +34,7 @@ class Job:
     encoding: str  # embeddings only: "float" or "base64"
     run: Runner
     max_tokens: int | None = None  # chat and completion: the client's limit
+    stop_bytes: int = 0  # chat and completion: UTF-8 bytes of the stop sequences (RECEIPT-2)
     inputs: int = 0  # embeddings: how many vectors the answer must hold
 
 
@@ -55,6 +56,7 @@ def parse_job(api: Api, body: bytes) -> Job:
             "",
             lambda b: b.chat(chat),
             max_tokens=chat.sampling.max_tokens,
+            stop_bytes=_stop_bytes(chat.sampling),
         )
     if api == "completion":
         completion, options = parse_completion(data)
@@ -68,6 +70,7 @@ def parse_job(api: Api, body: bytes) -> Job:
             "",
             lambda b: b.complete(completion),
             max_tokens=completion.sampling.max_tokens,
+            stop_bytes=_stop_bytes(completion.sampling),
         )
     parsed = parse_embeddings(data)
 
@@ -85,6 +88,10 @@ def parse_job(api: Api, body: bytes) -> Job:
         embed,
         inputs=len(parsed.inputs),
     )
+
+
+def _stop_bytes(sampling: Sampling) -> int:
+    return sum(len(stop.encode("utf-8")) for stop in sampling.stop)
 
 
 async def run_locally(served: ServedModel, job: Job) -> AsyncGenerator[LocalEvent, None]:

@@ -33,6 +33,11 @@ MAX_MESSAGE_BYTES = 4096  # error messages
 APIS = ("chat", "completion", "embeddings")
 FINISH_REASONS = ("stop", "length")
 SERVER_MS_HEADER = "FPAI-Server-Ms"  # FWD-5: ms from the request's arrival to its first event
+# RECEIPT-2: a chat template's tokens (turn markers, a BOS, a default system prompt) that no
+# byte of the request body covers; the JSON body's own keys already cover a few per message
+PROMPT_TEMPLATE_TOKENS = 256
+# RECEIPT-2: generated tokens no text event shows (an end-of-turn, a special token)
+UNSEEN_COMPLETION_TOKENS = 8
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LENGTH = struct.Struct(">I")
 
@@ -272,6 +277,17 @@ def seal_receipt(
     return seal(key, RECEIPT_TYPE, payload, seq=seq, now_ms=now_ms, lifetime_ms=RECEIPT_LIFETIME_MS)
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What the requester got and asked for, against which a receipt's counts are checked
+    (RECEIPT-2): the UTF-8 bytes of every `text` event, the request's `max_tokens` (or
+    `max_completion_tokens`) if it set one, and the UTF-8 bytes of its stop sequences."""
+
+    answer_bytes: int
+    max_tokens: int | None = None
+    stop_bytes: int = 0
+
+
 def check_receipt(
     frame: bytes,
     *,
@@ -280,6 +296,7 @@ def check_receipt(
     server: str,
     now_ms: int,
     seen: SeenReceipts,
+    received: Received,
 ) -> Receipt:
     """RECEIPT-2: the requester's checks; ReceiptRejected names the first that fails."""
     try:
@@ -299,11 +316,33 @@ def check_receipt(
     for reason, (got, want) in expected.items():
         if got != want:
             raise ReceiptRejected(reason, f"receipt says {got!r}, expected {want!r}")
+    _check_counts(receipt, request, received)
     try:
         seen.accept(envelope.sender, envelope.seq, envelope.expires_ms, now_ms)
     except WireError as exc:
         raise ReceiptRejected(exc.reason, str(exc)) from None
     return receipt
+
+
+def _check_counts(receipt: Receipt, request: InferRequest, received: Received) -> None:
+    """RECEIPT-2: a server cannot claim more tokens than the bytes it was sent and sent back
+    allow. Each token covers at least one byte of its text, except a template's and a few
+    special tokens; text a stop sequence withheld is at most the stop sequences' bytes."""
+    prompt_limit = len(request.body) + PROMPT_TEMPLATE_TOKENS
+    if receipt.prompt_tokens > prompt_limit:
+        raise ReceiptRejected(
+            "inflated_prompt",
+            f"{receipt.prompt_tokens} prompt tokens for a {len(request.body)}-byte request",
+        )
+    limit = received.answer_bytes + received.stop_bytes + UNSEEN_COMPLETION_TOKENS
+    if received.max_tokens is not None:
+        limit = min(limit, received.max_tokens)
+    if receipt.completion_tokens > limit:
+        raise ReceiptRejected(
+            "inflated_completion",
+            f"{receipt.completion_tokens} completion tokens for {received.answer_bytes} bytes "
+            f"of text (at most {limit})",
+        )
 
 
 def read_stored_receipt(frame: bytes) -> Receipt:

@@ -15,6 +15,7 @@ CAROL = NodeKey.from_seed(bytes(range(64, 96)))
 DAVE = NodeKey.from_seed(bytes(range(96, 128)))
 _BODY = b'{"model":"x","messages":[{"role":"user","content":"Hi"}],"max_tokens":1}'
 _REQUEST = messages.InferRequest("chat", _BODY, "req-1", (BOB.node_id,))
+_RECEIVED = messages.Received(answer_bytes=3, max_tokens=1, stop_bytes=0)  # "Hey", as asked
 
 
 def _peer(key: NodeKey, **changes: Any) -> PeerOffer:
@@ -220,6 +221,7 @@ def _receipt_case(
     server: NodeKey = ALICE,
     model: str = "x",
     now_ms: int = NOW_MS,
+    received: messages.Received = _RECEIVED,
 ) -> Case:
     try:
         checked = messages.check_receipt(
@@ -229,6 +231,7 @@ def _receipt_case(
             server=server.node_id,
             now_ms=now_ms,
             seen=messages.SeenReceipts(),
+            received=received,
         )
         expect: dict[str, Any] = {"ok": to_json(dataclasses.asdict(checked))}
     except messages.ReceiptRejected as exc:
@@ -236,7 +239,12 @@ def _receipt_case(
     return Case(
         {
             "description": description,
-            "context": {"now_ms": now_ms, "server": server.node_id, "model": model},
+            "context": {
+                "now_ms": now_ms,
+                "server": server.node_id,
+                "model": model,
+                "received": dataclasses.asdict(received),
+            },
             "expect": expect,
         },
         {"receipt.bin": receipt, "request.bin": _REQUEST.encode()},
@@ -245,10 +253,20 @@ def _receipt_case(
 
 def _receipt_cases() -> Iterator[tuple[str, Case]]:
     def sealed(
-        signer: NodeKey = ALICE, request: messages.InferRequest = _REQUEST, model: str = "x"
+        signer: NodeKey = ALICE,
+        request: messages.InferRequest = _REQUEST,
+        model: str = "x",
+        prompt_tokens: int = 9,
+        completion_tokens: int = 1,
     ) -> bytes:
         return messages.seal_receipt(
-            signer, request, model=model, prompt_tokens=9, completion_tokens=1, seq=1, now_ms=NOW_MS
+            signer,
+            request,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seq=1,
+            now_ms=NOW_MS,
         )
 
     other = dataclasses.replace(_REQUEST, body=_BODY.replace(b"Hi", b"Yo"))
@@ -269,6 +287,40 @@ def _receipt_cases() -> Iterator[tuple[str, Case]]:
     yield (
         "receipt-expired",
         _receipt_case("checked after its 60 s lifetime", sealed(), now_ms=NOW_MS + 60_000),
+    )
+    most_prompt = len(_BODY) + messages.PROMPT_TEMPLATE_TOKENS
+    yield (
+        "receipt-prompt-at-limit",
+        _receipt_case("body bytes plus the template's tokens", sealed(prompt_tokens=most_prompt)),
+    )
+    yield (
+        "receipt-inflated-prompt",
+        _receipt_case("one prompt token more", sealed(prompt_tokens=most_prompt + 1)),
+    )
+    yield (
+        "receipt-inflated-completion",
+        _receipt_case("10^12 tokens for 3 bytes of text", sealed(completion_tokens=10**12)),
+    )
+    yield (
+        "receipt-above-max-tokens",
+        _receipt_case("2 tokens for a request of max_tokens 1", sealed(completion_tokens=2)),
+    )
+    unlimited = messages.Received(answer_bytes=3, max_tokens=None, stop_bytes=2)
+    yield (
+        "receipt-completion-at-limit",
+        _receipt_case(
+            "text bytes, stop bytes and 8 unseen tokens",
+            sealed(completion_tokens=3 + 2 + messages.UNSEEN_COMPLETION_TOKENS),
+            received=unlimited,
+        ),
+    )
+    yield (
+        "receipt-completion-over-limit",
+        _receipt_case(
+            "one completion token more",
+            sealed(completion_tokens=3 + 2 + messages.UNSEEN_COMPLETION_TOKENS + 1),
+            received=unlimited,
+        ),
     )
 
 

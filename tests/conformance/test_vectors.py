@@ -268,6 +268,7 @@ def test_routing(folder: Path) -> None:
             server=context["server"],
             now_ms=context["now_ms"],
             seen=messages.SeenReceipts(),
+            received=messages.Received(**context["received"]),
         )
         if "error" in expect:
             with pytest.raises(messages.ReceiptRejected) as rejected:

@@ -55,13 +55,15 @@ BODY = b'{"model": "x", "messages": [{"role": "user", "content": "Hi"}]}'
 Script = Callable[[InferRequest, web.Request], Awaitable[web.StreamResponse]]
 
 
-def receipt(key: NodeKey, request: InferRequest, model: str = "x") -> bytes:
+def receipt(
+    key: NodeKey, request: InferRequest, model: str = "x", completion_tokens: int = 2
+) -> bytes:
     return seal_receipt(
         key,
         request,
         model=model,
         prompt_tokens=7,
-        completion_tokens=2,
+        completion_tokens=completion_tokens,
         seq=time.time_ns(),
         now_ms=time.time_ns() // 1_000_000,
     )
@@ -163,6 +165,7 @@ async def test_an_honest_receipt_is_kept(
             "wrong_request",
         ),
         (lambda request: receipt(SERVER, request)[:-1] + b"\x00", "bad_signature"),
+        (lambda request: receipt(SERVER, request, completion_tokens=10**12), "inflated_completion"),
     ],
 )
 async def test_a_bad_receipt_is_rejected_and_the_client_still_gets_its_answer(

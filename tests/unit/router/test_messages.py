@@ -24,6 +24,7 @@ from fpai_node.router.messages import (
     InferRequest,
     Receipt,
     ReceiptRejected,
+    Received,
     SeenReceipts,
     Text,
     Vectors,
@@ -439,6 +440,7 @@ def check(
     server: str = SERVER.node_id,
     now_ms: int = NOW + 1_000,
     guard: SeenReceipts | None = None,
+    received: Received = Received(answer_bytes=40),  # noqa: B008 (frozen)
 ) -> Receipt:
     return check_receipt(
         frame,
@@ -447,6 +449,7 @@ def check(
         server=server,
         now_ms=now_ms,
         seen=SeenReceipts() if guard is None else guard,
+        received=received,
     )
 
 
@@ -689,3 +692,33 @@ def test_a_signed_receipt_with_a_bad_payload_is_malformed(override: dict[str, ob
 def test_control_characters_in_a_peer_error_are_replaced() -> None:
     data = encode_failure(Failed("bad\x1b[31m", "line one\nline two\x85", 0))
     assert decode_failure(data) == Failed("bad [31m", "line one line two ", 0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion", "received", "reason"),
+    [
+        (len(REQUEST.body) + 257, 1, Received(40), "inflated_prompt"),
+        (1, 10**12, Received(40), "inflated_completion"),
+        (1, 41 + 8, Received(40), "inflated_completion"),
+        (1, 35, Received(40, max_tokens=34), "inflated_completion"),
+        (1, 40 + 5 + 8 + 1, Received(40, stop_bytes=5), "inflated_completion"),
+    ],
+)
+def test_a_receipt_cannot_claim_more_than_was_sent_and_received(
+    prompt: int, completion: int, received: Received, reason: str
+) -> None:
+    """Issue 13 finding 3: a member signed receipts for 10^12 tokens and the requester kept them."""
+    frame = seal_receipt(
+        SERVER,
+        REQUEST,
+        model=MODEL,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        seq=1,
+        now_ms=NOW,
+    )
+    assert rejected(frame, received=received) == reason
+    honest = seal_receipt(
+        SERVER, REQUEST, model=MODEL, prompt_tokens=1, completion_tokens=1, seq=2, now_ms=NOW
+    )
+    assert check(honest, received=received).completion_tokens == 1
