@@ -2,6 +2,7 @@
 events back into generation events, check and keep the serving node's receipt
 (specs/0006-routing.md FWD-4..FWD-6, RECEIPT-2, RECEIPT-3)."""
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
@@ -41,8 +42,9 @@ from fpai_node.router.messages import (
     check_receipt,
     decode_failure,
 )
+from fpai_node.router.pace import Pace, first_event_deadline_s
 from fpai_node.router.receipts import ReceiptLog
-from fpai_node.router.select import Candidate
+from fpai_node.router.select import Candidate, estimate_prompt_tokens
 from fpai_node.wire.errors import WireError
 
 CONNECT_TIMEOUT_S = 5.0  # a peer that cannot take a connection in 5 s is not serving anyone
@@ -51,14 +53,28 @@ CONNECTIONS_PER_PEER = 16  # concurrent forwarded requests to one peer: its defa
 MAX_ANSWER_BYTES = 64 << 20  # FWD-4: a whole answer's text or vectors
 MAX_ANSWER_EVENTS = 1 << 17  # FWD-4: text events when the request sets no max_tokens
 FAILURE_COOLDOWN_S = 10.0  # ROUTE-3: a peer that just failed ranks after healthy ones this long
+# ROUTE-3: a peer caught lying (a receipt RECEIPT-2 refuses, an answer outside FWD-4's grammar or
+# budgets, no first event by FWD-8's deadline) ranks after healthy ones this long
+DEMOTION_S = 600.0
 LATENCY_WEIGHT = 0.2  # EWMA weight of the newest measurement
 log = structlog.get_logger("fpai.router")
 
 
 class PeerUnavailable(BackendUnavailable):
-    """The peer could not be reached, broke the protocol, or cut the stream."""
+    """The peer could not be reached, broke the protocol, or cut the stream; `lie` names what
+    it did when that was a lie (ROUTE-3 demotes it)."""
 
     code = "peer_unavailable"
+
+    def __init__(self, message: str, lie: str | None = None) -> None:
+        super().__init__(message)
+        self.lie = lie
+
+
+@dataclass(frozen=True, slots=True)
+class Demotion:
+    until: float  # monotonic
+    reason: str
 
 
 class PeerRefused(InferenceError):
@@ -107,10 +123,27 @@ class Forwarder:
         self.failed_at: dict[str, float] = {}  # monotonic time of each peer's latest failure
         self.forwarded: Counter[str] = Counter()  # completed, by serving peer
         self.receipts_rejected: Counter[str] = Counter()
+        self.pace: dict[str, Pace] = {}
+        self.demoted: dict[str, Demotion] = {}
+        self.demotions: Counter[str] = Counter()  # by reason
 
     def healthy(self, node_id: str) -> bool:
+        now = time.monotonic()
+        demotion = self.demoted.get(node_id)
+        if demotion is not None and now < demotion.until:
+            return False
         failed = self.failed_at.get(node_id)
-        return failed is None or time.monotonic() - failed > FAILURE_COOLDOWN_S
+        return failed is None or now - failed > FAILURE_COOLDOWN_S
+
+    def demote(self, node_id: str, reason: str) -> None:
+        """ROUTE-3: caught lying; counted by reason, shown in status until it ends."""
+        now = time.monotonic()
+        self.failed_at[node_id] = now
+        self.demoted[node_id] = Demotion(now + DEMOTION_S, reason)
+        self.demotions[reason] += 1
+        for peer in [p for p, d in self.demoted.items() if d.until <= now]:
+            del self.demoted[peer]
+        log.warning("peer demoted", peer=node_id, reason=reason, for_s=DEMOTION_S)
 
     async def attempt(
         self, candidate: Candidate, job: Job, request: InferRequest, timing: Timing
@@ -119,15 +152,26 @@ class Forwarder:
         (the router tries the next candidate); after it, PeerUnavailable ends the stream. Any
         PeerUnavailable marks the peer failed (ROUTE-3)."""
         peer = candidate.node_id
+        pace = self.pace.setdefault(peer, Pace())
+        prompt_tokens = estimate_prompt_tokens(job.prompt_chars)
+        deadline = first_event_deadline_s(
+            pace, prompt_tokens, candidate.expected_queue, READ_TIMEOUT_S
+        )
         self.inflight[peer] += 1
         sent = time.perf_counter()
+        first_event = asyncio.timeout(deadline)
         try:
-            async with self._pool.stream(
-                candidate.peer_address, INFER_PATH, request.encode(), self._timeout
-            ) as response:
+            async with (
+                first_event,
+                self._pool.stream(
+                    candidate.peer_address, INFER_PATH, request.encode(), self._timeout
+                ) as response,
+            ):
+                first_event.reschedule(None)  # FWD-5: the head comes with the first event
                 if response.status != 200:
                     raise self._refusal(peer, response.status, await _read_some(response))
                 timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
+                pace.first_event((time.perf_counter() - sent) * 1000, prompt_tokens)
                 answer = _Answer(peer, job)
                 reader = EventReader()
                 async for chunk in response.content.iter_any():
@@ -139,24 +183,35 @@ class Forwarder:
                         if answer.ended:  # the consumer stops at the last event
                             assert local is not None
                             self.forwarded[peer] += 1
+                            pace.finished((time.perf_counter() - sent) * 1000)
                             yield local
                             return
                         if local is not None:
                             yield local
                 raise PeerUnavailable(f"node {peer} cut the stream before its end")
-        except PeerUnavailable:
-            self.failed_at[peer] = time.monotonic()
+        except PeerUnavailable as exc:
+            self._failed(peer, exc.lie)
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.failed_at[peer] = time.monotonic()
+            if first_event.expired():
+                self._failed(peer, "no_first_event")
+                message = f"node {peer} sent no first event within {deadline:.1f} s"
+                raise PeerUnavailable(message, "no_first_event") from None
+            self._failed(peer, None)
             raise PeerUnavailable(f"node {peer} is unreachable: {_describe(exc)}") from None
         except WireError as exc:
-            self.failed_at[peer] = time.monotonic()
+            self._failed(peer, "broke_protocol")
             raise PeerUnavailable(f"node {peer} broke the protocol: {exc}") from None
         finally:
             self.inflight[peer] -= 1
             if not self.inflight[peer]:
                 del self.inflight[peer]
+
+    def _failed(self, peer: str, lie: str | None) -> None:
+        if lie is None:
+            self.failed_at[peer] = time.monotonic()
+        else:
+            self.demote(peer, lie)
 
     def _refusal(self, peer: str, status: int, body: bytes) -> InferenceError:
         """FWD-6. Busy and "not here" move on without blame; a 400 with a reason is the
@@ -191,7 +246,8 @@ class Forwarder:
                 if answer.events > limit or answer.size > MAX_ANSWER_BYTES:
                     raise PeerUnavailable(
                         f"node {peer} sent more than the answer may hold "
-                        f"({limit} tokens, {MAX_ANSWER_BYTES} bytes)"
+                        f"({limit} tokens, {MAX_ANSWER_BYTES} bytes)",
+                        "oversized_answer",
                     )
                 return TextChunk(text)
             case Vectors(vectors) if embeddings:
@@ -199,9 +255,13 @@ class Forwarder:
                 answer.size += sum(len(v) for v in vectors)
                 answer.vectors += arrays
                 if len(answer.vectors) > job.inputs or answer.size > MAX_ANSWER_BYTES:
-                    raise PeerUnavailable(f"node {peer} sent more vectors than inputs")
+                    raise PeerUnavailable(
+                        f"node {peer} sent more vectors than inputs", "oversized_answer"
+                    )
                 if not all(np.isfinite(a).all() for a in arrays):
-                    raise PeerUnavailable(f"node {peer} sent vectors that are not finite")
+                    raise PeerUnavailable(
+                        f"node {peer} sent vectors that are not finite", "broke_protocol"
+                    )
                 return None
             case Finished(reason, receipt) if not embeddings or len(answer.vectors) == job.inputs:
                 answer.ended = True
@@ -214,7 +274,9 @@ class Forwarder:
             case Failed(code, message):
                 raise PeerUnavailable(f"node {peer} failed ({code}): {message}")
         kind = type(event).__name__
-        raise PeerUnavailable(f"node {peer} answered a {job.api} request with {kind} out of turn")
+        raise PeerUnavailable(
+            f"node {peer} answered a {job.api} request with {kind} out of turn", "broke_protocol"
+        )
 
     def _checked_usage(
         self, peer: str, job: Job, request: InferRequest, receipt: bytes, answer_bytes: int
@@ -233,8 +295,8 @@ class Forwarder:
             )
         except ReceiptRejected as exc:
             self.receipts_rejected[exc.reason] += 1
-            self.failed_at[peer] = time.monotonic()
             log.warning("receipt rejected", peer=peer, reason=exc.reason, detail=str(exc))
+            self.demote(peer, exc.reason)
             return None
         self._receipts.add("used", receipt)
         return Usage(checked.prompt_tokens, checked.completion_tokens)

@@ -205,12 +205,19 @@ class Router:
         forwarder = self._forwarder
         if forwarder is None:
             return {"forwarding": False}
+        now = time.monotonic()
         return {
             "forwarding": True,
             "forwarded": dict(forwarder.forwarded),
             "inflight": dict(forwarder.inflight),
             "latency_ms": {p: round(ms, 3) for p, ms in forwarder.latency_ms.items()},
             "receipts_rejected": dict(forwarder.receipts_rejected),
+            "demoted": {
+                peer: {"reason": d.reason, "for_s": round(d.until - now, 1)}
+                for peer, d in sorted(forwarder.demoted.items())
+                if d.until > now
+            },
+            "demotions": dict(forwarder.demotions),
         }
 
 

@@ -93,6 +93,13 @@ class RouterService(Service):
             forwarder.receipts_rejected,
         )
         yield counter(
+            "fpai_router_demotions",
+            "Peers demoted for routing because they were caught lying, by what they did "
+            "(a receipt check's reason, oversized_answer, broke_protocol, no_first_event).",
+            "reason",
+            forwarder.demotions,
+        )
+        yield counter(
             "fpai_peer_requests_served",
             "Requests forwarded to this node that it served, by requesting peer.",
             "peer",

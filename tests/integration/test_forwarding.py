@@ -1,6 +1,7 @@
 """The requesting side of forwarding against a peer that misbehaves, over real mutual TLS: a
 real PeerServer whose infer route answers what each test scripts, and a real Forwarder."""
 
+import asyncio
 import datetime as dt
 import socket
 import time
@@ -42,6 +43,7 @@ from fpai_node.router.messages import (
     encode_failure,
     seal_receipt,
 )
+from fpai_node.router.pace import FIRST_EVENT_MIN_S
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
 from fpai_node.router.router import NoRoute, Router
 from fpai_node.router.select import Candidate
@@ -184,6 +186,7 @@ async def test_a_bad_receipt_is_rejected_and_the_client_still_gets_its_answer(
     events = await run(forwarder[0], peer)
     assert events == [TextChunk("Hi"), Finish("stop", Usage(0, 0))]  # no unproven counts
     assert forwarder[0].receipts_rejected == {reason: 1}
+    assert forwarder[0].demotions == {reason: 1}  # a receipt that fails is a lie (ROUTE-3)
     assert not forwarder[0].healthy(SERVER.node_id)
     await forwarder[1].close()
     assert list(read_receipts(tmp_path / "receipts.log")) == []
@@ -204,6 +207,28 @@ async def test_a_stream_cut_after_the_first_event_fails(
         async for event in forwarder[0].attempt(candidate, job, request, Timing()):
             received.append(event)
     assert received == [TextChunk("Hi")]
+    assert forwarder[0].inflight == {}
+
+
+async def test_a_peer_that_never_answers_is_given_up_on_at_its_deadline_and_demoted(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    """Issue 13 finding 3: a member that black-holed requests held each for the 120 s read
+    timeout; FWD-8 gives up once the first event is long overdue for that peer's pace."""
+
+    async def black_hole(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    peer.script = black_hole
+    started = time.monotonic()
+    with pytest.raises(PeerUnavailable, match=r"no first event within 5\.0 s"):
+        await run(forwarder[0], peer)
+    waited = time.monotonic() - started
+    assert FIRST_EVENT_MIN_S <= waited < FIRST_EVENT_MIN_S + 5  # not READ_TIMEOUT_S
+    assert forwarder[0].demoted[SERVER.node_id].reason == "no_first_event"
+    assert forwarder[0].demotions == {"no_first_event": 1}
+    assert not forwarder[0].healthy(SERVER.node_id)
     assert forwarder[0].inflight == {}
 
 

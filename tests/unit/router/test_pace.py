@@ -1,0 +1,46 @@
+"""FWD-8: the first-event deadline from a peer's measured pace, its queue and the prompt."""
+
+import pytest
+
+from fpai_node.router.pace import (
+    FIRST_EVENT_MARGIN,
+    FIRST_EVENT_MIN_S,
+    UNMEASURED_MS_PER_PROMPT_TOKEN,
+    UNMEASURED_REQUEST_MS,
+    Pace,
+    first_event_deadline_s,
+)
+
+CEILING = 120.0
+
+
+def test_an_unmeasured_peer_is_taken_for_a_slow_one() -> None:
+    short = first_event_deadline_s(None, 10, 0, CEILING)
+    assert short == max(FIRST_EVENT_MIN_S, FIRST_EVENT_MARGIN * 16 * 0.05)
+    long_prompt = first_event_deadline_s(None, 400, 0, CEILING)
+    assert long_prompt == pytest.approx(
+        FIRST_EVENT_MARGIN * 400 * UNMEASURED_MS_PER_PROMPT_TOKEN / 1000
+    )
+    queued = first_event_deadline_s(None, 10, 1, CEILING)
+    assert queued == CEILING  # 4 x (0.8 s + 30 s) is above the read timeout
+    assert UNMEASURED_REQUEST_MS == 30_000.0
+
+
+def test_a_fast_peer_gets_the_floor_and_a_long_prompt_its_measured_pace() -> None:
+    pace = Pace()
+    for _ in range(20):
+        pace.first_event(48.0, 24)  # 2 ms a prompt token
+        pace.finished(1_500.0)
+    assert pace.ms_per_prompt_token == pytest.approx(2.0)
+    assert first_event_deadline_s(pace, 24, 0, CEILING) == FIRST_EVENT_MIN_S
+    assert first_event_deadline_s(pace, 4_000, 0, CEILING) == pytest.approx(32.0)
+    assert first_event_deadline_s(pace, 24, 3, CEILING) == pytest.approx(
+        FIRST_EVENT_MARGIN * (2.0 * 24 + 3 * 1_500.0) / 1000
+    )
+
+
+def test_the_average_moves_a_fifth_of_the_way_to_each_measurement() -> None:
+    pace = Pace()
+    pace.first_event(160.0, 10)  # counted as 16 tokens: 10 ms each
+    pace.first_event(320.0, 16)  # 20 ms each
+    assert pace.ms_per_prompt_token == pytest.approx(12.0)
