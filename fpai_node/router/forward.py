@@ -41,8 +41,10 @@ from fpai_node.router.messages import (
     Vectors,
     check_receipt,
     decode_failure,
+    is_probe,
 )
 from fpai_node.router.pace import Pace, first_event_deadline_s
+from fpai_node.router.proofs import ModelProofs
 from fpai_node.router.receipts import ReceiptLog
 from fpai_node.router.select import Candidate, estimate_prompt_tokens
 from fpai_node.wire.errors import WireError
@@ -126,6 +128,7 @@ class Forwarder:
         self.pace: dict[str, Pace] = {}
         self.demoted: dict[str, Demotion] = {}
         self.demotions: Counter[str] = Counter()  # by reason
+        self.proofs = ModelProofs()  # ROUTE-9: who has served what
 
     def healthy(self, node_id: str) -> bool:
         now = time.monotonic()
@@ -182,7 +185,9 @@ class Forwarder:
                         local = self._local_event(answer, request, event)
                         if answer.ended:  # the consumer stops at the last event
                             assert local is not None
-                            self.forwarded[peer] += 1
+                            if not is_probe(request.request_id):  # ROUTE-9: not usage
+                                self.forwarded[peer] += 1
+                            self.proofs.answered(peer, job.model)
                             pace.finished((time.perf_counter() - sent) * 1000)
                             yield local
                             return
@@ -298,7 +303,8 @@ class Forwarder:
             log.warning("receipt rejected", peer=peer, reason=exc.reason, detail=str(exc))
             self.demote(peer, exc.reason)
             return None
-        self._receipts.add("used", receipt)
+        if not is_probe(request.request_id):
+            self._receipts.add("used", receipt)
         return Usage(checked.prompt_tokens, checked.completion_tokens)
 
     def _measured(self, peer: str, sent: float, server_ms: float | None) -> None:

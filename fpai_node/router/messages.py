@@ -33,6 +33,14 @@ MAX_MESSAGE_BYTES = 4096  # error messages
 APIS = ("chat", "completion", "embeddings")
 FINISH_REASONS = ("stop", "length")
 SERVER_MS_HEADER = "FPAI-Server-Ms"  # FWD-5: ms from the request's arrival to its first event
+PROBE_ID_PREFIX = "probe-"  # ROUTE-9: a probe's request id; its receipt is nobody's usage
+MAX_PROBE_TOKENS = 1  # ROUTE-9: what a probe may ask for, so that none is free inference
+
+
+def is_probe(request_id: str) -> bool:
+    return request_id.startswith(PROBE_ID_PREFIX)
+
+
 # RECEIPT-2: a chat template's tokens (turn markers, a BOS, a default system prompt) that no
 # byte of the request body covers; the JSON body's own keys already cover a few per message
 PROMPT_TEMPLATE_TOKENS = 256

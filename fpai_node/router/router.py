@@ -131,12 +131,12 @@ class Router:
         assert self._forwarder is not None
         offers = []
         for member in self._members():
-            if not _routable(member):
+            if not routable(member):
                 continue
             assert member.announcement is not None
             caps = member.announcement.capabilities
             for offered in caps.models:
-                if offered.model_id != model:
+                if offered.model_id != model or not self._proven(member.node_id, model):
                     continue
                 offers.append(
                     PeerOffer(
@@ -153,6 +153,10 @@ class Router:
                 )
         return offers
 
+    def _proven(self, node_id: str, model: str) -> bool:
+        """ROUTE-9: the peer has answered for the model (forwarding off: nothing to prove)."""
+        return self._forwarder is None or self._forwarder.proofs.proven(node_id, model)
+
     def _nowhere(self, model: str) -> InferenceError:
         """ROUTE-7: 503 naming the nodes known to have served the model and their state;
         404 when nobody in the federation ever offered it."""
@@ -162,7 +166,10 @@ class Router:
             if announcement is None or announcement.protocol_version != PROTOCOL_VERSION:
                 continue
             if any(m.model_id == model for m in announcement.capabilities.models):
-                known[member.node_id] = "left" if announcement.left else str(member.status)
+                state = "left" if announcement.left else str(member.status)
+                if state != "left" and not self._proven(member.node_id, model):
+                    state = "announced it, never answered for it"
+                known[member.node_id] = state
         for node_id in self._registry_models().get(model, frozenset()):
             if node_id != self.node_id:
                 known.setdefault(node_id, "listed in the registry, not reachable by gossip")
@@ -184,10 +191,12 @@ class Router:
                 "nodes": [self.node_id],
             }
         for member in sorted(self._members(), key=lambda m: m.node_id):
-            if not _routable(member):
+            if not routable(member):
                 continue
             assert member.announcement is not None
             for offered in member.announcement.capabilities.models:
+                if not self._proven(member.node_id, offered.model_id):
+                    continue
                 entry = table.setdefault(
                     offered.model_id,
                     {
@@ -218,10 +227,11 @@ class Router:
                 if d.until > now
             },
             "demotions": dict(forwarder.demotions),
+            "proven": forwarder.proofs.status(),
         }
 
 
-def _routable(member: MemberView) -> bool:
+def routable(member: MemberView) -> bool:
     """ROUTE-1: live, announced, not leaving, and speaking this node's protocol version."""
     announcement = member.announcement
     return (

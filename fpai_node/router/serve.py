@@ -25,6 +25,7 @@ from fpai_node.router.jobs import Job, LocalEvent, parse_job, run_locally
 from fpai_node.router.messages import (
     INFER_PATH,
     MAX_HOPS,
+    MAX_PROBE_TOKENS,
     MAX_REQUEST_BODY_BYTES,
     SERVER_MS_HEADER,
     VECTORS_EVENT_BYTES,
@@ -36,6 +37,7 @@ from fpai_node.router.messages import (
     Vectors,
     encode_event,
     encode_failure,
+    is_probe,
     seal_receipt,
 )
 from fpai_node.router.receipts import ReceiptLog
@@ -102,6 +104,8 @@ class PeerInference:
     ) -> web.StreamResponse:
         try:
             job = parse_job(forwarded.api, forwarded.body)
+            if is_probe(forwarded.request_id) and not _probe_sized(job):
+                return self._refuse(400, Failed("bad_probe", "a probe asks for one token"))
             events = run_locally(self._inference.get(job.model), job)
         except (ApiError, InferenceError) as exc:
             return self._refuse(exc.status, _failure(exc))
@@ -122,6 +126,9 @@ class PeerInference:
         finally:
             await events.aclose()
         await response.write_eof()
+        if is_probe(forwarded.request_id):  # ROUTE-9: proof of a model, nobody's usage
+            log.debug("model probe answered", model=job.model, api=job.api)
+            return response
         self.served[forwarded.path[-1]] += 1
         log.info("forwarded request served", model=job.model, api=job.api)
         return response
@@ -172,7 +179,8 @@ class PeerInference:
             seq=self._seq.next(),
             now_ms=time.time_ns() // 1_000_000,
         )
-        self._receipts.add("served", receipt)
+        if not is_probe(forwarded.request_id):  # ROUTE-9: a probe is nobody's usage
+            self._receipts.add("served", receipt)
         return receipt
 
     def _refuse(self, status: int, failure: Failed) -> web.Response:
@@ -187,6 +195,13 @@ class PeerInference:
             content_type=EVENTS_CONTENT_TYPE,
             headers=headers,
         )
+
+
+def _probe_sized(job: Job) -> bool:
+    """ROUTE-9: one token, or one input to embed."""
+    if job.api == "embeddings":
+        return job.inputs == MAX_PROBE_TOKENS
+    return job.max_tokens is not None and job.max_tokens <= MAX_PROBE_TOKENS
 
 
 def _failure(exc: ApiError | InferenceError) -> Failed:

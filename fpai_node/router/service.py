@@ -1,21 +1,33 @@
 """The router as one service of the node: the usage receipts log, forwarding to peers, serving
-what peers forward, and the Router that chooses between this node and its peers
-(specs/0006-routing.md)."""
+what peers forward, probing the models peers announce, and the Router that chooses between
+this node and its peers (specs/0006-routing.md)."""
 
+import asyncio
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from fpai_node.gossip.state import MemberView
 from fpai_node.identity.keys import NodeKey
+from fpai_node.inference.base import InferenceError
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
-from fpai_node.router.forward import Forwarder
+from fpai_node.router.forward import Forwarder, PeerRefused, Timing
+from fpai_node.router.jobs import parse_job
+from fpai_node.router.messages import PROBE_ID_PREFIX, InferRequest
+from fpai_node.router.proofs import probe_bodies
 from fpai_node.router.receipts import ReceiptLog
-from fpai_node.router.router import Router
+from fpai_node.router.router import Router, routable
+from fpai_node.router.select import Candidate
 from fpai_node.router.serve import PeerInference
 from fpai_node.service import PeerRoute, Service, counter
+
+PROBE_PERIOD_S = 1.0  # ROUTE-9: a newly announced model is probed within a second
+log = structlog.get_logger("fpai.router")
 
 
 class RouterService(Service):
@@ -35,6 +47,10 @@ class RouterService(Service):
         """`members` is gossip's table (the peers' offers), `is_member` who may use this
         node's models (FWD-7), `registry_models` who the registry says serves what (ROUTE-7).
         Opens the receipts log (RECEIPT-3: a torn tail is cut now)."""
+        self._node_id = key.node_id
+        self._members = members
+        self._probing: asyncio.Task[None] | None = None
+        self._probes: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptLog(receipts)
         self.forwarder = Forwarder(client, self.receipts)
         self.serving = PeerInference(key, inference, self.receipts, is_member)
@@ -47,12 +63,58 @@ class RouterService(Service):
         )
 
     async def start(self) -> None:
-        """Nothing to start: the peer channel carries both directions."""
+        """Start probing announced models (ROUTE-9); the peer channel carries the rest."""
+        self._probing = asyncio.create_task(self._probe_announced(), name="model probes")
 
     async def stop(self, leave: bool) -> None:
-        """Flush the receipts (the peer channel, stopped before, let forwarded generations in
-        flight finish and sign theirs)."""
+        """Stop probing, then flush the receipts (the peer channel, stopped before, let
+        forwarded generations in flight finish and sign theirs)."""
+        tasks = [t for t in (self._probing, *self._probes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._probing = None
         await self.receipts.close()
+
+    async def _probe_announced(self) -> None:
+        proofs = self.forwarder.proofs
+        while True:
+            await asyncio.sleep(PROBE_PERIOD_S)
+            addresses: dict[str, str] = {}
+            announced: set[tuple[str, str]] = set()
+            for member in self._members():
+                if routable(member) and member.announcement is not None:
+                    addresses[member.node_id] = member.address
+                    for model in member.announcement.capabilities.models:
+                        announced.add((member.node_id, model.model_id))
+            for pair in proofs.due(announced, time.monotonic()):
+                task = asyncio.create_task(self._probe(pair, addresses[pair[0]]))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, pair: tuple[str, str], address: str) -> None:
+        """ROUTE-9: one forwarded request per probe body until one is answered."""
+        node_id, model = pair
+        answered = False
+        for api, body in probe_bodies(model):
+            request_id = f"{PROBE_ID_PREFIX}{os.urandom(8).hex()}"
+            request = InferRequest(api, body, request_id, (self._node_id,))
+            events = self.forwarder.attempt(
+                Candidate(node_id, address, 0), parse_job(api, body), request, Timing()
+            )
+            try:
+                async for _ in events:
+                    pass
+                answered = True
+                break
+            except PeerRefused:  # the model refuses this kind of request: try the next kind
+                continue
+            except InferenceError as exc:
+                log.info("model probe failed", peer=node_id, model=model, reason=str(exc))
+                break
+            finally:
+                await events.aclose()
+        self.forwarder.proofs.probed(pair, answered, time.monotonic())
 
     def peer_routes(self) -> Sequence[PeerRoute]:
         return (self.serving.route(),)
@@ -92,6 +154,14 @@ class RouterService(Service):
             "reason",
             forwarder.receipts_rejected,
         )
+        proven = GaugeMetricFamily(
+            "fpai_router_proven_models",
+            "Models each peer announces and has answered for (ROUTE-9): only these are routed.",
+            labels=["peer"],
+        )
+        for peer, models in forwarder.proofs.status().items():
+            proven.add_metric([peer], len(models))
+        yield proven
         yield counter(
             "fpai_router_demotions",
             "Peers demoted for routing because they were caught lying, by what they did "

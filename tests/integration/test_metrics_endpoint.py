@@ -88,6 +88,12 @@ def federation(
                 for m in client(nodes["b"], KEY).models.list().model_dump()["data"]
             )
         )
+        for name in ("b", "c"):  # both probed A's model (ROUTE-9): no probe runs after this
+            node = nodes[name]
+            wait_for(
+                lambda n=node: n.get_json("/fpai/v1/status")["router"]["proven"] == {a_id: ["x"]}
+            )
+        wait_for(lambda: value(scrape(nodes["a"]), "fpai_model_requests_running", model="x") == 0)
         yield nodes
     finally:
         for node in nodes.values():

@@ -1,0 +1,81 @@
+"""Which peers have shown that they serve the models they announce (specs/0006 ROUTE-9).
+
+An announcement is a claim: a member can list models it does not serve, and they would appear
+in every node's `/v1/models` and draw requests that fail. A (peer, model) pair counts only once
+the peer has answered for that model: a request this node forwarded to it, or a probe, a
+completion of one token. Unproven pairs are probed with a backoff. Pure: times come in as
+arguments."""
+
+import json
+from dataclasses import dataclass
+
+from fpai_node.router.messages import Api
+
+FIRST_RETRY_S = 10.0  # ROUTE-9: a peer still loading, or busy, answers soon
+MAX_RETRY_S = 600.0  # ROUTE-9: a peer that keeps failing is asked every ten minutes
+MAX_PROBES_IN_FLIGHT = 4  # each costs the peer a prefill and a token; a federation's worth waits
+
+
+@dataclass(slots=True)
+class _Attempts:
+    next_at: float
+    failures: int = 0
+
+
+def probe_bodies(model: str) -> tuple[tuple[Api, bytes], ...]:
+    """ROUTE-9's probes, tried in turn until one is answered: a one-token completion, then, for
+    a model that refuses completions, an embedding of one word."""
+    completion = {"model": model, "prompt": "Hi", "max_tokens": 1, "temperature": 0}
+    embedding = {"model": model, "input": "Hi"}
+    return (
+        ("completion", json.dumps(completion).encode()),
+        ("embeddings", json.dumps(embedding).encode()),
+    )
+
+
+class ModelProofs:
+    def __init__(self) -> None:
+        self._proven: set[tuple[str, str]] = set()
+        self._attempts: dict[tuple[str, str], _Attempts] = {}
+        self._probing: set[tuple[str, str]] = set()
+
+    def proven(self, node_id: str, model: str) -> bool:
+        return (node_id, model) in self._proven
+
+    def answered(self, node_id: str, model: str) -> None:
+        """The peer served a request for the model: proven."""
+        self._proven.add((node_id, model))
+        self._attempts.pop((node_id, model), None)
+
+    def due(self, announced: set[tuple[str, str]], now: float) -> list[tuple[str, str]]:
+        """The unproven pairs to probe now, taken as in flight (at most MAX_PROBES_IN_FLIGHT),
+        and the proofs of pairs no longer announced forgotten."""
+        self._proven &= announced
+        for pair in [p for p in self._attempts if p not in announced]:
+            del self._attempts[pair]
+        free = MAX_PROBES_IN_FLIGHT - len(self._probing)
+        chosen = []
+        for pair in sorted(announced - self._proven - self._probing):
+            attempts = self._attempts.setdefault(pair, _Attempts(now))
+            if free > 0 and attempts.next_at <= now:
+                chosen.append(pair)
+                free -= 1
+        self._probing.update(chosen)
+        return chosen
+
+    def probed(self, pair: tuple[str, str], answered: bool, now: float) -> None:
+        self._probing.discard(pair)
+        if answered:
+            self.answered(*pair)
+            return
+        attempts = self._attempts.setdefault(pair, _Attempts(now))
+        attempts.failures += 1
+        wait = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (attempts.failures - 1))
+        attempts.next_at = now + wait
+
+    def status(self) -> dict[str, list[str]]:
+        """Proven models per peer, for /fpai/v1/status."""
+        table: dict[str, list[str]] = {}
+        for node_id, model in sorted(self._proven):
+            table.setdefault(node_id, []).append(model)
+        return table

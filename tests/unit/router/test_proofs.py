@@ -1,0 +1,52 @@
+"""ROUTE-9: which announced (peer, model) pairs count, and when unproven ones are probed."""
+
+from fpai_node.router.proofs import (
+    FIRST_RETRY_S,
+    MAX_PROBES_IN_FLIGHT,
+    MAX_RETRY_S,
+    ModelProofs,
+    probe_bodies,
+)
+
+
+def test_a_pair_counts_once_answered_and_is_forgotten_when_no_longer_announced() -> None:
+    proofs = ModelProofs()
+    assert not proofs.proven("b", "m")
+    proofs.answered("b", "m")
+    assert proofs.proven("b", "m")
+    assert proofs.status() == {"b": ["m"]}
+    assert proofs.due({("b", "m")}, 0.0) == []  # nothing left to probe
+    proofs.due(set(), 1.0)
+    assert not proofs.proven("b", "m")
+
+
+def test_unproven_pairs_are_probed_a_few_at_a_time() -> None:
+    proofs = ModelProofs()
+    announced = {(f"n{i}", "m") for i in range(MAX_PROBES_IN_FLIGHT + 2)}
+    first = proofs.due(announced, 0.0)
+    assert len(first) == MAX_PROBES_IN_FLIGHT
+    assert proofs.due(announced, 0.0) == []  # every slot busy
+    proofs.probed(first[0], answered=True, now=0.0)
+    assert proofs.proven(*first[0])
+    assert len(proofs.due(announced, 0.0)) == 1  # one slot freed
+
+
+def test_a_failed_probe_waits_longer_each_time_up_to_ten_minutes() -> None:
+    proofs = ModelProofs()
+    pair = {("n", "m")}
+    assert proofs.due(pair, 0.0) == [("n", "m")]
+    proofs.probed(("n", "m"), answered=False, now=0.0)
+    assert proofs.due(pair, FIRST_RETRY_S - 0.1) == []
+    assert proofs.due(pair, FIRST_RETRY_S) == [("n", "m")]
+    proofs.probed(("n", "m"), answered=False, now=FIRST_RETRY_S)
+    assert proofs.due(pair, 3 * FIRST_RETRY_S - 0.1) == []  # then twice as long
+    for _ in range(10):
+        proofs.probed(("n", "m"), answered=False, now=100.0)
+    assert proofs.due(pair, 100.0 + MAX_RETRY_S - 0.1) == []
+    assert proofs.due(pair, 100.0 + MAX_RETRY_S) == [("n", "m")]
+
+
+def test_probes_are_one_token_completions_then_one_embedding() -> None:
+    (first, body), (second, _) = probe_bodies('m "x"')
+    assert (first, second) == ("completion", "embeddings")
+    assert b'"max_tokens": 1' in body and b'"model": "m \\"x\\""' in body
