@@ -75,9 +75,17 @@ class NodeProcess:
     """`fpai-node start --home HOME --api 127.0.0.1:0 ...`; the node's real port is read from the
     api.json it writes, so parallel tests never race for a port."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        """`command` runs instead of `fpai-node` (a liar: fpai_node/testing/liar.py)."""
         self.home = Home(home)
         self.args = args
+        self.command = command or fpai_node_command()
         self.env = {**os.environ, **TEST_ENV, **(env or {})}
         self.log_path = home.parent / f"{home.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -88,7 +96,7 @@ class NodeProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 (our own console script)
                 [
-                    *fpai_node_command(),
+                    *self.command,
                     "start",
                     "--home",
                     str(self.home.root),

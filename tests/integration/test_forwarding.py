@@ -71,6 +71,12 @@ def receipt(
     )
 
 
+def flipped(frame: bytes) -> bytes:
+    """The frame with its signature's last bit flipped (a fixed last byte would match one
+    signature in 256, and the test would pass a forged receipt that often)."""
+    return frame[:-1] + bytes([frame[-1] ^ 1])
+
+
 async def stream(request: web.Request, *events: bytes) -> web.StreamResponse:
     response = web.StreamResponse()
     await response.prepare(request)
@@ -166,7 +172,7 @@ async def test_an_honest_receipt_is_kept(
             ),
             "wrong_request",
         ),
-        (lambda request: receipt(SERVER, request)[:-1] + b"\x00", "bad_signature"),
+        (lambda request: flipped(receipt(SERVER, request)), "bad_signature"),
         (lambda request: receipt(SERVER, request, completion_tokens=10**12), "inflated_completion"),
     ],
 )
@@ -275,6 +281,18 @@ def member(peer: Peer, model: str, queue: int = 0) -> MemberView:
     )
 
 
+def routed(
+    forwarder: Forwarder, inference: InferenceService, members: Callable[[], list[MemberView]]
+) -> Router:
+    """A Router over `members`, each of whose announced models answered a probe before
+    (ROUTE-9): the tests below are about what happens next."""
+    for peer in members():
+        assert peer.announcement is not None
+        for model in peer.announcement.capabilities.models:
+            forwarder.proofs.answered(peer.node_id, model.model_id)
+    return Router(REQUESTER.node_id, inference, members=members, forwarder=forwarder)
+
+
 async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
     forwarder: tuple[Forwarder, ReceiptLog],
 ) -> None:
@@ -297,12 +315,7 @@ async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
 
     busy.script, broken.script, honest.script = full, garbage, serve
     members = [member(busy, "x"), member(broken, "x", queue=1), member(honest, "x", queue=2)]
-    router = Router(
-        REQUESTER.node_id,
-        InferenceService([], max_waiting=0),
-        members=lambda: members,
-        forwarder=forwarder[0],
-    )
+    router = routed(forwarder[0], InferenceService([], max_waiting=0), lambda: members)
     try:
         opened = await router.open(parse_job("chat", BODY), "req-9")
         rest = [e async for e in opened.events]
@@ -313,6 +326,7 @@ async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
         )
         assert opened.overhead_ms > 0
         assert not forwarder[0].healthy(broken.key.node_id)
+        assert forwarder[0].demotions == {"broke_protocol": 1}
         assert forwarder[0].healthy(busy.key.node_id)
 
         honest.script = full
@@ -384,11 +398,8 @@ async def test_when_every_peer_blames_the_request_the_client_gets_their_400(
 
     for scripted in peers:
         scripted.script = too_long
-    router = Router(
-        REQUESTER.node_id,
-        InferenceService([], max_waiting=0),
-        members=lambda: [member(p, "x") for p in peers],
-        forwarder=forwarder[0],
+    router = routed(
+        forwarder[0], InferenceService([], max_waiting=0), lambda: [member(p, "x") for p in peers]
     )
     try:
         with pytest.raises(PeerRefused) as raised:
@@ -452,12 +463,7 @@ async def test_a_local_failure_moves_on_to_a_peer_unless_it_blames_the_request(
     )
     await local.start()
     # the peer announces a queue so that the idle local backend ranks first
-    router = Router(
-        REQUESTER.node_id,
-        local,
-        members=lambda: [member(peer, "x", queue=3)],
-        forwarder=forwarder[0],
-    )
+    router = routed(forwarder[0], local, lambda: [member(peer, "x", queue=3)])
     if served_by_peer:
         opened = await router.open(parse_job("chat", BODY), "req-12")
         await opened.events.aclose()
@@ -481,11 +487,10 @@ async def test_peers_blaming_the_request_and_a_busy_rest_give_the_400(
         return web.Response(status=429, body=encode_failure(Failed("overloaded", "full", 3)))
 
     blaming.script, busy.script = bad, full
-    router = Router(
-        REQUESTER.node_id,
+    router = routed(
+        forwarder[0],
         InferenceService([], max_waiting=0),
-        members=lambda: [member(blaming, "x"), member(busy, "x", queue=1)],
-        forwarder=forwarder[0],
+        lambda: [member(blaming, "x"), member(busy, "x", queue=1)],
     )
     try:
         with pytest.raises(PeerRefused) as raised:
