@@ -47,6 +47,7 @@ class Home:
             )
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.root.chmod(0o700)  # an existing directory too: it will hold the node's keys
             for sub in ("keys", "logs"):
                 (self.root / sub).mkdir(exist_ok=True, mode=0o700)
             if not self.config_file.exists():

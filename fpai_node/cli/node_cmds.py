@@ -48,9 +48,10 @@ KeyOption = Annotated[
 
 
 def keyed_client(home: Path | None, api: str | None, api_key: str | None) -> NodeClient:
-    """A client for the home's node that sends --api-key, else the home's first API key."""
+    """A client for the home's node that sends --api-key, else the first of FPAI_API_KEYS or
+    of the home's node.toml: a node started with keys from either is found by its clients."""
     target = home_of(home)
-    if api_key is None and target.config_file.exists():
+    if api_key is None:
         keys = load_settings(target.root).api_keys
         api_key = keys[0] if keys else None
     return NodeClient(node_url(target, api), api_key)

@@ -142,6 +142,12 @@ def handshake_refusal_reason(exc: BaseException) -> str:
         return "expired"
     if "verify_failed" in detail or "unknown_ca" in detail or "certificate" in detail:
         return "untrusted_certificate"
+    if any(sign in detail for sign in _NOT_TLS):
+        return "not_tls"
     if "version" in detail or "protocol" in detail:
         return "tls_version"
     return "handshake_failed"
+
+
+# What OpenSSL says of bytes that are no TLS record at all (plain HTTP, a pickle, a port scan)
+_NOT_TLS = ("http_request", "https_proxy_request", "wrong_version_number", "record_layer")

@@ -71,6 +71,7 @@ _HANDSHAKE_REFUSALS = frozenset(
         "expired",
         "untrusted_certificate",
         "tls_version",
+        "not_tls",
         "handshake_failed",
         "handshake_aborted",
         "handshake_timeout",

@@ -79,3 +79,15 @@ def test_a_flooding_host_leaves_the_raft_port_to_everyone_else(node: NodeProcess
         with client_context(identity).wrap_socket(raw) as tls:
             assert tls.version() == "TLSv1.3"  # the handshake completed: a slot was free
             assert isinstance(tls, ssl.SSLSocket)
+
+
+def test_bytes_that_are_no_tls_are_counted_as_such(node: NodeProcess) -> None:
+    """Issue 13 finding 7: plain-TCP garbage on the Raft port was counted as `tls_version`."""
+    raft = node.get_json("/fpai/v1/status")["registry"]["raft"]
+    for address, section in ((node.peer, "peer_channel"), (raft, "registry")):
+        before = refusals(node, section).get("not_tls", 0)
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(1) == b""  # closed at once
+        wait_for(lambda a=section, b=before: refusals(node, a).get("not_tls", 0) == b + 1)

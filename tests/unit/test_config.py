@@ -16,9 +16,11 @@ from fpai_node.hostport import HostPort, parse_host_port
 KEY = "k" * 24
 
 
-def write_toml(home: Path, text: str) -> None:
+def write_toml(home: Path, text: str, mode: int = 0o600) -> None:
+    """node.toml as `init` writes it: 0600 (it may hold API keys)."""
     home.mkdir(exist_ok=True)
     (home / "node.toml").write_text(text)
+    (home / "node.toml").chmod(mode)
 
 
 def test_defaults_without_any_source(tmp_path: Path) -> None:
@@ -151,3 +153,12 @@ def test_rendered_node_toml_documents_every_key_and_parses(tmp_path: Path) -> No
     assert all(f"# {name} = ..." in text for name in unset)
     write_toml(tmp_path, uncommented)
     assert load_settings(tmp_path, environ={}) == Settings(home=tmp_path, preset="testnet")
+
+
+def test_a_node_toml_with_api_keys_that_others_can_read_is_refused(tmp_path: Path) -> None:
+    """Issue 13 finding 7: a node.toml holding API keys at 0644 was accepted silently."""
+    write_toml(tmp_path, f'api_keys = ["{KEY}"]\n', mode=0o644)
+    with pytest.raises(ConfigError, match=r"holds API keys and others may read it \(mode 0644\)"):
+        load_settings(tmp_path, environ={})
+    write_toml(tmp_path, 'log_level = "debug"\n', mode=0o644)  # no secret in it: fine
+    assert load_settings(tmp_path, environ={}).log_level == "debug"

@@ -41,3 +41,13 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         home.lock()
     lock.release()
     home.lock().release()
+
+
+def test_init_into_a_directory_others_can_write_makes_it_private(tmp_path: Path) -> None:
+    """Issue 13 finding 7: `init` into an existing 0777 home left it 0777."""
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(0o777)
+    Home(root).init("local")
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert (root / "node.toml").stat().st_mode & 0o777 == 0o600
