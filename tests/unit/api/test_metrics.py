@@ -94,6 +94,7 @@ def fake_parts() -> dict[str, Any]:
         latency_ms={PEER_B: 12.5},
         receipts_rejected=Counter({"bad_signature": 1}),
         demotions=Counter({"inflated_completion": 2}),
+        proofs=SimpleNamespace(status=lambda: {PEER_B: ["m", "n"]}),
     )
     serving = SimpleNamespace(served=Counter({PEER_C: 2}), refused=Counter({"not_a_member": 1}))
     return {
@@ -174,6 +175,7 @@ def test_the_collector_reads_every_part_at_scrape_time() -> None:
     assert value(scraped, "fpai_forward_overhead_seconds", peer=PEER_B) == 0.0125
     assert value(scraped, "fpai_receipts_rejected_total", reason="bad_signature") == 1
     assert value(scraped, "fpai_router_demotions_total", reason="inflated_completion") == 2
+    assert value(scraped, "fpai_router_proven_models", peer=PEER_B) == 2
     assert value(scraped, "fpai_peer_requests_served_total", peer=PEER_C) == 2
     assert value(scraped, "fpai_peer_requests_refused_total", reason="not_a_member") == 1
 
