@@ -63,6 +63,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/gossip.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/router.py
+	$(BIN)/python benchmarks/hostile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

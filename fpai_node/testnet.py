@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -145,6 +146,10 @@ class Testnet:
             nodes = [_node(n) for n in data["nodes"]]
             if not nodes:
                 raise ValueError("no nodes")
+            for node in nodes:  # `down --purge` deletes each home: only ones the testnet made
+                home = (directory / node.name).resolve()
+                if not _NODE_NAME.fullmatch(node.name) or node.home.resolve() != home:
+                    raise ValueError(f"{node.name}: a node's home is {directory}/node<N>")
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -159,6 +164,9 @@ class Testnet:
         tmp = self.directory / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps({"nodes": nodes}, indent=2) + "\n")
         os.replace(tmp, self.directory / MANIFEST)
+
+
+_NODE_NAME = re.compile(r"node[1-9][0-9]{0,3}")  # what `create` names them
 
 
 def _node(value: dict[str, Any]) -> TestnetNode:

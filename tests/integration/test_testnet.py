@@ -124,11 +124,32 @@ def test_purge_deletes_only_what_the_testnet_made_and_a_foreign_directory_is_ref
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
 
 
-def test_a_damaged_manifest_is_a_one_line_error(directory: Path) -> None:
+def test_a_damaged_manifest_is_a_one_line_error(directory: Path, tmp_path: Path) -> None:
+    """Issue 13 finding 7 too: `down --purge` deleted whatever folders a hand-edited manifest
+    named; a home outside the testnet's directory is a damaged manifest."""
     directory.mkdir(parents=True)
-    for broken in ('{"nodes": []}', '{"nodes": [{"name": "node1"}]}', "not json"):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    foreign = {
+        "name": "node1",
+        "home": str(precious),
+        "api_port": 18100,
+        "peer_port": 18200,
+        "raft_port": 18300,
+        "serves_model": False,
+        "pid": None,
+    }
+    for broken in (
+        '{"nodes": []}',
+        '{"nodes": [{"name": "node1"}]}',
+        "not json",
+        json.dumps({"nodes": [foreign]}),
+        json.dumps({"nodes": [{**foreign, "home": str(directory / "etc"), "name": "etc"}]}),
+    ):
         (directory / "testnet.json").write_text(broken)
         result = cli("status", "--dir", str(directory))
         assert result.returncode == 1
         [line] = result.stderr.strip().splitlines()
         assert line.startswith("fpai-node: ") and "is not a testnet manifest" in line
+        assert cli("down", "--dir", str(directory), "--purge").returncode == 1
+    assert precious.is_dir()
