@@ -104,6 +104,12 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class EmbeddingsUnsupported(InvalidRequest):
+    """The model serves no embeddings (an upstream without them, say): the request's fault."""
+
+    code = "unsupported_value"
+
+
 class Overloaded(InferenceError):
     status, error_type, code = 429, "rate_limit_error", "overloaded"
 

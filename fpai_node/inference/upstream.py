@@ -28,6 +28,7 @@ from fpai_node.inference.base import (
     CompletionRequest,
     ContextLengthExceeded,
     Embeddings,
+    EmbeddingsUnsupported,
     Finish,
     FinishReason,
     GenerationEvent,
@@ -47,6 +48,7 @@ log = structlog.get_logger("fpai.inference.upstream")
 # Servers word a context overflow differently: vLLM "maximum context length is N tokens",
 # llama.cpp "exceed context window" / "exceeds the available context size", TGI
 # "`inputs` tokens + `max_new_tokens` must be <= N".
+EMBEDDINGS_PATH = "/v1/embeddings"
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
 _CONTEXT_WORDS = re.compile(
     r"context (length|window|size)|max_model_len|max_new_tokens`? must be <=", re.IGNORECASE
@@ -197,7 +199,7 @@ class UpstreamBackend:
     async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings:
         session = self._ready(model)
         payload = await self._request_json(
-            session, "POST", "/v1/embeddings", {"model": model, "input": list(inputs)}
+            session, "POST", EMBEDDINGS_PATH, {"model": model, "input": list(inputs)}
         )
         try:
             rows = sorted(payload["data"], key=lambda row: int(row.get("index", 0)))
@@ -355,6 +357,11 @@ class UpstreamBackend:
             raise self._transport_error(path, e) from e
         message, code, kind = _error_fields(text)
         where = self.base_url + path
+        if path == EMBEDDINGS_PATH and _no_embeddings(response.status, message):
+            raise EmbeddingsUnsupported(
+                f"this model serves no embeddings (upstream {where} answered "
+                f"{response.status}: {message[:200]})"
+            )
         error = _classify(response.status, message or response.reason or "", code, kind, where)
         if isinstance(error, Overloaded):
             error.retry_after_s = _retry_after(response.headers.get("Retry-After"))
@@ -466,6 +473,15 @@ def _error_fields(text: str) -> tuple[str, Any, Any]:
         return text.strip()[:500], None, None
     message = error.get("message") or error.get("detail") or text.strip()[:500]
     return str(message), error.get("code"), error.get("type")
+
+
+def _no_embeddings(status: int, message: str) -> bool:
+    """An upstream without the route (404, 405, 501; a 404 naming the model is another
+    matter), or one whose model was not loaded for embeddings (llama.cpp's server answers 500,
+    naming `embedding=True`)."""
+    lowered = message.lower()
+    missing_route = status in (404, 405, 501) and "model" not in lowered
+    return missing_route or (status >= 500 and "embedding" in lowered)
 
 
 def _classify(status: int, message: str, code: Any, kind: Any, where: str) -> InferenceError:

@@ -17,7 +17,9 @@ MODEL_ID = "gemma-3-270m"
 N_CTX = 512  # small: loads fast, and a prompt can overflow it cheaply
 
 
-def llama_server_command(model_path: Path, *, model_id: str = MODEL_ID) -> ServerCommand:
+def llama_server_command(
+    model_path: Path, *, model_id: str = MODEL_ID, embedding: bool = True
+) -> ServerCommand:
     def command(host: str, port: int) -> list[str]:
         return [
             sys.executable,
@@ -38,7 +40,7 @@ def llama_server_command(model_path: Path, *, model_id: str = MODEL_ID) -> Serve
             "--n_threads",
             "2",
             "--embedding",
-            "true",
+            str(embedding).lower(),
         ]
 
     return command
@@ -46,11 +48,11 @@ def llama_server_command(model_path: Path, *, model_id: str = MODEL_ID) -> Serve
 
 @contextlib.contextmanager
 def running_llama_server(
-    model_path: Path, log_path: Path, *, timeout_s: float = 60.0
+    model_path: Path, log_path: Path, *, timeout_s: float = 60.0, embedding: bool = True
 ) -> Iterator[str]:
     """Start the server, wait until `/v1/models` answers, yield its base URL; always kill it."""
     port = free_loopback_port()
-    argv = llama_server_command(model_path)("127.0.0.1", port)
+    argv = llama_server_command(model_path, embedding=embedding)("127.0.0.1", port)
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter)

@@ -15,6 +15,7 @@ from fpai_node.inference.base import (
     ChatMessage,
     ChatRequest,
     CompletionRequest,
+    EmbeddingsUnsupported,
     Finish,
     GenerationEvent,
     ModelCard,
@@ -106,6 +107,21 @@ async def test_embeddings_have_the_model_dimension(
     assert [math.hypot(*v) for v in result.vectors] == pytest.approx([1.0, 1.0])
     assert result.vectors[0] != result.vectors[1]
     assert result.prompt_tokens > 0
+
+
+async def test_embeddings_from_an_upstream_without_them_are_the_requests_fault(
+    gguf_model: Path, tmp_path: Path
+) -> None:
+    """Issue 13 finding 7: such a request answered 503, as if the model were down."""
+    with running_llama_server(gguf_model, tmp_path / "server.log", embedding=False) as url:
+        backend = UpstreamBackend(url + "/v1/")
+        await backend.start()
+        try:
+            with pytest.raises(EmbeddingsUnsupported, match="serves no embeddings") as raised:
+                await backend.embed(MODEL_ID, ["a red apple"])
+            assert (raised.value.status, raised.value.code) == (400, "unsupported_value")
+        finally:
+            await backend.close()
 
 
 async def test_an_unknown_model_is_model_not_found(backend: UpstreamBackend) -> None:
