@@ -25,6 +25,10 @@ DEFAULT_VOTERS = 3  # REG-13: survives one lost voter; 5 survives two at the cos
 VOTER_COUNTS = (1, 3, 5, 7)  # odd: an even count adds a voter without adding fault tolerance
 MAX_COMMAND_BYTES = 64 * 1024  # REG-2: registry entries are small; bulk data lives elsewhere
 MAX_TEXT = 255
+# REG-16: what a member that is not a voter may keep in the registry under its own name, so that
+# no member can fill every replica's memory: its announcement-sized settings and a few services
+MEMBER_PARAMETERS = 64
+MEMBER_SERVICES = 16
 ROLES = ("voter", "learner")
 _COMMAND_KEYS = frozenset({"args", "at", "by", "id", "op"})
 _SNAPSHOT_KEYS = frozenset({"applied", "index", "members", "models", "parameters", "services"})
@@ -198,9 +202,10 @@ def apply(state: RegistryState, command: bytes) -> Applied:
 
 
 def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str) -> bool:
-    """REG-16: voters administer the registry; any member may write parameters and services
-    (not the voter target), relay a newcomer's join, and manage its own models and membership.
-    Until the registry has a voter, anyone may do anything: it is being created."""
+    """REG-16: voters administer the registry; any member may keep a bounded number of
+    parameters and services under its own name, relay a newcomer's join, and manage its own
+    models and membership. Until the registry has a voter, anyone may do anything: it is being
+    created."""
     voters = s.voters()
     if not voters or by in voters:
         return True
@@ -209,11 +214,22 @@ def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str
         return target == by
     if op == "member.join":  # a member relays a newcomer's join; only a node moves itself
         return target == by or (by in s.members and target not in s.members)
+    if by not in s.members:
+        return False
     if op in ("param.set", "param.delete"):
-        return by in s.members and args.get("key") != VOTERS_PARAMETER
+        return _own(s.parameters, args.get("key"), f"member.{by}.", op, MEMBER_PARAMETERS)
     if op in ("service.set", "service.remove"):
-        return by in s.members
+        return _own(s.services, args.get("name"), f"{by}/", op, MEMBER_SERVICES)
     return False  # member.add, member.set_role
+
+
+def _own(table: Mapping[str, object], name: codec.Value, prefix: str, op: str, limit: int) -> bool:
+    """REG-16: the entry is under the member's own prefix, and a new one fits its quota."""
+    if not isinstance(name, str) or not name.startswith(prefix):
+        return False
+    if not op.endswith(".set") or name in table:
+        return True
+    return sum(1 for key in table if key.startswith(prefix)) < limit
 
 
 def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:

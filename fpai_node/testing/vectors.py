@@ -520,7 +520,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
         ),
         (
             "authority",
-            "REG-16: Bob, a learner, may write a parameter and leave, not promote himself",
+            "REG-16: Bob, a learner, may write a parameter of his own and leave; not promote "
+            "himself nor write the federation's parameters",
             [
                 _command("param.set", 1, key="registry.voters", value=1),
                 _joins(ALICE, 2),
@@ -529,7 +530,9 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _by_bob("param.set", 5, key="registry.voters", value=3),
                 _by_bob("member.remove", 6, node_id=ALICE.node_id),
                 _by_bob("param.set", 7, key="motd", value="hi"),
-                _by_bob("member.remove", 8, node_id=BOB.node_id),
+                _by_bob("param.set", 8, key=f"member.{BOB.node_id}.motd", value="hi"),
+                _by_bob("param.set", 9, key=f"member.{ALICE.node_id}.motd", value="hi"),
+                _by_bob("member.remove", 10, node_id=BOB.node_id),
             ],
         ),
         (

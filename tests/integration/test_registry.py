@@ -105,8 +105,10 @@ def test_a_fourth_node_joins_as_learner_and_replaces_a_voter_that_leaves(
         wait_for(lambda: cluster[0].registry()["models"] == {"m-fourth": [learner_id]})
         voters, learners = voters_and_learners(cluster[0])
         assert learners == {learner_id} and len(voters) == 3
-        fourth.put("from-the-learner", "yes")  # a learner's write is forwarded to the leader
-        assert cluster[2].get("from-the-learner") == "yes"
+        own = f"member.{learner_id}.note"  # a learner writes only its own entries (REG-16)
+        fourth.put(own, "yes")  # and its write is forwarded to the leader
+        assert cluster[2].get(own) == "yes"
+        assert expect_http_error(lambda: fourth.put("from-the-learner", "yes")).code == 400
 
         leaver = next(n for n in cluster if n is not leader_of(cluster))
         leaver_id = leaver.node_id
@@ -449,6 +451,7 @@ def test_a_voter_back_during_its_replacement_leaves_the_target_of_voters(
         wait_for(settled, timeout_s=45)
         learners = voters_and_learners(leader)[1]
         assert len(learners) == 1 and {victim_id, fourth.node_id} & learners
-        assert victim.put("through-the-returned-node", 1)["status"] == "ok"
+        # voter or learner again, it writes its own entries through the leader (REG-16)
+        assert victim.put(f"member.{victim_id}.back", 1)["status"] == "ok"
     finally:
         fourth.kill()

@@ -10,6 +10,8 @@ from fpai_node.identity import NodeKey
 from fpai_node.registry.state import (
     DEDUP_RETENTION_MS,
     MAX_COMMAND_BYTES,
+    MEMBER_PARAMETERS,
+    MEMBER_SERVICES,
     Member,
     RegistryState,
     Result,
@@ -235,7 +237,8 @@ def test_addresses_must_be_host_port() -> None:
 
 
 def test_voters_administer_and_members_manage_themselves() -> None:
-    """REG-16: B, a learner, may set a parameter and leave, not promote itself or demote A."""
+    """REG-16: B, a learner, may set its own parameters and leave, not promote itself, demote
+    A, or set the federation's parameters."""
     state, _ = run(command("param.set", 1, key="registry.voters", value=1), join(A, 2), join(B, 3))
     assert state.learners() == [B]
     results = run(
@@ -249,11 +252,45 @@ def test_voters_administer_and_members_manage_themselves() -> None:
         command("model.serve", 11, by=B, model_id="m", node_id=B),
         command("member.join", 12, by=B, node_id=A, **{**ADDRESSES, "raft": "10.0.0.9:1"}),
         command("member.join", 13, by=B, node_id=D, **ADDRESSES),
-        command("member.remove", 14, by=B, node_id=B),
+        command("param.set", 14, by=B, key=f"member.{B}.motd", value="hi"),
+        command("param.set", 15, by=B, key=f"member.{A}.motd", value="hi"),
+        command("service.set", 16, by=B, name=f"{B}/api", endpoints=["h:1"], health="ok"),
+        command("service.set", 17, by=B, name="api", endpoints=["h:1"], health="ok"),
+        command("member.remove", 18, by=B, node_id=B),
         state=state,
     )[1]
     refused = "rejected:not_allowed"
-    assert results == [refused] * 6 + ["ok", "ok", refused, "ok", "ok"]
+    assert results == [refused] * 7 + ["ok", refused, "ok", "ok", refused, "ok", refused, "ok"]
+
+
+def test_a_member_keeps_a_bounded_number_of_entries_of_its_own() -> None:
+    """Issue 13: any member could add parameters and services without bound, in every
+    replica's memory."""
+    state, _ = run(command("param.set", 1, key="registry.voters", value=1), join(A, 2), join(B, 3))
+    at = 4
+    for i in range(MEMBER_PARAMETERS):
+        state = apply(
+            state, command("param.set", at + i, by=B, key=f"member.{B}.k{i}", value=i)
+        ).state
+    at += MEMBER_PARAMETERS
+    one_more = apply(state, command("param.set", at, by=B, key=f"member.{B}.more", value=0))
+    assert one_more.result == Result("rejected", "not_allowed")
+    replaced = apply(state, command("param.set", at + 1, by=B, key=f"member.{B}.k0", value=9))
+    assert replaced.result == Result("ok")  # a change to one it holds is no new one
+    freed = apply(state, command("param.delete", at + 2, by=B, key=f"member.{B}.k1")).state
+    again = apply(freed, command("param.set", at + 3, by=B, key=f"member.{B}.more", value=0))
+    assert again.result == Result("ok")
+    for i in range(MEMBER_SERVICES + 1):
+        name = f"{B}/s{i}"
+        after = apply(
+            state, command("service.set", at + 4 + i, by=B, name=name, endpoints=[], health="ok")
+        )
+        assert after.result == (
+            Result("ok") if i < MEMBER_SERVICES else Result("rejected", "not_allowed")
+        )
+        state = after.state
+    voter = apply(state, command("param.set", at + 30, by=A, key=f"member.{B}.more", value=1))
+    assert voter.result == Result("ok")  # voters administer: no quota for them
 
 
 def test_strangers_may_only_join_themselves() -> None:
