@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 KEYS = [NodeKey.from_seed(bytes([i + 1]) * 32) for i in range(3)]
 MALLORY = NodeKey.from_seed(bytes([99]) * 32)
 MALLORY_MEMBER = raft_wire.raft_id(MALLORY.node_id, "127.0.0.1:1")
+SAYS = f"member.{MALLORY.node_id}.says"
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_a_learner_can_neither_vote_nor_lead_nor_forge(engines: list[RaftEngine]
     forged = command(KEYS[1], "param.set", key="owner", value="mallory")
     mallory.send({"type": "apply_command", "entry": ["command", forged], "request_id": 1})
     mallory.send({"type": "apply_command", "entry": ["add", MALLORY_MEMBER], "request_id": 2})
-    own = command(MALLORY, "param.set", key="mallory-says", value="hi")
+    own = command(MALLORY, "param.set", key=SAYS, value="hi")  # her own entry (REG-16)
     mallory.send({"type": "apply_command", "entry": ["command", own], "request_id": 3})
 
     reply = mallory.receive()
@@ -73,7 +74,7 @@ def test_a_learner_can_neither_vote_nor_lead_nor_forge(engines: list[RaftEngine]
         reply = mallory.receive()  # entries the leader replicates to its learner come first
     assert reply is not None and reply["request_id"] == 3 and reply["error"] is None
     for engine in engines:
-        wait_for(lambda engine=engine: engine.state.parameters.get("mallory-says") == "hi")
+        wait_for(lambda engine=engine: engine.state.parameters.get(SAYS) == "hi")
     assert counters.refusals["learner_message"] == 3
     assert counters.refusals["forged_command"] == 1
     assert counters.refusals["not_a_command"] == 1
