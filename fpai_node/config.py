@@ -338,7 +338,7 @@ def _read_toml(path: Path) -> dict[str, object]:
         if key not in TOML_KEYS:
             raise ConfigError(f"{path}: unknown key {key!r} (known keys: {', '.join(TOML_KEYS)})")
     mode = path.stat().st_mode & 0o777
-    if data.get("api_keys") and mode & 0o077:
+    if (data.get("api_keys") or data.get("upstream_api_key")) and mode & 0o077:
         raise ConfigError(
             f"{path} holds API keys and others may read it (mode {mode:04o}): "
             f"run `chmod 600 {path}`"

@@ -43,8 +43,10 @@ class Node:
                 self.services = services[: index + 1]  # a half-started service is stopped too
                 await service.start()
         except BaseException:
-            listeners.close()
-            await self._stop_services(leave=True)
+            try:
+                await self._stop_services(leave=True)  # they still hold their listeners
+            finally:
+                listeners.close()
             raise
         api, peer = HostPort.bound_to(listeners.api), HostPort.bound_to(listeners.peer)
         self.api_url = f"http://{api}"

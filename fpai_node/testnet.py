@@ -147,8 +147,8 @@ class Testnet:
             if not nodes:
                 raise ValueError("no nodes")
             for node in nodes:  # `down --purge` deletes each home: only ones the testnet made
-                home = (directory / node.name).resolve()
-                if not _NODE_NAME.fullmatch(node.name) or node.home.resolve() != home:
+                # the path as written, never resolved: a symlink must not make one pass
+                if not _NODE_NAME.fullmatch(node.name) or node.home != directory / node.name:
                     raise ValueError(f"{node.name}: a node's home is {directory}/node<N>")
         except FileNotFoundError:
             return None

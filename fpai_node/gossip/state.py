@@ -164,6 +164,11 @@ class GossipNode:
         self._relays: dict[bytes, _Relay] = {}
         self._timers: _Timers | None = None
         self._left = False
+        # GOSSIP-10: per message, the incarnation each node had when it arrived (the step is
+        # counted from there, so a message cannot climb by repeating a node), and whether the
+        # table had no room for a rumor-only newcomer (no need to look again)
+        self._held_before: dict[str, int] = {}
+        self._full_for_rumors = False
 
     # Read-only views
 
@@ -232,6 +237,11 @@ class GossipNode:
         """Handle a hop message whose envelope the shell has verified as coming from `sender`."""
         if self._left:
             return []
+        self._held_before.clear()
+        self._full_for_rumors = False
+        return self._handle(sender, message, now_ms)
+
+    def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
         match message:
             case Ping(nonce, piggyback):
                 self._absorb(piggyback, now_ms)
@@ -247,8 +257,15 @@ class GossipNode:
                 return self._relay_ping(sender, nonce, target, now_ms)
             case Sync(members, digest):
                 self._merge_members(sender, members, now_ms)
-                to = sender if sender in self._members else _own_address(sender, members)
-                return [Outgoing(to, self._sync_reply(digest, now_ms))]
+                reply = self._sync_reply(digest, now_ms)
+                claimed = _own_address(sender, members)
+                if sender in self._members or claimed is None:
+                    return [Outgoing(sender, reply)]
+                # GOSSIP-19: a sender the table refused gets only this node's own entry and
+                # `want` (never a list someone could aim at an address of its choosing), at
+                # its own address
+                me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
+                return [Outgoing(claimed, SyncReply((me,), (), reply.want))]
             case SyncReply(members, announcements, want):
                 self._merge_members(sender, members, now_ms)
                 for item in announcements:
@@ -369,9 +386,10 @@ class GossipNode:
     def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
         member = self._members.get(rumor.node_id)
         if rumor.node_id == self.node_id:
-            held = self._incarnation
+            now_held = self._incarnation
         else:  # a node first heard of counts from 0, where GOSSIP-8 adds it
-            held = member.incarnation if member is not None else 0
+            now_held = member.incarnation if member is not None else 0
+        held = self._held_before.setdefault(rumor.node_id, now_held)
         if rumor.incarnation > held + MAX_INCARNATION_STEP:
             self.stats.rumors_refused += 1  # GOSSIP-10: no rumor moves a node this far
             return
@@ -417,8 +435,12 @@ class GossipNode:
         """A new member, dead until _set_status counts it; when the table is full it takes
         the place of one worth less (GOSSIP-9), else None."""
         if len(self._members) >= MAX_MEMBERS:
-            victim = self._least_worth_keeping(announced)
+            victim = None
+            if announced or not self._full_for_rumors:
+                victim = self._least_worth_keeping(announced)
             if victim is None:
+                if not announced:  # the same answer for this message's other rumors
+                    self._full_for_rumors = True
                 self.stats.members_refused += 1
                 return None
             self._forget(victim)
@@ -464,6 +486,8 @@ class GossipNode:
         self._live += (status in _LIVE) - (before in _LIVE)
         member.status = status
         member.changed_ms = now_ms
+        if status not in _LIVE:
+            self._full_for_rumors = False  # a place a newcomer may take
         self._suspects.pop(member.node_id, None)
         if status is Status.SUSPECT:
             self._suspects[member.node_id] = now_ms
@@ -613,13 +637,13 @@ def _verify(item: AnnouncementItem, now_ms: int) -> VerifiedAnnouncement | None:
     return VerifiedAnnouncement(announcement, item, envelope.expires_ms)
 
 
-def _own_address(sender: str, members: tuple[Rumor, ...]) -> str:
+def _own_address(sender: str, members: tuple[Rumor, ...]) -> str | None:
     """Where a sender this node did not admit (a full table, GOSSIP-9) says it listens: the
     answer to its sync still reaches it, and with it the `want` that lets it prove itself."""
     for rumor in members:
         if rumor.node_id == sender:
             return rumor.address
-    return sender
+    return None
 
 
 def _supersedes(rumor: Rumor, member: _Member) -> bool:

@@ -34,7 +34,6 @@ APIS = ("chat", "completion", "embeddings")
 FINISH_REASONS = ("stop", "length")
 SERVER_MS_HEADER = "FPAI-Server-Ms"  # FWD-5: ms from the request's arrival to its first event
 PROBE_ID_PREFIX = "probe-"  # ROUTE-9: a probe's request id; its receipt is nobody's usage
-MAX_PROBE_TOKENS = 1  # ROUTE-9: what a probe may ask for, so that none is free inference
 
 
 def is_probe(request_id: str) -> bool:
@@ -332,19 +331,27 @@ def check_receipt(
     return receipt
 
 
+def prompt_limit(request: InferRequest) -> int:
+    """RECEIPT-2: the most prompt tokens a receipt may claim for `request`."""
+    return len(request.body) + PROMPT_TEMPLATE_TOKENS
+
+
+def completion_limit(received: Received) -> int:
+    """RECEIPT-2: the most completion tokens a receipt may claim for what was received."""
+    limit = received.answer_bytes + received.stop_bytes + UNSEEN_COMPLETION_TOKENS
+    return limit if received.max_tokens is None else min(limit, received.max_tokens)
+
+
 def _check_counts(receipt: Receipt, request: InferRequest, received: Received) -> None:
     """RECEIPT-2: a server cannot claim more tokens than the bytes it was sent and sent back
     allow. Each token covers at least one byte of its text, except a template's and a few
     special tokens; text a stop sequence withheld is at most the stop sequences' bytes."""
-    prompt_limit = len(request.body) + PROMPT_TEMPLATE_TOKENS
-    if receipt.prompt_tokens > prompt_limit:
+    if receipt.prompt_tokens > prompt_limit(request):
         raise ReceiptRejected(
             "inflated_prompt",
             f"{receipt.prompt_tokens} prompt tokens for a {len(request.body)}-byte request",
         )
-    limit = received.answer_bytes + received.stop_bytes + UNSEEN_COMPLETION_TOKENS
-    if received.max_tokens is not None:
-        limit = min(limit, received.max_tokens)
+    limit = completion_limit(received)
     if receipt.completion_tokens > limit:
         raise ReceiptRejected(
             "inflated_completion",

@@ -6,7 +6,9 @@ timeout; an honest peer is slow for a reason this node can see: a long prompt, a
 
 from dataclasses import dataclass
 
-FIRST_EVENT_MIN_S = 5.0  # FWD-8: a busy event loop or a garbage collection is never a failure
+# FWD-8: twice the 5 s connect timeout, so a peer that cannot be reached fails as unreachable
+# (a 10 s cooldown), not as a black hole (a demotion); a busy loop or a collection fits too
+FIRST_EVENT_MIN_S = 10.0
 FIRST_EVENT_MARGIN = 4.0  # FWD-8: four times the expected wait before giving up on a peer
 # FWD-8: until measured, a peer is taken for a large model on a CPU: 20 prompt tokens a second,
 # and 30 s for each request ahead in its queue

@@ -22,6 +22,11 @@ class _Attempts:
     failures: int = 0
 
 
+def is_probe_body(api: Api, model: str, body: bytes) -> bool:
+    """ROUTE-9: a server serves a probe only as written here, so that none is free inference."""
+    return (api, body) in probe_bodies(model)
+
+
 def probe_bodies(model: str) -> tuple[tuple[Api, bytes], ...]:
     """ROUTE-9's probes, tried in turn until one is answered: a one-token completion, then, for
     a model that refuses completions, an embedding of one word."""
@@ -53,6 +58,7 @@ class ModelProofs:
         self._proven &= announced
         for pair in [p for p in self._attempts if p not in announced]:
             del self._attempts[pair]
+        self._probing &= announced  # a probe of a pair no longer announced holds no slot
         free = MAX_PROBES_IN_FLIGHT - len(self._probing)
         chosen = []
         for pair in sorted(announced - self._proven - self._probing):

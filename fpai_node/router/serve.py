@@ -25,7 +25,6 @@ from fpai_node.router.jobs import Job, LocalEvent, parse_job, run_locally
 from fpai_node.router.messages import (
     INFER_PATH,
     MAX_HOPS,
-    MAX_PROBE_TOKENS,
     MAX_REQUEST_BODY_BYTES,
     SERVER_MS_HEADER,
     VECTORS_EVENT_BYTES,
@@ -33,13 +32,17 @@ from fpai_node.router.messages import (
     Failed,
     Finished,
     InferRequest,
+    Received,
     Text,
     Vectors,
+    completion_limit,
     encode_event,
     encode_failure,
     is_probe,
+    prompt_limit,
     seal_receipt,
 )
+from fpai_node.router.proofs import is_probe_body
 from fpai_node.router.receipts import ReceiptLog
 from fpai_node.service import StreamRoute
 from fpai_node.wire.errors import WireError
@@ -104,8 +107,9 @@ class PeerInference:
     ) -> web.StreamResponse:
         try:
             job = parse_job(forwarded.api, forwarded.body)
-            if is_probe(forwarded.request_id) and not _probe_sized(job):
-                return self._refuse(400, Failed("bad_probe", "a probe asks for one token"))
+            probe = is_probe(forwarded.request_id)
+            if probe and not is_probe_body(forwarded.api, job.model, forwarded.body):
+                return self._refuse(400, Failed("bad_probe", "a probe is ROUTE-9's, exactly"))
             events = run_locally(self._inference.get(job.model), job)
         except (ApiError, InferenceError) as exc:
             return self._refuse(exc.status, _failure(exc))
@@ -143,14 +147,22 @@ class PeerInference:
     ) -> None:
         event: LocalEvent = first
         chunks = 0
+        sent_bytes = 0
         try:
             while isinstance(event, TextChunk):
                 chunks += 1
+                sent_bytes += len(event.text.encode("utf-8"))
                 await response.write(encode_event(Text(event.text)))
                 event = await anext(events)
             if isinstance(event, Finish):
+                # RECEIPT-2's bound on what was sent: a backend counting tokens no text event
+                # shows (a reasoning model's) must not make an honest receipt look inflated
+                sent = Received(sent_bytes, job.max_tokens, job.stop_bytes)
                 receipt = self._receipt(
-                    forwarded, job, event.usage.prompt_tokens, event.usage.completion_tokens
+                    forwarded,
+                    job,
+                    event.usage.prompt_tokens,
+                    min(event.usage.completion_tokens, completion_limit(sent)),
                 )
                 out: Event = Finished(event.reason, receipt)
             else:
@@ -174,7 +186,7 @@ class PeerInference:
             self._key,
             forwarded,
             model=job.model,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=min(prompt_tokens, prompt_limit(forwarded)),
             completion_tokens=completion_tokens,
             seq=self._seq.next(),
             now_ms=time.time_ns() // 1_000_000,
@@ -195,13 +207,6 @@ class PeerInference:
             content_type=EVENTS_CONTENT_TYPE,
             headers=headers,
         )
-
-
-def _probe_sized(job: Job) -> bool:
-    """ROUTE-9: one token, or one input to embed."""
-    if job.api == "embeddings":
-        return job.inputs == MAX_PROBE_TOKENS
-    return job.max_tokens is not None and job.max_tokens <= MAX_PROBE_TOKENS
 
 
 def _failure(exc: ApiError | InferenceError) -> Failed:

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from fpai_node.gossip.state import MemberView
 from fpai_node.identity.keys import NodeKey
 from fpai_node.inference.base import InferenceError
+from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
 from fpai_node.router.forward import Forwarder, PeerRefused, Timing
@@ -93,28 +94,37 @@ class RouterService(Service):
                 task.add_done_callback(self._probes.discard)
 
     async def _probe(self, pair: tuple[str, str], address: str) -> None:
-        """ROUTE-9: one forwarded request per probe body until one is answered."""
-        node_id, model = pair
+        """ROUTE-9: one forwarded request per probe body until one is answered. Whatever
+        happens, the probe's slot is handed back (a crash must not hold it for good)."""
         answered = False
+        try:
+            answered = await self._answered(pair, address)
+        finally:
+            self.forwarder.proofs.probed(pair, answered, time.monotonic())
+
+    async def _answered(self, pair: tuple[str, str], address: str) -> bool:
+        node_id, model = pair
         for api, body in probe_bodies(model):
             request_id = f"{PROBE_ID_PREFIX}{os.urandom(8).hex()}"
             request = InferRequest(api, body, request_id, (self._node_id,))
-            events = self.forwarder.attempt(
-                Candidate(node_id, address, 0), parse_job(api, body), request, Timing()
-            )
+            try:
+                job = parse_job(api, body)
+            except ApiError as exc:  # a model id no request can name
+                log.info("model not probed", peer=node_id, model=model, reason=str(exc))
+                return False
+            events = self.forwarder.attempt(Candidate(node_id, address, 0), job, request, Timing())
             try:
                 async for _ in events:
                     pass
-                answered = True
-                break
+                return True
             except PeerRefused:  # the model refuses this kind of request: try the next kind
                 continue
             except InferenceError as exc:
                 log.info("model probe failed", peer=node_id, model=model, reason=str(exc))
-                break
+                return False
             finally:
                 await events.aclose()
-        self.forwarder.proofs.probed(pair, answered, time.monotonic())
+        return False
 
     def peer_routes(self) -> Sequence[PeerRoute]:
         return (self.serving.route(),)

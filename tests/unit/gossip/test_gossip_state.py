@@ -459,3 +459,31 @@ def test_a_sync_from_a_node_the_full_table_refused_is_still_answered() -> None:
     assert node.member(IDS[2]) is None
     assert reply.to == sim_address(2)
     assert isinstance(reply.message, SyncReply) and reply.message.want == (IDS[2],)
+
+
+def test_one_message_cannot_climb_the_step_by_repeating_a_node() -> None:
+    """Review finding: rumors at STEP, 2 STEP, ... about one node in one frame each passed the
+    step from the one before; the step counts from what was held when the message came."""
+    node = make_node(0)
+    introduce(node, 1, 2)
+    ladder = tuple(
+        Rumor(IDS[1], sim_address(1), k * MAX_INCARNATION_STEP, Status.ALIVE) for k in (1, 2, 3)
+    )
+    kill = Rumor(IDS[1], sim_address(1), 3 * MAX_INCARNATION_STEP, Status.DEAD)
+    node.receive(IDS[2], Push(Piggyback((*ladder, kill))), NOW)
+    member = node.member(IDS[1])
+    assert member is not None
+    assert (member.status, member.incarnation) == (Status.ALIVE, MAX_INCARNATION_STEP)
+    assert node.stats.rumors_refused == 3
+
+
+def test_a_refused_sender_gets_only_want_at_its_own_address() -> None:
+    """Review finding: a refused sender got the whole member list at whatever address it
+    claimed, an amplification toward any host."""
+    node = make_node(0)
+    introduce(node, 1)
+    node.receive(IDS[1], Sync(invented(MAX_MEMBERS), ()), NOW)
+    me = Rumor(IDS[2], "victim.example:443", 0, Status.ALIVE)
+    (reply,) = node.receive(IDS[2], Sync((me,), ()), NOW + 1)
+    assert reply.to == "victim.example:443"
+    assert reply.message == SyncReply((Rumor(IDS[0], sim_address(0), 0, Status.ALIVE),), (), ())

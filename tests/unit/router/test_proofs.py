@@ -5,6 +5,7 @@ from fpai_node.router.proofs import (
     MAX_PROBES_IN_FLIGHT,
     MAX_RETRY_S,
     ModelProofs,
+    is_probe_body,
     probe_bodies,
 )
 
@@ -50,3 +51,19 @@ def test_probes_are_one_token_completions_then_one_embedding() -> None:
     (first, body), (second, _) = probe_bodies('m "x"')
     assert (first, second) == ("completion", "embeddings")
     assert b'"max_tokens": 1' in body and b'"model": "m \\"x\\""' in body
+
+
+def test_a_probe_of_a_pair_no_longer_announced_frees_its_slot() -> None:
+    """Review finding: a probe whose pair vanished held its slot for good."""
+    proofs = ModelProofs()
+    pairs = {(f"n{i}", "m") for i in range(MAX_PROBES_IN_FLIGHT)}
+    assert len(proofs.due(pairs, 0.0)) == MAX_PROBES_IN_FLIGHT
+    assert proofs.due({("new", "m")}, 0.0) == [("new", "m")]  # the old ones are gone
+
+
+def test_a_server_serves_only_the_probes_written_in_route_9() -> None:
+    (api, body), (second_api, second_body) = probe_bodies("m")
+    assert is_probe_body(api, "m", body) and is_probe_body(second_api, "m", second_body)
+    longer = body.replace(b'"Hi"', b'"' + b"x" * 4096 + b'"')
+    assert not is_probe_body(api, "m", longer)  # a probe is no free inference
+    assert not is_probe_body(api, "other", body)
