@@ -25,6 +25,11 @@ def node_id(node: NodeProcess) -> str:
     return str(node.get_json("/fpai/v1/status")["node_id"])
 
 
+def serving(node: NodeProcess) -> list[str]:
+    """The nodes `node` would route `x` to, as its /v1/models lists them."""
+    return [n for m in node.get_json("/v1/models")["data"] for n in m["fpai"]["nodes"]]
+
+
 def router(node: NodeProcess) -> dict[str, Any]:
     return dict(node.get_json("/fpai/v1/status")["router"])
 
@@ -88,11 +93,7 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
     liar_id = node_id(liar)
     assert h.stop(signal.SIGTERM) == 0  # H leaves: the liar is the one node with x
     wait_for(lambda: {m["id"] for m in g.get_json("/v1/models")["data"]} == {"x"})
-    wait_for(
-        lambda: (
-            [n for m in g.get_json("/v1/models")["data"] for n in m["fpai"]["nodes"]] == [liar_id]
-        )
-    )
+    wait_for(lambda: serving(g) == [liar_id])
     tell(liar.home.root, "inflate-receipts")
     status, headers, body = chat(g, CHAT, "inflate-1")
     assert status == 200, body
@@ -119,11 +120,7 @@ def test_a_black_hole_is_given_up_on_at_its_deadline(federation: dict[str, NodeP
     liar, g = federation["l"], federation["g"]
     federation["h2"].stop(signal.SIGTERM)  # the demoted liar is the only node left with x
     liar_id = node_id(liar)
-    wait_for(
-        lambda: (
-            [n for m in g.get_json("/v1/models")["data"] for n in m["fpai"]["nodes"]] == [liar_id]
-        )
-    )
+    wait_for(lambda: serving(g) == [liar_id])
     tell(liar.home.root, "black-hole")
     status, _, body = chat(g, CHAT, "black-hole-1")
     assert status == 503, body
