@@ -17,7 +17,7 @@ from fpai_node.api.app import ClientApi, NodeInfo, build_app
 from fpai_node.api.openai.routes import openai_routes
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError, FpaiError
-from fpai_node.genesis import Genesis
+from fpai_node.genesis import Genesis, registry_electors
 from fpai_node.gossip.messages import Capabilities, Hardware, Model
 from fpai_node.gossip.service import GossipService, hardware_summary
 from fpai_node.home import Home
@@ -104,6 +104,7 @@ def compose(
         api_address=api_address,
         voters=voters,
         parameters=genesis.parameters if genesis else {},
+        electors=registry_electors(settings, genesis, key.node_id),
         timing=RaftTiming(dead_after_s=settings.registry_dead_after_s),
         local_models=lambda: [m.card.id for m in inference.models()],
     )

@@ -4,14 +4,16 @@
     protocol_version = 1
     bootstrap = ["203.0.113.7:7100", "seed.example.org:7100"]
     registry_voters = 3
+    registry_electors = ["fpn1...", "fpn1..."]
 
     [parameters]
     "testnet.name" = "FPAI testnet"
     open_registration = true
 
 An unknown key is an error rather than silently ignored, so a node never runs a federation's
-genesis it only half understands. `registry_voters` and `[parameters]` are read by the node that
-creates the registry (the first node): they become registry parameters once, at creation
+genesis it only half understands. `registry_voters`, `registry_electors` (the node ids that may
+hold a voter seat, REG-13) and `[parameters]` are read by the node that creates the registry
+(the first node): they become registry parameters once, at creation
 (`RegistryService._bootstrap`); later changes go through the registry itself.
 """
 
@@ -24,8 +26,10 @@ from types import MappingProxyType
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError
 from fpai_node.hostport import parse_host_port
+from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry.state import (
     DEFAULT_VOTERS,
+    ELECTORS_PARAMETER,
     MAX_COMMAND_BYTES,
     MAX_TEXT,
     VOTERS_PARAMETER,
@@ -33,7 +37,14 @@ from fpai_node.registry.state import (
 from fpai_node.wire import PROTOCOL_VERSION, codec
 
 _KEYS = frozenset(
-    {"federation_id", "protocol_version", "bootstrap", "registry_voters", "parameters"}
+    {
+        "federation_id",
+        "protocol_version",
+        "bootstrap",
+        "registry_voters",
+        "registry_electors",
+        "parameters",
+    }
 )
 GENESIS_VOTERS = (3, 5)  # a federation's registry survives one lost voter (3) or two (5)
 DEFAULT_GENESIS_VOTERS = DEFAULT_VOTERS  # REG-13: survives one lost voter, fastest commits
@@ -50,6 +61,7 @@ class Genesis:
     bootstrap: tuple[str, ...]
     registry_voters: int = DEFAULT_GENESIS_VOTERS
     parameters: Mapping[str, ParameterValue] = field(default_factory=lambda: MappingProxyType({}))
+    registry_electors: tuple[str, ...] | None = None  # None: the creating node decides
 
 
 def load_genesis(path: Path) -> Genesis:
@@ -89,6 +101,14 @@ def load_genesis(path: Path) -> Genesis:
         raise ConfigError(
             f"genesis file {path}: registry_voters must be 3 or 5 (an integer), got {voters!r}"
         )
+    electors = data.get("registry_electors")
+    if electors is not None and (
+        not isinstance(electors, list) or not electors or not all(is_node_id(e) for e in electors)
+    ):
+        raise ConfigError(
+            f"genesis file {path}: registry_electors must be a non-empty list of node ids "
+            "(`fpai-node id` prints a node's)"
+        )
     table = data.get("parameters", {})
     if not isinstance(table, dict):
         raise ConfigError(f"genesis file {path}: parameters must be a table ([parameters])")
@@ -104,6 +124,7 @@ def load_genesis(path: Path) -> Genesis:
         peers,
         voters,
         MappingProxyType(dict(sorted(parameters.items()))),
+        None if electors is None else tuple(dict.fromkeys(electors)),
     )
 
 
@@ -120,6 +141,21 @@ def registry_voters(settings: Settings, genesis: Genesis | None) -> int:
             f"node.toml) is {settings.registry_voters}: the genesis decides; drop the setting"
         )
     return genesis.registry_voters
+
+
+def registry_electors(
+    settings: Settings, genesis: Genesis | None, node_id: str
+) -> tuple[str, ...] | None:
+    """REG-13: who may hold a voter seat in a registry this node creates (None: anyone). The
+    genesis decides when it says; a federation-preset registry admits only certified nodes,
+    and one whose peer channel listens on loopback only this machine's, so anyone of those may
+    vote; otherwise strangers can join, and only the creator votes until the voters elect
+    others (`fpai-node registry elect NODE_ID`)."""
+    if genesis is not None and genesis.registry_electors is not None:
+        return genesis.registry_electors
+    if settings.preset == "federation" or settings.peer.is_loopback:
+        return None
+    return (node_id,)
 
 
 def _flatten(table: dict[str, object], prefix: str) -> list[tuple[str, object]]:
@@ -142,6 +178,8 @@ def _parameter_problem(key: str, value: object, seen: Mapping[str, object]) -> s
         return "defined twice (as a dotted key and as a quoted key)"
     if key == VOTERS_PARAMETER:
         return "set the top-level registry_voters instead"
+    if key == ELECTORS_PARAMETER:
+        return "set the top-level registry_electors instead"
     if not 0 < len(key.encode()) <= MAX_TEXT:
         return f"a parameter key has 1 to {MAX_TEXT} bytes"
     if isinstance(value, float):

@@ -14,6 +14,8 @@ from fpai_node.cli.node_cmds import (
     keyed_client,
 )
 from fpai_node.errors import FpaiError
+from fpai_node.identity.nodeid import is_node_id
+from fpai_node.registry.state import ELECTORS_PARAMETER
 
 app = typer.Typer(
     help="Show the registry (members, models, services, parameters) or set a parameter.",
@@ -87,6 +89,33 @@ def set_(
     client = keyed_client(home, api, api_key)
     data = client.put(_parameter_path(key), {"value": parse_value(value)})
     typer.echo(f"{key} = {json.dumps(data.get('value'))}")
+
+
+@app.command("elect")
+def elect(
+    node_id: Annotated[str, typer.Argument(help="The node id that may hold a voter seat")],
+    home: HomeOption = None,
+    api: ApiOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Let a node hold a voter seat (REG-13): add it to registry.electors. Needs a voter's
+    node; the leader promotes it while the voters are fewer than the target."""
+    if not is_node_id(node_id):
+        raise FpaiError(f"{node_id!r} is not a node id (`fpai-node id` prints a node's)")
+    client = keyed_client(home, api, api_key)
+    parameters = client.get("/fpai/v1/registry").get("parameters") or {}
+    if ELECTORS_PARAMETER not in parameters:
+        raise FpaiError(
+            f"every member may already hold a voter seat ({ELECTORS_PARAMETER} is not set)"
+        )
+    electors = parameters[ELECTORS_PARAMETER]
+    if not isinstance(electors, list):
+        raise FpaiError(f"{ELECTORS_PARAMETER} is not a list: set it with `registry set`")
+    if node_id in electors:
+        typer.echo(f"{node_id} may already hold a voter seat")
+        return
+    client.put(_parameter_path(ELECTORS_PARAMETER), {"value": [*electors, node_id]})
+    typer.echo(f"{node_id} may now hold a voter seat")
 
 
 def parse_value(text: str) -> Any:

@@ -73,8 +73,10 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
             return RaftChange("rem", member)
 
     target = state.target_voters
-    live_learners = [
-        n for n in state.learners() if raft_id(n, state.members[n].raft) in view.connected
+    live_learners = [  # RAFT-11: only learners the registry's electors allow (REG-13)
+        n
+        for n in state.learners()
+        if raft_id(n, state.members[n].raft) in view.connected and state.eligible(n)
     ]
     dead_voters = [
         node

@@ -32,6 +32,7 @@ from fpai_node.registry.raft import RaftEngine, RaftStatus, RaftTiming, Transpor
 from fpai_node.registry.raft_wire import parse_raft_id, raft_id
 from fpai_node.registry.report import raft_metrics, registry_section
 from fpai_node.registry.state import (
+    ELECTORS_PARAMETER,
     IDEMPOTENCY_KEY_BYTES,
     MAX_COMMAND_BYTES,
     VOTERS_PARAMETER,
@@ -117,8 +118,11 @@ class RegistryService(Service):
         voters: int,
         timing: RaftTiming,
         parameters: Mapping[str, codec.Value] | None = None,
+        electors: Sequence[str] | None = None,
         local_models: Callable[[], Iterable[str]] = tuple,
     ) -> None:
+        """`electors`: who may hold a voter seat in a registry this node creates (REG-13;
+        None: anyone)."""
         self.address = str(HostPort.bound_to(listener))
         self.node_id = key.node_id
         self.member = raft_id(key.node_id, self.address)
@@ -132,6 +136,8 @@ class RegistryService(Service):
         self._api_address = api_address
         self._voters = voters
         self._parameters = dict(parameters or {})  # the genesis': written once, at creation
+        if electors is not None:
+            self._parameters[ELECTORS_PARAMETER] = list(electors)
         self._timing = timing
         self._local_models = local_models
         self._pool = client.pool(

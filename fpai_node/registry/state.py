@@ -21,6 +21,7 @@ from fpai_node.wire.errors import MalformedFrame
 IDEMPOTENCY_KEY_BYTES = 16
 DEDUP_RETENTION_MS = 3_600_000  # REG-4: retries come within seconds; an hour is far beyond
 VOTERS_PARAMETER = "registry.voters"
+ELECTORS_PARAMETER = "registry.electors"  # REG-13: who may hold a voter seat (unset: anyone)
 DEFAULT_VOTERS = 3  # REG-13: survives one lost voter; 5 survives two at the cost of slower commits
 VOTER_COUNTS = (1, 3, 5, 7)  # odd: an even count adds a voter without adding fault tolerance
 MAX_COMMAND_BYTES = 64 * 1024  # REG-2: registry entries are small; bulk data lives elsewhere
@@ -141,6 +142,15 @@ class RegistryState:
 
     def learners(self) -> list[str]:
         return sorted(n for n, m in self.members.items() if m.role == "learner")
+
+    def eligible(self, node_id: str) -> bool:
+        """REG-13: whether `node_id` may hold a voter seat: anyone while `registry.electors` is
+        unset, else only the node ids it lists (a value that is no list of strings: nobody, so
+        a mistake never opens the seats)."""
+        electors = self.parameters.get(ELECTORS_PARAMETER)
+        if electors is None and ELECTORS_PARAMETER not in self.parameters:
+            return True
+        return isinstance(electors, list) and node_id in electors
 
     @property
     def target_voters(self) -> int:
@@ -300,9 +310,10 @@ def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int
 
 
 def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
-    """REG-13: a newcomer is a voter while the voters are fewer than the target, else a
-    learner; the choice is made here, in log order, so concurrent joins never overshoot. A
-    member that joins again keeps its role and joined_at and takes its new addresses."""
+    """REG-13: a newcomer is a voter while the voters are fewer than the target and it is
+    eligible (the registry's first member always is: it created it), else a learner; the
+    choice is made here, in log order, so concurrent joins never overshoot. A member that joins
+    again keeps its role and joined_at and takes its new addresses."""
     _exact(args, "node_id", "peer", "api", "raft")
     node = _node(args)
     peer, api, raft = _address(args, "peer"), _address(args, "api"), _address(args, "raft")
@@ -310,7 +321,9 @@ def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     if existing is not None:
         member = replace(existing, peer=peer, api=api, raft=raft)
     else:
-        role = "voter" if len(s.voters()) < s.target_voters else "learner"
+        voters = len(s.voters())
+        seat = voters == 0 or (voters < s.target_voters and s.eligible(node))
+        role = "voter" if seat else "learner"
         member = Member(role, peer, api, raft, at)
     return replace(s, members=_frozen({**s.members, node: member}))
 

@@ -24,6 +24,9 @@ from fpai_node.registry import raft_wire
 from fpai_node.registry.state import (
     DEDUP_RETENTION_MS,
     DEFAULT_VOTERS,
+    ELECTORS_PARAMETER,
+    MEMBER_PARAMETERS,
+    MEMBER_SERVICES,
     VOTER_COUNTS,
     VOTERS_PARAMETER,
     RegistryState,
@@ -519,6 +522,16 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             ],
         ),
         (
+            "electors",
+            "REG-13: with registry.electors set, Bob, not listed, joins as a learner though two "
+            "of three seats are free; Alice, the first member, votes",
+            [
+                _command("param.set", 1, key="registry.electors", value=[ALICE.node_id]),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+            ],
+        ),
+        (
             "authority",
             "REG-16: Bob, a learner, may write a parameter of his own and leave; not promote "
             "himself nor write the federation's parameters",
@@ -823,6 +836,9 @@ def constants() -> dict[str, Any]:
             "default_voters": DEFAULT_VOTERS,
             "voter_counts": list(VOTER_COUNTS),
             "voters_parameter": VOTERS_PARAMETER,
+            "electors_parameter": ELECTORS_PARAMETER,
+            "member_parameters": MEMBER_PARAMETERS,
+            "member_services": MEMBER_SERVICES,
         },
         "raft": {
             "max_term": raft_wire.MAX_TERM,

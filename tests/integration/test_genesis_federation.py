@@ -110,3 +110,39 @@ def test_a_bad_genesis_value_stops_the_start_with_one_line(tmp_path: Path) -> No
     assert result.returncode == 1 and len(errors) == 1, result.stderr
     assert errors[0].startswith(f"fpai-node: genesis file {genesis}: parameters.split.treasury: ")
     assert "floating-point" in errors[0] and "Traceback" not in result.stderr
+
+
+def node_id_of(node: RegistryNode) -> str:
+    """A node's id before it ever started: `init` its home, as an operator would."""
+    assert run_cli("init", "--home", str(node.home)).returncode == 0
+    return str(run_cli("id", "--home", str(node.home)).stdout.strip())
+
+
+def test_only_electors_take_voter_seats_and_the_voters_elect_more(tmp_path: Path) -> None:
+    """Issue 13: in an open federation the first nodes to join took the voter seats. With
+    registry_electors in the genesis, a node not listed joins as a learner, whatever seats are
+    free, until the voters elect it (REG-13)."""
+    first, second = RegistryNode(tmp_path / "first"), RegistryNode(tmp_path / "second")
+    first_id, second_id = node_id_of(first), node_id_of(second)
+    genesis = tmp_path / "genesis.toml"
+    genesis.write_text(
+        'federation_id = "electors-test"\nprotocol_version = 1\n'
+        f'bootstrap = ["{first.peer}"]\nregistry_electors = ["{first_id}"]\n'
+    )
+    try:
+        first.start("--genesis", str(genesis))
+        wait_for(lambda: first.status()["registry"]["phase"] == "running")
+        second.start("--genesis", str(genesis))
+        wait_for(lambda: second.status()["registry"]["phase"] == "running", timeout_s=30)
+        members = {m["node_id"]: m["role"] for m in first.registry()["members"]}
+        assert members == {first_id: "voter", second_id: "learner"}  # 2 of 3 seats free
+        refused = run_cli("registry", "elect", second_id, "--home", str(second.home))
+        assert refused.returncode == 1 and "not_allowed" in refused.stderr  # a learner's node
+        elected = run_cli("registry", "elect", second_id, "--home", str(first.home))
+        assert elected.returncode == 0, elected.stderr
+        wait_for(lambda: second.status()["registry"]["role"] == "voter", timeout_s=30)
+        electors = first.registry()["parameters"]["registry.electors"]
+        assert electors == [first_id, second_id]
+    finally:
+        first.kill()
+        second.kill()

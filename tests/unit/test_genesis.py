@@ -5,7 +5,14 @@ import pytest
 
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError
-from fpai_node.genesis import MAX_PARAMETER_BYTES, Genesis, load_genesis, registry_voters
+from fpai_node.genesis import (
+    MAX_PARAMETER_BYTES,
+    Genesis,
+    load_genesis,
+    registry_electors,
+    registry_voters,
+)
+from fpai_node.hostport import HostPort
 from fpai_node.registry.state import MAX_TEXT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,3 +193,33 @@ def test_the_readme_example_genesis_is_valid(tmp_path: Path) -> None:
     tomllib.loads(block)
     genesis = load_genesis(write(tmp_path, block))
     assert genesis.parameters
+
+
+ALICE = "fpn1" + "a" * 32
+BOB = "fpn1" + "b" * 32
+
+
+def test_electors_come_from_the_genesis_in_their_order_without_repeats(tmp_path: Path) -> None:
+    text = GOOD + f'registry_electors = ["{ALICE}", "{BOB}", "{ALICE}"]\n'
+    assert load_genesis(write(tmp_path, text)).registry_electors == (ALICE, BOB)
+    assert load_genesis(write(tmp_path, GOOD)).registry_electors is None
+
+
+@pytest.mark.parametrize("value", ["[]", '"fpn1x"', '["not-a-node"]', "3"])
+def test_bad_electors_are_one_line_errors(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="registry_electors must be a non-empty list of node"):
+        load_genesis(write(tmp_path, GOOD + f"registry_electors = {value}\n"))
+    with pytest.raises(ConfigError, match="set the top-level registry_electors instead"):
+        load_genesis(write(tmp_path, GOOD + '[parameters]\n"registry.electors" = "x"\n'))
+
+
+def test_who_may_vote_in_a_registry_this_node_creates(tmp_path: Path) -> None:
+    """REG-13: the genesis decides; else anyone where only certified nodes or this machine can
+    join; else only the creator until the voters elect others."""
+    public = HostPort("0.0.0.0", 7100)
+    genesis = Genesis("x", 1, (), registry_electors=(BOB,))
+    assert registry_electors(Settings(home=tmp_path, peer=public), genesis, ALICE) == (BOB,)
+    assert registry_electors(Settings(home=tmp_path), None, ALICE) is None  # loopback
+    federation = Settings(home=tmp_path, peer=public, preset="federation")
+    assert registry_electors(federation, None, ALICE) is None
+    assert registry_electors(Settings(home=tmp_path, peer=public), None, ALICE) == (ALICE,)

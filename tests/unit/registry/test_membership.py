@@ -196,3 +196,15 @@ def test_a_voter_raft_does_not_count_yet_is_demoted_first() -> None:
     registry = state([A, B, C, D])
     pending = view([A, B, C], [B, C, D], caught_up=[])  # D promoted, not added yet
     assert next_action(registry, pending, DEAD_AFTER) == SetRole(D, "learner")
+
+
+def test_only_an_elector_is_promoted() -> None:
+    """REG-13, RAFT-11: with registry.electors set, the leader fills a free seat only from the
+    learners it lists, and a dead voter's seat the same way."""
+    s = state([A, B], [C, D])
+    electors = encode_command(
+        "param.set", {"key": "registry.electors", "value": [A, B, D]}, key=b"e" * 16, by=A, at_ms=1
+    )
+    s = apply(s, electors).state
+    assert next_action(s, view([A, B], [B, C, D]), DEAD_AFTER) == SetRole(D, "voter")
+    assert next_action(s, view([A, B], [B, C]), DEAD_AFTER) is None  # C may not vote

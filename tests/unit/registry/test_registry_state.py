@@ -303,3 +303,17 @@ def test_strangers_may_only_join_themselves() -> None:
     )
     assert results == ["rejected:not_allowed", "rejected:not_allowed", "ok"]
     assert C in after.members and D not in after.members
+
+
+def test_only_electors_take_voter_seats() -> None:
+    """REG-13: with registry.electors set, a node it does not list joins as a learner whatever
+    seats are free; the first member always votes (it created the registry)."""
+    electors = command("param.set", 1, key="registry.electors", value=[B])
+    state, results = run(electors, join(A, 2), join(B, 3), join(C, 4))
+    assert results == ["ok"] * 4
+    assert state.voters() == sorted([A, B]) and state.learners() == [C]
+    assert not state.eligible(C) and state.eligible(B)
+    garbage = apply(state, command("param.set", 5, key="registry.electors", value=7)).state
+    assert not garbage.eligible(B)  # a mistake never opens the seats
+    unset = apply(state, command("param.delete", 6, key="registry.electors")).state
+    assert unset.eligible(C)
