@@ -29,6 +29,7 @@ _UINT64_MAX = (1 << 64) - 1
 # GOSSIP-10: exact in an IEEE double (status JSON, dashboards), and far above any incarnation an
 # honest node reaches: each one is a refuted suspicion
 MAX_INCARNATION = (1 << 53) - 1
+HOP_LIFETIME_MS = 10_000  # section 6: a hop message is acted on within a protocol period or never
 
 PING = "gossip.ping"
 ACK = "gossip.ack"

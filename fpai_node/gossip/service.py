@@ -18,7 +18,13 @@ from pathlib import Path
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from fpai_node.gossip.messages import HOP_TYPES, Capabilities, Status, decode_message
+from fpai_node.gossip.messages import (
+    HOP_LIFETIME_MS,
+    HOP_TYPES,
+    Capabilities,
+    Status,
+    decode_message,
+)
 from fpai_node.gossip.state import GossipConfig, GossipNode, MemberView, Outgoing
 from fpai_node.identity import NodeKey, is_node_id
 from fpai_node.peer.client import PeerClient
@@ -27,7 +33,6 @@ from fpai_node.service import FrameRefused, PeerRoute, RpcRoute, Service, counte
 from fpai_node.wire import ReplayGuard, SequenceCounter, WireError, open_envelope, seal
 
 TICK_S = 0.1  # timers need a tick well inside the 300 ms ping timeout
-HOP_LIFETIME_MS = 10_000  # a hop message is acted on within a protocol period or never
 RECHECK_CAPABILITIES_S = 5.0  # load changes are re-announced at most this often
 CONNECTIONS_PER_PEER = 4  # gossip sends a handful of small frames a second to any one peer
 SEND_TIMEOUT_S = 5.0  # a frame not taken in 5 s is lost; SWIM's timers already gave up on it

@@ -34,7 +34,7 @@ from fpai_node.wire.errors import WireError
 
 MAX_MEMBERS = 2048  # GOSSIP-9: a full member list stays far below one frame (1 MiB)
 # GOSSIP-10: an honest incarnation rises by one per false suspicion, so no view lags another by
-# 65,536; a liar moving a node this far per round needs 2^37 rounds to reach MAX_INCARNATION.
+# 65,536; a liar moving a node this far per message needs 2^37 messages to reach MAX_INCARNATION.
 MAX_INCARNATION_STEP = 1 << 16
 
 
@@ -165,10 +165,8 @@ class GossipNode:
         self._timers: _Timers | None = None
         self._left = False
         # GOSSIP-10: per message, the incarnation each node had when it arrived (the step is
-        # counted from there, so a message cannot climb by repeating a node), and whether the
-        # table had no room for a rumor-only newcomer (no need to look again)
+        # counted from there, so a message cannot climb by repeating a node)
         self._held_before: dict[str, int] = {}
-        self._full_for_rumors = False
 
     # Read-only views
 
@@ -238,7 +236,6 @@ class GossipNode:
         if self._left:
             return []
         self._held_before.clear()
-        self._full_for_rumors = False
         return self._handle(sender, message, now_ms)
 
     def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
@@ -264,8 +261,7 @@ class GossipNode:
                 # GOSSIP-19: a sender the table refused gets only this node's own entry and
                 # `want` (never a list someone could aim at an address of its choosing), at
                 # its own address
-                me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
-                return [Outgoing(claimed, SyncReply((me,), (), reply.want))]
+                return [Outgoing(claimed, SyncReply((self._own_rumor(),), (), reply.want))]
             case SyncReply(members, announcements, want):
                 self._merge_members(sender, members, now_ms)
                 for item in announcements:
@@ -422,12 +418,14 @@ class GossipNode:
             return
         if rumor.status is Status.ALIVE and rumor.incarnation == self._incarnation:
             return
-        if rumor.incarnation >= MAX_INCARNATION:  # unreachable in 2^37 rounds (GOSSIP-10)
+        if rumor.incarnation >= MAX_INCARNATION:  # 2^37 messages away (GOSSIP-10)
             return
         self._incarnation = rumor.incarnation + 1
         self.stats.refutations += 1
-        me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
-        self._rumors[self.node_id] = _Queued(me, self._retransmit_limit())
+        self._rumors[self.node_id] = _Queued(self._own_rumor(), self._retransmit_limit())
+
+    def _own_rumor(self) -> Rumor:
+        return Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
 
     def _admit(
         self, node_id: str, address: str, incarnation: int, now_ms: int, *, announced: bool
@@ -435,12 +433,8 @@ class GossipNode:
         """A new member, dead until _set_status counts it; when the table is full it takes
         the place of one worth less (GOSSIP-9), else None."""
         if len(self._members) >= MAX_MEMBERS:
-            victim = None
-            if announced or not self._full_for_rumors:
-                victim = self._least_worth_keeping(announced)
+            victim = self._least_worth_keeping(announced)
             if victim is None:
-                if not announced:  # the same answer for this message's other rumors
-                    self._full_for_rumors = True
                 self.stats.members_refused += 1
                 return None
             self._forget(victim)
@@ -452,8 +446,8 @@ class GossipNode:
     def _least_worth_keeping(self, for_announced: bool) -> _Member | None:
         """GOSSIP-9: the dead or left member held longest; for a newcomer with a signed
         announcement, else the member without one (suspect first) held longest."""
-        gone = [m for m in self._members.values() if m.status not in _LIVE]
-        if gone:
+        if len(self._members) > self._live:  # someone is dead or left: O(1) to know
+            gone = (m for m in self._members.values() if m.status not in _LIVE)
             return min(gone, key=lambda m: m.changed_ms)
         if not for_announced:
             return None
@@ -486,8 +480,6 @@ class GossipNode:
         self._live += (status in _LIVE) - (before in _LIVE)
         member.status = status
         member.changed_ms = now_ms
-        if status not in _LIVE:
-            self._full_for_rumors = False  # a place a newcomer may take
         self._suspects.pop(member.node_id, None)
         if status is Status.SUSPECT:
             self._suspects[member.node_id] = now_ms
@@ -586,13 +578,12 @@ class GossipNode:
         return Sync(self._member_list(), tuple(digest))
 
     def _member_list(self) -> tuple[Rumor, ...]:
-        me = Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
         others = (
             Rumor(m.node_id, m.address, m.incarnation, m.status)
             for m in self._members.values()
             if m.status is not Status.LEFT
         )
-        return (me, *others)
+        return (self._own_rumor(), *others)
 
     def _announcements(self) -> list[tuple[str, VerifiedAnnouncement]]:
         pairs = [(i, m.announcement) for i, m in self._members.items() if m.announcement]

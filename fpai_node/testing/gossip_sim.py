@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fpai_node.gossip.messages import (
+    HOP_LIFETIME_MS,
     HOP_TYPES,
     Capabilities,
     GossipMessage,
@@ -31,7 +32,6 @@ from fpai_node.wire.messages import SequenceCounter
 from fpai_node.wire.replay import ReplayGuard
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: envelopes need a plausible wall clock
-HOP_LIFETIME_MS = 10_000  # hop messages are answered within a period or not at all
 
 
 @dataclass(slots=True)

@@ -3,13 +3,11 @@ them, posted over mutual TLS with the attacker's own open certificate (tests/adv
 
 import time
 
-from fpai_node.gossip.messages import GossipMessage
+from fpai_node.gossip.messages import HOP_LIFETIME_MS, GossipMessage
 from fpai_node.identity import NodeKey
 from fpai_node.peer.server import FRAME_PATH
 from fpai_node.testing.peer_client import peer_post
 from fpai_node.wire import seal
-
-HOP_LIFETIME_MS = 10_000  # what honest nodes give hop messages (specs/0004 section 6)
 
 
 def gossip_frame(key: NodeKey, message: GossipMessage) -> bytes:
