@@ -3,13 +3,13 @@ registry's model list, what forwarding measured), asks the pure policy for candi
 them in order until one produces a first event (specs/0006-routing.md ROUTE-1..ROUTE-7)."""
 
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from fpai_node.gossip.messages import Status
+from fpai_node.gossip.messages import Capabilities, Model, Status
 from fpai_node.gossip.state import MemberView
 from fpai_node.inference.base import (
     ContextLengthExceeded,
@@ -127,31 +127,31 @@ class Router:
         request = InferRequest(job.api, job.body, request_id, (self.node_id,))
         return self._forwarder.attempt(candidate, job, request, timing)
 
+    def announced(self) -> Iterator[tuple[MemberView, Capabilities, Model]]:
+        """Every model a routable peer announces (ROUTE-1), proven or not, peers in id order."""
+        for member in sorted(self._members(), key=lambda m: m.node_id):
+            if _routable(member):
+                assert member.announcement is not None
+                caps = member.announcement.capabilities
+                for offered in caps.models:
+                    yield member, caps, offered
+
     def _offers(self, model: str) -> list[PeerOffer]:
         assert self._forwarder is not None
-        offers = []
-        for member in self._members():
-            if not routable(member):
-                continue
-            assert member.announcement is not None
-            caps = member.announcement.capabilities
-            for offered in caps.models:
-                if offered.model_id != model or not self._proven(member.node_id, model):
-                    continue
-                offers.append(
-                    PeerOffer(
-                        node_id=member.node_id,
-                        peer_address=member.address,
-                        context_length=offered.context_length,
-                        load_permille=caps.load_permille,
-                        queue_depth=caps.queue_depth,
-                        healthy=member.status is Status.ALIVE
-                        and self._forwarder.healthy(member.node_id),
-                        inflight=self._forwarder.inflight[member.node_id],
-                        latency_ms=self._forwarder.latency_ms.get(member.node_id),
-                    )
-                )
-        return offers
+        return [
+            PeerOffer(
+                node_id=member.node_id,
+                peer_address=member.address,
+                context_length=offered.context_length,
+                load_permille=caps.load_permille,
+                queue_depth=caps.queue_depth,
+                healthy=member.status is Status.ALIVE and self._forwarder.healthy(member.node_id),
+                inflight=self._forwarder.inflight[member.node_id],
+                latency_ms=self._forwarder.latency_ms.get(member.node_id),
+            )
+            for member, caps, offered in self.announced()
+            if offered.model_id == model and self._proven(member.node_id, model)
+        ]
 
     def _proven(self, node_id: str, model: str) -> bool:
         """ROUTE-9: the peer has answered for the model (forwarding off: nothing to prove)."""
@@ -190,24 +190,20 @@ class Router:
                 "local": True,
                 "nodes": [self.node_id],
             }
-        for member in sorted(self._members(), key=lambda m: m.node_id):
-            if not routable(member):
+        for member, _, offered in self.announced():
+            if not self._proven(member.node_id, offered.model_id):
                 continue
-            assert member.announcement is not None
-            for offered in member.announcement.capabilities.models:
-                if not self._proven(member.node_id, offered.model_id):
-                    continue
-                entry = table.setdefault(
-                    offered.model_id,
-                    {
-                        "id": offered.model_id,
-                        "backend": offered.backend,
-                        "context_length": offered.context_length or None,
-                        "local": False,
-                        "nodes": [],
-                    },
-                )
-                entry["nodes"].append(member.node_id)
+            entry = table.setdefault(
+                offered.model_id,
+                {
+                    "id": offered.model_id,
+                    "backend": offered.backend,
+                    "context_length": offered.context_length or None,
+                    "local": False,
+                    "nodes": [],
+                },
+            )
+            entry["nodes"].append(member.node_id)
         return sorted(table.values(), key=lambda e: e["id"])
 
     def status(self) -> dict[str, Any]:
@@ -231,7 +227,7 @@ class Router:
         }
 
 
-def routable(member: MemberView) -> bool:
+def _routable(member: MemberView) -> bool:
     """ROUTE-1: live, announced, not leaving, and speaking this node's protocol version."""
     announcement = member.announcement
     return (

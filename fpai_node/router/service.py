@@ -22,7 +22,7 @@ from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import PROBE_ID_PREFIX, InferRequest
 from fpai_node.router.proofs import probe_bodies
 from fpai_node.router.receipts import ReceiptLog
-from fpai_node.router.router import Router, routable
+from fpai_node.router.router import Router
 from fpai_node.router.select import Candidate
 from fpai_node.router.serve import PeerInference
 from fpai_node.service import PeerRoute, Service, counter
@@ -49,7 +49,6 @@ class RouterService(Service):
         node's models (FWD-7), `registry_models` who the registry says serves what (ROUTE-7).
         Opens the receipts log (RECEIPT-3: a torn tail is cut now)."""
         self._node_id = key.node_id
-        self._members = members
         self._probing: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptLog(receipts)
@@ -83,11 +82,9 @@ class RouterService(Service):
             await asyncio.sleep(PROBE_PERIOD_S)
             addresses: dict[str, str] = {}
             announced: set[tuple[str, str]] = set()
-            for member in self._members():
-                if routable(member) and member.announcement is not None:
-                    addresses[member.node_id] = member.address
-                    for model in member.announcement.capabilities.models:
-                        announced.add((member.node_id, model.model_id))
+            for member, _, offered in self.router.announced():
+                addresses[member.node_id] = member.address
+                announced.add((member.node_id, offered.model_id))
             for pair in proofs.due(announced, time.monotonic()):
                 task = asyncio.create_task(self._probe(pair, addresses[pair[0]]))
                 self._probes.add(task)
