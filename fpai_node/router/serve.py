@@ -107,8 +107,9 @@ class PeerInference:
     ) -> web.StreamResponse:
         try:
             job = parse_job(forwarded.api, forwarded.body)
-            probe = is_probe(forwarded.request_id)
-            if probe and not is_probe_body(forwarded.api, job.model, forwarded.body):
+            if is_probe(forwarded.request_id) and not is_probe_body(
+                forwarded.api, job.model, forwarded.body
+            ):
                 return self._refuse(400, Failed("bad_probe", "a probe is ROUTE-9's, exactly"))
             events = run_locally(self._inference.get(job.model), job)
         except (ApiError, InferenceError) as exc:
@@ -155,20 +156,15 @@ class PeerInference:
                 await response.write(encode_event(Text(event.text)))
                 event = await anext(events)
             if isinstance(event, Finish):
-                # RECEIPT-2's bound on what was sent: a backend counting tokens no text event
-                # shows (a reasoning model's) must not make an honest receipt look inflated
-                sent = Received(sent_bytes, job.max_tokens, job.stop_bytes)
+                usage = event.usage
                 receipt = self._receipt(
-                    forwarded,
-                    job,
-                    event.usage.prompt_tokens,
-                    min(event.usage.completion_tokens, completion_limit(sent)),
+                    forwarded, job, usage.prompt_tokens, usage.completion_tokens, sent_bytes
                 )
                 out: Event = Finished(event.reason, receipt)
             else:
                 for vectors in _batches(event):
                     await response.write(encode_event(vectors))
-                out = Finished("stop", self._receipt(forwarded, job, event.prompt_tokens, 0))
+                out = Finished("stop", self._receipt(forwarded, job, event.prompt_tokens, 0, 0))
         except InferenceError as exc:  # after the first event: the status is already sent
             log.warning("forwarded generation failed mid-stream", error=str(exc), chunks=chunks)
             out = _failure(exc)
@@ -180,14 +176,23 @@ class PeerInference:
         await response.write(encode_event(out))
 
     def _receipt(
-        self, forwarded: InferRequest, job: Job, prompt_tokens: int, completion_tokens: int
+        self,
+        forwarded: InferRequest,
+        job: Job,
+        prompt_tokens: int,
+        completion_tokens: int,
+        sent_bytes: int,
     ) -> bytes:
+        """The signed receipt, its counts within RECEIPT-2's bounds for what was sent: a
+        backend that counts tokens no text event shows (a reasoning model's) must not make an
+        honest receipt look inflated."""
+        sent = Received(sent_bytes, job.max_tokens, job.stop_bytes)
         receipt = seal_receipt(
             self._key,
             forwarded,
             model=job.model,
             prompt_tokens=min(prompt_tokens, prompt_limit(forwarded)),
-            completion_tokens=completion_tokens,
+            completion_tokens=min(completion_tokens, completion_limit(sent)),
             seq=self._seq.next(),
             now_ms=time.time_ns() // 1_000_000,
         )

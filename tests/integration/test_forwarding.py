@@ -34,6 +34,7 @@ from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Ti
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
     INFER_PATH,
+    UNSEEN_COMPLETION_TOKENS,
     Failed,
     Finished,
     InferRequest,
@@ -47,6 +48,7 @@ from fpai_node.router.pace import FIRST_EVENT_MIN_S
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
 from fpai_node.router.router import NoRoute, Router
 from fpai_node.router.select import Candidate
+from fpai_node.router.serve import PeerInference
 from fpai_node.service import StreamRoute
 from fpai_node.testing.scripted_backend import ScriptedBackend
 from fpai_node.wire import PROTOCOL_VERSION
@@ -159,6 +161,30 @@ async def test_an_honest_receipt_is_kept(
         SERVER.node_id,
         REQUESTER.node_id,
     )
+
+
+async def test_a_backend_counting_unseen_tokens_signs_a_receipt_within_the_bound(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog], tmp_path: Path
+) -> None:
+    """RECEIPT-2 from the serving side: a backend reporting tokens no text event showed (a
+    reasoning model's) gets its count clamped before signing, so the requester keeps the
+    receipt instead of rejecting an honest server as inflated."""
+    backend = ScriptedBackend([TextChunk("Hi"), Finish("stop", Usage(7, 5000))], model="x")
+    inference = InferenceService([backend], max_waiting=1)
+    await inference.start()
+    served = ReceiptLog(tmp_path / "served.log")
+    serving = PeerInference(SERVER, inference, served, bool)
+
+    async def real(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        return await serving.handle(REQUESTER.node_id, request.encode(), http)
+
+    peer.script = real
+    events = await run(forwarder[0], peer)
+    await served.close()
+    await inference.close()
+    assert events == [TextChunk("Hi"), Finish("stop", Usage(7, 2 + UNSEEN_COMPLETION_TOKENS))]
+    assert forwarder[0].receipts_rejected == {}
+    assert forwarder[0].forwarded == {SERVER.node_id: 1}
 
 
 @pytest.mark.parametrize(
