@@ -85,12 +85,13 @@ def compose(
     )
     channel = PeerChannel(identity, listeners.peer)
     api_address = str(HostPort.bound_to(listeners.api))
+    join = bootstrap_peers(settings, genesis)
     gossip = GossipService(
         key,
         channel.address,
         channel.client,
         # gossip keeps no member list across restarts: the registry's does
-        (*bootstrap_peers(settings, genesis), *remembered_peers(home.root / "raft")),
+        (*join, *remembered_peers(home.root / "raft")),
         lambda peer: capabilities(inference, peer, api_address),
     )
     registry = RegistryService(
@@ -99,7 +100,7 @@ def compose(
         listener=listeners.raft,
         client=channel.client,
         directory=home.root / "raft",
-        join=bootstrap_peers(settings, genesis),
+        join=join,
         peer_address=channel.address,
         api_address=api_address,
         voters=voters,
