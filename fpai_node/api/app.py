@@ -18,7 +18,6 @@ from aiohttp.typedefs import Middleware
 from fpai_node import __version__
 from fpai_node.api.metrics import METRICS, Metrics, metrics_view, observe_request
 from fpai_node.api.openai.routes import REQUEST_ID, error_response
-from fpai_node.hostport import HostPort
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.service import Service
@@ -175,8 +174,6 @@ class ClientApi(Service):
     name = "API"
 
     def __init__(self, listener: socket.socket, app: web.Application) -> None:
-        self.address = str(HostPort.bound_to(listener))
-        self.url = f"http://{self.address}"
         self._listener = listener
         self._app = app
         self._runner: web.AppRunner | None = None

@@ -34,9 +34,7 @@ UNMATCHED_ROUTE = "unmatched"  # 404s: the raw path would let any client create 
 class Metrics:
     """One node's metrics: the counters the API updates, and a collector over its services."""
 
-    def __init__(
-        self, node_id: str, services: Sequence[Service] = (), *, process: bool = True
-    ) -> None:
+    def __init__(self, node_id: str, services: Sequence[Service] = ()) -> None:
         self.prometheus = CollectorRegistry()
         self.http_requests = Counter(
             "fpai_http_requests",
@@ -72,8 +70,7 @@ class Metrics:
             registry=self.prometheus,
         )
         self.prometheus.register(ServicesCollector(node_id, services))
-        if process:  # process_* (CPU, memory, open files) of the node's process
-            ProcessCollector(registry=self.prometheus)
+        ProcessCollector(registry=self.prometheus)  # process_*: CPU, memory, open files
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()

@@ -129,6 +129,10 @@ def peer_node_id(
     return node_id
 
 
+# What OpenSSL says of bytes that are no TLS record at all (plain HTTP, a pickle, a port scan)
+_NOT_TLS = ("http_request", "https_proxy_request", "wrong_version_number", "record_layer")
+
+
 def handshake_refusal_reason(exc: BaseException) -> str:
     """A fixed reason code for a refused TLS handshake, for counting refusals (PEER-5)."""
     if isinstance(exc, TimeoutError):
@@ -147,7 +151,3 @@ def handshake_refusal_reason(exc: BaseException) -> str:
     if "version" in detail or "protocol" in detail:
         return "tls_version"
     return "handshake_failed"
-
-
-# What OpenSSL says of bytes that are no TLS record at all (plain HTTP, a pickle, a port scan)
-_NOT_TLS = ("http_request", "https_proxy_request", "wrong_version_number", "record_layer")

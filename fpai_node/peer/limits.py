@@ -90,6 +90,3 @@ class Slots:
             self._by_group[group] -= 1
             if not self._by_group[group]:
                 del self._by_group[group]
-
-    def __len__(self) -> int:
-        return len(self._held)
