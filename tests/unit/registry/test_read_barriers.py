@@ -59,16 +59,22 @@ def service(tmp_path: Path) -> Iterator[RegistryService]:
     listener.close()
 
 
+@pytest.fixture
+def raft(service: RegistryService, monkeypatch: pytest.MonkeyPatch) -> RecordedProposals:
+    """The proposals `service` makes, recorded for the test to commit or fail."""
+    recorded = RecordedProposals()
+    monkeypatch.setattr(service, "propose", recorded.propose)
+    return recorded
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
 
 
 async def test_reads_share_barriers_and_each_waits_for_one_proposed_after_it(
-    service: RegistryService, monkeypatch: pytest.MonkeyPatch
+    service: RegistryService, raft: RecordedProposals
 ) -> None:
-    raft = RecordedProposals()
-    monkeypatch.setattr(service, "propose", raft.propose)
     first = [asyncio.create_task(service.read()) for _ in range(50)]
     await settle()
     assert len(raft.pending) == 1  # fifty readers, one barrier
@@ -86,10 +92,8 @@ async def test_reads_share_barriers_and_each_waits_for_one_proposed_after_it(
 
 
 async def test_a_failed_barrier_fails_its_readers_and_the_next_read_proposes_again(
-    service: RegistryService, monkeypatch: pytest.MonkeyPatch
+    service: RegistryService, raft: RecordedProposals
 ) -> None:
-    raft = RecordedProposals()
-    monkeypatch.setattr(service, "propose", raft.propose)
     readers = [asyncio.create_task(service.read()) for _ in range(3)]
     await settle()
     raft.pending[0].set_exception(TimeoutError("no leader"))
