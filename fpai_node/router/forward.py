@@ -141,7 +141,6 @@ class Forwarder:
     def demote(self, node_id: str, reason: str) -> None:
         """ROUTE-3: caught lying; counted by reason, shown in status until it ends."""
         now = time.monotonic()
-        self.failed_at[node_id] = now
         self.demoted[node_id] = Demotion(now + DEMOTION_S, reason)
         self.demotions[reason] += 1
         for peer in [p for p, d in self.demoted.items() if d.until <= now]:
