@@ -40,17 +40,12 @@ class PeerPool:
         """POST one frame; returns the HTTP status, or 0 when the peer could not be reached."""
         return (await self.call(address, FRAME_PATH, frame))[0]
 
-    async def call(
-        self, address: str, path: str, body: bytes, timeout_s: float | None = None
-    ) -> tuple[int, bytes]:
+    async def call(self, address: str, path: str, body: bytes) -> tuple[int, bytes]:
         """POST `body` to a peer's route: (HTTP status, answer); status 0 when the peer could
-        not be reached."""
+        not be reached within the pool's timeout."""
         assert self._session is not None, "the node's PeerClient is not started"
-        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._session.post(
-                f"https://{address}{path}", data=body, timeout=timeout
-            ) as resp:
+            async with self._session.post(f"https://{address}{path}", data=body) as resp:
                 return resp.status, await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
             return 0, b""
