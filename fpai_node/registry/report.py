@@ -47,6 +47,7 @@ def members_json(state: RegistryState) -> list[dict[str, Any]]:
             "api": m.api,
             "raft": m.raft,
             "joined_at_ms": m.joined_at_ms,
+            "relayed_by": m.relayed_by or None,  # REG-13: until the member joined itself
         }
         for node, m in sorted(state.members.items())
     ]

@@ -453,10 +453,11 @@ class RegistryService(Service):
             await self._run_as(True, status.voters - {self.member})  # first: it needs no commit
         elif engine.learner and status.in_configuration and _caught_up(status):
             await self._run_as(False, status.voters)
-        if member is None or (member.peer, member.api, member.raft) != (
-            self._peer_address,
-            self._api_address,
-            self.address,
+        if (
+            member is None
+            or member.relayed_by  # REG-13: confirm, freeing the seat in its relay's quota
+            or (member.peer, member.api, member.raft)
+            != (self._peer_address, self._api_address, self.address)
         ):
             await self._propose_quietly("member.join", self._join_args(self.node_id))
             return

@@ -30,10 +30,18 @@ MAX_TEXT = 255
 # no member can fill every replica's memory: its announcement-sized settings and a few services
 MEMBER_PARAMETERS = 64
 MEMBER_SERVICES = 16
+# REG-13: joins a member that is not a voter may relay before those newcomers confirm themselves.
+# An honest newcomer confirms on its first upkeep, within seconds; 8 leaves room for a burst of
+# newcomers through one member, and caps what a member can invent at 8 node ids.
+MEMBER_RELAYS = 8
+# REG-13: every replica holds every member, and a join answer lists them all (about 100 bytes
+# each); a federation this size is far beyond one registry's voters anyway.
+MAX_MEMBERS = 4096
 ROLES = ("voter", "learner")
 _COMMAND_KEYS = frozenset({"args", "at", "by", "id", "op"})
 _SNAPSHOT_KEYS = frozenset({"applied", "index", "members", "models", "parameters", "services"})
-_MEMBER_KEYS = frozenset({"api", "joined_at", "peer", "raft", "role"})
+_MEMBER_KEYS = frozenset({"api", "joined_at", "peer", "raft", "relayed_by", "role"})
+_MEMBER_KEYS_V1 = _MEMBER_KEYS - {"relayed_by"}  # snapshots written before REG-13 relays
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 
@@ -45,6 +53,7 @@ class Member:
     api: str
     raft: str
     joined_at_ms: int
+    relayed_by: str = ""  # REG-13: the member that relayed its join, until it joins itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +88,7 @@ class RegistryState:
                     "joined_at": m.joined_at_ms,
                     "peer": m.peer,
                     "raft": m.raft,
+                    "relayed_by": m.relayed_by,
                     "role": m.role,
                 }
                 for n, m in self.members.items()
@@ -100,10 +110,15 @@ class RegistryState:
             _require(isinstance(data, dict) and data.keys() == _SNAPSHOT_KEYS)
             members = {}
             for node, m in data["members"].items():
-                _require(is_node_id(node) and isinstance(m, dict) and m.keys() == _MEMBER_KEYS)
+                _require(is_node_id(node) and isinstance(m, dict))
+                _require(m.keys() == _MEMBER_KEYS or m.keys() == _MEMBER_KEYS_V1)
                 _require(m["role"] in ROLES and type(m["joined_at"]) is int)
                 _require(all(isinstance(m[k], str) for k in ("api", "peer", "raft")))
-                members[node] = Member(m["role"], m["peer"], m["api"], m["raft"], m["joined_at"])
+                relayed_by = m.get("relayed_by", "")
+                _require(relayed_by == "" or is_node_id(relayed_by))
+                members[node] = Member(
+                    m["role"], m["peer"], m["api"], m["raft"], m["joined_at"], relayed_by
+                )
             models = {}
             for model, nodes in data["models"].items():
                 _require(
@@ -213,9 +228,9 @@ def apply(state: RegistryState, command: bytes) -> Applied:
 
 def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str) -> bool:
     """REG-16: voters administer the registry; any member may keep a bounded number of
-    parameters and services under its own name, relay a newcomer's join, and manage its own
-    models and membership. Until the registry has a voter, anyone may do anything: it is being
-    created."""
+    parameters and services under its own name, relay a bounded number of newcomers' joins
+    (REG-13), and manage its own models and membership. Until the registry has a voter, anyone
+    may do anything: it is being created."""
     voters = s.voters()
     if not voters or by in voters:
         return True
@@ -223,7 +238,9 @@ def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str
     if op in ("member.remove", "model.serve", "model.unserve"):
         return target == by
     if op == "member.join":  # a member relays a newcomer's join; only a node moves itself
-        return target == by or (by in s.members and target not in s.members)
+        return target == by or (
+            by in s.members and target not in s.members and _relays(s, by) < MEMBER_RELAYS
+        )
     if by not in s.members:
         return False
     if op in ("param.set", "param.delete"):
@@ -240,6 +257,11 @@ def _own(table: Mapping[str, object], name: codec.Value, prefix: str, op: str, l
     if not op.endswith(".set") or name in table:
         return True
     return sum(1 for key in table if key.startswith(prefix)) < limit
+
+
+def _relays(s: RegistryState, by: str) -> int:
+    """REG-13: the members whose join `by` relayed and that have not joined themselves since."""
+    return sum(1 for m in s.members.values() if m.relayed_by == by)
 
 
 def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:
@@ -310,21 +332,24 @@ def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int
 
 
 def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
-    """REG-13: a newcomer is a voter while the voters are fewer than the target and it is
-    eligible (the registry's first member always is: it created it), else a learner; the
-    choice is made here, in log order, so concurrent joins never overshoot. A member that joins
-    again keeps its role and joined_at and takes its new addresses."""
+    """REG-13: a newcomer is a learner, except the registry's first member (it created it); the
+    leader fills voter seats from connected learners (RAFT-11), so a node id that nobody runs
+    never holds one. A relayed newcomer stays counted against its relay until it joins itself,
+    which it can only do over its own Raft connection (RAFT-8). A member that joins again keeps
+    its role and joined_at and takes its new addresses."""
     _exact(args, "node_id", "peer", "api", "raft")
     node = _node(args)
     peer, api, raft = _address(args, "peer"), _address(args, "api"), _address(args, "raft")
+    relayed_by = "" if by == node else by
     existing = s.members.get(node)
     if existing is not None:
-        member = replace(existing, peer=peer, api=api, raft=raft)
+        relayed_by = existing.relayed_by and relayed_by
+        member = replace(existing, peer=peer, api=api, raft=raft, relayed_by=relayed_by)
+    elif len(s.members) >= MAX_MEMBERS:
+        raise _Invalid("members_full")
     else:
-        voters = len(s.voters())
-        seat = voters == 0 or (voters < s.target_voters and s.eligible(node))
-        role = "voter" if seat else "learner"
-        member = Member(role, peer, api, raft, at)
+        role = "learner" if s.voters() else "voter"
+        member = Member(role, peer, api, raft, at, relayed_by)
     return replace(s, members=_frozen({**s.members, node: member}))
 
 

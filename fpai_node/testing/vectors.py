@@ -25,7 +25,9 @@ from fpai_node.registry.state import (
     DEDUP_RETENTION_MS,
     DEFAULT_VOTERS,
     ELECTORS_PARAMETER,
+    MAX_MEMBERS,
     MEMBER_PARAMETERS,
+    MEMBER_RELAYS,
     MEMBER_SERVICES,
     VOTER_COUNTS,
     VOTERS_PARAMETER,
@@ -473,6 +475,14 @@ def _joins(node: NodeKey, n: int) -> bytes:
     return encode_command("member.join", args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS)
 
 
+_NEWCOMERS = [NodeKey.from_seed(bytes([64 + i]) * 32) for i in range(MEMBER_RELAYS + 1)]
+
+
+def _own_join(node: NodeKey, n: int) -> bytes:
+    args = {"node_id": node.node_id, **_ADDRESSES}
+    return encode_command("member.join", args, key=_key(n), by=node.node_id, at_ms=NOW_MS)
+
+
 def registry_cases() -> Iterator[tuple[str, Case]]:
     """Command logs from an empty registry: each command's result, then the final snapshot."""
     a, b = ALICE.node_id, BOB.node_id
@@ -511,7 +521,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
         ),
         (
             "join-roles",
-            "joiners vote until the voter target (a parameter), then learn; a rejoin keeps roles",
+            "the first joiner votes, the next learns though seats are free (the leader fills "
+            "them, RAFT-11); a rejoin keeps roles",
             [
                 _command("param.set", 1, key="registry.voters", value=1),
                 _joins(ALICE, 2),
@@ -523,8 +534,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
         ),
         (
             "electors",
-            "REG-13: with registry.electors set, Bob, not listed, joins as a learner though two "
-            "of three seats are free; Alice, the first member, votes",
+            "REG-13: registry.electors set before anyone joins; Alice, the first member, votes; "
+            "Bob, not listed, learns",
             [
                 _command("param.set", 1, key="registry.electors", value=[ALICE.node_id]),
                 _joins(ALICE, 2),
@@ -546,6 +557,24 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _by_bob("param.set", 8, key=f"member.{BOB.node_id}.motd", value="hi"),
                 _by_bob("param.set", 9, key=f"member.{ALICE.node_id}.motd", value="hi"),
                 _by_bob("member.remove", 10, node_id=BOB.node_id),
+            ],
+        ),
+        (
+            "relays",
+            "REG-13: Bob, a learner, relays joins until 8 newcomers he relayed have not joined "
+            "themselves; the ninth is refused; one newcomer joins itself and frees a relay",
+            [
+                _command("param.set", 1, key="registry.voters", value=1),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+                *(
+                    _by_bob("member.join", 4 + i, node_id=n.node_id, **_ADDRESSES)
+                    for i, n in enumerate(_NEWCOMERS)
+                ),
+                _own_join(_NEWCOMERS[0], 4 + len(_NEWCOMERS)),
+                _by_bob(
+                    "member.join", 5 + len(_NEWCOMERS), node_id=_NEWCOMERS[-1].node_id, **_ADDRESSES
+                ),
             ],
         ),
         (
@@ -837,7 +866,9 @@ def constants() -> dict[str, Any]:
             "voter_counts": list(VOTER_COUNTS),
             "voters_parameter": VOTERS_PARAMETER,
             "electors_parameter": ELECTORS_PARAMETER,
+            "max_members": MAX_MEMBERS,
             "member_parameters": MEMBER_PARAMETERS,
+            "member_relays": MEMBER_RELAYS,
             "member_services": MEMBER_SERVICES,
         },
         "raft": {

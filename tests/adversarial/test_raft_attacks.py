@@ -1,5 +1,6 @@
-"""A lying voter against real Raft engines over TLS (specs/0005 RAFT-15): Mallory holds a voter
-seat, says hello as the member she is, and sends terms no honest candidate would."""
+"""Lying members against real Raft engines over TLS: Mallory holds a voter seat, says hello as
+the member she is, and sends terms no honest candidate would (specs/0005 RAFT-15); or she is a
+learner relaying joins of node ids she made up (REG-13)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from fpai_node.identity import NodeKey
 from fpai_node.registry import raft_wire
 from fpai_node.registry.raft import RaftEngine
+from fpai_node.registry.state import MEMBER_RELAYS
 from fpai_node.testing.raft_engines import (
     EngineCluster,
     RawRaftPeer,
@@ -68,3 +70,23 @@ def test_a_voter_cannot_push_a_term_out_of_reach(cluster: EngineCluster) -> None
     result = commit(cluster.leader(), command(KEYS[0], "param.set", key="after", value=1))
     assert result.status == "ok"
     assert max(e.status.term for e in cluster.engines.values()) < term + 100
+
+
+def test_a_member_cannot_relay_invented_nodes_into_seats(tmp_path: Path) -> None:
+    """Issue 13: a member relayed `member.join` for node ids it made up. They took the free
+    voter seats at once (seats that nobody would ever use, counted against every majority),
+    and there was no bound on how many it could add. Mallory is a learner whose engine forwards
+    her commands to the leader over her own Raft connection, as a modified node would."""
+    with engine_cluster(tmp_path, KEYS) as cluster:  # two voters of a target of three
+        mallory = cluster.add_learner(MALLORY)
+        invented = [NodeKey.generate().node_id for _ in range(MEMBER_RELAYS + 2)]
+        addresses = {"peer": "127.0.0.9:1", "api": "127.0.0.9:2", "raft": "127.0.0.9:3"}
+        results = [
+            commit(mallory, command(MALLORY, "member.join", node_id=node, **addresses)).reason
+            for node in invented
+        ]
+        assert results == [""] * MEMBER_RELAYS + ["not_allowed"] * 2
+        state = cluster.leader().state
+        assert state.voters() == sorted(k.node_id for k in KEYS)  # the free seat is still free
+        assert {state.members[n].role for n in invented[:MEMBER_RELAYS]} == {"learner"}
+        assert not set(invented[MEMBER_RELAYS:]) & set(state.members)

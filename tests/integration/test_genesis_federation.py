@@ -61,8 +61,15 @@ def test_the_genesis_seeds_the_registry_once_and_joiners_read_it(tmp_path: Path)
         wait_for(lambda: second.status()["registry"]["phase"] == "running", timeout_s=30)
         assert second.registry()["parameters"] == GENESIS_PARAMETERS
         assert second.status()["registry"]["voters_target"] == 5
-        members = {m["node_id"]: m["role"] for m in first.registry()["members"]}
-        assert members == {first.node_id: "voter", second.node_id: "voter"}
+        # It joined as a learner; the leader gives it a free seat once it is connected (RAFT-11).
+        # It also confirms the join `first` relayed for it (REG-13), freeing `first`'s quota.
+        voters = {first.node_id: ("voter", None), second.node_id: ("voter", None)}
+        wait_for(
+            lambda: (
+                {m["node_id"]: (m["role"], m["relayed_by"]) for m in first.registry()["members"]}
+                == voters
+            )
+        )
 
         # An operator changes a genesis parameter; restarting the first node with the same
         # genesis must not put the old value back (it resumes; it does not create again).

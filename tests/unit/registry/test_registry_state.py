@@ -1,5 +1,6 @@
 """The pure registry: every command's effect, idempotency, and totality over any bytes."""
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from fpai_node.identity import NodeKey
 from fpai_node.registry.state import (
     DEDUP_RETENTION_MS,
     MAX_COMMAND_BYTES,
+    MAX_MEMBERS,
     MEMBER_PARAMETERS,
+    MEMBER_RELAYS,
     MEMBER_SERVICES,
     Member,
     RegistryState,
@@ -135,28 +138,29 @@ C = NodeKey.from_seed(bytes([2]) * 32).node_id
 D = NodeKey.from_seed(bytes([3]) * 32).node_id
 
 
-def test_joiners_vote_until_the_target_then_learn() -> None:
-    """REG-13: the role is decided in log order, so concurrent joins never overshoot."""
+def test_only_the_first_joiner_votes_and_the_rest_learn() -> None:
+    """REG-13: seats are the leader's to fill from connected learners (RAFT-11); a join, even
+    with every seat free, never takes one, so a node id nobody runs can never hold a seat."""
     state, results = run(join(A, 1), join(B, 2), join(C, 3), join(D, 4))
     assert results == ["ok"] * 4
-    assert state.voters() == sorted([A, B, C]) and state.learners() == [D]
+    assert state.voters() == [A] and state.learners() == sorted([B, C, D])
     assert state.target_voters == 3
 
 
 def test_the_voter_target_is_a_registry_parameter() -> None:
-    state, _ = run(command("param.set", 1, key="registry.voters", value=1), join(A, 2), join(B, 3))
-    assert state.voters() == [A] and state.learners() == [B]
+    state, _ = run(command("param.set", 1, key="registry.voters", value=5))
+    assert state.target_voters == 5
     for bad in (2, 9, "3", None):  # not an odd count we support: the default applies
         state, _ = run(command("param.set", 1, key="registry.voters", value=bad))
         assert state.target_voters == 3
 
 
 def test_joining_again_keeps_the_role_and_takes_new_addresses() -> None:
-    state, _ = run(join(A, 1), join(B, 2), command("member.set_role", 3, node_id=B, role="learner"))
+    state, _ = run(join(A, 1), join(B, 2), command("member.set_role", 3, node_id=B, role="voter"))
     state, results = run(join(B, 4, raft="10.0.0.2:7200", api="10.0.0.2:8100"), state=state)
     assert results == ["ok"]
     member = state.members[B]
-    assert (member.role, member.raft, member.api) == ("learner", "10.0.0.2:7200", "10.0.0.2:8100")
+    assert (member.role, member.raft, member.api) == ("voter", "10.0.0.2:7200", "10.0.0.2:8100")
     assert member.joined_at_ms == T0  # the first join's time, not the latest
 
 
@@ -305,15 +309,55 @@ def test_strangers_may_only_join_themselves() -> None:
     assert C in after.members and D not in after.members
 
 
-def test_only_electors_take_voter_seats() -> None:
-    """REG-13: with registry.electors set, a node it does not list joins as a learner whatever
-    seats are free; the first member always votes (it created the registry)."""
+def test_electors_say_who_may_hold_a_seat() -> None:
+    """REG-13: with registry.electors set, only the node ids it lists are eligible for the
+    seats the leader fills (RAFT-11); anything but a list makes nobody eligible."""
     electors = command("param.set", 1, key="registry.electors", value=[B])
     state, results = run(electors, join(A, 2), join(B, 3), join(C, 4))
     assert results == ["ok"] * 4
-    assert state.voters() == sorted([A, B]) and state.learners() == [C]
+    assert state.voters() == [A] and state.learners() == sorted([B, C])
     assert not state.eligible(C) and state.eligible(B)
     garbage = apply(state, command("param.set", 5, key="registry.electors", value=7)).state
     assert not garbage.eligible(B)  # a mistake never opens the seats
     unset = apply(state, command("param.delete", 6, key="registry.electors")).state
     assert unset.eligible(C)
+
+
+INVENTED = [NodeKey.from_seed(bytes([100 + i]) * 32).node_id for i in range(MEMBER_RELAYS + 1)]
+
+
+def test_a_member_relays_a_bounded_number_of_joins_until_they_join_themselves() -> None:
+    """Issue 13: a member relayed `member.join` for node ids it invented, without bound. A
+    relayed newcomer counts against its relay until it joins itself (over its own Raft
+    connection, RAFT-8), which an invented id never does; a voter's relays are not counted."""
+    state, _ = run(join(A, 1), join(B, 2))
+    relays = [join_by(B, node, 10 + i) for i, node in enumerate(INVENTED)]
+    state, results = run(*relays, state=state)
+    assert results == ["ok"] * MEMBER_RELAYS + ["rejected:not_allowed"]
+    assert INVENTED[-1] not in state.members
+    assert all(state.members[n].relayed_by == B for n in INVENTED[:-1])
+    assert {state.members[n].role for n in INVENTED[:-1]} == {"learner"}
+    confirmed = apply(state, join_by(INVENTED[0], INVENTED[0], 30)).state
+    assert confirmed.members[INVENTED[0]].relayed_by == ""
+    assert apply(confirmed, join_by(B, INVENTED[-1], 31)).result == Result("ok")
+    by_voter = apply(state, join_by(A, INVENTED[-1], 32))
+    assert by_voter.result == Result("ok")
+    assert by_voter.state.members[INVENTED[-1]].relayed_by == A
+
+
+def test_the_member_table_is_bounded() -> None:
+    members = {
+        f"fpn1{i:032d}".translate(str.maketrans("0123456789", "abcdefghij")): Member(
+            "learner", "h:1", "h:2", "h:3", T0
+        )
+        for i in range(MAX_MEMBERS - 1)
+    }
+    full, _ = run(join(A, 1), state=RegistryState(members=MappingProxyType(members)))
+    assert len(full.members) == MAX_MEMBERS
+    after = apply(full, join_by(A, B, 2))
+    assert after.result == Result("rejected", "members_full")
+    assert apply(full, join_by(A, A, 3, raft="h:4")).result == Result("ok")  # a rejoin fits
+
+
+def join_by(by: str, node: str, n: int, **addresses: str) -> bytes:
+    return command("member.join", n, by=by, node_id=node, **{**ADDRESSES, **addresses})
