@@ -528,7 +528,17 @@ Snapshot = tuple[RegistryState, raft_wire.Position, raft_wire.Position, list[str
 def read_snapshot(path: Path) -> Snapshot:
     """RAFT-9: a snapshot file, validated whole; JournalError if it is not one."""
     try:
-        value = codec.decode(path.read_bytes())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JournalError(f"registry snapshot {path} cannot be used: {exc}") from None
+    return parse_snapshot(data, str(path))
+
+
+def parse_snapshot(data: bytes, source: str) -> Snapshot:
+    """RAFT-9: a snapshot's bytes, validated whole; JournalError naming `source` if they are
+    not one."""
+    try:
+        value = codec.decode(data)
         if not isinstance(value, dict) or value.keys() != {
             "cluster",
             "format",
@@ -547,8 +557,8 @@ def read_snapshot(path: Path) -> Snapshot:
         last = raft_wire.entry_with_position(value["last"])
         prev = raft_wire.entry_with_position(value["prev"])
         state = RegistryState.from_value(value["state"])
-    except (OSError, ValueError, MalformedFrame) as exc:
-        raise JournalError(f"registry snapshot {path} cannot be used: {exc}") from None
+    except (ValueError, MalformedFrame) as exc:
+        raise JournalError(f"registry snapshot {source} cannot be used: {exc}") from None
     return state, last, prev, cluster  # type: ignore[return-value]
 
 
@@ -571,6 +581,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self.registry = RegistryState()
         self.snapshot_error: str | None = None
         self._log = wiring.log
+        self._refusals = wiring.counters.refusals
         conf = timing.conf(
             journalFile=str(directory),
             fullDumpFile=str(directory / SNAPSHOT_FILE),
@@ -594,11 +605,14 @@ class _Replica(SyncObj):  # type: ignore[misc]
         are gone: a committed entry can be lost. So the leader never moves a next index back on
         success, and a follower skips the entries it already has with the same term. Third, its
         follower takes the leader's commit index from snapshot messages, whose log it never
-        matched, and would apply entries no leader committed: those messages commit nothing."""
+        matched, and would apply entries no leader committed: those messages commit nothing.
+        Fourth, it writes a received snapshot over its own before reading it: one that fails
+        validation is refused before its last chunk reaches pysyncobj (RAFT-9)."""
         handle = SyncObj._SyncObj__onMessageReceived
         kind = message["type"]
         if kind == "append_entries" and "serialized" in message:
-            handle(self, node, {**message, "commit_index": 0})
+            if self._received_snapshot_is_valid(message["serialized"]):
+                handle(self, node, {**message, "commit_index": 0})
             return
         if kind == "append_entries" and message.get("entries"):
             trimmed = self._without_entries_we_have(node, message)
@@ -613,6 +627,33 @@ class _Replica(SyncObj):  # type: ignore[misc]
                 next_index[node] = before
             return
         handle(self, node, message)
+
+    def _received_snapshot_is_valid(self, chunk: tuple[bytes, bool, bool] | None) -> bool:
+        """Whether the snapshot a last chunk completes is one: pysyncobj renames the received
+        file over this node's snapshot before it loads it, so a leader's garbage would replace
+        a good snapshot on disk, and the node could not start again (RAFT-9)."""
+        if chunk is None or not chunk[2]:
+            return True
+        data, first, _ = chunk
+        serializer = self._SyncObj__serializer
+        incoming = serializer._Serializer__incomingTransmissionFile
+        received = Path(serializer._Serializer__fileName + ".1.tmp")
+        if not first:
+            if incoming is None:
+                return True  # pysyncobj drops a last chunk without its first
+            incoming.flush()
+            data = received.read_bytes() + data
+        try:
+            parse_snapshot(data, "received from the leader")
+        except JournalError as exc:
+            self._refusals["bad_snapshot"] += 1
+            self._log.warning("raft snapshot refused", reason="bad_snapshot", error=str(exc))
+            if incoming is not None:
+                incoming.close()
+                serializer._Serializer__incomingTransmissionFile = None
+            received.unlink(missing_ok=True)
+            return False
+        return True
 
     def _without_entries_we_have(
         self, node: Node, message: dict[str, Any]

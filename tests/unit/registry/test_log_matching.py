@@ -28,6 +28,7 @@ class Replica(SyncObj):  # type: ignore[misc]
 
     _SyncObj__onMessageReceived = _Replica._SyncObj__onMessageReceived
     _without_entries_we_have = _Replica._without_entries_we_have
+    _received_snapshot_is_valid = _Replica._received_snapshot_is_valid
 
     def __init__(self) -> None:
         self.applied: list[bytes] = []
