@@ -1,12 +1,13 @@
 """What a hostile peer sends, built from the public specs: signed gossip frames with lies in
-them, posted over mutual TLS with the attacker's own open certificate (tests/adversarial/)."""
+them, posted over mutual TLS with the attacker's own certificate (tests/adversarial/)."""
 
 import time
 
 from fpai_node.gossip.messages import HOP_LIFETIME_MS, GossipMessage
 from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.server import FRAME_PATH
-from fpai_node.testing.peer_client import peer_post
+from fpai_node.testing.peer_client import peer_post, tls_identity
 from fpai_node.wire import seal
 
 
@@ -27,7 +28,9 @@ def sealed(key: NodeKey, message_type: str, payload: bytes) -> bytes:
     )
 
 
-def send_gossip(key: NodeKey, address: str, message: GossipMessage) -> int:
-    """POST one gossip frame to a node's peer channel; the HTTP status it answered."""
-    status, _ = peer_post(key, address, FRAME_PATH, gossip_frame(key, message))
+def send_gossip(sender: NodeKey | TlsIdentity, address: str, message: GossipMessage) -> int:
+    """POST one gossip frame, signed by the sender's key, to a node's peer channel; the HTTP
+    status it answered."""
+    identity = tls_identity(sender)
+    status, _ = peer_post(identity, address, FRAME_PATH, gossip_frame(identity.key, message))
     return status

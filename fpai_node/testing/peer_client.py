@@ -7,10 +7,13 @@ from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity, client_context
 
 
-def peer_post(key: NodeKey, address: str, path: str, body: bytes) -> tuple[int, bytes]:
-    """POST `body` over mutual TLS with an open certificate for `key`; (status, answer)."""
+def peer_post(
+    sender: NodeKey | TlsIdentity, address: str, path: str, body: bytes
+) -> tuple[int, bytes]:
+    """POST `body` over mutual TLS as `sender` (a key: with an open certificate for it);
+    (status, answer)."""
     host, port = address.rsplit(":", 1)
-    context = client_context(TlsIdentity.open(key, dt.datetime.now(dt.UTC)))
+    context = client_context(tls_identity(sender))
     connection = http.client.HTTPSConnection(
         host.strip("[]"), int(port), context=context, timeout=30
     )
@@ -20,3 +23,10 @@ def peer_post(key: NodeKey, address: str, path: str, body: bytes) -> tuple[int, 
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def tls_identity(sender: NodeKey | TlsIdentity) -> TlsIdentity:
+    """`sender` as it presents itself on the peer channel: a bare key, with an open certificate."""
+    if isinstance(sender, TlsIdentity):
+        return sender
+    return TlsIdentity.open(sender, dt.datetime.now(dt.UTC))

@@ -19,6 +19,7 @@ from fpai_node.registry import raft_wire
 from fpai_node.registry.raft import RaftEngine, RaftTiming, TransportCounters
 from fpai_node.registry.state import Result, encode_command
 from fpai_node.testing.registry_cluster import wait_for
+from fpai_node.testing.trust import OPEN, Trust
 from fpai_node.wire import codec
 
 
@@ -56,10 +57,13 @@ def commit(engine: RaftEngine, data: bytes, timeout_s: float = 10.0) -> Result:
 class RawRaftPeer:
     """A raw Raft connection speaking the wire format by hand."""
 
-    def __init__(self, engine: RaftEngine, key: NodeKey) -> None:
+    def __init__(
+        self, engine: RaftEngine, key: NodeKey, identity: TlsIdentity | None = None
+    ) -> None:
+        """As `key`, with `identity` on TLS (default: an open certificate for `key`)."""
         host, port = engine.member.split("@")[1].rsplit(":", 1)
         raw = socket.create_connection((host, int(port)), timeout=5)
-        identity = TlsIdentity.open(key, dt.datetime.now(dt.UTC))
+        identity = identity or TlsIdentity.open(key, dt.datetime.now(dt.UTC))
         self.tls: ssl.SSLSocket = client_context(identity).wrap_socket(raw)
         self.buffer = b""
 
@@ -91,9 +95,12 @@ class EngineCluster:
     """Voters (and learners added later) whose registry lists them, so that the leader's
     membership policy agrees with Raft and stays idle."""
 
-    def __init__(self, root: Path, keys: list[NodeKey], timing: RaftTiming) -> None:
+    def __init__(
+        self, root: Path, keys: list[NodeKey], timing: RaftTiming, trust: Trust = OPEN
+    ) -> None:
         self.root = root
         self.timing = timing
+        self.trust = trust
         self.keys = keys
         self.sockets = {k.node_id: listener() for k in keys}
         self.members = {
@@ -109,7 +116,7 @@ class EngineCluster:
             learner=learner,
             voters=self.voters,
             directory=self.root / key.node_id,
-            identity=TlsIdentity.open(key, dt.datetime.now(dt.UTC)),
+            identity=self.trust.member(key),
             listener=self.sockets[key.node_id],
             timing=self.timing,
             admits_learner=partial(self._is_member, key.node_id),
@@ -167,10 +174,11 @@ def engine_cluster(
     keys: list[NodeKey],
     timing: RaftTiming | None = None,
     absent: Collection[NodeKey] = (),
+    trust: Trust = OPEN,
 ) -> Iterator[EngineCluster]:
     """Every key a voter; engines run for all but `absent` ones, whose member ids a test speaks
     for by hand (RawRaftPeer), as a voter that lies would."""
-    cluster = EngineCluster(root, keys, timing or RaftTiming())
+    cluster = EngineCluster(root, keys, timing or RaftTiming(), trust)
     try:
         for key in keys:
             if key not in absent:

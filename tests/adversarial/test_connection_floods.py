@@ -4,7 +4,6 @@ The attacker connects from 127.0.0.2 (all of 127/8 is loopback on Linux), the fe
 nodes from 127.0.0.1, as two hosts would."""
 
 import contextlib
-import datetime as dt
 import socket
 import ssl
 from collections.abc import Iterator
@@ -14,11 +13,12 @@ import pytest
 
 from fpai_node.gossip.messages import Piggyback, Push
 from fpai_node.identity import NodeKey
-from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.identity.tls import client_context
 from fpai_node.peer.server import MAX_HANDSHAKES_PER_ADDRESS
 from fpai_node.registry.raft import MAX_UNIDENTIFIED_PER_ADDRESS
 from fpai_node.testing.hostile import send_gossip
 from fpai_node.testing.nodeproc import NodeProcess, wait_for
+from fpai_node.testing.trust import Trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 ATTACKER_HOST = "127.0.0.2"
@@ -26,8 +26,8 @@ FLOOD = 200  # far above both ports' whole budget before this issue (64 slots fo
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    home = tmp_path_factory.mktemp("flooded") / "home"
+def node(trust: Trust, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    home = trust.home(tmp_path_factory.mktemp("flooded") / "home")
     with NodeProcess(home, "--api", "127.0.0.1:0", "--no-model") as running:
         yield running
 
@@ -49,7 +49,9 @@ def refusals(node: NodeProcess, section: str) -> dict[str, int]:
     return dict(status[section]["refusals"])
 
 
-def test_a_flooding_host_leaves_the_peer_channel_to_everyone_else(node: NodeProcess) -> None:
+def test_a_flooding_host_leaves_the_peer_channel_to_everyone_else(
+    node: NodeProcess, trust: Trust
+) -> None:
     """Issue 13 finding 5: 64 idle connections refused every new handshake on the peer port."""
     with ExitStack() as stack:
         hold_open(stack, node.peer, FLOOD)
@@ -59,11 +61,13 @@ def test_a_flooding_host_leaves_the_peer_channel_to_everyone_else(node: NodeProc
                 >= FLOOD - MAX_HANDSHAKES_PER_ADDRESS
             )
         )
-        honest = NodeKey.generate()
+        honest = trust.member(NodeKey.generate())
         assert send_gossip(honest, node.peer, Push(Piggyback())) == 204
 
 
-def test_a_flooding_host_leaves_the_raft_port_to_everyone_else(node: NodeProcess) -> None:
+def test_a_flooding_host_leaves_the_raft_port_to_everyone_else(
+    node: NodeProcess, trust: Trust
+) -> None:
     """The same flood on the Raft port: a registry member's connection still gets through."""
     raft = node.get_json("/fpai/v1/status")["registry"]["raft"]
     host, port = raft.rsplit(":", 1)
@@ -75,7 +79,7 @@ def test_a_flooding_host_leaves_the_raft_port_to_everyone_else(node: NodeProcess
                 >= FLOOD - MAX_UNIDENTIFIED_PER_ADDRESS
             )
         )
-        identity = TlsIdentity.open(NodeKey.generate(), dt.datetime.now(dt.UTC))
+        identity = trust.member(NodeKey.generate())
         raw = socket.create_connection((host, int(port)), timeout=5)
         with client_context(identity).wrap_socket(raw) as tls:
             assert tls.version() == "TLSv1.3"  # the handshake completed: a slot was free

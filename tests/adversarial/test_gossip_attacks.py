@@ -1,6 +1,7 @@
-"""Hostile outsiders against real nodes' gossip (specs/0004 GOSSIP-9..12, GOSSIP-21): anyone
-with an open certificate, no membership needed, sends signed frames full of lies over mutual
-TLS. Each test reproduces a finding of issue 13's review; each failed on the code before it."""
+"""Hostile senders against real nodes' gossip (specs/0004 GOSSIP-9..12, GOSSIP-21): a key
+holder (in the open mode, anyone; in the federation mode, a member the CA certified) sends
+signed frames full of lies over mutual TLS. Each test reproduces a finding of issue 13's
+review; each failed on the code before it."""
 
 import socket
 import time
@@ -21,14 +22,16 @@ from fpai_node.gossip.messages import (
 )
 from fpai_node.gossip.state import MAX_MEMBERS
 from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.server import FRAME_PATH
 from fpai_node.testing.hostile import sealed, send_gossip
 from fpai_node.testing.nodeproc import NodeProcess, wait_for
 from fpai_node.testing.peer_client import peer_post
+from fpai_node.testing.trust import Trust
 from fpai_node.wire import codec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-OUTSIDER = NodeKey.generate()
+MALLORY = NodeKey.generate()
 
 
 def node_id(node: NodeProcess) -> str:
@@ -41,19 +44,49 @@ def state_of(node: NodeProcess, other: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+def pair(
+    trust: Trust, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NodeProcess, NodeProcess]]:
     """A and B, serving nothing, B joined to A: the smallest federation a rumor can hurt."""
     root = tmp_path_factory.mktemp("pair")
-    with NodeProcess(root / "a", "--api", "127.0.0.1:0", "--no-model") as a:
-        b = NodeProcess(root / "b", "--api", "127.0.0.1:0", "--no-model", "--join", a.peer)
+    with NodeProcess(trust.home(root / "a"), "--api", "127.0.0.1:0", "--no-model") as a:
+        b_home = trust.home(root / "b")
+        b = NodeProcess(b_home, "--api", "127.0.0.1:0", "--no-model", "--join", a.peer)
         with b:
             ids = node_id(a), node_id(b)
             wait_for(lambda: state_of(a, ids[1]) == "alive" and state_of(b, ids[0]) == "alive")
             yield a, b
 
 
+@pytest.fixture(scope="module")
+def mallory(trust: Trust) -> TlsIdentity:
+    """The attacker as the nodes see it on the peer channel."""
+    return trust.member(MALLORY)
+
+
+def test_only_a_key_holder_the_mode_admits_reaches_gossip(
+    pair: tuple[NodeProcess, NodeProcess], trust: Trust
+) -> None:
+    """The attacks below need a certificate the node accepts: anyone's in the open mode, the
+    CA's in the federation mode, where an outsider's handshake is refused and counted."""
+    a, _ = pair
+    outsider = NodeKey.generate()
+    if trust.mode == "open":
+        assert send_gossip(Trust.outsider(outsider), a.peer, Push(Piggyback())) == 204
+        return
+
+    def refused() -> int:  # the outsider's client or the node may be the one to end it
+        counts = a.get_json("/fpai/v1/status")["peer_channel"]["refusals"]
+        return int(counts.get("untrusted_certificate", 0) + counts.get("handshake_aborted", 0))
+
+    before = refused()
+    with pytest.raises(OSError):  # a TLS alert or a closed connection, never an answer
+        send_gossip(Trust.outsider(outsider), a.peer, Push(Piggyback()))
+    wait_for(lambda: refused() > before)
+
+
 def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
-    pair: tuple[NodeProcess, NodeProcess],
+    pair: tuple[NodeProcess, NodeProcess], mallory: TlsIdentity
 ) -> None:
     """Finding 2: one `dead` rumor about B at 2^64-1 killed B everywhere for good."""
     a, b = pair
@@ -61,25 +94,25 @@ def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
     overflow = {"addr": b.peer, "id": victim, "inc": (1 << 64) - 1, "st": "dead"}
     payload = codec.pack_ordered({"anns": [], "rumors": [overflow]})
     refused = a.metric("fpai_gossip_messages_rejected_total", reason="malformed") or 0
-    status, reason = peer_post(OUTSIDER, a.peer, FRAME_PATH, sealed(OUTSIDER, PUSH, payload))
+    status, reason = peer_post(mallory, a.peer, FRAME_PATH, sealed(MALLORY, PUSH, payload))
     assert (status, reason) == (400, b"malformed")  # GOSSIP-10: above 2^53 - 1
     assert a.metric("fpai_gossip_messages_rejected_total", reason="malformed") == refused + 1
 
     highest = Rumor(victim, b.peer, MAX_INCARNATION, Status.DEAD)
     for target in (a, b):  # the node itself must not refute to where it cannot go on
-        assert send_gossip(OUTSIDER, target.peer, Push(Piggyback((highest,)))) == 204
+        assert send_gossip(mallory, target.peer, Push(Piggyback((highest,)))) == 204
     wait_for(lambda: a.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
     wait_for(lambda: b.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
     assert state_of(a, victim) == "alive"
     assert state_of(b, node_id(a)) == "alive"  # B's gossip tick still runs
 
     near = Rumor(victim, b.peer, 3, Status.DEAD)  # a lie within the step: B refutes it
-    assert send_gossip(OUTSIDER, a.peer, Push(Piggyback((near,)))) == 204
+    assert send_gossip(mallory, a.peer, Push(Piggyback((near,)))) == 204
     wait_for(lambda: state_of(a, victim) == "alive" and (b.metric("fpai_gossip_refutations_total")))
 
 
 def test_invented_members_do_not_lock_out_a_newcomer(
-    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
+    pair: tuple[NodeProcess, NodeProcess], mallory: TlsIdentity, trust: Trust, tmp_path: Path
 ) -> None:
     """Finding 6: a sync of 2,100 invented live members filled A's table, and a newcomer that
     joined through A was ignored."""
@@ -88,16 +121,17 @@ def test_invented_members_do_not_lock_out_a_newcomer(
         Rumor(NodeKey.generate().node_id, "127.0.0.1:9", 0, Status.ALIVE)
         for _ in range(MAX_MEMBERS + 52)
     )
-    assert send_gossip(OUTSIDER, a.peer, Sync(invented, ())) == 204
+    assert send_gossip(mallory, a.peer, Sync(invented, ())) == 204
     wait_for(lambda: (a.metric("fpai_gossip_table_events_total", event="refused") or 0) > 0)
-    with NodeProcess(tmp_path / "c", "--api", "127.0.0.1:0", "--no-model", "--join", a.peer) as c:
+    c_home = trust.home(tmp_path / "c")
+    with NodeProcess(c_home, "--api", "127.0.0.1:0", "--no-model", "--join", a.peer) as c:
         newcomer = node_id(c)
         wait_for(lambda: state_of(a, newcomer) == "alive", timeout_s=20)
     assert (a.metric("fpai_gossip_table_events_total", event="evicted") or 0) >= 1
 
 
 def test_a_ping_request_never_makes_a_node_dial_a_strangers_address(
-    pair: tuple[NodeProcess, NodeProcess],
+    pair: tuple[NodeProcess, NodeProcess], mallory: TlsIdentity
 ) -> None:
     """Finding 7: `ping_req` made a node dial any address the requester named."""
     a, b = pair
@@ -108,9 +142,9 @@ def test_a_ping_request_never_makes_a_node_dial_a_strangers_address(
         address = f"127.0.0.1:{trap.getsockname()[1]}"
         stranger = NodeKey.generate().node_id
         received = a.metric("fpai_gossip_messages_received_total", type="gossip.ping_req") or 0
-        assert send_gossip(OUTSIDER, a.peer, PingReq(b"n" * 16, stranger, address)) == 204
+        assert send_gossip(mallory, a.peer, PingReq(b"n" * 16, stranger, address)) == 204
         known = PingReq(b"m" * 16, node_id(b), address)  # a member: pinged where A holds it
-        assert send_gossip(OUTSIDER, a.peer, known) == 204
+        assert send_gossip(mallory, a.peer, known) == 204
         wait_for(
             lambda: (
                 (a.metric("fpai_gossip_messages_received_total", type="gossip.ping_req") or 0)

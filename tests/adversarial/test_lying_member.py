@@ -16,6 +16,7 @@ import pytest
 from fpai_node.router.pace import FIRST_EVENT_MIN_S
 from fpai_node.testing.liar import PHANTOM, liar_command, tell
 from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
+from fpai_node.testing.trust import Trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
@@ -51,21 +52,23 @@ def chat(
 
 @pytest.fixture(scope="module")
 def federation(
-    gguf_model: Path, tmp_path_factory: pytest.TempPathFactory
+    trust: Trust, gguf_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, NodeProcess]]:
+    """In the federation mode the liar holds a certificate from the CA: a certified member."""
     root = tmp_path_factory.mktemp("liars")
     nodes: dict[str, NodeProcess] = {}
     try:
         model = ("--model", f"{gguf_model}=x")
-        nodes["h"] = NodeProcess(root / "h", "--api", "127.0.0.1:0", *model).start()
+        nodes["h"] = NodeProcess(trust.home(root / "h"), "--api", "127.0.0.1:0", *model).start()
         join = ("--join", nodes["h"].peer)
-        liar_home = root / "l"
-        liar_home.mkdir()
+        liar_home = trust.home(root / "l")
+        liar_home.mkdir(exist_ok=True)
         tell(liar_home, "phantom-model")
         nodes["l"] = NodeProcess(
             liar_home, "--api", "127.0.0.1:0", *model, *join, command=liar_command()
         ).start()
-        nodes["g"] = NodeProcess(root / "g", "--api", "127.0.0.1:0", "--no-model", *join).start()
+        gateway = trust.home(root / "g")
+        nodes["g"] = NodeProcess(gateway, "--api", "127.0.0.1:0", "--no-model", *join).start()
         yield nodes
     finally:
         for node in nodes.values():
@@ -87,7 +90,7 @@ def test_a_phantom_model_is_never_listed_nor_routed(federation: dict[str, NodePr
 
 
 def test_inflated_receipts_are_refused_and_the_liar_demoted(
-    federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
+    federation: dict[str, NodeProcess], trust: Trust, gguf_model: Path, tmp_path: Path
 ) -> None:
     h, liar, g = federation["h"], federation["l"], federation["g"]
     liar_id = node_id(liar)
@@ -106,7 +109,8 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
     assert all(t["peer"] != liar_id for t in used)  # the inflated receipt was not kept
 
     honest = NodeProcess(
-        tmp_path / "h2", "--api", "127.0.0.1:0", "--model", f"{gguf_model}=x", "--join", g.peer
+        trust.home(tmp_path / "h2"),
+        *("--api", "127.0.0.1:0", "--model", f"{gguf_model}=x", "--join", g.peer),
     ).start()
     federation["h2"] = honest
     honest_id = node_id(honest)

@@ -19,6 +19,7 @@ from fpai_node.testing.raft_engines import (
     engine_cluster,
 )
 from fpai_node.testing.registry_cluster import wait_for
+from fpai_node.testing.trust import Trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 KEYS = [NodeKey.from_seed(bytes([i + 1]) * 32) for i in range(2)]
@@ -26,11 +27,20 @@ MALLORY = NodeKey.from_seed(bytes([77]) * 32)
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[EngineCluster]:
+def cluster(trust: Trust, tmp_path: Path) -> Iterator[EngineCluster]:
     """Three voters, the registry's target, two running: a majority without Mallory, who speaks
-    for the third."""
-    with engine_cluster(tmp_path, [*KEYS, MALLORY], absent=[MALLORY]) as running:
+    for the third (in the federation mode, with the certificate the CA gave her)."""
+    with engine_cluster(tmp_path, [*KEYS, MALLORY], absent=[MALLORY], trust=trust) as running:
         yield running
+
+
+def as_mallory(cluster: EngineCluster, engine: RaftEngine) -> RawRaftPeer:
+    """Mallory's connection to `engine`, hello said and answered: a voter she is."""
+    peer = RawRaftPeer(engine, MALLORY, cluster.trust.member(MALLORY))
+    peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
+    answer = peer.receive()
+    assert answer is not None and answer["id"] == engine.member
+    return peer
 
 
 def vote_request(term: int) -> dict[str, object]:
@@ -43,19 +53,12 @@ def test_a_voter_cannot_push_a_term_out_of_reach(cluster: EngineCluster) -> None
     follower: RaftEngine = next(e for e in cluster.engines.values() if e is not leader)
     refusals = follower.counters.refusals
 
-    def connect() -> RawRaftPeer:
-        peer = RawRaftPeer(follower, MALLORY)
-        peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
-        answer = peer.receive()
-        assert answer is not None and answer["id"] == follower.member  # a voter she is
-        return peer
-
     term = follower.status.term
-    mallory = connect()
+    mallory = as_mallory(cluster, follower)
     mallory.send(vote_request((1 << 64) - 1))
     assert mallory.receive() is None  # a malformed frame ends the connection
     assert refusals["malformed"] == 1
-    mallory = connect()
+    mallory = as_mallory(cluster, follower)
     mallory.send(vote_request(term + raft_wire.MAX_TERM_STEP + 1))
     wait_for(lambda: refusals["term_jump"] >= 1)
     assert follower.status.term < term + raft_wire.MAX_TERM_STEP
@@ -72,12 +75,12 @@ def test_a_voter_cannot_push_a_term_out_of_reach(cluster: EngineCluster) -> None
     assert max(e.status.term for e in cluster.engines.values()) < term + 100
 
 
-def test_a_member_cannot_relay_invented_nodes_into_seats(tmp_path: Path) -> None:
+def test_a_member_cannot_relay_invented_nodes_into_seats(trust: Trust, tmp_path: Path) -> None:
     """Issue 13: a member relayed `member.join` for node ids it made up. They took the free
     voter seats at once (seats that nobody would ever use, counted against every majority),
     and there was no bound on how many it could add. Mallory is a learner whose engine forwards
     her commands to the leader over her own Raft connection, as a modified node would."""
-    with engine_cluster(tmp_path, KEYS) as cluster:  # two voters of a target of three
+    with engine_cluster(tmp_path, KEYS, trust=trust) as cluster:  # two voters of three seats
         mallory = cluster.add_learner(MALLORY)
         invented = [NodeKey.generate().node_id for _ in range(MEMBER_RELAYS + 2)]
         addresses = {"peer": "127.0.0.9:1", "api": "127.0.0.9:2", "raft": "127.0.0.9:3"}
@@ -104,9 +107,7 @@ def test_a_garbage_snapshot_is_refused_and_the_node_starts_again(cluster: Engine
     refusals = engine.counters.refusals
     valid = next(cluster.root.rglob("snapshot"), None)
     start = valid.read_bytes()[:64] if valid else b"\x85"  # a map of five, then nonsense
-    mallory = RawRaftPeer(engine, MALLORY)
-    mallory.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
-    assert mallory.receive() is not None
+    mallory = as_mallory(cluster, engine)
     term = engine.status.term + 1  # raised once, by a chunk that says "nothing yet"
     nothing = {"chunk": None, "first": False, "last": False}
     mallory.send({"type": "install_snapshot", "term": term, "commit_index": 0, **nothing})
