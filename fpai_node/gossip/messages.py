@@ -336,6 +336,7 @@ class Announcement:
     protocol_version: int
     left: bool
     capabilities: Capabilities
+    incarnation: int = 0  # GOSSIP-10: its own, signed; no rumor about it goes above it
 
     def encode(self) -> bytes:
         caps = self.capabilities
@@ -343,6 +344,7 @@ class Announcement:
             {
                 "api": caps.api_address,
                 "hw": caps.hardware.to_value(),
+                "inc": self.incarnation,
                 "left": self.left,
                 "load": caps.load_permille,
                 "models": [m.to_value() for m in caps.models],
@@ -355,7 +357,7 @@ class Announcement:
 
     @classmethod
     def decode(cls, payload: bytes) -> "Announcement":
-        keys = {"api", "hw", "left", "load", "models", "peer", "proto", "queue", "ver"}
+        keys = {"api", "hw", "inc", "left", "load", "models", "peer", "proto", "queue", "ver"}
         fields = _map(codec.decode(payload), keys)
         models = _items(fields["models"], Model.from_value)
         if len(models) > MAX_MODELS:
@@ -374,7 +376,10 @@ class Announcement:
             load,
             _uint(fields["queue"]),
         )
-        return cls(_uint(fields["ver"]), _uint(fields["proto"]), left, caps)
+        incarnation = _uint(fields["inc"])
+        if incarnation > MAX_INCARNATION:
+            raise MalformedFrame(f"announced incarnation above {MAX_INCARNATION}")
+        return cls(_uint(fields["ver"]), _uint(fields["proto"]), left, caps, incarnation)
 
 
 _T = TypeVar("_T")

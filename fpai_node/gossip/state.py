@@ -33,8 +33,10 @@ from fpai_node.wire.envelope import PROTOCOL_VERSION, open_envelope, seal
 from fpai_node.wire.errors import WireError
 
 MAX_MEMBERS = 2048  # GOSSIP-9: a full member list stays far below one frame (1 MiB)
-# GOSSIP-10: an honest incarnation rises by one per false suspicion, so no view lags another by
-# 65,536; a liar moving a node this far per message needs 2^37 messages to reach MAX_INCARNATION.
+# GOSSIP-12: how far above its own incarnation a node takes a rumor about itself for one it
+# must refute. An honest incarnation rises by one per false suspicion, so no view lags the
+# node's own by 65,536; a liar pushing the node up this far per message needs 2^37 messages to
+# reach MAX_INCARNATION. (Rumors about other nodes are bounded by their signatures, GOSSIP-10.)
 MAX_INCARNATION_STEP = 1 << 16
 
 
@@ -92,7 +94,7 @@ class GossipStats:
     announcements_accepted: int = 0
     announcements_stale: int = 0
     announcements_rejected: int = 0
-    rumors_refused: int = 0  # GOSSIP-10: an incarnation further than the step allows
+    rumors_refused: int = 0  # GOSSIP-10, GOSSIP-12: an incarnation no signature reaches
     members_refused: int = 0  # GOSSIP-9: the table was full of members worth keeping
     members_evicted: int = 0  # GOSSIP-9: dropped for a newcomer
     members_forgotten: int = 0  # GOSSIP-21: dead or left for forget_after_ms
@@ -164,9 +166,9 @@ class GossipNode:
         self._relays: dict[bytes, _Relay] = {}
         self._timers: _Timers | None = None
         self._left = False
-        # GOSSIP-10: per message, the incarnation each node had when it arrived (the step is
-        # counted from there, so a message cannot climb by repeating a node)
-        self._held_before: dict[str, int] = {}
+        # GOSSIP-12: this node's incarnation when the message arrived (the step is counted
+        # from there, so a message cannot climb by repeating this node)
+        self._held_before: int | None = None
 
     # Read-only views
 
@@ -235,7 +237,7 @@ class GossipNode:
         """Handle a hop message whose envelope the shell has verified as coming from `sender`."""
         if self._left:
             return []
-        self._held_before.clear()
+        self._held_before = None
         return self._handle(sender, message, now_ms)
 
     def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
@@ -263,9 +265,9 @@ class GossipNode:
                 # its own address
                 return [Outgoing(claimed, SyncReply((self._own_rumor(),), (), reply.want))]
             case SyncReply(members, announcements, want):
-                self._merge_members(sender, members, now_ms)
-                for item in announcements:
+                for item in announcements:  # first: they sign the incarnations listed
                     self._accept_announcement(item, now_ms)
+                self._merge_members(sender, members, now_ms)
                 return self._answer_want(sender, want, now_ms)
             case Push(piggyback):
                 self._absorb(piggyback, now_ms)
@@ -380,17 +382,17 @@ class GossipNode:
             self._apply_rumor(rumor, now_ms, spread=rumor.node_id == sender)
 
     def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
-        member = self._members.get(rumor.node_id)
         if rumor.node_id == self.node_id:
-            now_held = self._incarnation
-        else:  # a node first heard of counts from 0, where GOSSIP-8 adds it
-            now_held = member.incarnation if member is not None else 0
-        held = self._held_before.setdefault(rumor.node_id, now_held)
-        if rumor.incarnation > held + MAX_INCARNATION_STEP:
-            self.stats.rumors_refused += 1  # GOSSIP-10: no rumor moves a node this far
+            self._refute(rumor, now_ms)
             return
-        if rumor.node_id == self.node_id:
-            self._refute(rumor)
+        member = self._members.get(rumor.node_id)
+        if rumor.incarnation > _signed_ceiling(member):
+            # GOSSIP-10: the node never signed this incarnation; an alive rumor one above is
+            # its refutation racing the announcement that signs it, not a lie
+            racing = (
+                rumor.status is Status.ALIVE and rumor.incarnation == _signed_ceiling(member) + 1
+            )
+            self.stats.rumors_refused += not racing
             return
         if member is None:
             if rumor.status is Status.DEAD:
@@ -411,18 +413,25 @@ class GossipNode:
         if spread:
             self._queue_rumor(member)
 
-    def _refute(self, rumor: Rumor) -> None:
+    def _refute(self, rumor: Rumor, now_ms: int) -> None:
         """GOSSIP-12: a claim about this node at its own incarnation or above is answered
-        by a higher incarnation, spread as an alive rumor."""
+        by a higher incarnation, signed in a new announcement and spread as an alive rumor."""
+        if self._held_before is None:
+            self._held_before = self._incarnation
+        if rumor.incarnation > self._held_before + MAX_INCARNATION_STEP:
+            self.stats.rumors_refused += 1  # no honest view of this node is this far above
+            return
         if self._left or rumor.incarnation < self._incarnation:
             return
         if rumor.status is Status.ALIVE and rumor.incarnation == self._incarnation:
             return
-        if rumor.incarnation >= MAX_INCARNATION:  # 2^37 messages away (GOSSIP-10)
+        if rumor.incarnation >= MAX_INCARNATION:  # 2^37 messages away (GOSSIP-12)
             return
         self._incarnation = rumor.incarnation + 1
         self.stats.refutations += 1
         self._rumors[self.node_id] = _Queued(self._own_rumor(), self._retransmit_limit())
+        if self._own is not None:
+            self._publish(self._own.announcement.capabilities, left=False, now_ms=now_ms)
 
     def _own_rumor(self) -> Rumor:
         return Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)
@@ -514,10 +523,10 @@ class GossipNode:
         )
 
     def _absorb(self, piggyback: Piggyback, now_ms: int) -> None:
+        for item in piggyback.announcements:  # first: they sign the incarnations rumored
+            self._accept_announcement(item, now_ms)
         for rumor in piggyback.rumors:
             self._apply_rumor(rumor, now_ms, spread=True)
-        for item in piggyback.announcements:
-            self._accept_announcement(item, now_ms)
 
     # Announcements (GOSSIP-4..8)
 
@@ -525,7 +534,9 @@ class GossipNode:
         """GOSSIP-5: versions start at the clock in microseconds, so they survive restarts."""
         previous = self._own.item.version if self._own else 0
         version = max(previous + 1, now_ms * 1000)
-        announcement = Announcement(version, PROTOCOL_VERSION, left, capabilities)
+        announcement = Announcement(
+            version, PROTOCOL_VERSION, left, capabilities, self._incarnation
+        )
         lifetime = self._config.announce_lifetime_ms
         payload = announcement.encode()
         frame = seal(self._key, ANNOUNCE, payload, seq=version, now_ms=now_ms, lifetime_ms=lifetime)
@@ -552,17 +563,24 @@ class GossipNode:
             self.stats.announcements_rejected += 1
             return
         self.stats.announcements_accepted += 1
-        caps = verified.announcement.capabilities
+        announced = verified.announcement
+        caps = announced.capabilities
         if member is None:
-            member = self._admit(item.origin, caps.peer_address, 0, now_ms, announced=True)
+            member = self._admit(
+                item.origin, caps.peer_address, announced.incarnation, now_ms, announced=True
+            )
             if member is None:
                 return
             self._set_status(member, Status.ALIVE, now_ms)
         member.announcement = verified
-        if verified.announcement.left:
+        if announced.left:
             self._set_status(member, Status.LEFT, now_ms)
         elif member.status is Status.LEFT:
             self._set_status(member, Status.ALIVE, now_ms)  # a newer signed word: it is back
+        if not announced.left and announced.incarnation > member.incarnation:
+            member.incarnation = announced.incarnation  # GOSSIP-12: a signed refutation
+            self._set_status(member, Status.ALIVE, now_ms)
+            self._queue_rumor(member)
         self._outbox[item.origin] = _Queued(item, self._retransmit_limit())
 
     # Anti-entropy (GOSSIP-18..20)
@@ -635,6 +653,15 @@ def _own_address(sender: str, members: tuple[Rumor, ...]) -> str | None:
         if rumor.node_id == sender:
             return rumor.address
     return None
+
+
+def _signed_ceiling(member: _Member | None) -> int:
+    """GOSSIP-10: the highest incarnation a rumor about `member` may carry: one its own
+    announcement signed, or that this node already holds (0 for a node it does not know)."""
+    if member is None:
+        return 0
+    signed = member.announcement.announcement.incarnation if member.announcement else 0
+    return max(member.incarnation, signed)
 
 
 def _supersedes(rumor: Rumor, member: _Member) -> bool:

@@ -1,39 +1,68 @@
-"""protocol/vectors/gossip/ (specs/0004-gossip.md): what a rumor does to the view a node holds
-(GOSSIP-10, GOSSIP-12), and rumor payloads a node must refuse."""
+"""protocol/vectors/gossip/ (specs/0004-gossip.md): what a rumor or an announcement does to the
+view a node holds (GOSSIP-10, GOSSIP-12), and rumor payloads a node must refuse."""
 
 import random
 from collections.abc import Iterator
 from typing import Any
 
-from fpai_node.gossip.messages import MAX_INCARNATION, Piggyback, Push, Rumor, Status
+from fpai_node.gossip.messages import (
+    ANNOUNCE,
+    MAX_INCARNATION,
+    Announcement,
+    AnnouncementItem,
+    Capabilities,
+    Hardware,
+    Piggyback,
+    Push,
+    Rumor,
+    Status,
+)
 from fpai_node.gossip.state import MAX_INCARNATION_STEP, GossipConfig, GossipNode
 from fpai_node.testing.vectors import ALICE, BOB, NOW_MS, Case, to_json
 from fpai_node.wire import codec
+from fpai_node.wire.envelope import PROTOCOL_VERSION, seal
 
 _BOB_ADDRESS = "127.0.0.1:7101"
 _MOVED = "127.0.0.1:7199"
 _STEP = MAX_INCARNATION_STEP
 
 
-def held_view(held: tuple[str, int] | None, own_incarnation: int = 0) -> GossipNode:
-    """ALICE's node holding BOB at (state, incarnation), or not at all, and at
-    `own_incarnation` itself: built only from rumors, as a receiver would."""
+def bob_announcement(incarnation: int, version: int = NOW_MS * 1000) -> AnnouncementItem:
+    """BOB's signed announcement, at `incarnation` (GOSSIP-4, GOSSIP-10)."""
+    caps = Capabilities(_BOB_ADDRESS, "", (), Hardware("", "", 0), 0, 0)
+    payload = Announcement(version, PROTOCOL_VERSION, False, caps, incarnation).encode()
+    frame = seal(BOB, ANNOUNCE, payload, seq=version, now_ms=NOW_MS, lifetime_ms=600_000)
+    return AnnouncementItem(BOB.node_id, version, frame)
+
+
+def held_view(held: tuple[str, int, int | None] | None, own_incarnation: int = 0) -> GossipNode:
+    """ALICE's node holding BOB at (state, incarnation), with BOB's announcement at the signed
+    incarnation (None: none held), or not holding BOB at all; and at `own_incarnation`
+    itself. Built from messages, as a receiver would."""
     node = GossipNode(ALICE, GossipConfig("127.0.0.1:7100"), random.Random(0))  # noqa: S311
     if own_incarnation:
         rumor = Rumor(ALICE.node_id, "127.0.0.1:7100", own_incarnation - 1, Status.SUSPECT)
         node.receive(BOB.node_id, Push(Piggyback((rumor,))), NOW_MS)
     if held is not None:
-        state, incarnation = held
-        alive = Rumor(BOB.node_id, _BOB_ADDRESS, 0, Status.ALIVE)
-        node.receive(BOB.node_id, Push(Piggyback((alive,))), NOW_MS)
-        if (state, incarnation) != ("alive", 0):
+        state, incarnation, signed = held
+        if signed is None:
+            alive = Rumor(BOB.node_id, _BOB_ADDRESS, 0, Status.ALIVE)
+            node.receive(BOB.node_id, Push(Piggyback((alive,))), NOW_MS)
+        else:
+            node.receive(BOB.node_id, Push(Piggyback((), (bob_announcement(incarnation),))), NOW_MS)
+            if signed != incarnation:  # a newer announcement, after a restart: lower
+                later = bob_announcement(signed, NOW_MS * 1000 + 1)
+                node.receive(BOB.node_id, Push(Piggyback((), (later,))), NOW_MS)
+        if state != "alive":
             rumor = Rumor(BOB.node_id, _BOB_ADDRESS, incarnation, Status(state))
             node.receive(BOB.node_id, Push(Piggyback((rumor,))), NOW_MS)
+        member = node.member(BOB.node_id)
+        assert member is not None and (str(member.status), member.incarnation) == held[:2]
     return node
 
 
 def _rumor_case(
-    description: str, held: tuple[str, int] | None, state: str, incarnation: int
+    description: str, held: tuple[str, int, int | None] | None, state: str, incarnation: int
 ) -> Case:
     node = held_view(held)
     rumor = Rumor(BOB.node_id, _MOVED, incarnation, Status(state))
@@ -47,6 +76,23 @@ def _rumor_case(
             "rumor": {"st": state, "inc": incarnation, "addr": _MOVED},
             "expect": {"ok": view},
         }
+    )
+
+
+def _announcement_case(description: str, held: tuple[str, int, int | None], signed: int) -> Case:
+    node = held_view(held)
+    item = bob_announcement(signed, NOW_MS * 1000 + 2)
+    node.receive(BOB.node_id, Push(Piggyback((), (item,))), NOW_MS + 1)
+    member = node.member(BOB.node_id)
+    assert member is not None
+    return Case(
+        {
+            "description": description,
+            "held": list(held),
+            "announcement_inc": signed,
+            "expect": {"ok": [str(member.status), member.incarnation]},
+        },
+        {"announcement.bin": item.frame},
     )
 
 
@@ -77,70 +123,62 @@ def _payload_case(description: str, value: dict[str, Any], error: str | None) ->
 
 
 def gossip_cases() -> Iterator[tuple[str, Case]]:
-    rumors: list[tuple[str, str, tuple[str, int] | None, str, int]] = [
-        ("unknown-alive", "an unknown node is added", None, "alive", 3),
+    rumors: list[tuple[str, str, tuple[str, int, int | None] | None, str, int]] = [
+        ("unknown-alive", "an unknown node is added at 0", None, "alive", 0),
         ("unknown-suspect", "an unknown node is added, suspect", None, "suspect", 0),
         ("unknown-dead", "a dead rumor never adds a node", None, "dead", 0),
+        ("unknown-above", "above 0 about an unknown node: signed by no one", None, "alive", 3),
+        ("alive-alive-same", "alive at the held incarnation", ("alive", 4, 4), "alive", 4),
+        ("alive-suspect-same", "suspect at the held incarnation", ("alive", 4, 4), "suspect", 4),
+        ("alive-suspect-lower", "suspect below the held one is old", ("alive", 4, 4), "suspect", 3),
+        ("alive-dead-same", "dead at the held incarnation applies", ("alive", 4, 4), "dead", 4),
+        ("suspect-suspect-same", "suspect again", ("suspect", 4, 4), "suspect", 4),
+        ("suspect-alive-same", "alive must be above a suspicion", ("suspect", 4, 4), "alive", 4),
         (
-            "unknown-beyond-step",
-            "counted from 0 beyond the step: ignored",
-            None,
-            "alive",
-            _STEP + 1,
-        ),
-        ("unknown-at-step", "exactly the step from 0 applies", None, "alive", _STEP),
-        (
-            "alive-alive-same",
-            "alive at the held incarnation changes nothing",
-            ("alive", 4),
-            "alive",
-            4,
-        ),
-        (
-            "alive-alive-higher",
-            "alive above the held incarnation applies",
-            ("alive", 4),
+            "suspect-alive-unsigned",
+            "alive above what Bob signed: ignored (his announcement refutes)",
+            ("suspect", 4, 4),
             "alive",
             5,
         ),
         (
-            "alive-suspect-same",
-            "suspect at the held incarnation applies",
-            ("alive", 4),
+            "dead-suspect-same",
+            "only alive above brings the dead back",
+            ("dead", 4, 4),
             "suspect",
             4,
         ),
+        ("alive-dead-unsigned", "dead above what Bob signed: ignored", ("alive", 4, 4), "dead", 5),
+        ("alive-dead-far", "far above: ignored", ("alive", 4, 4), "dead", 4 + _STEP + 1),
         (
-            "alive-suspect-lower",
-            "suspect below the held incarnation is old",
-            ("alive", 4),
-            "suspect",
-            3,
-        ),
-        ("alive-dead-same", "dead at the held incarnation applies", ("alive", 4), "dead", 4),
-        (
-            "suspect-suspect-same",
-            "suspect again at the same incarnation",
-            ("suspect", 4),
-            "suspect",
-            4,
-        ),
-        ("suspect-alive-same", "alive must be above a suspicion", ("suspect", 4), "alive", 4),
-        ("suspect-alive-higher", "a refutation applies", ("suspect", 4), "alive", 5),
-        ("dead-suspect-higher", "only alive brings the dead back", ("dead", 4), "suspect", 9),
-        ("dead-alive-higher", "the node came back", ("dead", 4), "alive", 5),
-        ("alive-dead-jump", "dead beyond the step: ignored", ("alive", 4), "dead", 4 + _STEP + 1),
-        (
-            "alive-dead-at-step",
-            "dead exactly the step above applies",
-            ("alive", 4),
+            "no-announcement",
+            "Bob known by rumor only: nothing above 0",
+            ("alive", 0, None),
             "dead",
-            4 + _STEP,
+            1,
         ),
-        ("dead-alive-jump", "alive beyond the step: ignored", ("dead", 4), "alive", 4 + _STEP + 1),
+        (
+            "restarted",
+            "Bob restarted (his newer announcement signs 0): the held 5 still bounds rumors",
+            ("alive", 5, 0),
+            "suspect",
+            5,
+        ),
     ]
     for name, description, held, state, incarnation in rumors:
         yield f"rumor-{name}", _rumor_case(description, held, state, incarnation)
+    yield (
+        "announce-refutes",
+        _announcement_case("Bob's announcement above the held suspicion", ("suspect", 4, 4), 5),
+    )
+    yield (
+        "announce-revives",
+        _announcement_case("Bob's announcement above the held death", ("dead", 4, 4), 5),
+    )
+    yield (
+        "announce-lower",
+        _announcement_case("a newer announcement at a lower incarnation", ("dead", 4, 4), 0),
+    )
     yield (
         "self-suspect",
         _self_case("a suspicion at its own incarnation is refuted", 2, "suspect", 2),

@@ -20,7 +20,7 @@ from fpai_node.gossip.messages import (
     Status,
     Sync,
 )
-from fpai_node.gossip.state import MAX_MEMBERS
+from fpai_node.gossip.state import MAX_INCARNATION_STEP, MAX_MEMBERS
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.server import FRAME_PATH
@@ -36,6 +36,11 @@ MALLORY = NodeKey.generate()
 
 def node_id(node: NodeProcess) -> str:
     return str(node.get_json("/fpai/v1/status")["node_id"])
+
+
+def incarnation_at(node: NodeProcess, other: str) -> int:
+    peers = {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
+    return int(peers[other]["incarnation"])
 
 
 def state_of(node: NodeProcess, other: str) -> str | None:
@@ -106,9 +111,28 @@ def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
     assert state_of(a, victim) == "alive"
     assert state_of(b, node_id(a)) == "alive"  # B's gossip tick still runs
 
-    near = Rumor(victim, b.peer, 3, Status.DEAD)  # a lie within the step: B refutes it
-    assert send_gossip(mallory, a.peer, Push(Piggyback((near,)))) == 204
-    wait_for(lambda: state_of(a, victim) == "alive" and (b.metric("fpai_gossip_refutations_total")))
+    # Many messages, each one step above the last (the climb a per-message bound allowed):
+    # every one is above what B signed, so A ignores them all, and B stays alive there.
+    refused = a.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump") or 0
+    for k in range(1, 11):
+        climb = Rumor(victim, b.peer, k * MAX_INCARNATION_STEP, Status.ALIVE)
+        assert send_gossip(mallory, a.peer, Push(Piggyback((climb,)))) == 204
+    kill = Rumor(victim, b.peer, 10 * MAX_INCARNATION_STEP, Status.DEAD)
+    assert send_gossip(mallory, a.peer, Push(Piggyback((kill,)))) == 204
+    wait_for(
+        lambda: (
+            a.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump") == refused + 11
+        )
+    )
+    assert state_of(a, victim) == "alive"
+
+    # A lie at the incarnation B signed is taken, as SWIM must (B may really be dead); B hears
+    # it and refutes with a new signed announcement, which brings it back at A.
+    signed = incarnation_at(a, victim)
+    lie = Rumor(victim, b.peer, signed, Status.DEAD)
+    assert send_gossip(mallory, a.peer, Push(Piggyback((lie,)))) == 204
+    wait_for(lambda: incarnation_at(a, victim) > signed and state_of(a, victim) == "alive")
+    assert b.metric("fpai_gossip_refutations_total")
 
 
 def test_invented_members_do_not_lock_out_a_newcomer(

@@ -156,9 +156,19 @@ def test_registry(folder: Path) -> None:
 
 @pytest.mark.parametrize("folder", cases("gossip"))
 def test_gossip(folder: Path) -> None:
-    """specs/0004 GOSSIP-10, GOSSIP-12: a rumor against a held view; rumor payloads."""
-    from fpai_node.gossip.messages import Piggyback, Push, Rumor, Status
+    """specs/0004 GOSSIP-10, GOSSIP-12: a rumor or Bob's announcement against a held view;
+    rumor payloads."""
+    from fpai_node.gossip.messages import (
+        ANNOUNCE_TYPES,
+        Announcement,
+        AnnouncementItem,
+        Piggyback,
+        Push,
+        Rumor,
+        Status,
+    )
     from fpai_node.testing.gossip_vectors import held_view
+    from fpai_node.wire.envelope import open_envelope
 
     case = load(folder)
     expect = case["expect"]
@@ -172,8 +182,20 @@ def test_gossip(folder: Path) -> None:
         else:
             assert Rumor.from_value(value).to_value() == vectors.from_json(expect["ok"])
         return
-    given = case["rumor"]
     alice, bob = vectors.ALICE.node_id, vectors.BOB.node_id
+    if kind == "announce":  # GOSSIP-12: Bob's own signed announcement against the held view
+        node = held_view(tuple(case["held"]))  # type: ignore[arg-type]
+        frame = (folder / "announcement.bin").read_bytes()
+        item = AnnouncementItem(bob, vectors.NOW_MS * 1000 + 2, frame)
+        envelope = open_envelope(
+            frame, now_ms=vectors.NOW_MS, known_types=ANNOUNCE_TYPES, replay_guard=None
+        )
+        assert Announcement.decode(envelope.payload).incarnation == case["announcement_inc"]
+        node.receive(bob, Push(Piggyback((), (item,))), vectors.NOW_MS + 1)
+        member = node.member(bob)
+        assert member is not None and [str(member.status), member.incarnation] == expect["ok"]
+        return
+    given = case["rumor"]
     if kind == "self":
         node = held_view(None, case["own_incarnation"])
         rumor = Rumor(alice, "127.0.0.1:7100", given["inc"], Status(given["st"]))
@@ -181,7 +203,7 @@ def test_gossip(folder: Path) -> None:
         assert node.incarnation == expect["ok"]
         return
     held = case["held"]
-    node = held_view(None if held is None else (held[0], held[1]))
+    node = held_view(None if held is None else (held[0], held[1], held[2]))
     rumor = Rumor(bob, given["addr"], given["inc"], Status(given["st"]))
     node.receive(bob, Push(Piggyback((rumor,))), vectors.NOW_MS + 1)
     member = node.member(bob)

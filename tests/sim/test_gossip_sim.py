@@ -5,7 +5,7 @@ import math
 import pytest
 
 from fpai_node.gossip import Status
-from fpai_node.gossip.messages import Piggyback, Push
+from fpai_node.gossip.messages import Piggyback, Push, Rumor
 from fpai_node.gossip.state import GossipConfig
 from fpai_node.testing.gossip_sim import GossipSim, sample_capabilities
 
@@ -170,3 +170,28 @@ def test_forged_and_replayed_hop_frames_are_rejected_by_the_envelope_layer() -> 
     sim.run_rounds(1)
 
     assert sim.stats.rejected == 2
+
+
+def test_a_false_suspicion_is_refuted_everywhere_by_the_nodes_signature() -> None:
+    """GOSSIP-10, GOSSIP-12: a rumor about a node never goes above the incarnation the node
+    signed, so its refutation travels in its own new announcement. Every node announces, as
+    real nodes do at start; one false suspicion about node 5 must end with node 5 alive at
+    incarnation 1 everywhere."""
+    n = 40
+    sim = seeded(n)
+    for node in sim.nodes:
+        node.gossip.announce(sample_capabilities(node.index), sim.now_ms)
+    spread = sim.run_until(lambda: all(announcement_reached_all(sim, i) for i in range(n)), 40)
+    assert spread is not None
+    subject = sim.node_id(5)
+    lie = Rumor(subject, sim.nodes[5].gossip.config.address, 0, Status.SUSPECT)
+    sim.deliver_at(sim.now_ms, 1, 0, sim.seal_from(1, Push(Piggyback((lie,)))))
+
+    def refuted() -> bool:
+        views = [node.gossip.member(subject) for node in sim.live() if node.index != 5]
+        return all(v is not None and (v.status, v.incarnation) == (Status.ALIVE, 1) for v in views)
+
+    rounds = sim.run_until(refuted, math.ceil(DEATH_C * math.log2(n)))
+    assert rounds is not None, "node 5 is not alive at incarnation 1 everywhere"
+    assert sim.nodes[5].gossip.incarnation == 1
+    assert total(sim, "deaths") == 0, "the refutation came after a suspicion timed out"

@@ -65,6 +65,14 @@ def push(*items: AnnouncementItem, rumors: tuple[Rumor, ...] = ()) -> Push:
     return Push(Piggyback(rumors, items))
 
 
+def signed(i: int, incarnation: int, version: int = NOW * 1000) -> AnnouncementItem:
+    """Node i's announcement, signing `incarnation` as its own (GOSSIP-10)."""
+    caps = dataclasses.replace(sample_capabilities(i), peer_address=sim_address(i))
+    payload = Announcement(version, 1, False, caps, incarnation).encode()
+    frame = seal(KEYS[i], ANNOUNCE, payload, seq=version, now_ms=NOW, lifetime_ms=600_000)
+    return AnnouncementItem(IDS[i], version, frame)
+
+
 def probe_traffic(out: list[Outgoing]) -> list[Outgoing]:
     return [o for o in out if not isinstance(o.message, Sync)]
 
@@ -98,7 +106,7 @@ def test_each_hop_message_round_trips_through_canonical_bytes(message: GossipMes
 
 
 def test_announcement_payload_round_trips() -> None:
-    announcement = Announcement(42, 1, False, sample_capabilities(3))
+    announcement = Announcement(42, 1, False, sample_capabilities(3), incarnation=7)
     assert Announcement.decode(announcement.encode()) == announcement
 
 
@@ -275,15 +283,24 @@ def test_an_indirect_ack_clears_the_probe() -> None:
 
 
 def test_suspicion_about_itself_is_refuted_with_a_higher_incarnation() -> None:
+    """GOSSIP-12: the refutation is signed in a new announcement and spread as a rumor."""
     node = make_node(0)
     introduce(node, 1)
+    node.announce(sample_capabilities(0), NOW)
     node.receive(IDS[1], push(rumors=(Rumor(IDS[0], "sim-0:7100", 0, Status.SUSPECT),)), NOW)
 
     assert node.incarnation == 1
     assert node.stats.refutations == 1
+    assert node.own_announcement is not None and node.own_announcement.incarnation == 1
     (ack,) = node.receive(IDS[1], Ping(NONCE), NOW)
     assert isinstance(ack.message, Ack)
     assert Rumor(IDS[0], "sim-0:7100", 1, Status.ALIVE) in ack.message.piggyback.rumors
+    (item,) = ack.message.piggyback.announcements
+    bystander = make_node(2)
+    bystander.receive(IDS[1], push(rumors=(Rumor(IDS[0], sim_address(0), 0, Status.SUSPECT),)), NOW)
+    bystander.receive(IDS[1], push(item, rumors=ack.message.piggyback.rumors), NOW)
+    view = bystander.member(IDS[0])
+    assert view is not None and (view.status, view.incarnation) == (Status.ALIVE, 1)
 
 
 @pytest.mark.parametrize(
@@ -292,10 +309,10 @@ def test_suspicion_about_itself_is_refuted_with_a_higher_incarnation() -> None:
         ((Status.ALIVE, 2), (Status.SUSPECT, 1), Status.ALIVE),  # older incarnation
         ((Status.ALIVE, 2), (Status.SUSPECT, 2), Status.SUSPECT),
         ((Status.SUSPECT, 2), (Status.ALIVE, 2), Status.SUSPECT),  # must refute with 3
-        ((Status.SUSPECT, 2), (Status.ALIVE, 3), Status.ALIVE),
+        ((Status.SUSPECT, 2), (Status.ALIVE, 3), Status.SUSPECT),  # 3 is signed by no one yet
         ((Status.SUSPECT, 2), (Status.DEAD, 2), Status.DEAD),
         ((Status.DEAD, 2), (Status.SUSPECT, 5), Status.DEAD),
-        ((Status.DEAD, 2), (Status.ALIVE, 3), Status.ALIVE),  # came back
+        ((Status.DEAD, 2), (Status.ALIVE, 3), Status.DEAD),  # only its signature brings it back
     ],
 )
 def test_rumor_precedence_follows_incarnations(
@@ -303,12 +320,28 @@ def test_rumor_precedence_follows_incarnations(
 ) -> None:
     node = make_node(0)
     status, inc = current
-    node.receive(IDS[2], SyncReply((Rumor(IDS[1], "sim-1:7100", inc, Status.ALIVE),), (), ()), NOW)
+    node.receive(IDS[2], push(signed(1, inc)), NOW)
     node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim-1:7100", inc, status),)), NOW)
     assert node.member(IDS[1]).status is status  # type: ignore[union-attr]
     node.receive(IDS[2], push(rumors=(Rumor(IDS[1], "sim-1:7100", rumor[1], rumor[0]),)), NOW)
 
     assert node.member(IDS[1]).status is expected  # type: ignore[union-attr]
+
+
+def test_a_signed_incarnation_refutes_and_sets_the_ceiling() -> None:
+    """GOSSIP-10, GOSSIP-12: the node's own announcement at a higher incarnation brings it back
+    from suspicion or death; rumors may then use that incarnation, never one above."""
+    node = make_node(0)
+    node.receive(IDS[2], push(signed(1, 2)), NOW)
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], sim_address(1), 2, Status.DEAD),)), NOW)
+    node.receive(IDS[2], push(signed(1, 3, version=NOW * 1000 + 1)), NOW)
+    view = node.member(IDS[1])
+    assert view is not None and (view.status, view.incarnation) == (Status.ALIVE, 3)
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], sim_address(1), 4, Status.DEAD),)), NOW)
+    assert node.member(IDS[1]).status is Status.ALIVE  # type: ignore[union-attr]
+    assert node.stats.rumors_refused == 1
+    node.receive(IDS[2], push(rumors=(Rumor(IDS[1], sim_address(1), 3, Status.SUSPECT),)), NOW)
+    assert node.member(IDS[1]).status is Status.SUSPECT  # type: ignore[union-attr]
 
 
 def test_left_is_final_against_suspicion_and_death_rumors() -> None:
@@ -370,16 +403,16 @@ def test_a_rumor_cannot_jump_a_known_nodes_incarnation() -> None:
     """Review finding: one `dead` rumor at 2^64-1 killed a node for good (GOSSIP-10)."""
     node = make_node(0)
     introduce(node, 1, 2)
-    jump = Rumor(IDS[1], sim_address(1), MAX_INCARNATION_STEP + 1, Status.DEAD)
+    jump = Rumor(IDS[1], sim_address(1), MAX_INCARNATION, Status.DEAD)
     node.receive(IDS[2], Push(Piggyback((jump,))), NOW)
     assert node.member(IDS[1]).status is Status.ALIVE  # type: ignore[union-attr]
     assert node.stats.rumors_refused == 1
-    step = Rumor(IDS[1], sim_address(1), MAX_INCARNATION_STEP, Status.DEAD)
-    node.receive(IDS[2], Push(Piggyback((step,))), NOW)
+    held = Rumor(IDS[1], sim_address(1), 0, Status.DEAD)  # at what it signed: a real death
+    node.receive(IDS[2], Push(Piggyback((held,))), NOW)
     assert node.member(IDS[1]).status is Status.DEAD  # type: ignore[union-attr]
-    unknown = Rumor(IDS[3], sim_address(3), MAX_INCARNATION_STEP + 1, Status.ALIVE)
+    unknown = Rumor(IDS[3], sim_address(3), 2, Status.ALIVE)
     node.receive(IDS[2], Push(Piggyback((unknown,))), NOW)
-    assert node.member(IDS[3]) is None  # a node first heard of counts from 0
+    assert node.member(IDS[3]) is None  # a node first heard of has signed nothing above 0
 
 
 def test_a_node_refutes_a_rumor_about_itself_only_within_the_step() -> None:
@@ -461,20 +494,21 @@ def test_a_sync_from_a_node_the_full_table_refused_is_still_answered() -> None:
     assert isinstance(reply.message, SyncReply) and reply.message.want == (IDS[2],)
 
 
-def test_one_message_cannot_climb_the_step_by_repeating_a_node() -> None:
-    """Review finding: rumors at STEP, 2 STEP, ... about one node in one frame each passed the
-    step from the one before; the step counts from what was held when the message came."""
+def test_no_run_of_rumors_climbs_above_the_signed_incarnation() -> None:
+    """Review findings: rumors at STEP, 2 STEP, ... about one node climbed past what the node
+    itself would refute, in one message, or over a few (the step was counted per message).
+    A rumor now never goes above the incarnation the node signed."""
     node = make_node(0)
-    introduce(node, 1, 2)
-    ladder = tuple(
-        Rumor(IDS[1], sim_address(1), k * MAX_INCARNATION_STEP, Status.ALIVE) for k in (1, 2, 3)
-    )
-    kill = Rumor(IDS[1], sim_address(1), 3 * MAX_INCARNATION_STEP, Status.DEAD)
-    node.receive(IDS[2], Push(Piggyback((*ladder, kill))), NOW)
+    node.receive(IDS[2], push(signed(1, 0)), NOW)
+    for k in range(1, 20):
+        ladder = (Rumor(IDS[1], sim_address(1), k * MAX_INCARNATION_STEP, Status.ALIVE),)
+        node.receive(IDS[2], Push(Piggyback(ladder)), NOW + k)
+    kill = Rumor(IDS[1], sim_address(1), 19 * MAX_INCARNATION_STEP, Status.DEAD)
+    node.receive(IDS[2], Push(Piggyback((kill,))), NOW + 20)
     member = node.member(IDS[1])
     assert member is not None
-    assert (member.status, member.incarnation) == (Status.ALIVE, MAX_INCARNATION_STEP)
-    assert node.stats.rumors_refused == 3
+    assert (member.status, member.incarnation) == (Status.ALIVE, 0)
+    assert node.stats.rumors_refused == 20
 
 
 def test_a_refused_sender_gets_only_want_at_its_own_address() -> None:
