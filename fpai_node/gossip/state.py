@@ -574,6 +574,7 @@ class GossipNode:
             self._set_status(member, Status.ALIVE, now_ms)
         member.announcement = verified
         if announced.left:
+            member.incarnation = max(member.incarnation, announced.incarnation)  # GOSSIP-15
             self._set_status(member, Status.LEFT, now_ms)
         elif member.status is Status.LEFT:
             self._set_status(member, Status.ALIVE, now_ms)  # a newer signed word: it is back
@@ -666,7 +667,9 @@ def _signed_ceiling(member: _Member | None) -> int:
 
 def _supersedes(rumor: Rumor, member: _Member) -> bool:
     """GOSSIP-10: the SWIM precedence of a rumor over what this node believes."""
-    if member.status is Status.LEFT or member.status is Status.DEAD:
+    if member.status is Status.LEFT:
+        return False  # GOSSIP-15: only the node's own newer announcement brings it back
+    if member.status is Status.DEAD:
         return rumor.status is Status.ALIVE and rumor.incarnation > member.incarnation
     if rumor.status is Status.ALIVE:
         return rumor.incarnation > member.incarnation

@@ -27,10 +27,12 @@ _MOVED = "127.0.0.1:7199"
 _STEP = MAX_INCARNATION_STEP
 
 
-def bob_announcement(incarnation: int, version: int = NOW_MS * 1000) -> AnnouncementItem:
-    """BOB's signed announcement, at `incarnation` (GOSSIP-4, GOSSIP-10)."""
+def bob_announcement(
+    incarnation: int, version: int = NOW_MS * 1000, left: bool = False
+) -> AnnouncementItem:
+    """BOB's signed announcement, at `incarnation` (GOSSIP-4, GOSSIP-10, GOSSIP-15)."""
     caps = Capabilities(_BOB_ADDRESS, "", (), Hardware("", "", 0), 0, 0)
-    payload = Announcement(version, PROTOCOL_VERSION, False, caps, incarnation).encode()
+    payload = Announcement(version, PROTOCOL_VERSION, left, caps, incarnation).encode()
     frame = seal(BOB, ANNOUNCE, payload, seq=version, now_ms=NOW_MS, lifetime_ms=600_000)
     return AnnouncementItem(BOB.node_id, version, frame)
 
@@ -38,14 +40,20 @@ def bob_announcement(incarnation: int, version: int = NOW_MS * 1000) -> Announce
 def held_view(held: tuple[str, int, int | None] | None, own_incarnation: int = 0) -> GossipNode:
     """ALICE's node holding BOB at (state, incarnation), with BOB's announcement at the signed
     incarnation (None: none held), or not holding BOB at all; and at `own_incarnation`
-    itself. Built from messages, as a receiver would."""
+    itself. Built from messages, as a receiver would. `left`: Bob was held alive at 0 by a
+    rumor, then left with an announcement at the signed incarnation."""
     node = GossipNode(ALICE, GossipConfig("127.0.0.1:7100"), random.Random(0))  # noqa: S311
     if own_incarnation:
         rumor = Rumor(ALICE.node_id, "127.0.0.1:7100", own_incarnation - 1, Status.SUSPECT)
         node.receive(BOB.node_id, Push(Piggyback((rumor,))), NOW_MS)
     if held is not None:
         state, incarnation, signed = held
-        if signed is None:
+        if state == "left":
+            alive = Rumor(BOB.node_id, _BOB_ADDRESS, 0, Status.ALIVE)
+            goodbye = bob_announcement(signed or 0, left=True)
+            node.receive(BOB.node_id, Push(Piggyback((alive,))), NOW_MS)
+            node.receive(BOB.node_id, Push(Piggyback((), (goodbye,))), NOW_MS)
+        elif signed is None:
             alive = Rumor(BOB.node_id, _BOB_ADDRESS, 0, Status.ALIVE)
             node.receive(BOB.node_id, Push(Piggyback((alive,))), NOW_MS)
         else:
@@ -53,7 +61,7 @@ def held_view(held: tuple[str, int, int | None] | None, own_incarnation: int = 0
             if signed != incarnation:  # a newer announcement, after a restart: lower
                 later = bob_announcement(signed, NOW_MS * 1000 + 1)
                 node.receive(BOB.node_id, Push(Piggyback((), (later,))), NOW_MS)
-        if state != "alive":
+        if state not in ("alive", "left"):
             rumor = Rumor(BOB.node_id, _BOB_ADDRESS, incarnation, Status(state))
             node.receive(BOB.node_id, Push(Piggyback((rumor,))), NOW_MS)
         member = node.member(BOB.node_id)
@@ -157,6 +165,15 @@ def gossip_cases() -> Iterator[tuple[str, Case]]:
             "dead",
             1,
         ),
+        (
+            "left-alive-signed",
+            "Bob left at 1 (his goodbye signed 1, the held view said 0): his refutation at 1, "
+            "still travelling, does not bring him back (GOSSIP-15)",
+            ("left", 1, 1),
+            "alive",
+            1,
+        ),
+        ("left-dead", "a node that left is never dead", ("left", 1, 1), "dead", 1),
         (
             "restarted",
             "Bob restarted (his newer announcement signs 0): the held 5 still bounds rumors",

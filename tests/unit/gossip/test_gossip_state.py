@@ -359,6 +359,28 @@ def test_left_is_final_against_suspicion_and_death_rumors() -> None:
     assert leaver.receive(IDS[0], Ping(b"\x00" * 16), NOW) == []
 
 
+def test_a_refutation_still_travelling_cannot_bring_back_a_node_that_left() -> None:
+    """Issue 14 place 12: the leaver refuted a suspicion (alive at 1, signed), then left; the
+    alive rumor, still queued elsewhere, arrives after the `left` announcement. It brought
+    the node back as alive, and the next suspicion made it dead. `left` is final against
+    rumors (GOSSIP-15); only a newer announcement without `left` brings the node back."""
+    leaver, other = make_node(1), make_node(0)
+    introduce(leaver, 0)
+    introduce(other, 1)  # holds the leaver alive at 0
+    leaver.announce(sample_capabilities(1), NOW)
+    leaver.receive(IDS[0], push(rumors=(Rumor(IDS[1], sim_address(1), 0, Status.SUSPECT),)), NOW)
+    assert leaver.incarnation == 1
+    (goodbye,) = leaver.leave(NOW + 1)
+    other.receive(IDS[1], goodbye.message, NOW + 1)
+    refutation = Rumor(IDS[1], sim_address(1), 1, Status.ALIVE)
+    other.receive(IDS[2], push(rumors=(refutation,)), NOW + 2)
+    view = other.member(IDS[1])
+    assert view is not None and (view.status, view.incarnation) == (Status.LEFT, 1)
+    back = signed(1, 1, version=(NOW + 100) * 1000)  # restarted: announces without `left`
+    other.receive(IDS[2], push(back), NOW + 3)
+    assert other.member(IDS[1]).status is Status.ALIVE  # type: ignore[union-attr]
+
+
 def test_sync_returns_newer_announcements_and_asks_for_missing_ones() -> None:
     a, b = make_node(0), make_node(1)
     introduce(a, 1)
