@@ -292,7 +292,10 @@ def _parse(command: bytes) -> tuple[str, dict[str, codec.Value], bytes, str, int
 
 
 def _address(args: Mapping[str, codec.Value], name: str) -> str:
-    """A HOST:PORT a node can dial: refused here rather than failing every node that reads it."""
+    """A HOST:PORT a node can dial: refused here rather than failing every node that reads it.
+    `api` may also be empty: a node with no client API (REG-7, GOSSIP-4)."""
+    if name == "api" and args.get(name) == "":
+        return ""
     value = _text(args, name)
     try:
         parse_host_port(value)

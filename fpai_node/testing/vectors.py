@@ -598,6 +598,19 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             ],
         ),
         (
+            "no-api",
+            "REG-7: a node with no client API joins with an empty api address",
+            [
+                encode_command(
+                    "member.join",
+                    {**_ADDRESSES, "node_id": ALICE.node_id, "api": ""},
+                    key=_key(1),
+                    by=ALICE.node_id,
+                    at_ms=NOW_MS,
+                )
+            ],
+        ),
+        (
             "retry-applies-once",
             "the same command three times: ok, duplicate, duplicate",
             [_command("param.set", 1, key="k", value=1)] * 3,

@@ -238,6 +238,10 @@ def test_addresses_must_be_host_port() -> None:
         after = apply(state, join(B, 2, **{name: "no-port-here"}))
         assert after.result == Result("rejected", f"bad_{name}")
         assert B not in after.state.members
+    for name in ("raft", "peer"):
+        assert apply(state, join(B, 3, **{name: ""})).result == Result("rejected", f"bad_{name}")
+    no_api = apply(state, join(B, 4, api=""))  # issue 14: a node with no client API (GOSSIP-4)
+    assert no_api.result == Result("ok") and no_api.state.members[B].api == ""
 
 
 def test_voters_administer_and_members_manage_themselves() -> None:
