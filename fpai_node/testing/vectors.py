@@ -625,6 +625,20 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             ],
         ),
         (
+            "dedup-boundary",
+            "REG-4: a pair exactly an hour older is kept; a sync forgets nothing; one ms more "
+            "and the next remembered command forgets it, so the retry applies again",
+            [
+                _command("param.set", 1, key="k", value=1),
+                _command("param.set", 2, at_offset_ms=DEDUP_RETENTION_MS, key="k", value=2),
+                _command("param.set", 1, key="k", value=1),
+                _command("sync", 3, at_offset_ms=DEDUP_RETENTION_MS + 1),
+                _command("param.set", 1, key="k", value=1),
+                _command("param.set", 4, at_offset_ms=DEDUP_RETENTION_MS + 1, key="k", value=4),
+                _command("param.set", 1, key="k", value=1),
+            ],
+        ),
+        (
             "rejections",
             "every kind of rejection; the state is unchanged, the index counts",
             [

@@ -365,3 +365,38 @@ def test_the_member_table_is_bounded() -> None:
 
 def join_by(by: str, node: str, n: int, **addresses: str) -> bytes:
     return command("member.join", n, by=by, node_id=node, **{**ADDRESSES, **addresses})
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "reason"),
+    [  # two faults each: the one specs/0005 section 3's table lists first wins
+        (
+            "member.add",
+            {"node_id": A, "role": "king", "peer": "x", "api": "x", "raft": "x"},
+            "bad_role",
+        ),
+        (
+            "member.add",
+            {"node_id": A, "role": "voter", "peer": "x", "api": "x", "raft": "x"},
+            "already_member",
+        ),
+        (
+            "member.add",
+            {"node_id": B, "role": "voter", "peer": "h:1", "api": "x", "raft": "x"},
+            "bad_api",
+        ),
+        ("member.join", {"node_id": "x", "peer": "x", "api": "x", "raft": "x"}, "bad_node_id"),
+        ("member.set_role", {"node_id": B, "role": "king"}, "bad_role"),
+        ("service.set", {"name": "", "endpoints": 1, "health": ""}, "bad_name"),
+        ("service.set", {"name": "s", "endpoints": 1, "health": ""}, "bad_health"),
+        ("model.serve", {"model_id": "", "node_id": "x"}, "bad_model_id"),
+        ("model.serve", {"model_id": "m", "node_id": "x"}, "bad_node_id"),
+        ("param.delete", {"key": ""}, "bad_key"),
+        ("param.set", {"key": "k"}, "bad_args"),
+    ],
+)
+def test_checks_follow_the_order_of_the_spec_table(
+    op: str, args: dict[str, codec.Value], reason: str
+) -> None:
+    state, _ = run(join(A, 1))
+    assert apply(state, command(op, 2, **args)).result == Result("rejected", reason)
