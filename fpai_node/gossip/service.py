@@ -226,18 +226,22 @@ class GossipService(Service):
             self._announced = capabilities
 
     async def _on_frame(self, peer: str, frame: bytes) -> None:
-        """The frame route (PEER-1, PEER-2): verified, then handed to the state machine."""
+        """The frame route (PEER-1, PEER-2): verified, then handed to the state machine. The
+        sender is checked before the replay guard sees the frame: a peer relaying another
+        node's frame must not move that node's window here (PEER-2)."""
+        now = now_ms()
         try:
-            envelope = open_envelope(
-                frame, now_ms=now_ms(), known_types=HOP_TYPES, replay_guard=self._guard
-            )
+            envelope = open_envelope(frame, now_ms=now, known_types=HOP_TYPES, replay_guard=None)
+            if envelope.sender != peer:
+                self.rejected["sender_not_peer"] += 1
+                raise FrameRefused("sender_not_peer")
             message = decode_message(envelope.type, envelope.payload)
+            self._guard.accept(
+                envelope.sender, envelope.seq, envelope.timestamp_ms, envelope.expires_ms, now
+            )
         except WireError as exc:
             self.rejected[exc.reason] += 1
             raise FrameRefused(exc.reason) from None
-        if envelope.sender != peer:
-            self.rejected["sender_not_peer"] += 1
-            raise FrameRefused("sender_not_peer")
         self.received[envelope.type] += 1
         try:
             self._dispatch(self.node.receive(envelope.sender, message, now_ms()))

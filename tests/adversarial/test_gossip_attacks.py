@@ -24,7 +24,7 @@ from fpai_node.gossip.state import MAX_INCARNATION_STEP, MAX_MEMBERS
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.server import FRAME_PATH
-from fpai_node.testing.hostile import sealed, send_gossip
+from fpai_node.testing.hostile import gossip_frame, sealed, send_gossip
 from fpai_node.testing.nodeproc import NodeProcess, wait_for
 from fpai_node.testing.peer_client import peer_post
 from fpai_node.testing.trust import Trust
@@ -181,3 +181,16 @@ def test_a_ping_request_never_makes_a_node_dial_a_strangers_address(
             with pytest.raises(BlockingIOError):
                 trap.accept()
             time.sleep(0.05)
+
+
+def test_a_relayed_frame_does_not_use_up_its_senders_sequence(
+    pair: tuple[NodeProcess, NodeProcess], mallory: TlsIdentity, trust: Trust
+) -> None:
+    """Issue 14 place 8: the node offered a frame to its replay guard before it checked that
+    the frame's sender was the peer sending it, so a peer relaying another node's frame made
+    that node's own delivery of it a `replay` (PEER-2)."""
+    a, _ = pair
+    victim = NodeKey.generate()
+    frame = gossip_frame(victim, Push(Piggyback()))
+    assert peer_post(mallory, a.peer, FRAME_PATH, frame) == (400, b"sender_not_peer")
+    assert peer_post(trust.member(victim), a.peer, FRAME_PATH, frame)[0] == 204
