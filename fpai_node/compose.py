@@ -93,6 +93,7 @@ def compose(
         # gossip keeps no member list across restarts: the registry's does
         (*join, *remembered_peers(home.root / "raft")),
         lambda peer: capabilities(inference, peer, api_address),
+        home.root / "gossip-incarnation",
     )
     registry = RegistryService(
         key=key,

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from fpai_node.gossip.incarnation_file import load_incarnation, save_incarnation
 from fpai_node.gossip.messages import (
     HOP_LIFETIME_MS,
     HOP_TYPES,
@@ -53,13 +54,22 @@ class GossipService(Service):
         client: PeerClient,
         join: tuple[str, ...],
         capabilities: Callable[[str], Capabilities],
+        incarnation_file: Path,
     ) -> None:
-        """`address` is this node's peer channel address, as it announces it."""
+        """`address` is this node's peer channel address, as it announces it; the node's
+        incarnation is kept in `incarnation_file` across restarts (GOSSIP-12)."""
         self.address = address
         self._key = key
         self._join = join
         self._capabilities = capabilities
-        self.node = GossipNode(key, GossipConfig(address=self.address), random.SystemRandom())
+        self._incarnation_file = incarnation_file
+        self._kept_incarnation = load_incarnation(incarnation_file)
+        self.node = GossipNode(
+            key,
+            GossipConfig(address=self.address),
+            random.SystemRandom(),
+            incarnation=self._kept_incarnation,
+        )
         self._seq = SequenceCounter(time.time_ns() // 1_000)
         self._guard = ReplayGuard()
         self._pool = client.pool(
@@ -245,10 +255,16 @@ class GossipService(Service):
         self.received[envelope.type] += 1
         try:
             self._dispatch(self.node.receive(envelope.sender, message, now_ms()))
+            self._keep_incarnation()
         except Exception:
             log.exception("gossip message could not be handled", peer=peer, type=envelope.type)
             self.rejected["internal"] += 1
             raise FrameRefused("internal") from None
+
+    def _keep_incarnation(self) -> None:
+        if self.node.incarnation != self._kept_incarnation:
+            save_incarnation(self._incarnation_file, self.node.incarnation)
+            self._kept_incarnation = self.node.incarnation
 
     def _dispatch(self, outgoing: list[Outgoing]) -> None:
         for out in outgoing:

@@ -147,13 +147,16 @@ class _Timers:
 class GossipNode:
     """One node's view of the federation and the protocol that keeps it current."""
 
-    def __init__(self, key: NodeKey, config: GossipConfig, rng: random.Random) -> None:
+    def __init__(
+        self, key: NodeKey, config: GossipConfig, rng: random.Random, incarnation: int = 0
+    ) -> None:
+        """`incarnation`: the one this node last signed, when its shell kept it (GOSSIP-12)."""
         self.node_id = key.node_id
         self.stats = GossipStats()
         self._key = key
         self._config = config
         self._rng = rng
-        self._incarnation = 0
+        self._incarnation = incarnation
         self._members: dict[str, _Member] = {}
         self._live = 0  # members alive or suspect, kept in step with _members
         self._suspects: dict[str, int] = {}  # node id -> when the suspicion started
@@ -169,6 +172,7 @@ class GossipNode:
         # GOSSIP-12: this node's incarnation when the message arrived (the step is counted
         # from there, so a message cannot climb by repeating this node)
         self._held_before: int | None = None
+        self._refuted = False  # GOSSIP-12: one new signed announcement per message, at its end
 
     # Read-only views
 
@@ -238,7 +242,12 @@ class GossipNode:
         if self._left:
             return []
         self._held_before = None
-        return self._handle(sender, message, now_ms)
+        out = self._handle(sender, message, now_ms)
+        if self._refuted:  # however many rumors about it the message held: one signature
+            self._refuted = False
+            caps = self._own.announcement.capabilities if self._own else None
+            self._publish(caps or self._default_capabilities(), left=False, now_ms=now_ms)
+        return out
 
     def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
         match message:
@@ -383,7 +392,7 @@ class GossipNode:
 
     def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
         if rumor.node_id == self.node_id:
-            self._refute(rumor, now_ms)
+            self._refute(rumor)
             return
         member = self._members.get(rumor.node_id)
         if rumor.incarnation > _signed_ceiling(member):
@@ -413,9 +422,10 @@ class GossipNode:
         if spread:
             self._queue_rumor(member)
 
-    def _refute(self, rumor: Rumor, now_ms: int) -> None:
+    def _refute(self, rumor: Rumor) -> None:
         """GOSSIP-12: a claim about this node at its own incarnation or above is answered
-        by a higher incarnation, signed in a new announcement and spread as an alive rumor."""
+        by a higher incarnation, signed in a new announcement (once the message is handled)
+        and spread as an alive rumor."""
         if self._held_before is None:
             self._held_before = self._incarnation
         if rumor.incarnation > self._held_before + MAX_INCARNATION_STEP:
@@ -430,8 +440,7 @@ class GossipNode:
         self._incarnation = rumor.incarnation + 1
         self.stats.refutations += 1
         self._rumors[self.node_id] = _Queued(self._own_rumor(), self._retransmit_limit())
-        if self._own is not None:
-            self._publish(self._own.announcement.capabilities, left=False, now_ms=now_ms)
+        self._refuted = True
 
     def _own_rumor(self) -> Rumor:
         return Rumor(self.node_id, self._config.address, self._incarnation, Status.ALIVE)

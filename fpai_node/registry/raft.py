@@ -52,6 +52,9 @@ from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
 SNAPSHOT_FILE = "snapshot"
+# RAFT-9: every replica holds the whole registry in memory, and bulk data lives elsewhere
+# (REG-2); a received snapshot larger than this is no registry but a disk-filling stream
+MAX_SNAPSHOT_BYTES = 256 << 20
 LEARNER_MESSAGES = frozenset({"next_node_idx", "apply_command"})  # RAFT-8, pysyncobj's names
 LEARNER_PREFIX = "learner:"  # pysyncobj keys state by node id: a learner promoted to voter must
 # not share its key with the voter it becomes, or losing the old connection drops the new voter
@@ -582,6 +585,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self.snapshot_error: str | None = None
         self._log = wiring.log
         self._refusals = wiring.counters.refusals
+        self._received_bytes = 0  # of the snapshot being received (RAFT-9)
         conf = timing.conf(
             journalFile=str(directory),
             fullDumpFile=str(directory / SNAPSHOT_FILE),
@@ -629,31 +633,46 @@ class _Replica(SyncObj):  # type: ignore[misc]
         handle(self, node, message)
 
     def _received_snapshot_is_valid(self, chunk: tuple[bytes, bool, bool] | None) -> bool:
-        """Whether the snapshot a last chunk completes is one: pysyncobj renames the received
-        file over this node's snapshot before it loads it, so a leader's garbage would replace
-        a good snapshot on disk, and the node could not start again (RAFT-9)."""
-        if chunk is None or not chunk[2]:
+        """RAFT-9, checked before pysyncobj sees the chunk: the received file stays within
+        MAX_SNAPSHOT_BYTES, and the one a last chunk completes parses as a snapshot and is
+        durable. pysyncobj renames the received file over this node's snapshot before it
+        loads it, so a leader's garbage would replace a good snapshot on disk, and the node
+        could not start again."""
+        if chunk is None:
             return True
-        data, first, _ = chunk
-        serializer = self._SyncObj__serializer
-        incoming = serializer._Serializer__incomingTransmissionFile
-        received = Path(serializer._Serializer__fileName + ".1.tmp")
+        data, first, last = chunk
+        incoming = self._SyncObj__serializer._Serializer__incomingTransmissionFile
+        if not first and incoming is None:
+            return True  # pysyncobj drops a chunk without its first
+        self._received_bytes = (0 if first else self._received_bytes) + len(data)
+        if self._received_bytes > MAX_SNAPSHOT_BYTES:
+            return self._refuse_snapshot(incoming, "larger than the registry can be")
+        if not last:
+            return True
         if not first:
-            if incoming is None:
-                return True  # pysyncobj drops a last chunk without its first
             incoming.flush()
-            data = received.read_bytes() + data
+            data = self._received_file().read_bytes() + data
         try:
             parse_snapshot(data, "received from the leader")
         except JournalError as exc:
-            self._refusals["bad_snapshot"] += 1
-            self._log.warning("raft snapshot refused", reason="bad_snapshot", error=str(exc))
-            if incoming is not None:
-                incoming.close()
-                serializer._Serializer__incomingTransmissionFile = None
-            received.unlink(missing_ok=True)
-            return False
+            return self._refuse_snapshot(incoming, str(exc))
+        if incoming is not None:
+            incoming.flush()
+            os.fsync(incoming.fileno())  # RAFT-13: durable before it replaces the log
         return True
+
+    def _refuse_snapshot(self, incoming: Any, error: str) -> bool:
+        self._refusals["bad_snapshot"] += 1
+        self._log.warning("raft snapshot refused", reason="bad_snapshot", error=error)
+        if incoming is not None:
+            incoming.close()
+            self._SyncObj__serializer._Serializer__incomingTransmissionFile = None
+        self._received_file().unlink(missing_ok=True)
+        return False
+
+    def _received_file(self) -> Path:
+        """Where pysyncobj's serializer writes a snapshot it receives."""
+        return Path(self._SyncObj__serializer._Serializer__fileName + ".1.tmp")
 
     def _without_entries_we_have(
         self, node: Node, message: dict[str, Any]

@@ -34,6 +34,13 @@ MEMBER_SERVICES = 16
 # An honest newcomer confirms on its first upkeep, within seconds; 8 leaves room for a burst of
 # newcomers through one member, and caps what a member can invent at 8 node ids.
 MEMBER_RELAYS = 8
+# REG-13: a relayed newcomer that has not joined itself this long (in command time, either way)
+# is forgotten: an honest one confirms within seconds of starting, a slow start included, so
+# an outsider's relayed key, or a crashed newcomer, holds a relay or a place for 10 min at most
+PENDING_EXPIRY_MS = 600_000
+# REG-13: relayed newcomers not yet confirmed, in all: outsiders that ask honest members (or
+# voters, who have no quota) to relay them can hold no more places than this
+MAX_PENDING = 64
 # REG-13: every replica holds every member, and a join answer lists them all (about 100 bytes
 # each); a federation this size is far beyond one registry's voters anyway.
 MAX_MEMBERS = 4096
@@ -217,7 +224,7 @@ def apply(state: RegistryState, command: bytes) -> Applied:
         return Applied(state, Result("ok"))
     if state.applied.holds(key, at):
         return Applied(state, Result("duplicate"))
-    if not _allowed(state, op, args, by):
+    if not _allowed(state, op, args, by, at):
         return Applied(_remember(state, key, at), Result("rejected", "not_allowed"))
     try:
         changed = _OPS[op](state, args, by, at)
@@ -226,7 +233,7 @@ def apply(state: RegistryState, command: bytes) -> Applied:
     return Applied(_remember(changed, key, at), Result("ok"))
 
 
-def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str) -> bool:
+def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str, at: int) -> bool:
     """REG-16: voters administer the registry; any member may keep a bounded number of
     parameters and services under its own name, relay a bounded number of newcomers' joins
     (REG-13), and manage its own models and membership. Until the registry has a voter, anyone
@@ -239,7 +246,7 @@ def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str
         return target == by
     if op == "member.join":  # a member relays a newcomer's join; only a node moves itself
         return target == by or (
-            by in s.members and target not in s.members and _relays(s, by) < MEMBER_RELAYS
+            by in s.members and target not in s.members and _pending(s, at, by) < MEMBER_RELAYS
         )
     if by not in s.members:
         return False
@@ -259,9 +266,20 @@ def _own(table: Mapping[str, object], name: codec.Value, prefix: str, op: str, l
     return sum(1 for key in table if key.startswith(prefix)) < limit
 
 
-def _relays(s: RegistryState, by: str) -> int:
-    """REG-13: the members whose join `by` relayed and that have not joined themselves since."""
-    return sum(1 for m in s.members.values() if m.relayed_by == by)
+def _pending(s: RegistryState, at: int, by: str | None = None) -> int:
+    """REG-13: the members relayed (by `by`, or by anyone) that have not joined themselves
+    since, and are not yet expired at command time `at`."""
+    return sum(
+        1
+        for m in s.members.values()
+        if m.relayed_by and (by is None or m.relayed_by == by) and not _expired(m, at)
+    )
+
+
+def _expired(member: Member, at: int) -> bool:
+    """REG-13: a relayed member unconfirmed for PENDING_EXPIRY_MS of command time. Either way:
+    a relay's `at` is its proposer's clock, and one dated ahead must not outlive the rule."""
+    return bool(member.relayed_by) and abs(at - member.joined_at_ms) > PENDING_EXPIRY_MS
 
 
 def _remember(state: RegistryState, key: bytes, at: int) -> RegistryState:
@@ -338,22 +356,34 @@ def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     """REG-13: a newcomer is a learner, except the registry's first member (it created it); the
     leader fills voter seats from connected learners (RAFT-11), so a node id that nobody runs
     never holds one. A relayed newcomer stays counted against its relay until it joins itself,
-    which it can only do over its own Raft connection (RAFT-8). A member that joins again keeps
-    its role and joined_at and takes its new addresses."""
+    which it can only do over its own Raft connection (RAFT-8), or until it expires. A member
+    that joins again keeps its role and joined_at and takes its new addresses."""
     _exact(args, "node_id", "peer", "api", "raft")
     node = _node(args)
     peer, api, raft = _address(args, "peer"), _address(args, "api"), _address(args, "raft")
-    relayed_by = "" if by == node else by
+    s = _without(s, [n for n, m in s.members.items() if _expired(m, at) and n != node])
     existing = s.members.get(node)
     if existing is not None:
-        relayed_by = existing.relayed_by and relayed_by
+        relayed_by = "" if by == node else existing.relayed_by
         member = replace(existing, peer=peer, api=api, raft=raft, relayed_by=relayed_by)
     elif len(s.members) >= MAX_MEMBERS:
         raise _Invalid("members_full")
+    elif by != node and _pending(s, at) >= MAX_PENDING:
+        raise _Invalid("pending_full")
     else:
         role = "learner" if s.voters() else "voter"
-        member = Member(role, peer, api, raft, at, relayed_by)
+        member = Member(role, peer, api, raft, at, "" if by == node else by)
     return replace(s, members=_frozen({**s.members, node: member}))
+
+
+def _without(s: RegistryState, nodes: list[str]) -> RegistryState:
+    """The state with `nodes` no longer members, nor serving any model."""
+    if not nodes:
+        return s
+    gone = frozenset(nodes)
+    members = {n: m for n, m in s.members.items() if n not in gone}
+    models = {m: held - gone for m, held in s.models.items() if held - gone}
+    return replace(s, members=_frozen(members), models=_frozen(models))
 
 
 def _member_remove(
@@ -363,9 +393,7 @@ def _member_remove(
     node = _node(args)
     if node not in s.members:
         raise _Invalid("not_member")
-    members = {n: m for n, m in s.members.items() if n != node}
-    models = {m: nodes - {node} for m, nodes in s.models.items() if nodes - {node}}
-    return replace(s, members=_frozen(members), models=_frozen(models))
+    return _without(s, [node])
 
 
 def _member_role(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:

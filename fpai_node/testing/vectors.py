@@ -26,9 +26,11 @@ from fpai_node.registry.state import (
     DEFAULT_VOTERS,
     ELECTORS_PARAMETER,
     MAX_MEMBERS,
+    MAX_PENDING,
     MEMBER_PARAMETERS,
     MEMBER_RELAYS,
     MEMBER_SERVICES,
+    PENDING_EXPIRY_MS,
     VOTER_COUNTS,
     VOTERS_PARAMETER,
     RegistryState,
@@ -578,6 +580,50 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             ],
         ),
         (
+            "relays-expire",
+            "REG-13: Bob's relays use up his quota (a re-relay by Alice, a voter, keeps "
+            "relayed_by); ten minutes and one ms of command time later the next join forgets "
+            "the ones that never joined themselves, and Bob relays again",
+            [
+                _command("param.set", 1, key="registry.voters", value=1),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+                _own_join(BOB, 30),  # Bob confirms: only relayed newcomers that never do expire
+                *(
+                    _by_bob("member.join", 4 + i, node_id=n.node_id, **_ADDRESSES)
+                    for i, n in enumerate(_NEWCOMERS[:-1])
+                ),
+                _joins(_NEWCOMERS[0], 20),
+                _by_bob("member.join", 21, node_id=_NEWCOMERS[-1].node_id, **_ADDRESSES),
+                encode_command(  # Alice again, at a later time: Bob's relays are forgotten
+                    "member.join",
+                    {"node_id": ALICE.node_id, **_ADDRESSES},
+                    key=_key(22),
+                    by=ALICE.node_id,
+                    at_ms=NOW_MS + PENDING_EXPIRY_MS + 1,
+                ),
+                encode_command(
+                    "member.join",
+                    {"node_id": _NEWCOMERS[-1].node_id, **_ADDRESSES},
+                    key=_key(23),
+                    by=BOB.node_id,
+                    at_ms=NOW_MS + PENDING_EXPIRY_MS + 1,
+                ),
+            ],
+        ),
+        (
+            "pending-full",
+            "REG-13: Alice, a voter, has no relay quota, but the relayed newcomers not yet "
+            "confirmed are 64 at most in all: the 65th is refused",
+            [
+                _joins(ALICE, 1),
+                *(
+                    _joins(NodeKey.from_seed(bytes([200, i]) + bytes(30)), 2 + i)
+                    for i in range(MAX_PENDING + 1)
+                ),
+            ],
+        ),
+        (
             "bad-addresses",
             "a member's addresses are HOST:PORT (RAFT-1)",
             [
@@ -896,6 +942,8 @@ def constants() -> dict[str, Any]:
             "max_members": MAX_MEMBERS,
             "member_parameters": MEMBER_PARAMETERS,
             "member_relays": MEMBER_RELAYS,
+            "max_pending": MAX_PENDING,
+            "pending_expiry_ms": PENDING_EXPIRY_MS,
             "member_services": MEMBER_SERVICES,
         },
         "raft": {
