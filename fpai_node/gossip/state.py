@@ -161,7 +161,7 @@ class GossipNode:
         self._live = 0  # members alive or suspect, kept in step with _members
         self._suspects: dict[str, int] = {}  # node id -> when the suspicion started
         self._rumors: dict[str, _Queued[Rumor]] = {}
-        self._outbox: dict[str, _Queued[AnnouncementItem]] = {}
+        self._outbox: dict[str, _Queued[VerifiedAnnouncement]] = {}
         self._own: VerifiedAnnouncement | None = None
         self._own_signed_ms = 0
         self._probe: _Probe | None = None
@@ -253,10 +253,10 @@ class GossipNode:
         match message:
             case Ping(nonce, piggyback):
                 self._absorb(piggyback, now_ms)
-                return [Outgoing(sender, Ack(nonce, self._piggyback(sender)))]
+                return [Outgoing(sender, Ack(nonce, self._piggyback(sender, now_ms)))]
             case Ack(nonce, piggyback):
                 self._absorb(piggyback, now_ms)
-                return self._on_ack(nonce)
+                return self._on_ack(nonce, now_ms)
             case PingReq(nonce, target, _, piggyback):
                 self._absorb(piggyback, now_ms)
                 member = self._members.get(target)
@@ -303,7 +303,7 @@ class GossipNode:
             return []
         nonce = self._rng.randbytes(NONCE_LENGTH)
         self._probe = _Probe(target, nonce, now_ms)
-        return [Outgoing(target, Ping(nonce, self._piggyback(target)))]
+        return [Outgoing(target, Ping(nonce, self._piggyback(target, now_ms)))]
 
     def _next_probe_target(self) -> str | None:
         """Round-robin over a shuffled member list: every member is probed once per pass."""
@@ -331,38 +331,42 @@ class GossipNode:
             return []
         if not probe.indirect and now_ms >= probe.sent_ms + self._config.ping_timeout_ms:
             probe.indirect = True
-            return self._ping_requests(probe)
+            return self._ping_requests(probe, now_ms)
         return []
 
-    def _ping_requests(self, probe: _Probe) -> list[Outgoing]:
+    def _ping_requests(self, probe: _Probe, now_ms: int) -> list[Outgoing]:
         """GOSSIP-11: a second direct ping plus k indirect ones through random helpers."""
         target = self._members[probe.target]
         helpers = [i for i in self._ids_with(Status.ALIVE) if i != probe.target]
         chosen = self._rng.sample(helpers, min(len(helpers), self._config.indirect_probes))
-        retry = Outgoing(target.node_id, Ping(probe.nonce, self._piggyback(target.node_id)))
+        retry = Outgoing(target.node_id, Ping(probe.nonce, self._piggyback(target.node_id, now_ms)))
         return [
             retry,
             *(
                 Outgoing(
-                    h, PingReq(probe.nonce, target.node_id, target.address, self._piggyback(h))
+                    h,
+                    PingReq(
+                        probe.nonce, target.node_id, target.address, self._piggyback(h, now_ms)
+                    ),
                 )
                 for h in chosen
             ),
         ]
 
-    def _on_ack(self, nonce: bytes) -> list[Outgoing]:
+    def _on_ack(self, nonce: bytes, now_ms: int) -> list[Outgoing]:
         if self._probe is not None and self._probe.nonce == nonce:
             self._probe = None
         relay = self._relays.pop(nonce, None)
         if relay is None:
             return []
-        return [Outgoing(relay.requester, Ack(relay.nonce, self._piggyback(relay.requester)))]
+        ack = Ack(relay.nonce, self._piggyback(relay.requester, now_ms))
+        return [Outgoing(relay.requester, ack)]
 
     def _relay_ping(self, requester: str, nonce: bytes, to: str, now_ms: int) -> list[Outgoing]:
         """GOSSIP-11: ping `to` (a member's id, else the address the requester gave)."""
         own_nonce = self._rng.randbytes(NONCE_LENGTH)
         self._relays[own_nonce] = _Relay(requester, nonce, now_ms + self._probe_period)
-        return [Outgoing(to, Ping(own_nonce, self._piggyback(to)))]
+        return [Outgoing(to, Ping(own_nonce, self._piggyback(to, now_ms)))]
 
     def _expire_relays(self, now_ms: int) -> None:
         expired = [n for n, r in self._relays.items() if r.expires_ms <= now_ms]
@@ -523,12 +527,16 @@ class GossipNode:
         rumor = Rumor(member.node_id, member.address, member.incarnation, member.status)
         self._rumors[member.node_id] = _Queued(rumor, self._retransmit_limit())
 
-    def _piggyback(self, to: str) -> Piggyback:
+    def _piggyback(self, to: str, now_ms: int) -> Piggyback:
         """GOSSIP-16: a rumor about the receiver itself goes first, so that a suspected
-        node learns it at the first message and refutes before its suspicion times out."""
+        node learns it at the first message and refutes before its suspicion times out.
+        GOSSIP-8: an announcement whose frame has expired is dropped, never sent."""
+        for origin in [o for o, q in self._outbox.items() if q.item.expires_ms <= now_ms]:
+            del self._outbox[origin]
+        announcements = _take(self._outbox, self._config.max_announcements, None)
         return Piggyback(
             tuple(_take(self._rumors, self._config.max_rumors, to)),
-            tuple(_take(self._outbox, self._config.max_announcements, None)),
+            tuple(a.item for a in announcements),
         )
 
     def _absorb(self, piggyback: Piggyback, now_ms: int) -> None:
@@ -552,7 +560,7 @@ class GossipNode:
         item = AnnouncementItem(self.node_id, version, frame)
         self._own = VerifiedAnnouncement(announcement, item, now_ms + lifetime)
         self._own_signed_ms = now_ms
-        self._outbox[self.node_id] = _Queued(item, self._retransmit_limit())
+        self._outbox[self.node_id] = _Queued(self._own, self._retransmit_limit())
         return item
 
     def _default_capabilities(self) -> Capabilities:
@@ -591,7 +599,7 @@ class GossipNode:
             member.incarnation = announced.incarnation  # GOSSIP-12: a signed refutation
             self._set_status(member, Status.ALIVE, now_ms)
             self._queue_rumor(member)
-        self._outbox[item.origin] = _Queued(item, self._retransmit_limit())
+        self._outbox[item.origin] = _Queued(verified, self._retransmit_limit())
 
     # Anti-entropy (GOSSIP-18..20)
 

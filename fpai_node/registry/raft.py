@@ -68,8 +68,11 @@ PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per t
 _RAISING = frozenset({"request_vote", "append_entries"})  # the messages pysyncobj takes terms from
 Done = Callable[[Result | None, int], None]
 _READ_ERROR = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
-_HANDSHAKE_REFUSALS = frozenset(
+# Why a connection closed that counts as a refusal: the handshake's (TLS-8), and a frame over
+# MAX_FRAME_BYTES (RAFT-2); the rest (the peer left, a timeout after hello) are no one's fault
+_COUNTED_CLOSES = frozenset(
     {
+        "oversized",
         "no_certificate",
         "expired",
         "untrusted_certificate",
@@ -504,7 +507,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
         answered = stream not in self._awaiting_answer
         self._awaiting_answer.discard(stream)
         member = self._members.pop(stream, None)
-        if reason in _HANDSHAKE_REFUSALS:
+        if reason in _COUNTED_CLOSES:
             self._w.counters.refusals[reason] += 1
             self._w.log.warning("raft connection refused", reason=reason)
         if member is not None and self._streams.get(member) is stream:

@@ -7,6 +7,8 @@ no automated check can pin (a design decision, a recommendation about operations
 the spec itself: its text holds `(untestable: <why>)`, and it is then listed apart.
 
     python -m fpai_node.testing.spec_coverage      # prints the uncited rules; exit 1 if any
+
+`make test` runs it (tests/conformance/test_vectors.py), and keeps the list empty.
 """
 
 import re

@@ -34,6 +34,7 @@ from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Ti
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
     INFER_PATH,
+    SERVER_MS_HEADER,
     UNSEEN_COMPLETION_TOKENS,
     Failed,
     Finished,
@@ -161,6 +162,31 @@ async def test_an_honest_receipt_is_kept(
         SERVER.node_id,
         REQUESTER.node_id,
     )
+
+
+async def test_the_hop_latency_is_the_time_to_the_first_event_less_the_servers_part(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    """ROUTE-8: the time from sending to the first event minus the peer's `FPAI-Server-Ms`,
+    at least 0, averaged per peer with weight 0.2 for the newest measurement."""
+    server_ms = ["60000"]  # more than the whole request takes: the hop costs at least 0
+
+    async def timed(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={SERVER_MS_HEADER: server_ms[0]})
+        await response.prepare(http)
+        for event in (Text("ok"), Finished("stop", receipt(SERVER, request))):
+            await response.write(encode_event(event))
+        await response.write_eof()
+        return response
+
+    peer.script = timed
+    await run(forwarder[0], peer)
+    assert forwarder[0].latency_ms == {SERVER.node_id: 0.0}
+    server_ms[0] = "0"
+    started = time.perf_counter()
+    await run(forwarder[0], peer)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert 0.0 < forwarder[0].latency_ms[SERVER.node_id] <= 0.2 * elapsed_ms
 
 
 async def test_a_backend_counting_unseen_tokens_signs_a_receipt_within_the_bound(
@@ -323,7 +349,8 @@ async def test_the_router_skips_a_busy_peer_and_a_broken_one_for_the_next(
     forwarder: tuple[Forwarder, ReceiptLog],
 ) -> None:
     """Three peers offer `x`, ranked busy < broken < honest by their announced queues; the
-    router takes the first that produces an event and reports who served."""
+    router takes the first that produces an event and reports who served. ROUTE-7: when none
+    could, and not all were only busy, a 503 naming the model and every node tried."""
     busy, broken, honest = [await started(NodeKey.generate()) for _ in range(3)]
 
     async def full(request: InferRequest, http: web.Request) -> web.StreamResponse:
@@ -416,6 +443,7 @@ async def test_a_broken_answer_fails_and_demotes_the_peer(
 async def test_when_every_peer_blames_the_request_the_client_gets_their_400(
     forwarder: tuple[Forwarder, ReceiptLog],
 ) -> None:
+    """ROUTE-7: the request's own fault, a retry cannot help: the first `400`."""
     peers = [await started(NodeKey.generate()) for _ in range(2)]
 
     async def too_long(request: InferRequest, http: web.Request) -> web.StreamResponse:
@@ -503,6 +531,7 @@ async def test_a_local_failure_moves_on_to_a_peer_unless_it_blames_the_request(
 async def test_peers_blaming_the_request_and_a_busy_rest_give_the_400(
     forwarder: tuple[Forwarder, ReceiptLog],
 ) -> None:
+    """ROUTE-7: some candidates blamed the request, all others were only overloaded: `400`."""
     blaming, busy = [await started(NodeKey.generate()) for _ in range(2)]
 
     async def bad(request: InferRequest, http: web.Request) -> web.StreamResponse:

@@ -3,6 +3,7 @@ engines in this process form a registry; Mallory, a learner member with a valid 
 tries to vote, to lead and to forge commands. Only her own commands get through."""
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,52 @@ def test_unidentified_connections_are_capped(engines: list[RaftEngine]) -> None:
     finally:
         for sock in idle:
             sock.close()
+
+
+def closed(peer: RawRaftPeer) -> bool:
+    """True once the other side has closed (whatever it sent before)."""
+    while True:
+        try:
+            if peer.receive() is None:
+                return True
+        except (TimeoutError, OSError):
+            return False
+
+
+def test_frames_are_length_prefixed_maps_and_a_bad_one_closes_the_connection(
+    engines: list[RaftEngine],
+) -> None:
+    """RAFT-2: over mutual TLS, each frame is a 4-byte big-endian length and one canonical
+    MessagePack map of at most 4 MiB; a receiver closes the connection on a malformed or an
+    oversized frame, and counts the malformed one."""
+    leader = leader_of(engines)
+    counters = leader.counters
+    peer = RawRaftPeer(leader, MALLORY)
+    peer.send(raft_wire.hello(MALLORY_MEMBER, True))
+    answer = peer.receive()  # RawRaftPeer reads `>I` length, then a canonical map
+    assert answer is not None and answer["type"] == "hello" and answer["id"] == leader.member
+    peer.send(b"\xc1")  # no MessagePack at all
+    assert closed(peer)
+    assert counters.refusals["malformed"] == 1
+    peer.close()
+
+    peer = RawRaftPeer(leader, MALLORY)
+    peer.send(raft_wire.hello(MALLORY_MEMBER, True))
+    assert peer.receive() is not None
+    peer.tls.sendall(struct.pack(">I", raft_wire.MAX_FRAME_BYTES + 1))  # the length alone
+    assert closed(peer)
+    peer.close()
+    assert leader.status.is_leader
+    commit(leader, command(KEYS[0], "param.set", key="after-bad-frames", value=1))
+
+
+def test_an_oversized_frame_is_counted(engines: list[RaftEngine]) -> None:
+    """RAFT-2: the receiver counts the refusal of an oversized frame (RAFT-8)."""
+    leader = leader_of(engines)
+    peer = RawRaftPeer(leader, MALLORY)
+    peer.send(raft_wire.hello(MALLORY_MEMBER, True))
+    assert peer.receive() is not None
+    peer.tls.sendall(struct.pack(">I", raft_wire.MAX_FRAME_BYTES + 1))
+    assert closed(peer)
+    peer.close()
+    wait_for(lambda: leader.counters.refusals["oversized"] == 1, timeout_s=2)

@@ -2,6 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fpai_node.errors import FpaiError, IdentityError
 from fpai_node.home import Home, default_home
@@ -51,3 +53,20 @@ def test_init_into_a_directory_others_can_write_makes_it_private(tmp_path: Path)
     Home(root).init("local")
     assert root.stat().st_mode & 0o777 == 0o700
     assert (root / "node.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_init_stores_the_key_as_unencrypted_pkcs8_pem_at_keys_node_key(tmp_path: Path) -> None:
+    """KEY-4: the reference node keeps its key at `<home>/keys/node.key` as an unencrypted
+    PKCS#8 PEM document."""
+    home = Home(tmp_path)
+    key = home.init("local")
+    assert home.key_file == tmp_path / "keys" / "node.key"
+    pem = home.key_file.read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    loaded = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(loaded, Ed25519PrivateKey)
+    assert loaded.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ) == key.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from fpai_node.gossip import Status
 from fpai_node.gossip.messages import (
     ANNOUNCE,
+    ANNOUNCE_TYPES,
+    HOP_TYPES,
     MAX_INCARNATION,
     Ack,
     Announcement,
@@ -34,8 +37,8 @@ from fpai_node.gossip.state import (
 )
 from fpai_node.testing.gossip_sim import sample_capabilities, sim_address, sim_key
 from fpai_node.wire import codec
-from fpai_node.wire.envelope import seal
-from fpai_node.wire.errors import MalformedFrame
+from fpai_node.wire.envelope import open_envelope, seal
+from fpai_node.wire.errors import MalformedFrame, UnknownType
 
 NOW = 1_767_225_600_000
 KEYS = [sim_key(i, seed=99) for i in range(5)]
@@ -133,6 +136,8 @@ def test_announcement_payload_round_trips() -> None:
     ],
 )
 def test_malformed_payloads_are_rejected_as_malformed(value: codec.Value) -> None:
+    """GOSSIP-3, MSG-2: a short nonce, an unknown key, a bad node id, a negative incarnation,
+    a `left` rumor, an address that is no HOST:PORT, an empty announcement frame."""
     with pytest.raises(MalformedFrame):
         Ping.decode(codec.encode(value))
 
@@ -161,6 +166,8 @@ def test_corrupted_payloads_decode_or_raise_malformed_frame(
 
 
 def test_forwarded_announcement_still_verifies_as_its_origins() -> None:
+    """GOSSIP-2: a forwarder passes the origin's frame on byte for byte, so it still verifies
+    as the origin's."""
     a, b, c = make_node(0), make_node(1), make_node(2)
     a.announce(sample_capabilities(0), NOW)
     (item,) = published(a)
@@ -178,6 +185,8 @@ def test_forwarded_announcement_still_verifies_as_its_origins() -> None:
 
 
 def test_stale_versions_and_replays_are_ignored_without_changing_the_view() -> None:
+    """GOSSIP-7: per origin the highest `ver` is kept; items at or below it are stale and
+    counted; a changed capability is a new announcement (GOSSIP-6)."""
     a, b = make_node(0), make_node(1)
     a.announce(sample_capabilities(0), NOW)
     (old,) = published(a)
@@ -194,6 +203,7 @@ def test_stale_versions_and_replays_are_ignored_without_changing_the_view() -> N
 
 
 def test_announcement_is_re_signed_before_it_could_expire() -> None:
+    """GOSSIP-6: the current announcement is re-signed every `announce_refresh_ms`."""
     config = GossipConfig("sim-0:7100")
     node = make_node(0)
     node.announce(sample_capabilities(0), NOW)
@@ -209,6 +219,7 @@ def test_announcement_is_re_signed_before_it_could_expire() -> None:
 
 
 def test_expired_announcements_are_not_forwarded() -> None:
+    """GOSSIP-8: a sync reply never carries an announcement whose frame has expired."""
     a, b = make_node(0), make_node(1)
     a.announce(sample_capabilities(0), NOW)
     b.receive(IDS[0], push(*published(a)), NOW)
@@ -234,6 +245,8 @@ def _forged_items() -> list[AnnouncementItem]:
 
 @pytest.mark.parametrize("item", _forged_items(), ids=["tampered", "sender", "version", "type"])
 def test_forged_announcements_are_rejected(item: AnnouncementItem) -> None:
+    """GOSSIP-7: a newer item is verified as the origin's `gossip.announce` frame, its `ver`
+    the payload's, before use; anything else is rejected and counted."""
     b = make_node(1)
     b.receive(IDS[2], push(item), NOW)
 
@@ -245,6 +258,8 @@ def test_forged_announcements_are_rejected(item: AnnouncementItem) -> None:
 
 
 def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
+    """GOSSIP-11, GOSSIP-13: a member suspected for `suspicion_mult * log(N)` periods is
+    declared dead, not a period before."""
     node = make_node(0, ping_timeout_ms=300, indirect_probes=2)
     introduce(node, 1, 2, 3)
     start, ping = first_probe(node)
@@ -382,6 +397,9 @@ def test_a_refutation_still_travelling_cannot_bring_back_a_node_that_left() -> N
 
 
 def test_sync_returns_newer_announcements_and_asks_for_missing_ones() -> None:
+    """GOSSIP-19: the reply's `anns` are those newer than the digest, its `want` the origins
+    the digest has newer; the requester answers `want` with a push. GOSSIP-20: `join` is a
+    sync to the bootstrap address."""
     a, b = make_node(0), make_node(1)
     introduce(a, 1)
     a.announce(sample_capabilities(0), NOW)
@@ -506,7 +524,8 @@ def test_a_full_table_makes_room_from_the_dead_first() -> None:
 
 
 def test_a_sync_from_a_node_the_full_table_refused_is_still_answered() -> None:
-    """The answer's `want` is how the newcomer gets to prove itself with its announcement."""
+    """GOSSIP-19: the answer's `want` is how the newcomer gets to prove itself with its
+    announcement."""
     node = make_node(0)
     node.receive(IDS[1], Sync(invented(MAX_MEMBERS), ()), NOW)
     me = Rumor(IDS[2], sim_address(2), 0, Status.ALIVE)
@@ -535,7 +554,7 @@ def test_no_run_of_rumors_climbs_above_the_signed_incarnation() -> None:
 
 def test_a_refused_sender_gets_only_want_at_its_own_address() -> None:
     """Review finding: a refused sender got the whole member list at whatever address it
-    claimed, an amplification toward any host."""
+    claimed, an amplification toward any host. GOSSIP-19: only this node's own entry."""
     node = make_node(0)
     introduce(node, 1)
     node.receive(IDS[1], Sync(invented(MAX_MEMBERS), ()), NOW)
@@ -543,3 +562,210 @@ def test_a_refused_sender_gets_only_want_at_its_own_address() -> None:
     (reply,) = node.receive(IDS[2], Sync((me,), ()), NOW + 1)
     assert reply.to == "victim.example:443"
     assert reply.message == SyncReply((Rumor(IDS[0], sim_address(0), 0, Status.ALIVE),), (), ())
+
+
+# Message types, versions and dissemination
+
+
+def test_the_hop_types_are_six_and_an_announcement_is_never_one() -> None:
+    """GOSSIP-1: the six hop types and their payloads' keys; `gossip.announce` is not a hop
+    type, so a receiver's peer-channel table refuses it as one (GOSSIP-2)."""
+    assert (
+        {m.TYPE for m in SAMPLES}
+        == HOP_TYPES
+        == {
+            "gossip.ping",
+            "gossip.ack",
+            "gossip.ping_req",
+            "gossip.sync",
+            "gossip.sync_reply",
+            "gossip.push",
+        }
+    )
+    keys = {m.TYPE: sorted(codec.decode(m.encode())) for m in SAMPLES}  # type: ignore[arg-type]
+    assert keys == {
+        "gossip.ping": ["anns", "nonce", "rumors"],
+        "gossip.ack": ["anns", "nonce", "rumors"],
+        "gossip.ping_req": ["anns", "nonce", "rumors", "target", "target_addr"],
+        "gossip.sync": ["digest", "members"],
+        "gossip.sync_reply": ["anns", "members", "want"],
+        "gossip.push": ["anns", "rumors"],
+    }
+    assert ANNOUNCE == "gossip.announce" and {ANNOUNCE} == ANNOUNCE_TYPES
+    item = signed(1, 0)
+    with pytest.raises(UnknownType):
+        open_envelope(item.frame, now_ms=NOW, known_types=HOP_TYPES, replay_guard=None)
+
+
+def test_each_announcement_has_a_greater_ver_which_is_its_envelope_seq() -> None:
+    """GOSSIP-5: `ver` starts at the clock in microseconds, grows with every announcement
+    signed, even within one millisecond, and is the envelope's `seq`."""
+    node = make_node(0)
+    node.announce(sample_capabilities(0), NOW)
+    (first,) = published(node)
+    node.announce(dataclasses.replace(sample_capabilities(0), queue_depth=1), NOW)
+    (second,) = published(node)
+    assert first.version == NOW * 1000
+    assert second.version == first.version + 1
+    for item in (first, second):
+        envelope = open_envelope(
+            item.frame, now_ms=NOW, known_types=ANNOUNCE_TYPES, replay_guard=None
+        )
+        assert envelope.seq == item.version == Announcement.decode(envelope.payload).version
+
+
+def test_an_origin_first_heard_of_by_its_announcement_is_alive_at_its_signed_incarnation() -> None:
+    """GOSSIP-8: added `alive` at the announcement's `inc`, at the announcement's `peer`."""
+    node = make_node(0)
+    node.receive(IDS[2], push(signed(1, 3)), NOW)
+    view = node.member(IDS[1])
+    assert view is not None
+    assert (view.status, view.incarnation, view.address) == (Status.ALIVE, 3, sim_address(1))
+
+
+def test_an_expired_announcement_is_not_piggybacked() -> None:
+    """GOSSIP-8: a node never sends an announcement whose frame has expired, on a hop
+    message's piggyback either."""
+    a, b = make_node(0), make_node(1)
+    a.announce(sample_capabilities(0), NOW)
+    b.receive(IDS[0], push(*published(a)), NOW)
+    lifetime = GossipConfig("sim-0:7100").announce_lifetime_ms
+    (ack,) = b.receive(IDS[2], Ping(NONCE), NOW + lifetime)
+    assert isinstance(ack.message, Ack)
+    assert ack.message.piggyback.announcements == ()
+
+
+def held_alive_dead_and_left() -> GossipNode:
+    """Node 0 holding 1 and 4 alive (both announced), 2 dead, 3 left."""
+    node = make_node(0, sync_interval_ms=1_000)
+    node.announce(sample_capabilities(0), NOW)
+    node.receive(IDS[4], push(signed(1, 0), signed(4, 0)), NOW)
+    for status in (Status.ALIVE, Status.DEAD):
+        node.receive(IDS[1], push(rumors=(Rumor(IDS[2], sim_address(2), 0, status),)), NOW)
+    leaver = make_node(3)
+    introduce(leaver, 0)
+    leaver.announce(sample_capabilities(3), NOW)
+    (goodbye,) = leaver.leave(NOW)
+    node.receive(IDS[3], goodbye.message, NOW)
+    states = {i: node.member(IDS[i]).status for i in (1, 2, 3, 4)}  # type: ignore[union-attr]
+    assert states == {1: Status.ALIVE, 2: Status.DEAD, 3: Status.LEFT, 4: Status.ALIVE}
+    return node
+
+
+def test_members_dead_or_left_are_not_probed_asked_to_help_or_sent_syncs() -> None:
+    """GOSSIP-14: ten seconds of timers, nothing acknowledged: probes, ping requests and syncs
+    go to the live members only."""
+    node = held_alive_dead_and_left()
+    out = [o for t in range(NOW, NOW + 10_000, 100) for o in node.tick(t)]
+    kinds = {type(o.message) for o in out}
+    assert {Ping, PingReq, Sync} <= kinds
+    assert {o.to for o in out} <= {IDS[1], IDS[4]}
+    assert {o.message.target for o in out if isinstance(o.message, PingReq)} <= {IDS[1], IDS[4]}
+
+
+def test_a_sync_lists_itself_first_then_every_member_not_left_and_every_announcement() -> None:
+    """GOSSIP-18: within the first interval, to an alive member: `members` is this node's own
+    entry, then one per member not `left`; `digest` every announcement held, its own too."""
+    node = held_alive_dead_and_left()
+    syncs = [
+        (t, o)
+        for t in range(NOW, NOW + 1_100, 100)
+        for o in node.tick(t)
+        if isinstance(o.message, Sync)
+    ]
+    assert syncs, "no sync within the first interval"
+    _, first = syncs[0]
+    assert first.to in (IDS[1], IDS[4])
+    assert isinstance(first.message, Sync)
+    members = first.message.members
+    assert members[0] == Rumor(IDS[0], sim_address(0), 0, Status.ALIVE)
+    assert sorted((r.node_id, r.status) for r in members[1:]) == sorted(
+        [(IDS[1], Status.ALIVE), (IDS[2], Status.DEAD), (IDS[4], Status.ALIVE)]
+    )
+    assert node.own_announcement is not None
+    digest = dict(first.message.digest)
+    assert set(digest) == {IDS[0], IDS[1], IDS[3], IDS[4]}
+    assert digest[IDS[0]] == node.own_announcement.version
+
+
+def test_piggybacked_rumors_are_bounded_and_each_sent_retransmit_mult_log_n_times() -> None:
+    """GOSSIP-16: at most `max_rumors` a message; a rumor about the receiver goes first, then
+    those sent fewest times; each is sent `retransmit_mult * log(N)` times (N = 4 here: 3
+    members and the node, so 2 * 3); at most `max_announcements` items a message."""
+    node = make_node(0, max_rumors=2, max_announcements=1)
+    members = tuple(Rumor(IDS[i], sim_address(i), 0, Status.ALIVE) for i in (1, 2, 3))
+    node.receive(IDS[4], SyncReply(members, (), ()), NOW)  # third parties: nothing queued
+    suspicions = tuple(Rumor(IDS[i], sim_address(i), 0, Status.SUSPECT) for i in (1, 2, 3))
+    node.receive(IDS[4], push(rumors=suspicions), NOW)
+    node.announce(sample_capabilities(0), NOW)
+    node.receive(IDS[4], push(signed(1, 0)), NOW)  # two items queued: its own and 1's
+
+    (to_three,) = node.receive(IDS[3], Ping(NONCE), NOW)
+    assert isinstance(to_three.message, Ack)
+    first = to_three.message.piggyback
+    assert len(first.rumors) == 2 and first.rumors[0].node_id == IDS[3]
+    assert len(first.announcements) == 1
+    (to_four,) = node.receive(IDS[4], Ping(NONCE), NOW)
+    assert isinstance(to_four.message, Ack)
+    second = {r.node_id for r in to_four.message.piggyback.rumors}
+    unsent = {IDS[1], IDS[2], IDS[3]} - {r.node_id for r in first.rumors}
+    assert len(unsent) == 1 and unsent <= second  # those sent fewest times first
+    sent = Counter(r.node_id for r in (*first.rumors, *to_four.message.piggyback.rumors))
+    for _ in range(20):
+        (ack,) = node.receive(IDS[4], Ping(NONCE), NOW)
+        assert isinstance(ack.message, Ack)
+        assert len(ack.message.piggyback.rumors) <= 2
+        sent.update(r.node_id for r in ack.message.piggyback.rumors)
+    assert sent == {IDS[1]: 6, IDS[2]: 6, IDS[3]: 6}
+
+
+def test_a_newer_rumor_replaces_the_queued_one() -> None:
+    """GOSSIP-16: a newer rumor about a node replaces the one queued about it."""
+    node = make_node(0)
+    node.receive(IDS[4], SyncReply((Rumor(IDS[1], sim_address(1), 0, Status.ALIVE),), (), ()), NOW)
+    for status in (Status.SUSPECT, Status.DEAD):
+        node.receive(IDS[4], push(rumors=(Rumor(IDS[1], sim_address(1), 0, status),)), NOW)
+    carried = []
+    for _ in range(10):
+        (ack,) = node.receive(IDS[4], Ping(NONCE), NOW)
+        assert isinstance(ack.message, Ack)
+        carried += [r.status for r in ack.message.piggyback.rumors if r.node_id == IDS[1]]
+    assert carried and set(carried) == {Status.DEAD}
+
+
+def test_what_a_node_queues_for_dissemination() -> None:
+    """GOSSIP-17: rumors that changed its view, never third parties' entries of a member list
+    (GOSSIP-19: only the sender's own), its own refutation, announcements it accepted or
+    published."""
+    node = make_node(0)
+    members = tuple(Rumor(IDS[i], sim_address(i), 0, Status.ALIVE) for i in (1, 2, 3))
+    node.receive(IDS[1], Sync(members, ()), NOW)
+    (ack,) = node.receive(IDS[4], Ping(NONCE), NOW)
+    assert isinstance(ack.message, Ack)
+    assert ack.message.piggyback.rumors == (members[0],)
+    changes = Rumor(IDS[2], sim_address(2), 0, Status.SUSPECT)
+    same = Rumor(IDS[3], sim_address(3), 0, Status.ALIVE)  # already held: no change
+    about_me = Rumor(IDS[0], sim_address(0), 0, Status.SUSPECT)
+    node.receive(IDS[4], push(signed(1, 0), rumors=(changes, same, about_me)), NOW)
+    (ack,) = node.receive(IDS[4], Ping(NONCE), NOW)
+    assert isinstance(ack.message, Ack)
+    rumors = set(ack.message.piggyback.rumors)
+    assert rumors == {members[0], changes, Rumor(IDS[0], sim_address(0), 1, Status.ALIVE)}
+    origins = {i.origin for i in ack.message.piggyback.announcements}
+    assert origins == {IDS[0], IDS[1]}  # its refutation's announcement, and 1's it accepted
+
+
+def test_a_joining_node_syncs_with_each_bootstrap_address_and_is_spread_from_there() -> None:
+    """GOSSIP-20: a sync to every bootstrap address (not its own); the bootstrap node's reply
+    holds its whole table, and it disseminates the newcomer's `alive` entry."""
+    newcomer, bootstrap = make_node(1), make_node(0)
+    introduce(bootstrap, 2)
+    out = newcomer.join([sim_address(0), sim_address(1), sim_address(3)])
+    assert [o.to for o in out] == [sim_address(0), sim_address(3)]
+    assert all(isinstance(o.message, Sync) for o in out)
+    (reply,) = bootstrap.receive(IDS[1], out[0].message, NOW)
+    assert isinstance(reply.message, SyncReply)
+    assert {r.node_id for r in reply.message.members} == {IDS[0], IDS[1], IDS[2]}
+    (ack,) = bootstrap.receive(IDS[2], Ping(NONCE), NOW)
+    assert isinstance(ack.message, Ack)
+    assert Rumor(IDS[1], sim_address(1), 0, Status.ALIVE) in ack.message.piggyback.rumors

@@ -10,7 +10,8 @@ from fpai_node.identity import NodeKey, is_node_id, node_id_from_public_key
 
 
 def test_node_id_is_the_written_rule() -> None:
-    # specs/0001-identity.md worked example: seed 00..1f.
+    """The worked example of specs/0001-identity.md (seed 00..1f): the RFC 8032 public key of
+    the seed, 32 bytes (KEY-1), and the node id derived from it (ID-2)."""
     key = NodeKey.from_seed(bytes(range(32)))
     assert key.public_key.hex() == (
         "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
@@ -19,6 +20,10 @@ def test_node_id_is_the_written_rule() -> None:
 
 
 def test_distinct_keys_give_distinct_valid_ids() -> None:
+    """ID-1: a node id names exactly one public key, and the same key always the same id."""
+    key = NodeKey.generate()
+    assert node_id_from_public_key(key.public_key) == key.node_id
+    assert NodeKey.from_private_key(key.private_key).node_id == key.node_id
     ids = {NodeKey.generate().node_id for _ in range(50)}
     assert len(ids) == 50
     assert all(is_node_id(i) for i in ids)
@@ -38,7 +43,9 @@ def test_distinct_keys_give_distinct_valid_ids() -> None:
     ],
 )
 def test_malformed_node_ids(text: str) -> None:
+    """ID-3: 36 characters, `fpn1`, then 32 of `a`-`z` and `2`-`7`; anything else is not one."""
     assert not is_node_id(text)
+    assert is_node_id("fpn1" + "a" * 16 + "234567" + "z" * 10)
 
 
 def test_is_node_id_rejects_non_strings() -> None:
@@ -52,6 +59,7 @@ def test_public_key_must_be_32_bytes() -> None:
 
 
 def test_saved_key_is_private_and_loads_back(tmp_path: Path) -> None:
+    """KEY-2: the key file is readable and writable by its owner only (mode 0600)."""
     key = NodeKey.generate()
     path = tmp_path / "keys" / "node.key"
     key.save(path)
@@ -63,6 +71,7 @@ def test_saved_key_is_private_and_loads_back(tmp_path: Path) -> None:
 
 
 def test_save_never_overwrites(tmp_path: Path) -> None:
+    """KEY-2: creating a key never replaces an existing key file."""
     path = tmp_path / "node.key"
     NodeKey.generate().save(path)
     before = path.read_bytes()
@@ -72,15 +81,17 @@ def test_save_never_overwrites(tmp_path: Path) -> None:
 
 
 def test_load_refuses_group_or_world_access(tmp_path: Path) -> None:
+    """KEY-3: a key file other users can read or write is refused, and the error says so."""
     path = tmp_path / "node.key"
     NodeKey.generate().save(path)
-    for mode in (0o640, 0o604, 0o660):
+    for mode in (0o640, 0o604, 0o660, 0o620, 0o602):
         path.chmod(mode)
         with pytest.raises(IdentityError, match=f"mode {mode:04o}"):
             NodeKey.load(path)
 
 
 def test_load_missing_corrupt_and_foreign_keys(tmp_path: Path) -> None:
+    """KEY-3: a key file that is no Ed25519 private key is refused, and the error says so."""
     with pytest.raises(IdentityError, match="no node key"):
         NodeKey.load(tmp_path / "absent.key")
     corrupt = tmp_path / "corrupt.key"

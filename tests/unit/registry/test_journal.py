@@ -51,6 +51,7 @@ def test_nothing_on_disk_is_a_pickle(tmp_path: Path) -> None:
 
 
 def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> None:
+    """RAFT-13: a last record cut short (an append a crash interrupted) is dropped on start."""
     journal = DurableJournal(tmp_path)
     for entry in entries(3):
         journal.add(*entry)
@@ -66,6 +67,7 @@ def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> 
 
 
 def test_a_damaged_last_record_is_dropped(tmp_path: Path) -> None:
+    """RAFT-13: a last record that fails its CRC is dropped on start."""
     journal = DurableJournal(tmp_path)
     for entry in entries(3):
         journal.add(*entry)
@@ -78,7 +80,8 @@ def test_a_damaged_last_record_is_dropped(tmp_path: Path) -> None:
 
 
 def test_damage_before_the_last_record_is_refused_not_skipped(tmp_path: Path) -> None:
-    """Acknowledged records follow the damage: dropping them would lose committed entries."""
+    """RAFT-13: acknowledged records follow the damage: dropping them would lose committed
+    entries, so the log is refused."""
     journal = DurableJournal(tmp_path)
     for entry in entries(5):
         journal.add(*entry)
@@ -181,3 +184,42 @@ def test_a_learner_keeps_no_term_and_a_voter_never_votes_below_its_floor(tmp_pat
     journal.enter_role(learner=False, member=MEMBER)
     assert journal.getCurrentTerm() == 9  # above the floor: untouched
     journal._destroy()
+
+
+def test_entries_and_votes_are_on_disk_before_the_calls_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAFT-13: pysyncobj acknowledges an entry, and sends a vote, right after these calls
+    return, so each one writes and syncs its record before it returns."""
+    journal = DurableJournal(tmp_path)
+    events: list[str] = []
+    real_write, real_fsync, real_fdatasync = os.write, os.fsync, os.fdatasync
+
+    def write(fd: int, data: bytes) -> int:
+        events.append("write")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        events.append("sync")
+        real_fsync(fd)
+
+    def fdatasync(fd: int) -> None:
+        events.append("sync")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    journal.add(*entries(1)[0])
+    assert events[0] == "write" and events[-1] == "sync"
+    events.clear()
+    journal.setCurrentTerm(2, MEMBER)
+    assert events[0] == "write" and "sync" in events[1:]
+    events.clear()
+    journal.setRaftCommitIndex(5)  # kept lazily: learnt again from the leader if lost
+    assert events == []
+    monkeypatch.undo()
+    journal._destroy()
+    again = DurableJournal(tmp_path)
+    assert list(again[:]) == entries(1) and again.getCurrentTerm() == 2
+    again._destroy()

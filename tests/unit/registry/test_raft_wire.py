@@ -156,3 +156,24 @@ def test_well_formed_maps_of_any_shape_decode_or_are_malformed(
     except MalformedFrame:
         return
     assert raft_wire.decode_message(raft_wire.encode_message(message)) == message
+
+
+def test_only_command_bytes_travel_as_commands() -> None:
+    """REG-12: a `command` entry carries the command bytes (REG-1) as `bin`, rebuilt byte for
+    byte; any other encoding of a command (its decoded map, text, a pickle) or another kind of
+    entry is refused before it could reach the log."""
+    assert raft_wire.entry_to_wire(raft_wire.entry_from_wire(["command", COMMAND])) == [
+        "command",
+        COMMAND,
+    ]
+    for bad in (
+        ["command", codec.decode(COMMAND)],
+        ["command", COMMAND.hex()],
+        ["command", None],
+        ["state", COMMAND],
+        ["pickle", pickle.dumps(("apply", COMMAND), 2)],
+        ["command", COMMAND, 1],
+        COMMAND,
+    ):
+        with pytest.raises(MalformedFrame):
+            raft_wire.entry_from_wire(bad)

@@ -75,6 +75,8 @@ async def settle() -> None:
 async def test_reads_share_barriers_and_each_waits_for_one_proposed_after_it(
     service: RegistryService, raft: RecordedProposals
 ) -> None:
+    """REG-17: concurrent reads share a `sync`; a read waits for the first one proposed after
+    it arrived, so at most one is on its way while the next gathers readers."""
     first = [asyncio.create_task(service.read()) for _ in range(50)]
     await settle()
     assert len(raft.pending) == 1  # fifty readers, one barrier

@@ -67,6 +67,8 @@ def test_members_join_change_role_and_leave() -> None:
 
 
 def test_rejections_leave_the_state_unchanged_but_count() -> None:
+    """REG-3: bad commands are `rejected` and leave the tables as they were; REG-5: each one
+    still counts in the index."""
     state, _ = run(add(A, 1))
     for bad in (
         add(A, 2),  # already a member
@@ -106,9 +108,11 @@ def test_models_services_and_parameters() -> None:
 
 
 def test_a_retried_command_applies_once() -> None:
+    """REG-5: a duplicate changes nothing but still counts as an applied entry."""
     write = command("param.set", 1, key="k", value=1)
     state, results = run(write, write, write)
     assert results == ["ok", "duplicate", "duplicate"] and state.parameters["k"] == 1
+    assert state.index == 3
 
 
 def test_idempotency_keys_expire_by_command_time() -> None:
@@ -121,6 +125,8 @@ def test_idempotency_keys_expire_by_command_time() -> None:
 
 
 def test_malformed_commands_are_rejected_not_raised() -> None:
+    """REG-1, REG-3: bytes that are not a command with REG-1's keys and types are rejected
+    with a reason, never raised."""
     for raw in (
         b"",
         b"\xc1",
@@ -207,6 +213,7 @@ def test_a_damaged_snapshot_is_refused_whole(damage: Any) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_apply_is_total_over_any_bytes(raw: bytes) -> None:
+    """REG-3: `apply` accepts any byte string; REG-5: every one counts in the index."""
     applied = apply(RegistryState(), raw)
     assert applied.result.status in ("ok", "rejected")
     assert applied.state.index == 1
@@ -215,6 +222,8 @@ def test_apply_is_total_over_any_bytes(raw: bytes) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(["add", "serve", "param", "retry", "remove"]), max_size=30))
 def test_replicas_applying_the_same_log_have_byte_identical_snapshots(ops: list[str]) -> None:
+    """REG-3, REG-11: `apply` is a pure function of its inputs: the same log gives the same
+    bytes."""
     log: list[bytes] = []
     for n, op in enumerate(ops, start=10):
         log.append(
@@ -400,3 +409,121 @@ def test_checks_follow_the_order_of_the_spec_table(
 ) -> None:
     state, _ = run(join(A, 1))
     assert apply(state, command(op, 2, **args)).result == Result("rejected", reason)
+
+
+def test_a_command_is_the_canonical_map_of_exactly_five_keys() -> None:
+    """REG-1: `{args, at, by, id, op}`, canonical MessagePack; another key, a missing one, a
+    16-byte `id` of another size or a non-canonical encoding is not a command."""
+    raw = encode_command("param.set", {"key": "k", "value": 1}, key=bytes(16), by=A, at_ms=T0)
+    value = codec.decode(raw)
+    assert value == {
+        "args": {"key": "k", "value": 1},
+        "at": T0,
+        "by": A,
+        "id": bytes(16),
+        "op": "param.set",
+    }
+    assert codec.encode(value) == raw
+    assert apply(RegistryState(), raw).result == Result("ok")
+    assert isinstance(value, dict)
+    for bad in (
+        {**value, "extra": 1},
+        {k: v for k, v in value.items() if k != "at"},
+        {**value, "id": bytes(17)},
+        {**value, "by": "not-a-node-id"},
+        {**value, "at": -1},
+        {**value, "args": [1]},
+    ):
+        assert apply(RegistryState(), codec.encode(bad)).result == Result("rejected", "malformed")
+    non_canonical = raw.replace(b"\xa2at\xcf", b"\xa2at\xd3", 1)  # `at` as int64
+    assert non_canonical != raw
+    assert apply(RegistryState(), non_canonical).result == Result("rejected", "malformed")
+
+
+@pytest.mark.parametrize(
+    ("raw", "result"),
+    [
+        (b"\x00" * (MAX_COMMAND_BYTES + 1), Result("rejected", "oversized")),
+        (b"\xc1", Result("rejected", "malformed")),
+        (
+            encode_command("nope", {}, key=bytes(16), by=A, at_ms=T0),
+            Result("rejected", "unknown_op"),
+        ),
+        (
+            encode_command("param.set", {"key": "k"}, key=bytes(16), by=A, at_ms=T0),
+            Result("rejected", "bad_args"),
+        ),
+        (
+            encode_command("param.set", {"key": "", "value": 1}, key=bytes(16), by=A, at_ms=T0),
+            Result("rejected", "bad_key"),
+        ),
+        (
+            encode_command("param.delete", {"key": "absent"}, key=bytes(16), by=A, at_ms=T0),
+            Result("rejected", "no_such_parameter"),
+        ),
+        (
+            encode_command("param.set", {"key": "k", "value": 1}, key=bytes(16), by=A, at_ms=T0),
+            Result("ok"),
+        ),
+    ],
+)
+def test_a_result_is_ok_duplicate_or_rejected_with_its_reason(raw: bytes, result: Result) -> None:
+    """REG-6: the reasons of a rejection, from the command's shape to the operation's own."""
+    applied = apply(RegistryState(), raw)
+    assert applied.result == result
+    if result.status == "ok":
+        assert apply(applied.state, raw).result == Result("duplicate")
+
+
+def test_services_are_set_replaced_and_removed() -> None:
+    """REG-8: `service.set` creates or replaces; `service.remove` of an absent one is
+    `no_such_service`."""
+    state, results = run(
+        command("service.set", 1, name="api", endpoints=["a:1"], health="ok"),
+        command("service.set", 2, name="api", endpoints=["b:2", "c:3"], health="degraded"),
+    )
+    assert results == ["ok", "ok"]
+    assert (state.services["api"].endpoints, state.services["api"].health) == (
+        ("b:2", "c:3"),
+        "degraded",
+    )
+    state, results = run(
+        command("service.remove", 3, name="api"),
+        command("service.remove", 4, name="api"),
+        state=state,
+    )
+    assert results == ["ok", "rejected:no_such_service"] and state.services == {}
+
+
+def test_models_list_members_once_and_unserve_is_quiet() -> None:
+    """REG-9: `model.serve` needs a member and adds it once; `model.unserve` of a node not
+    listed is no error, and an emptied entry is removed."""
+    state, results = run(
+        join(A, 1),
+        command("model.serve", 2, model_id="m", node_id=B),
+        command("model.serve", 3, model_id="m", node_id=A),
+        command("model.serve", 4, model_id="m", node_id=A),
+        command("model.unserve", 5, model_id="m", node_id=B),
+    )
+    assert results == ["ok", "rejected:not_member", "ok", "ok", "ok"]
+    assert state.models == {"m": frozenset({A})}
+    state, results = run(
+        command("model.unserve", 6, model_id="m", node_id=A),
+        command("model.unserve", 7, model_id="other", node_id=A),
+        state=state,
+    )
+    assert results == ["ok", "ok"] and state.models == {}
+
+
+def test_parameters_are_set_replaced_and_deleted() -> None:
+    """REG-10: `param.set` creates or replaces; `param.delete` of an absent key is
+    `no_such_parameter`."""
+    state, results = run(
+        command("param.set", 1, key="k", value=1),
+        command("param.set", 2, key="k", value=[b"x", None]),
+    )
+    assert results == ["ok", "ok"] and state.parameters == {"k": [b"x", None]}
+    state, results = run(
+        command("param.delete", 3, key="k"), command("param.delete", 4, key="k"), state=state
+    )
+    assert results == ["ok", "rejected:no_such_parameter"] and state.parameters == {}

@@ -8,6 +8,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fpai_node.router.jobs import parse_job
 from fpai_node.router.select import (
     CHARS_PER_TOKEN,
     LOAD_BUCKET_PERMILLE,
@@ -221,11 +222,24 @@ def test_an_unmeasured_peer_ranks_with_the_unknown_latency() -> None:
 
 
 def test_estimate_rounds_up_to_whole_tokens() -> None:
+    """ROUTE-2: ceil(characters / 4)."""
     assert CHARS_PER_TOKEN == 4
     assert [estimate_prompt_tokens(c) for c in (0, 1, 4, 5, 8, 9)] == [0, 1, 1, 2, 2, 3]
 
 
+def test_the_characters_counted_are_the_prompts() -> None:
+    """ROUTE-2: chat counts the messages' contents, completion the prompt, embeddings every
+    input."""
+    chat = b'{"model": "m", "messages": [{"role": "system", "content": "abc"}, '
+    chat += b'{"role": "user", "content": "d\xc3\xa9f"}]}'
+    assert parse_job("chat", chat).prompt_chars == 6
+    assert parse_job("completion", b'{"model": "m", "prompt": "hello"}').prompt_chars == 5
+    embeddings = b'{"model": "m", "input": ["ab", "cde"]}'
+    assert parse_job("embeddings", embeddings).prompt_chars == 5
+
+
 def test_a_context_too_small_by_the_estimate_goes_last_but_is_kept() -> None:
+    """ROUTE-2: a non-zero context not above the estimate is too small; 0 is unknown."""
     tokens = estimate_prompt_tokens(4000)  # 1000
     ranked = order(
         peer("exact", context_length=tokens),  # prompt_tokens >= context: too small

@@ -34,7 +34,7 @@ from fpai_node.wire.errors import (
     UnknownVersion,
     WireError,
 )
-from fpai_node.wire.messages import MESSAGE_TYPES, Ping
+from fpai_node.wire.messages import MESSAGE_TYPES, Ping, Pong
 from fpai_node.wire.replay import ReplayGuard
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -158,6 +158,7 @@ def test_uint64_extremes_are_accepted() -> None:
 
 
 def test_type_of_64_bytes_is_accepted_with_a_matching_table() -> None:
+    """MSG-1: a message type is any str of 1..64 UTF-8 bytes the receiver's table knows."""
     msg_type = "é" * 32  # 64 UTF-8 bytes
     frame = seal(ALICE, msg_type, b"", seq=1, now_ms=NOW)
     envelope = open_envelope(frame, now_ms=NOW, known_types={msg_type}, replay_guard=None)
@@ -285,11 +286,13 @@ def test_unknown_version_is_reported_before_any_other_header_check() -> None:
 
 
 def test_from_naming_another_node_is_sender_mismatch() -> None:
+    """ID-4: the receiver recomputes the node id from the key the frame carries."""
     frame = sign_header(header(**{"from": BOB.node_id}))
     reject(SenderMismatch, "sender_mismatch", frame)
 
 
 def test_key_of_another_node_is_sender_mismatch() -> None:
+    """ID-4: a key that does not derive to `from` is refused, however well it signs."""
     # Bob's key under Alice's id, signed by Bob: the signature is valid, the id is not his.
     frame = sign_header(header(key=BOB.public_key), key=BOB)
     reject(SenderMismatch, "sender_mismatch", frame)
@@ -298,6 +301,40 @@ def test_key_of_another_node_is_sender_mismatch() -> None:
 def test_sender_mismatch_comes_before_unknown_type() -> None:
     frame = sign_header(header(type="no.such", **{"from": BOB.node_id}))
     reject(SenderMismatch, "sender_mismatch", frame)
+
+
+# --- MSG-2, MSG-3 payloads of peer.ping and peer.pong -------------------------------------------
+
+
+def test_peer_ping_and_pong_carry_exactly_a_16_byte_nonce() -> None:
+    """MSG-3: `peer.ping` and `peer.pong` are `{"nonce": bin(16)}`."""
+    assert (Ping.TYPE, Pong.TYPE) == ("peer.ping", "peer.pong")
+    assert {"peer.ping", "peer.pong"} == MESSAGE_TYPES
+    assert Ping(NONCE).encode() == codec.encode({"nonce": NONCE})
+    assert Pong(NONCE).encode() == codec.encode({"nonce": NONCE})
+    assert Pong.decode(Pong(NONCE).encode()) == Pong(NONCE)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(codec.encode({}), id="missing-key"),
+        pytest.param(codec.encode({"nonce": NONCE, "x": 1}), id="unknown-key"),
+        pytest.param(codec.encode({"nonce": NONCE.hex()}), id="nonce-str"),
+        pytest.param(codec.encode({"nonce": NONCE[:15]}), id="nonce-15-bytes"),
+        pytest.param(codec.encode([NONCE]), id="not-a-map"),
+        pytest.param(b"\x81\xa5nonce\xc5\x00\x10" + NONCE, id="non-canonical-bin16"),
+    ],
+)
+def test_a_payload_with_missing_unknown_or_wrongly_typed_keys_is_malformed(payload: bytes) -> None:
+    """MSG-2: the payload's keys are the type's, with the stated types, else `malformed`; the
+    envelope around it was accepted first."""
+    frame = seal(ALICE, Ping.TYPE, payload, seq=1, now_ms=NOW)
+    envelope = open_(frame)
+    for decode in (Ping.decode, Pong.decode):
+        with pytest.raises(MalformedFrame) as info:
+            decode(envelope.payload)
+        assert info.value.reason == "malformed"
 
 
 # --- VERIFY-7 unknown_type --------------------------------------------------------------------
@@ -315,6 +352,7 @@ def test_type_not_in_the_table_is_unknown_type() -> None:
 
 
 def test_known_types_table_is_the_receivers() -> None:
+    """MSG-1, VERIFY-7: the table of known types is the receiver's own (one per channel)."""
     frame = seal(ALICE, Ping.TYPE, PING, seq=1, now_ms=NOW)
     with pytest.raises(UnknownType):
         open_envelope(frame, now_ms=NOW, known_types={"peer.pong"}, replay_guard=None)

@@ -1,0 +1,131 @@
+"""The peer channel's server in process, over real mutual TLS on loopback (specs/0003
+PEER-3, PEER-7, PEER-8): its answers, and the limits its routes share or keep apart."""
+
+import datetime as dt
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from fpai_node.identity import NodeKey
+from fpai_node.identity.tls import TlsIdentity, client_context
+from fpai_node.peer import server as peer_server
+from fpai_node.peer.server import FRAME_PATH, PeerServer
+from fpai_node.service import FrameRefused, RpcRoute, StreamRoute
+from fpai_node.wire import codec
+
+pytestmark = pytest.mark.timeout(30)
+SERVER = NodeKey.from_seed(bytes([50]) * 32)
+CALLER = NodeKey.from_seed(bytes([51]) * 32)
+ECHO_PATH = "/fpai/peer/v1/test/echo"
+STREAM_PATH = "/fpai/peer/v1/test/stream"
+STREAM_BODY_LIMIT = 8
+BURST = 3  # the frame route's per-peer burst in these tests (the node's is 400)
+
+
+async def frame_handler(peer: str, body: bytes) -> bytes | None:
+    if body == b"refuse me":
+        raise FrameRefused("malformed")
+    return None
+
+
+async def echo(peer: str, body: bytes) -> bytes:
+    return codec.encode({"body": body, "caller": peer})
+
+
+async def chunks(peer: str, body: bytes, request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for part in (b"one,", b"two,", b"three"):
+        await response.write(part)
+    await response.write_eof()
+    return response
+
+
+@pytest.fixture
+async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[PeerServer]:
+    monkeypatch.setattr(peer_server, "BURST", float(BURST))
+    monkeypatch.setattr(peer_server, "RATE_PER_S", 0.001)  # no refill within a test
+    routes = [
+        RpcRoute(FRAME_PATH, frame_handler),
+        RpcRoute(ECHO_PATH, echo),
+        StreamRoute(STREAM_PATH, chunks, max_body_bytes=STREAM_BODY_LIMIT, rate_per_s=1000.0),
+    ]
+    running = PeerServer(TlsIdentity.open(SERVER, dt.datetime.now(dt.UTC)), routes)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    await running.start(sock)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    identity = TlsIdentity.open(CALLER, dt.datetime.now(dt.UTC))
+    connector = aiohttp.TCPConnector(ssl=client_context(identity))
+    async with aiohttp.ClientSession(connector=connector) as client:
+        yield client
+
+
+async def post(
+    session: aiohttp.ClientSession, server: PeerServer, path: str, body: bytes
+) -> tuple[int, str, bytes]:
+    async with session.post(f"https://{server.address}{path}", data=body) as response:
+        return response.status, response.content_type, await response.read()
+
+
+async def test_a_frame_is_answered_204_400_with_its_reason_or_413(
+    server: PeerServer, session: aiohttp.ClientSession
+) -> None:
+    """PEER-3: `204` for an accepted frame, `400` with the reason code as a plain-text body for
+    a refused one, `413` for a body over 1,048,576 bytes."""
+    assert (await post(session, server, FRAME_PATH, b"fine"))[0] == 204
+    refused = await post(session, server, FRAME_PATH, b"refuse me")
+    assert refused == (400, "text/plain", b"malformed")
+    oversized = b"\x00" * (1_048_576 + 1)
+    status, _, reason = await post(session, server, FRAME_PATH, oversized)
+    assert (status, reason) == (413, b"oversized")
+    assert server.refusals == {"malformed": 1, "oversized": 1}
+
+
+async def test_a_request_route_answers_200_with_msgpack_for_the_proven_caller(
+    server: PeerServer, session: aiohttp.ClientSession
+) -> None:
+    """PEER-7: the answer is `200`, `application/msgpack`, and the handler is told the caller
+    its certificate proves."""
+    status, content_type, body = await post(session, server, ECHO_PATH, b"hello")
+    assert (status, content_type) == (200, "application/msgpack")
+    assert codec.decode(body) == {"body": b"hello", "caller": CALLER.node_id}
+
+
+async def test_request_routes_share_the_frame_routes_rate_and_streams_keep_their_own(
+    server: PeerServer, session: aiohttp.ClientSession
+) -> None:
+    """PEER-7: a request route shares the frame route's per-peer rate (`429` once it is used
+    up, PEER-3); PEER-8: a streaming route has its own rate, so it still answers."""
+    for _ in range(BURST - 1):
+        assert (await post(session, server, FRAME_PATH, b"fine"))[0] == 204
+    assert (await post(session, server, ECHO_PATH, b"x"))[0] == 200
+    assert (await post(session, server, ECHO_PATH, b"x"))[:1] == (429,)
+    assert (await post(session, server, FRAME_PATH, b"fine"))[0] == 429
+    assert (await post(session, server, STREAM_PATH, b"x"))[0] == 200
+    assert server.refusals["rate_limited"] == 2
+
+
+async def test_a_streaming_route_has_its_own_body_limit_and_answers_a_stream(
+    server: PeerServer, session: aiohttp.ClientSession
+) -> None:
+    """PEER-8: the streaming route's own body limit (not the frame route's) and a chunked
+    answer in the route's own format."""
+    over = b"x" * (STREAM_BODY_LIMIT + 1)
+    assert (await post(session, server, STREAM_PATH, over))[0] == 413
+    assert (await post(session, server, ECHO_PATH, over))[0] == 200  # the frame route's limit
+    async with session.post(f"https://{server.address}{STREAM_PATH}", data=b"x") as response:
+        assert response.status == 200
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        assert await response.read() == b"one,two,three"
