@@ -17,6 +17,7 @@ from typing import Any, Self
 from prometheus_client.parser import text_string_to_metric_families
 
 from fpai_node.home import Home
+from fpai_node.identity import NodeKey
 
 # Test nodes take any free peer port unless a test says otherwise, so that they never collide
 # with each other or with a node the developer runs on the default 7100.
@@ -127,6 +128,15 @@ class NodeProcess:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    @property
+    def node_id(self) -> str:
+        """The node's id, from the key in its home: no request to the node needed."""
+        return NodeKey.load(self.home.key_file).node_id
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """The other nodes this node's gossip holds, by node id (its status `peers`)."""
+        return {p["node_id"]: p for p in self.get_json("/fpai/v1/status")["peers"]}
 
     @property
     def peer(self) -> str:

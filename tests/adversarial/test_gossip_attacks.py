@@ -34,18 +34,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 MALLORY = NodeKey.generate()
 
 
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
-
-
 def incarnation_at(node: NodeProcess, other: str) -> int:
-    peers = {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
-    return int(peers[other]["incarnation"])
+    return int(node.peers()[other]["incarnation"])
 
 
 def state_of(node: NodeProcess, other: str) -> str | None:
-    peers = {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
-    return peers[other]["state"] if other in peers else None
+    peer = node.peers().get(other)
+    return None if peer is None else str(peer["state"])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,7 @@ def pair(
         b_home = trust.home(root / "b")
         b = NodeProcess(b_home, "--api", "127.0.0.1:0", "--no-model", "--join", a.peer)
         with b:
-            ids = node_id(a), node_id(b)
+            ids = a.node_id, b.node_id
             wait_for(lambda: state_of(a, ids[1]) == "alive" and state_of(b, ids[0]) == "alive")
             yield a, b
 
@@ -95,7 +90,7 @@ def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
 ) -> None:
     """Finding 2: one `dead` rumor about B at 2^64-1 killed B everywhere for good."""
     a, b = pair
-    victim = node_id(b)
+    victim = b.node_id
     overflow = {"addr": b.peer, "id": victim, "inc": (1 << 64) - 1, "st": "dead"}
     payload = codec.pack_ordered({"anns": [], "rumors": [overflow]})
     refused = a.metric("fpai_gossip_messages_rejected_total", reason="malformed") or 0
@@ -109,7 +104,7 @@ def test_a_dead_rumor_at_the_top_incarnation_cannot_kill_a_node(
     wait_for(lambda: a.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
     wait_for(lambda: b.metric("fpai_gossip_rumors_refused_total", reason="incarnation_jump"))
     assert state_of(a, victim) == "alive"
-    assert state_of(b, node_id(a)) == "alive"  # B's gossip tick still runs
+    assert state_of(b, a.node_id) == "alive"  # B's gossip tick still runs
 
     # Many messages, each one step above the last (the climb a per-message bound allowed):
     # every one is above what B signed, so A ignores them all, and B stays alive there.
@@ -149,7 +144,7 @@ def test_invented_members_do_not_lock_out_a_newcomer(
     wait_for(lambda: (a.metric("fpai_gossip_table_events_total", event="refused") or 0) > 0)
     c_home = trust.home(tmp_path / "c")
     with NodeProcess(c_home, "--api", "127.0.0.1:0", "--no-model", "--join", a.peer) as c:
-        newcomer = node_id(c)
+        newcomer = c.node_id
         wait_for(lambda: state_of(a, newcomer) == "alive", timeout_s=20)
     assert (a.metric("fpai_gossip_table_events_total", event="evicted") or 0) >= 1
 
@@ -167,7 +162,7 @@ def test_a_ping_request_never_makes_a_node_dial_a_strangers_address(
         stranger = NodeKey.generate().node_id
         received = a.metric("fpai_gossip_messages_received_total", type="gossip.ping_req") or 0
         assert send_gossip(mallory, a.peer, PingReq(b"n" * 16, stranger, address)) == 204
-        known = PingReq(b"m" * 16, node_id(b), address)  # a member: pinged where A holds it
+        known = PingReq(b"m" * 16, b.node_id, address)  # a member: pinged where A holds it
         assert send_gossip(mallory, a.peer, known) == 204
         wait_for(
             lambda: (

@@ -21,13 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 MALLORY = NodeKey.generate()
 
 
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
-
-
 def view_of(node: NodeProcess, other: str) -> tuple[str, int] | None:
-    peers = {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
-    peer = peers.get(other)
+    peer = node.peers().get(other)
     return None if peer is None else (peer["state"], int(peer["incarnation"]))
 
 
@@ -39,7 +34,7 @@ def pair(trust: Trust, tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProces
     with NodeProcess(trust.home(tmp_path / "a"), *args) as a:
         b = NodeProcess(trust.home(tmp_path / "b"), *args, *b_peer, "--join", a.peer)
         with b:
-            wait_for(lambda: view_of(a, node_id(b)) == ("alive", 0))
+            wait_for(lambda: view_of(a, b.node_id) == ("alive", 0))
             yield a, b
 
 
@@ -47,7 +42,7 @@ def test_a_node_pushed_up_by_a_liar_still_refutes_after_a_restart(
     pair: tuple[NodeProcess, NodeProcess], trust: Trust
 ) -> None:
     a, b = pair
-    victim, mallory = node_id(b), trust.member(MALLORY)
+    victim, mallory = b.node_id, trust.member(MALLORY)
     for step in (1, 2):  # each within B's step of the incarnation it then has: B refutes
         lie = Rumor(victim, b.peer, step * MAX_INCARNATION_STEP, Status.SUSPECT)
         assert send_gossip(mallory, b.peer, Push(Piggyback((lie,)))) == 204

@@ -22,10 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
 
 
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
-
-
 def serving(node: NodeProcess) -> list[str]:
     """The nodes `node` would route `x` to, as its /v1/models lists them."""
     return [n for m in node.get_json("/v1/models")["data"] for n in m["fpai"]["nodes"]]
@@ -77,10 +73,10 @@ def federation(
 
 def test_a_phantom_model_is_never_listed_nor_routed(federation: dict[str, NodeProcess]) -> None:
     h, liar, g = federation["h"], federation["l"], federation["g"]
-    h_id, liar_id = node_id(h), node_id(liar)
+    h_id, liar_id = h.node_id, liar.node_id
     for node in (g, h):  # both probed what the liar announces: x answered, the phantom not
         wait_for(lambda n=node: router(n)["proven"].get(liar_id) == ["x"], timeout_s=30)
-    announced = {p["node_id"]: p for p in g.get_json("/fpai/v1/status")["peers"]}[liar_id]
+    announced = g.peers()[liar_id]
     assert PHANTOM in [m["id"] for m in announced["models"]]  # the lie is out there
     listed = {m["id"]: m["fpai"]["nodes"] for m in g.get_json("/v1/models")["data"]}
     assert listed == {"x": sorted([h_id, liar_id])}
@@ -93,7 +89,7 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
     federation: dict[str, NodeProcess], trust: Trust, gguf_model: Path, tmp_path: Path
 ) -> None:
     h, liar, g = federation["h"], federation["l"], federation["g"]
-    liar_id = node_id(liar)
+    liar_id = liar.node_id
     assert h.stop(signal.SIGTERM) == 0  # H leaves: the liar is the one node with x
     wait_for(lambda: {m["id"] for m in g.get_json("/v1/models")["data"]} == {"x"})
     wait_for(lambda: serving(g) == [liar_id])
@@ -113,7 +109,7 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
         *("--api", "127.0.0.1:0", "--model", f"{gguf_model}=x", "--join", g.peer),
     ).start()
     federation["h2"] = honest
-    honest_id = node_id(honest)
+    honest_id = honest.node_id
     wait_for(lambda: router(g)["proven"].get(honest_id) == ["x"], timeout_s=30)
     for attempt in range(4):  # demoted, the liar comes after any honest node
         _, headers, _ = chat(g, CHAT, f"after-{attempt}")
@@ -123,7 +119,7 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
 def test_a_black_hole_is_given_up_on_at_its_deadline(federation: dict[str, NodeProcess]) -> None:
     liar, g = federation["l"], federation["g"]
     federation["h2"].stop(signal.SIGTERM)  # the demoted liar is the only node left with x
-    liar_id = node_id(liar)
+    liar_id = liar.node_id
     wait_for(lambda: serving(g) == [liar_id])
     tell(liar.home.root, "black-hole")
     status, _, body = chat(g, CHAT, "black-hole-1")

@@ -60,10 +60,6 @@ def labelled(scraped: Samples, name: str) -> list[dict[str, str]]:
     return [dict(labels) for sample, labels in scraped if sample == name]
 
 
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
-
-
 @pytest.fixture(scope="module")
 def federation(
     gguf_model: Path, tmp_path_factory: pytest.TempPathFactory
@@ -81,7 +77,7 @@ def federation(
         for name, node in nodes.items():  # every node sees both others alive
             key = KEY if name == "b" else None
             wait_for(lambda n=node, k=key: value(scrape(n, k), "fpai_peers", state="alive") == 2)
-        a_id = node_id(nodes["a"])
+        a_id = nodes["a"].node_id
         wait_for(  # and B knows A serves x
             lambda: any(
                 m["id"] == "x" and a_id in m["fpai"]["nodes"]
@@ -122,7 +118,7 @@ def chat_twice(node: NodeProcess, key: str = "unused") -> tuple[int, int]:
 
 def test_scraped_values_match_what_the_clients_saw(federation: dict[str, NodeProcess]) -> None:
     a, b, c = federation["a"], federation["b"], federation["c"]
-    a_id, b_id = node_id(a), node_id(b)
+    a_id, b_id = a.node_id, b.node_id
     a_tokens = chat_twice(a)  # served by A itself
     b_tokens = chat_twice(b, KEY)  # forwarded by B to A
 
@@ -169,7 +165,7 @@ def test_scraped_values_match_what_the_clients_saw(federation: dict[str, NodePro
     scraped = wait_for(registries)
     leader = labelled(scraped[0], "fpai_registry_leader_info")[0]["leader_id"]
     assert sum(value(s, "fpai_registry_is_leader") for s in scraped) == 1  # type: ignore[misc]
-    ids = [a_id, b_id, node_id(c)]
+    ids = [a_id, b_id, c.node_id]
     assert value(scraped[ids.index(leader)], "fpai_registry_is_leader") == 1
     for s in scraped:
         assert (value(s, "fpai_registry_term") or 0) >= 1

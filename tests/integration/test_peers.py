@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -23,14 +22,6 @@ from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
 from fpai_node.wire import seal
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-def peers(node: NodeProcess) -> dict[str, dict[str, Any]]:
-    return {p["node_id"]: p for p in node.get_json("/fpai/v1/status")["peers"]}
-
-
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
 
 
 @pytest.fixture
@@ -51,54 +42,54 @@ def federation(gguf_model: Path, tmp_path: Path) -> Iterator[list[NodeProcess]]:
 
 def test_nodes_discover_each_other_and_their_models(federation: list[NodeProcess]) -> None:
     a, b, c = federation
-    ids = {n.peer: node_id(n) for n in federation}
+    ids = {n.peer: n.node_id for n in federation}
     models = {ids[a.peer]: ["m-a"], ids[b.peer]: [], ids[c.peer]: ["m-c"]}
     for node in federation:
         others = {peer: i for peer, i in ids.items() if peer != node.peer}
 
         def sees_everyone(node: NodeProcess = node, others: dict[str, str] = others) -> bool:
-            table = peers(node)
+            table = node.peers()
             return all(
                 table.get(i, {}).get("state") == "alive" and "models" in table[i]
                 for i in others.values()
             )
 
         wait_for(sees_everyone, 20.0)
-        table = peers(node)
+        table = node.peers()
         for address, other in others.items():
             assert table[other]["address"] == address
             assert [m["id"] for m in table[other]["models"]] == models[other]
             assert table[other]["protocol_version"] == 1
             assert table[other]["api"].startswith("127.0.0.1:")
-    m_a = peers(b)[ids[a.peer]]["models"][0]
+    m_a = b.peers()[ids[a.peer]]["models"][0]
     assert m_a == {"id": "m-a", "context_length": 4096, "backend": "llamacpp"}
 
 
 def test_a_killed_node_goes_suspect_then_dead(federation: list[NodeProcess]) -> None:
     a, b, c = federation
-    victim = node_id(c)
-    wait_for(lambda: all(peers(n).get(victim, {}).get("state") == "alive" for n in (a, b)))
+    victim = c.node_id
+    wait_for(lambda: all(n.peers().get(victim, {}).get("state") == "alive" for n in (a, b)))
     c.stop(signal.SIGKILL)
     seen: list[str] = []
 
     def dead_everywhere() -> bool:
-        states = [peers(n)[victim]["state"] for n in (a, b)]
+        states = [n.peers()[victim]["state"] for n in (a, b)]
         seen.extend(states)
         return all(s == "dead" for s in states)
 
     wait_for(dead_everywhere, timeout_s=20, every_s=0.05)
     assert "suspect" in seen, "dead without being suspected first"
-    assert peers(a)[node_id(b)]["state"] == "alive"  # the survivors still trust each other
+    assert a.peers()[b.node_id]["state"] == "alive"  # the survivors still trust each other
 
 
 def test_a_node_that_leaves_is_left_not_dead(federation: list[NodeProcess]) -> None:
     a, b, c = federation
-    leaver = node_id(b)
-    wait_for(lambda: peers(a).get(leaver, {}).get("state") == "alive")
+    leaver = b.node_id
+    wait_for(lambda: a.peers().get(leaver, {}).get("state") == "alive")
     assert b.stop(signal.SIGTERM) == 0
-    wait_for(lambda: all(peers(n)[leaver]["state"] == "left" for n in (a, c)), timeout_s=10)
+    wait_for(lambda: all(n.peers()[leaver]["state"] == "left" for n in (a, c)), timeout_s=10)
     time.sleep(3)  # longer than a suspicion would take: a leave must never turn into a death
-    assert all(peers(n)[leaver]["state"] == "left" for n in (a, c))
+    assert all(n.peers()[leaver]["state"] == "left" for n in (a, c))
 
 
 # Negative transport tests against one real node's peer port.
@@ -227,10 +218,10 @@ def test_a_private_federation_admits_only_its_members(tmp_path: Path) -> None:
         NodeProcess(tmp_path / "outsider", *base, "--join", a.peer) as outsider,
     ):
         assert a.get_json("/fpai/v1/status")["preset"] == "federation"
-        wait_for(lambda: peers(a).get(node_id(b), {}).get("state") == "alive")
+        wait_for(lambda: a.peers().get(b.node_id, {}).get("state") == "alive")
         wait_for(lambda: refusals(a).get("handshake_aborted", 0) >= 1, timeout_s=10)
-        assert node_id(outsider) not in peers(a)
-        assert peers(outsider) == {}
+        assert outsider.node_id not in a.peers()
+        assert outsider.peers() == {}
 
 
 def test_a_federation_node_without_its_certificate_says_so(tmp_path: Path) -> None:
@@ -251,12 +242,12 @@ def test_a_genesis_file_bootstraps_and_peers_lists_the_table(tmp_path: Path) -> 
         )
         args = ("--api", "127.0.0.1:0", "--no-model", "--genesis", str(genesis))
         with NodeProcess(tmp_path / "newcomer", *args) as newcomer:
-            wait_for(lambda: peers(seed).get(node_id(newcomer), {}).get("state") == "alive")
+            wait_for(lambda: seed.peers().get(newcomer.node_id, {}).get("state") == "alive")
             listed = run_cli("peers", "--home", str(seed.home.root))
             assert listed.returncode == 0
-            assert node_id(newcomer) in listed.stdout and "alive" in listed.stdout
+            assert newcomer.node_id in listed.stdout and "alive" in listed.stdout
             as_json = json.loads(run_cli("peers", "--home", str(seed.home.root), "--json").stdout)
-            assert [p["node_id"] for p in as_json] == [node_id(newcomer)]
+            assert [p["node_id"] for p in as_json] == [newcomer.node_id]
 
 
 def test_connections_that_never_finish_a_handshake_are_capped(lone_node: NodeProcess) -> None:

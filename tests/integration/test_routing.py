@@ -23,10 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "Name a colour."}]}
 
 
-def node_id(node: NodeProcess) -> str:
-    return str(node.get_json("/fpai/v1/status")["node_id"])
-
-
 def sees_model(node: NodeProcess, model: str, served_by: str) -> bool:
     entries = {m["id"]: m for m in node.get_json("/v1/models")["data"]}
     return served_by in entries.get(model, {}).get("fpai", {}).get("nodes", [])
@@ -64,7 +60,7 @@ def federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProce
                 *extra,
                 env={"FPAI_QUEUE_DEPTH": "0"},
             ).start()
-        c = node_id(nodes["c"])
+        c = nodes["c"].node_id
         for name in ("a", "b"):
             wait_for(lambda name=name: sees_model(nodes[name], "x", c))
         yield nodes
@@ -79,7 +75,7 @@ def client(node: NodeProcess) -> openai.OpenAI:
 
 def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodeProcess]) -> None:
     a, b, c = federation["a"], federation["b"], federation["c"]
-    c_id = node_id(c)
+    c_id = c.node_id
     sampling = {"max_tokens": 8, "temperature": 0.0, "seed": 3}
     direct = client(c).chat.completions.create(**CHAT, **sampling)  # type: ignore[call-overload]
     for entry in (a, b):
@@ -123,7 +119,7 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
 
 def test_receipts_are_kept_on_both_sides(federation: dict[str, NodeProcess]) -> None:
     b, c = federation["b"], federation["c"]
-    b_id, c_id = node_id(b), node_id(c)
+    b_id, c_id = b.node_id, c.node_id
     usages = [
         client(b).chat.completions.create(**CHAT, max_tokens=n).usage  # type: ignore[call-overload]
         for n in (3, 5)
@@ -160,7 +156,7 @@ def test_a_dead_server_gives_a_quick_503_naming_the_model(
     assert status == 503, body
     error = json.loads(body)["error"]
     assert error["code"] == "model_unavailable"
-    assert "'x'" in error["message"] and node_id_of_home(c) in error["message"]
+    assert "'x'" in error["message"] and c.node_id in error["message"]
     assert time.monotonic() - started < 20  # bounded by the client timeout above, not a hang
 
 
@@ -168,7 +164,7 @@ def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
     federation: dict[str, NodeProcess],
 ) -> None:
     a, c = federation["a"], federation["c"]
-    c_id = node_id(c)
+    c_id = c.node_id
     with a.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=3) as stream:
         c.stop(signal.SIGKILL)
         received = stream.read_to_end()
@@ -179,10 +175,6 @@ def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
     assert b"[DONE]" not in received
 
 
-def node_id_of_home(node: NodeProcess) -> str:
-    return NodeKey.load(node.home.key_file).node_id
-
-
 def test_a_second_server_takes_over_when_the_first_dies(
     federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
 ) -> None:
@@ -191,7 +183,7 @@ def test_a_second_server_takes_over_when_the_first_dies(
         tmp_path / "d", "--api", "127.0.0.1:0", "--join", a.peer, "--model", f"{gguf_model}=x"
     ).start()
     try:
-        d_id = node_id(d)
+        d_id = d.node_id
         wait_for(lambda: sees_model(a, "x", d_id))
         c.stop(signal.SIGKILL)
         for _ in range(3):
@@ -201,7 +193,7 @@ def test_a_second_server_takes_over_when_the_first_dies(
         for node, message in ((a, "request forwarded"), (d, "forwarded request served")):
             logged = [e for e in node.log_events() if e.get("event") == message]
             assert logged and all(e["request_id"] == "t-1" for e in logged)
-            assert logged[-1]["node_id"] == node_id(node)
+            assert logged[-1]["node_id"] == node.node_id
     finally:
         d.kill()
 
@@ -222,7 +214,7 @@ def test_a_loop_a_forged_path_and_a_stranger_are_refused(
         status, answer = peer_post(caller, c.peer, INFER_PATH, request.encode())
         return status, decode_failure(answer).code
 
-    c_id = node_id(c)
+    c_id = c.node_id
     assert ask(stranger, (stranger.node_id,)) == (403, "not_a_member")
     assert ask(member, (c_id, member.node_id)) == (508, "loop")
     assert ask(member, (stranger.node_id,)) == (400, "path_not_peer")
@@ -251,4 +243,4 @@ def test_a_busy_peer_answers_429_and_the_router_says_so(
         status, headers, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2})
     assert status == 429, body
     assert int(headers["Retry-After"]) >= 1
-    assert node_id(c) in json.loads(body)["error"]["message"]
+    assert c.node_id in json.loads(body)["error"]["message"]
