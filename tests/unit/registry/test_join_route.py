@@ -2,9 +2,7 @@
 the service's route handler with its Raft engine stood in for by a replica that applies every
 proposal at once (the real engines are tested in tests/integration/test_registry.py)."""
 
-import datetime as dt
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,12 +11,15 @@ from typing import Any
 import pytest
 
 from fpai_node.identity import NodeKey
-from fpai_node.identity.tls import TlsIdentity
-from fpai_node.peer.client import PeerClient
-from fpai_node.registry.raft import RaftStatus, RaftTiming
+from fpai_node.registry.raft import RaftStatus
 from fpai_node.registry.service import JOIN_PATH, RegistryService
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.service import FrameRefused, RpcRoute
+from fpai_node.testing.registry_service import (
+    API_ADDRESS,
+    PEER_ADDRESS,
+    unstarted_registry_service,
+)
 from fpai_node.wire import codec
 
 KEY = NodeKey.from_seed(bytes([60]) * 32)
@@ -29,22 +30,8 @@ ASKS = {"api": "10.0.0.2:8100", "peer": "10.0.0.2:7100", "raft": "10.0.0.2:7200"
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[RegistryService]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    identity = TlsIdentity.open(KEY, dt.datetime.now(dt.UTC))
-    yield RegistryService(
-        key=KEY,
-        identity=identity,
-        listener=listener,
-        client=PeerClient(identity),
-        directory=tmp_path,
-        join=(),
-        peer_address="10.0.0.1:7100",
-        api_address="10.0.0.1:8100",
-        voters=3,
-        timing=RaftTiming(),
-    )
-    listener.close()
+    with unstarted_registry_service(KEY, tmp_path) as unstarted:
+        yield unstarted
 
 
 def join_route(service: RegistryService) -> RpcRoute:
@@ -63,7 +50,7 @@ def running_alone(
     service: RegistryService, monkeypatch: pytest.MonkeyPatch, *, hears_a_leader: bool = True
 ) -> SimpleNamespace:
     """`service` running as the registry's creator, its one voter; proposals apply at once."""
-    own = {"api": "10.0.0.1:8100", "peer": "10.0.0.1:7100", "raft": service.address}
+    own = {"api": API_ADDRESS, "peer": PEER_ADDRESS, "raft": service.address}
     first = encode_command(
         "member.join", {"node_id": KEY.node_id, **own}, key=bytes(16), by=KEY.node_id, at_ms=T0
     )
@@ -97,7 +84,7 @@ async def test_a_join_is_committed_then_answered_with_role_voters_and_peers(
     answer = await join_route(service).handler(NEWCOMER.node_id, codec.encode(ASKS))
     assert answer is not None
     assert codec.decode(answer) == {
-        "peers": ["10.0.0.1:7100"],  # the other members' peer addresses
+        "peers": [PEER_ADDRESS],  # the other members' peer addresses
         "role": "learner",  # REG-13: a join never takes a seat
         "voters": [service.member],  # Raft's configuration as the receiver's log has it
     }

@@ -3,8 +3,6 @@ its proposals recorded instead of committed (the commits themselves are tested t
 engines in tests/integration/test_registry.py)."""
 
 import asyncio
-import datetime as dt
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +10,11 @@ from typing import Any
 import pytest
 
 from fpai_node.identity import NodeKey
-from fpai_node.identity.tls import TlsIdentity
-from fpai_node.peer.client import PeerClient
-from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService
 from fpai_node.registry.state import Result
+from fpai_node.testing.registry_service import (
+    unstarted_registry_service,
+)
 
 KEY = NodeKey.from_seed(bytes([5]) * 32)
 
@@ -41,22 +39,8 @@ class RecordedProposals:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[RegistryService]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    identity = TlsIdentity.open(KEY, dt.datetime.now(dt.UTC))
-    yield RegistryService(
-        key=KEY,
-        identity=identity,
-        listener=listener,
-        client=PeerClient(identity),
-        directory=tmp_path,
-        join=(),
-        peer_address="127.0.0.1:1",
-        api_address="127.0.0.1:2",
-        voters=3,
-        timing=RaftTiming(),
-    )
-    listener.close()
+    with unstarted_registry_service(KEY, tmp_path) as unstarted:
+        yield unstarted
 
 
 @pytest.fixture
