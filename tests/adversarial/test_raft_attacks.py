@@ -1,6 +1,7 @@
-"""Lying members against real Raft engines over TLS: Mallory holds a voter seat, says hello as
-the member she is, and sends terms no honest candidate would (specs/0005 RAFT-15); or she is a
-learner relaying joins of node ids she made up (REG-13)."""
+"""Lying members against real Raft engines over TLS, in both trust modes. Mallory holds a voter
+seat, says hello as the member she is, and sends terms no honest candidate would (specs/0005
+RAFT-15) or snapshots that are none (RAFT-9); or she is a learner relaying joins of node ids
+she made up (REG-13)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,13 @@ import pytest
 
 from fpai_node.identity import NodeKey
 from fpai_node.registry import raft_wire
-from fpai_node.registry.raft import RaftEngine
+from fpai_node.registry.raft import (
+    MAX_SNAPSHOT_BYTES,
+    SNAPSHOT_FILE,
+    RaftEngine,
+    RaftTiming,
+    read_snapshot,
+)
 from fpai_node.registry.state import MEMBER_RELAYS
 from fpai_node.testing.raft_engines import (
     EngineCluster,
@@ -31,6 +38,20 @@ def cluster(trust: Trust, tmp_path: Path) -> Iterator[EngineCluster]:
     """Three voters, the registry's target, two running: a majority without Mallory, who speaks
     for the third (in the federation mode, with the certificate the CA gave her)."""
     with engine_cluster(tmp_path, [*KEYS, MALLORY], absent=[MALLORY], trust=trust) as running:
+        yield running
+
+
+COMPACT_AFTER = 20  # entries: a snapshot file exists after a few commits
+
+
+@pytest.fixture
+def compacted(trust: Trust, tmp_path: Path) -> Iterator[EngineCluster]:
+    """As `cluster`, with a snapshot already on each running voter's disk (RAFT-9)."""
+    timing = RaftTiming(compact_after_entries=COMPACT_AFTER)
+    keys = [*KEYS, MALLORY]
+    with engine_cluster(tmp_path, keys, timing, absent=[MALLORY], trust=trust) as running:
+        for i in range(3 * COMPACT_AFTER):
+            commit(running.leader(), command(KEYS[0], "param.set", key=f"k{i}", value=i))
         yield running
 
 
@@ -93,3 +114,73 @@ def test_a_member_cannot_relay_invented_nodes_into_seats(trust: Trust, tmp_path:
         assert state.voters() == sorted(k.node_id for k in KEYS)  # the free seat is still free
         assert {state.members[n].role for n in invented[:MEMBER_RELAYS]} == {"learner"}
         assert not set(invented[MEMBER_RELAYS:]) & set(state.members)
+
+
+def follower_of(cluster: EngineCluster) -> NodeKey:
+    return next(k for k in KEYS if not cluster.engines[k.node_id].status.is_leader)
+
+
+def current_term(cluster: EngineCluster, key: NodeKey) -> int:
+    """The term `key`'s engine is in once the registry has a leader: a voter's messages in it
+    are taken as the leader's (pysyncobj follows whoever appends in the current term)."""
+    term = cluster.leader().status.term
+    wait_for(lambda: cluster.engines[key.node_id].status.term == term)
+    return term
+
+
+def snapshot_chunk(term: int, chunk: bytes | None, *, first: bool, last: bool) -> dict[str, object]:
+    return {
+        "type": "install_snapshot",
+        "term": term,
+        "commit_index": 0,
+        "chunk": chunk,
+        "first": first,
+        "last": last,
+    }
+
+
+def test_a_garbage_snapshot_leaves_the_followers_own_and_it_starts_again(
+    compacted: EngineCluster,
+) -> None:
+    """RAFT-9: pysyncobj renamed a received snapshot over the follower's own before reading it;
+    garbage was refused in memory but kept on disk, and the follower refused to start."""
+    cluster = compacted
+    follower = follower_of(cluster)
+    own = cluster.root / follower.node_id / SNAPSHOT_FILE
+    wait_for(lambda: own.exists())
+    kept = own.read_bytes()
+    read_snapshot(own)  # a good one
+    refusals = cluster.engines[follower.node_id].counters.refusals
+    mallory = as_mallory(cluster, cluster.engines[follower.node_id])
+    attempts = [[(b"garbage", True, True)], [(kept[:64], True, False), (b"\xc1" * 9, False, True)]]
+    for refused, chunks in enumerate(attempts, start=1):
+        term = current_term(cluster, follower)
+        for chunk, first, last in chunks:
+            mallory.send(snapshot_chunk(term, chunk, first=first, last=last))
+        wait_for(lambda refused=refused: refusals["bad_snapshot"] == refused)
+    mallory.close()
+    assert own.read_bytes() == kept
+    assert not list(own.parent.glob("*.tmp"))
+
+    restarted = cluster.restart(follower)  # starts: nothing on disk is garbage
+    wait_for(lambda: restarted.state.parameters.get(f"k{3 * COMPACT_AFTER - 1}") is not None)
+    after = commit(cluster.leader(), command(KEYS[0], "param.set", key="after", value=1))
+    assert after.status == "ok"
+
+
+def test_a_snapshot_that_never_ends_is_cut_off_at_the_bound(compacted: EngineCluster) -> None:
+    """RAFT-9: the review streamed 20 chunks of 3 MiB, never marked last: 60 MiB on the
+    follower's disk, growing until it filled."""
+    cluster = compacted
+    follower = follower_of(cluster)
+    refusals = cluster.engines[follower.node_id].counters.refusals
+    mallory = as_mallory(cluster, cluster.engines[follower.node_id])
+    term = current_term(cluster, follower)
+    block = bytes(3 << 20)
+    chunks = MAX_SNAPSHOT_BYTES // len(block) + 2
+    for i in range(chunks):
+        mallory.send(snapshot_chunk(term, block, first=i == 0, last=False))
+    wait_for(lambda: refusals["bad_snapshot"] == 1, timeout_s=30)
+    mallory.close()
+    directory = cluster.root / follower.node_id
+    assert sum(p.stat().st_size for p in directory.glob("*.tmp")) == 0
