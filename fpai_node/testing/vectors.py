@@ -467,22 +467,22 @@ _ADDRESSES: dict[str, str] = {
 }
 
 
-def _join(node: NodeKey, n: int, role: str = "voter") -> bytes:
+def _add(node: NodeKey, n: int, role: str = "voter") -> bytes:
     args = {"node_id": node.node_id, "role": role, **_ADDRESSES}
     return encode_command("member.add", args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS)
 
 
-def _joins(node: NodeKey, n: int) -> bytes:
-    args = {"node_id": node.node_id, **_ADDRESSES}
-    return encode_command("member.join", args, key=_key(n), by=ALICE.node_id, at_ms=NOW_MS)
+def _joins(
+    node: NodeKey, n: int, by: NodeKey = ALICE, at_offset_ms: int = 0, **addresses: str
+) -> bytes:
+    """`member.join` of `node`, relayed by `by` (`node` itself: its own join)."""
+    args = {"node_id": node.node_id, **_ADDRESSES, **addresses}
+    return encode_command(
+        "member.join", args, key=_key(n), by=by.node_id, at_ms=NOW_MS + at_offset_ms
+    )
 
 
 _NEWCOMERS = [NodeKey.from_seed(bytes([64 + i]) * 32) for i in range(MEMBER_RELAYS + 1)]
-
-
-def _own_join(node: NodeKey, n: int) -> bytes:
-    args = {"node_id": node.node_id, **_ADDRESSES}
-    return encode_command("member.join", args, key=_key(n), by=node.node_id, at_ms=NOW_MS)
 
 
 def registry_cases() -> Iterator[tuple[str, Case]]:
@@ -493,8 +493,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             "members",
             "two members join, one becomes a learner, one leaves",
             [
-                _join(ALICE, 1),
-                _join(BOB, 2),
+                _add(ALICE, 1),
+                _add(BOB, 2),
                 _command("member.set_role", 3, node_id=b, role="learner"),
                 _command("member.remove", 4, node_id=a),
             ],
@@ -503,8 +503,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             "models-and-services",
             "models served and unserved; a service; leaving drops models",
             [
-                _join(ALICE, 1),
-                _join(BOB, 2),
+                _add(ALICE, 1),
+                _add(BOB, 2),
                 _command("model.serve", 3, model_id="gemma-3-270m", node_id=a),
                 _command("model.serve", 4, model_id="gemma-3-270m", node_id=b),
                 _command("model.unserve", 5, model_id="gemma-3-270m", node_id=a),
@@ -569,14 +569,9 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _command("param.set", 1, key="registry.voters", value=1),
                 _joins(ALICE, 2),
                 _joins(BOB, 3),
-                *(
-                    _by_bob("member.join", 4 + i, node_id=n.node_id, **_ADDRESSES)
-                    for i, n in enumerate(_NEWCOMERS)
-                ),
-                _own_join(_NEWCOMERS[0], 4 + len(_NEWCOMERS)),
-                _by_bob(
-                    "member.join", 5 + len(_NEWCOMERS), node_id=_NEWCOMERS[-1].node_id, **_ADDRESSES
-                ),
+                *(_joins(n, 4 + i, by=BOB) for i, n in enumerate(_NEWCOMERS)),
+                _joins(_NEWCOMERS[0], 4 + len(_NEWCOMERS), by=_NEWCOMERS[0]),
+                _joins(_NEWCOMERS[-1], 5 + len(_NEWCOMERS), by=BOB),
             ],
         ),
         (
@@ -588,27 +583,15 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 _command("param.set", 1, key="registry.voters", value=1),
                 _joins(ALICE, 2),
                 _joins(BOB, 3),
-                _own_join(BOB, 30),  # Bob confirms: only relayed newcomers that never do expire
-                *(
-                    _by_bob("member.join", 4 + i, node_id=n.node_id, **_ADDRESSES)
-                    for i, n in enumerate(_NEWCOMERS[:-1])
-                ),
+                _joins(
+                    BOB, 30, by=BOB
+                ),  # Bob confirms: only relayed newcomers that never do expire
+                *(_joins(n, 4 + i, by=BOB) for i, n in enumerate(_NEWCOMERS[:-1])),
                 _joins(_NEWCOMERS[0], 20),
-                _by_bob("member.join", 21, node_id=_NEWCOMERS[-1].node_id, **_ADDRESSES),
-                encode_command(  # Alice again, at a later time: Bob's relays are forgotten
-                    "member.join",
-                    {"node_id": ALICE.node_id, **_ADDRESSES},
-                    key=_key(22),
-                    by=ALICE.node_id,
-                    at_ms=NOW_MS + PENDING_EXPIRY_MS + 1,
-                ),
-                encode_command(
-                    "member.join",
-                    {"node_id": _NEWCOMERS[-1].node_id, **_ADDRESSES},
-                    key=_key(23),
-                    by=BOB.node_id,
-                    at_ms=NOW_MS + PENDING_EXPIRY_MS + 1,
-                ),
+                _joins(_NEWCOMERS[-1], 21, by=BOB),
+                # Alice again, at a later time: Bob's relays are forgotten
+                _joins(ALICE, 22, at_offset_ms=PENDING_EXPIRY_MS + 1),
+                _joins(_NEWCOMERS[-1], 23, by=BOB, at_offset_ms=PENDING_EXPIRY_MS + 1),
             ],
         ),
         (
@@ -627,34 +610,14 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             "bad-addresses",
             "a member's addresses are HOST:PORT (RAFT-1)",
             [
-                encode_command(
-                    "member.join",
-                    {**_ADDRESSES, "node_id": ALICE.node_id, "raft": "nowhere"},
-                    key=_key(1),
-                    by=ALICE.node_id,
-                    at_ms=NOW_MS,
-                ),
-                encode_command(
-                    "member.join",
-                    {**_ADDRESSES, "node_id": ALICE.node_id, "peer": "[::1]"},
-                    key=_key(2),
-                    by=ALICE.node_id,
-                    at_ms=NOW_MS,
-                ),
+                _joins(ALICE, 1, raft="nowhere"),
+                _joins(ALICE, 2, peer="[::1]"),
             ],
         ),
         (
             "no-api",
             "REG-7: a node with no client API joins with an empty api address",
-            [
-                encode_command(
-                    "member.join",
-                    {**_ADDRESSES, "node_id": ALICE.node_id, "api": ""},
-                    key=_key(1),
-                    by=ALICE.node_id,
-                    at_ms=NOW_MS,
-                )
-            ],
+            [_joins(ALICE, 1, api="")],
         ),
         (
             "retry-applies-once",
@@ -688,8 +651,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             "rejections",
             "every kind of rejection; the state is unchanged, the index counts",
             [
-                _join(ALICE, 1),
-                _join(ALICE, 2),
+                _add(ALICE, 1),
+                _add(ALICE, 2),
                 _command("member.remove", 3, node_id=b),
                 _command("member.set_role", 4, node_id=a, role="king"),
                 _command("model.serve", 5, model_id="m", node_id=b),
