@@ -254,7 +254,7 @@ class GossipService(Service):
             raise FrameRefused(exc.reason) from None
         self.received[envelope.type] += 1
         try:
-            self._dispatch(self.node.receive(envelope.sender, message, now_ms()))
+            self._dispatch(self.node.receive(envelope.sender, message, now))
             self._keep_incarnation()
         except Exception:
             log.exception("gossip message could not be handled", peer=peer, type=envelope.type)

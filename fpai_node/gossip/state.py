@@ -209,8 +209,7 @@ class GossipNode:
 
     def leave(self, now_ms: int) -> list[Outgoing]:
         """GOSSIP-15: sign a `left` announcement, push it to a few members, go quiet."""
-        caps = self._own.announcement.capabilities if self._own else self._default_capabilities()
-        push = Push(Piggyback(announcements=(self._publish(caps, left=True, now_ms=now_ms),)))
+        push = Push(Piggyback(announcements=(self._resign(left=True, now_ms=now_ms),)))
         alive = self._ids_with(Status.ALIVE)
         fanout = self._rng.sample(alive, min(len(alive), self._retransmit_limit()))
         self._left = True
@@ -234,7 +233,7 @@ class GossipNode:
             )
             out += self._start_sync()
         if self._own and now_ms >= self._own_signed_ms + self._config.announce_refresh_ms:
-            self._publish(self._own.announcement.capabilities, left=False, now_ms=now_ms)
+            self._resign(left=False, now_ms=now_ms)
         return out
 
     def receive(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
@@ -245,8 +244,7 @@ class GossipNode:
         out = self._handle(sender, message, now_ms)
         if self._refuted:  # however many rumors about it the message held: one signature
             self._refuted = False
-            caps = self._own.announcement.capabilities if self._own else None
-            self._publish(caps or self._default_capabilities(), left=False, now_ms=now_ms)
+            self._resign(left=False, now_ms=now_ms)
         return out
 
     def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
@@ -399,12 +397,11 @@ class GossipNode:
             self._refute(rumor)
             return
         member = self._members.get(rumor.node_id)
-        if rumor.incarnation > _signed_ceiling(member):
+        ceiling = _signed_ceiling(member)
+        if rumor.incarnation > ceiling:
             # GOSSIP-10: the node never signed this incarnation; an alive rumor one above is
             # its refutation racing the announcement that signs it, not a lie
-            racing = (
-                rumor.status is Status.ALIVE and rumor.incarnation == _signed_ceiling(member) + 1
-            )
+            racing = rumor.status is Status.ALIVE and rumor.incarnation == ceiling + 1
             self.stats.rumors_refused += not racing
             return
         if member is None:
@@ -563,8 +560,14 @@ class GossipNode:
         self._outbox[self.node_id] = _Queued(self._own, self._retransmit_limit())
         return item
 
-    def _default_capabilities(self) -> Capabilities:
-        return Capabilities(self._config.address, "", (), _NO_HARDWARE, 0, 0)
+    def _resign(self, *, left: bool, now_ms: int) -> AnnouncementItem:
+        """A new version of what this node last announced (nothing but its address if it
+        never did), at its current incarnation."""
+        if self._own is not None:
+            capabilities = self._own.announcement.capabilities
+        else:
+            capabilities = Capabilities(self._config.address, "", (), _NO_HARDWARE, 0, 0)
+        return self._publish(capabilities, left=left, now_ms=now_ms)
 
     def _accept_announcement(self, item: AnnouncementItem, now_ms: int) -> None:
         """GOSSIP-7: skip what is not newer, verify the rest end to end as the origin's."""
