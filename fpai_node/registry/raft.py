@@ -589,6 +589,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._log = wiring.log
         self._refusals = wiring.counters.refusals
         self._received_bytes = 0  # of the snapshot being received (RAFT-9)
+        self._received: Snapshot | None = None  # the one validated, for _load_snapshot to use
         conf = timing.conf(
             journalFile=str(directory),
             fullDumpFile=str(directory / SNAPSHOT_FILE),
@@ -656,7 +657,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
             incoming.flush()
             data = self._received_file().read_bytes() + data
         try:
-            parse_snapshot(data, "received from the leader")
+            self._received = parse_snapshot(data, "received from the leader")
         except JournalError as exc:
             return self._refuse_snapshot(incoming, str(exc))
         if incoming is not None:
@@ -730,10 +731,12 @@ class _Replica(SyncObj):  # type: ignore[misc]
             os.fsync(f.fileno())
 
     def _load_snapshot(self, path: str) -> tuple[Any, Any, list[RaftMember]]:
-        """Restore the state from the snapshot file (at start, or once the leader sent one). The
-        file is made durable before pysyncobj, on return, replaces the log with it (RAFT-13)."""
+        """Restore the state from the snapshot file (at start, or once the leader sent one: then
+        as `_received_snapshot_is_valid` parsed it from the same bytes). The file is made
+        durable before pysyncobj, on return, replaces the log with it (RAFT-13)."""
+        received, self._received = self._received, None  # parsed already, when just received
         try:
-            state, last, prev, cluster = read_snapshot(Path(path))
+            state, last, prev, cluster = received or read_snapshot(Path(path))
         except JournalError as exc:
             self.snapshot_error = str(exc)
             self._log.critical("registry snapshot refused", error=str(exc))
