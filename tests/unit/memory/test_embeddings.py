@@ -57,9 +57,19 @@ def test_batches_and_padding_change_nothing(embedder: Embedder) -> None:
 
 
 def test_text_beyond_the_models_length_is_truncated(embedder: Embedder) -> None:
-    words = [f"w{i}" for i in range(2 * MAX_TOKENS)]
-    head, whole = embedder.embed([" ".join(words[: MAX_TOKENS - 2]), " ".join(words)])
-    assert head @ whole > 0.95  # what lies past the limit cannot move the vector much
+    """MAX_TOKENS counts [CLS] and [SEP]: "word" is one token, so 254 of them fill it, and
+    what follows cannot change the vector; a change inside the limit does."""
+    inside = MAX_TOKENS - 2
+    words = ["word"] * inside
+    past, at_the_edge, before_it = embedder.embed(
+        [
+            " ".join([*words, "revenue", "grew"]),
+            " ".join([*words[:-1], "revenue"]),
+            " ".join(words),
+        ]
+    )
+    assert np.array_equal(past, before_it)  # the words past the limit were never read
+    assert not np.allclose(at_the_edge, before_it, atol=1e-4)  # the last one inside was
 
 
 def test_a_file_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
