@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpai_node.api.admin.registry import registry_routes
-from fpai_node.api.app import ClientApi, NodeInfo, build_app
+from fpai_node.api.app import ApiRoutes, ClientApi, NodeInfo, build_app
+from fpai_node.api.memory.extract import router_completer
+from fpai_node.api.memory.routes import memory_routes
 from fpai_node.api.openai.routes import openai_routes
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError, FpaiError
@@ -30,6 +32,10 @@ from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel
 from fpai_node.inference.models import bundled_model, check_model_file, parse_model_spec
 from fpai_node.inference.service import InferenceService
 from fpai_node.inference.upstream import UpstreamBackend
+from fpai_node.memory.embeddings import Embedder
+from fpai_node.memory.memories import Memories
+from fpai_node.memory.service import MemoryService
+from fpai_node.memory.shard import OpenStore
 from fpai_node.peer.channel import PeerChannel
 from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService, remembered_peers
@@ -120,14 +126,49 @@ def compose(
         registry_models=lambda: registry.state.models,
     )
     services: list[Service] = [inference, router, channel, gossip, registry]
+    embedder = Embedder.bundled()
+    groups: list[ApiRoutes] = [
+        openai_routes(router.router, embedder),
+        registry_routes(registry),
+    ]
+    if settings.memory:
+        memory = MemoryService(
+            key,
+            channel.client,
+            home.root / "memory",
+            store_opener(settings, key.node_id),
+            registry,
+            channel.address,
+        )
+        services.append(memory)  # after the registry: it places shards by the registry's members
+        groups.append(memory_routes(Memories(memory, embedder, router_completer(router.router))))
     channel.serve(route for service in services for route in service.peer_routes())
     app = build_app(
         NodeInfo(key.node_id, settings.preset, time.monotonic()),
         services,
-        [openai_routes(router.router), registry_routes(registry)],
+        groups,
         settings.api_keys,
     )
     return [*services, ClientApi(listeners.api, app)]
+
+
+def store_opener(settings: Settings, node_id: str) -> OpenStore:
+    """Shards in Qdrant's embedded engine under the home, or, with `memory_qdrant_url`, one
+    collection per shard in that Qdrant server (named by node and shard: several nodes may
+    share one server)."""
+    url = settings.memory_qdrant_url
+    if url is None:
+        from fpai_node.memory.edge_store import EdgeStore
+
+        return EdgeStore.open
+    from fpai_node.memory.client_store import ClientStore
+
+    api_key = settings.memory_qdrant_api_key
+
+    def remote(path: Path) -> "ClientStore":
+        return ClientStore.remote(url, f"fpai-{node_id}-{path.parent.name}", api_key)
+
+    return remote
 
 
 def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:

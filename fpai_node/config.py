@@ -45,6 +45,9 @@ class Settings:
     raft: HostPort | None = None
     registry_voters: int | None = None  # unset: the genesis' registry_voters, else 3
     registry_dead_after_s: int = 60
+    memory: bool = True
+    memory_qdrant_url: str | None = None
+    memory_qdrant_api_key: str | None = None
 
     @property
     def config_file(self) -> Path:
@@ -264,6 +267,25 @@ FIELDS: tuple[Field, ...] = (
         _int_between(1, 86_400),
         int,
         "60 s: a voter unreachable this long is replaced by a live learner; restarts are quicker",
+    ),
+    Field(
+        "memory",
+        _parse_bool,
+        bool,
+        "true: every node holds memory shards, so memory survives any one node (specs/0007)",
+    ),
+    Field(
+        "memory_qdrant_url",
+        _url,
+        str,
+        "unset: shards live in Qdrant's embedded engine under <home>/memory; a URL puts them in "
+        "a Qdrant server or cluster, for stores beyond one disk",
+    ),
+    Field(
+        "memory_qdrant_api_key",
+        _nonempty,
+        str,
+        "unset: sent to the Qdrant server of memory_qdrant_url when it needs one",
     ),
     Field(
         "queue_depth",

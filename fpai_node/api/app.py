@@ -91,15 +91,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def api_key_guard(keys: Sequence[str]) -> Middleware:
-    """Require `Authorization: Bearer <key>` on /v1, on /metrics, on every request that
-    changes something under /fpai (registry writes), and on registry reads through the leader
-    (each commits a `sync`: REG-14), when keys are configured. `?stale=1` reads stay open."""
+    """Require `Authorization: Bearer <key>` (or `Token <key>`, as Mem0's client sends it) on
+    /v1 and /v3, on /metrics, on every request that changes something under /fpai (registry
+    writes), on handoffs (memory), and on registry reads through the leader (each commits a
+    `sync`: REG-14), when keys are configured. `?stale=1` reads stay open."""
     encoded = [k.encode() for k in keys]
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         guarded = (
-            request.path.startswith("/v1/")
+            request.path.startswith(("/v1/", "/v3/", "/fpai/v1/handoff"))
             or request.path == "/metrics"
             or (request.path.startswith("/fpai/") and request.method not in ("GET", "HEAD"))
             or (
@@ -112,13 +113,14 @@ def api_key_guard(keys: Sequence[str]) -> Middleware:
             candidate = given.strip().encode()
             # compare_digest against every key: the time taken does not say which key matched
             matched = [hmac.compare_digest(candidate, k) for k in encoded]
-            if scheme.lower() != "bearer" or not any(matched):
+            if scheme.lower() not in ("bearer", "token") or not any(matched):
+                message = "missing or invalid API key: send Authorization: Bearer <key>"
                 return web.json_response(
-                    error_body(
-                        "missing or invalid API key: send Authorization: Bearer <key>",
-                        "invalid_request_error",
-                        "invalid_api_key",
-                    ),
+                    # OpenAI clients read `error`, Mem0's client `detail`
+                    {
+                        **error_body(message, "invalid_request_error", "invalid_api_key"),
+                        "detail": message,
+                    },
                     status=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )

@@ -7,6 +7,7 @@ import typer
 from fpai_node.cli import (
     federation_cmds,
     inference_cmds,
+    memory_cmds,
     node_cmds,
     registry_cmds,
     testnet_cmds,
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 node_cmds.register(app)
 inference_cmds.register(app)
+memory_cmds.register(app)
 federation_cmds.register(app)
 registry_cmds.register(app)
 usage_cmds.register(app)

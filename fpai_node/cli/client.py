@@ -28,6 +28,18 @@ class NodeClient:
         with self._open(path, body, method="PUT") as response:
             return _json_object(response.read(), self.url + path)
 
+    def delete(self, path: str) -> dict[str, Any]:
+        with self._open(path, None, method="DELETE") as response:
+            return _json_object(response.read(), self.url + path)
+
+    def get_list(self, path: str) -> list[Any]:
+        """A GET whose answer is a JSON array (a memory's history)."""
+        with self._open(path, None) as response:
+            value = json.loads(response.read())
+        if not isinstance(value, list):
+            raise FpaiError(f"{self.url + path}: expected a JSON array")
+        return value
+
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._open(path, body, timeout_s=600.0) as response:
             return _json_object(response.read(), self.url + path)
@@ -72,9 +84,13 @@ class NodeClient:
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
+    """The message of an OpenAI-shaped error, or of a Mem0-shaped one (`detail`)."""
     try:
-        return str(json.loads(exc.read())["error"]["message"])
-    except (ValueError, KeyError, TypeError):
+        body = json.loads(exc.read())
+        if isinstance(body.get("detail"), str):
+            return str(body["detail"])
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         return exc.reason or "error"
 
 

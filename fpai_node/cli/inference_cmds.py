@@ -53,7 +53,11 @@ def chat(
     """Ask a running node's model and print the answer as it is generated."""
     client = keyed_client(home, api, api_key)
     if model is None:
-        known = client.get("/v1/models")["data"]
+        known = [
+            m
+            for m in client.get("/v1/models")["data"]
+            if not (m.get("fpai") or {}).get("embeddings_only")
+        ]
         if not known:
             raise FpaiError("no node of the federation serves a model yet; pass --model ID")
         local = [m for m in known if (m.get("fpai") or {}).get("local")]

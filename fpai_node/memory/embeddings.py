@@ -23,9 +23,9 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from fpai_node.errors import FpaiError
+from fpai_node.memory.operations import DIMENSIONS
 
 MODEL_ID = "all-minilm-l6-v2"
-DIMENSIONS = 384
 # The files this module was measured with (../shared/ENVIRONMENT.md): cosine 0.9995 against the
 # fp32 model. Another file would give other vectors for the same text.
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -103,13 +103,18 @@ class Embedder:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """One row per text, in order; an empty sequence gives an empty (0, DIMENSIONS)."""
-        rows = [self._batch(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
-        if not rows:
-            return np.zeros((0, DIMENSIONS), np.float32)
-        vectors: Vectors = np.concatenate(rows)
-        return vectors
+        return self.embed_counted(texts)[0]
 
-    def _batch(self, texts: Sequence[str]) -> Vectors:
+    def embed_counted(self, texts: Sequence[str]) -> tuple[Vectors, int]:
+        """The rows of `embed`, and the tokens the model read (after truncation): the usage an
+        OpenAI client is told."""
+        batches = [self._batch(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]
+        if not batches:
+            return np.zeros((0, DIMENSIONS), np.float32), 0
+        vectors: Vectors = np.concatenate([rows for rows, _ in batches])
+        return vectors, sum(tokens for _, tokens in batches)
+
+    def _batch(self, texts: Sequence[str]) -> tuple[Vectors, int]:
         with self._lock:
             encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -122,4 +127,4 @@ class Embedder:
         pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit, int(mask.sum())

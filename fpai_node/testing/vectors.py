@@ -855,6 +855,13 @@ def routing_cases() -> Iterator[tuple[str, Case]]:
     yield from cases()
 
 
+def memory_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in memory_vectors.py, which builds on this module's keys and helpers."""
+    from fpai_node.testing.memory_vectors import memory_cases as cases
+
+    yield from cases()
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
@@ -863,6 +870,7 @@ AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "registry": registry_cases,
     "raft": raft_cases,
     "routing": routing_cases,
+    "memory": memory_cases,
 }
 
 
@@ -929,6 +937,47 @@ def constants() -> dict[str, Any]:
             "load_bucket_permille": router_select.LOAD_BUCKET_PERMILLE,
             "unknown_latency_ms": router_select.UNKNOWN_LATENCY_MS,
             "failure_cooldown_ms": int(router_forward.FAILURE_COOLDOWN_S * 1000),
+        },
+        "memory": _memory_constants(),
+    }
+
+
+def _memory_constants() -> dict[str, Any]:
+    from fpai_node.memory import filters as memory_filters
+    from fpai_node.memory import merge, operations, placement
+    from fpai_node.memory import messages as memory_messages
+
+    return {
+        "op_type": operations.OP_TYPE,
+        "op_lifetime_ms": operations.OP_LIFETIME_MS,
+        "dimensions": operations.DIMENSIONS,
+        "max_memory_bytes": operations.MAX_MEMORY_BYTES,
+        "max_metadata_bytes": operations.MAX_METADATA_BYTES,
+        "max_scope_bytes": operations.MAX_SCOPE_BYTES,
+        "kinds": list(operations.KINDS),
+        "shards": operations.SHARDS,
+        "shard_domain_hex": operations.SHARD_DOMAIN.hex(),
+        "place_domain_hex": placement.PLACE_DOMAIN.hex(),
+        "opkey_domain_hex": merge.OPKEY_DOMAIN.hex(),
+        "replicas_parameter": placement.REPLICAS_PARAMETER,
+        "default_replicas": placement.DEFAULT_REPLICAS,
+        "max_replicas": placement.MAX_REPLICAS,
+        "service_suffix": placement.SERVICE_SUFFIX,
+        "buckets": merge.BUCKETS,
+        "max_body_bytes": memory_messages.MAX_BODY_BYTES,
+        "max_ops": memory_messages.MAX_OPS,
+        "max_limit": memory_messages.MAX_LIMIT,
+        "max_keys": memory_messages.MAX_KEYS,
+        "max_filter_nodes": memory_filters.MAX_FILTER_NODES,
+        "max_filter_depth": memory_filters.MAX_FILTER_DEPTH,
+        "paths": {
+            "write": memory_messages.WRITE_PATH,
+            "search": memory_messages.SEARCH_PATH,
+            "scan": memory_messages.SCAN_PATH,
+            "get": memory_messages.GET_PATH,
+            "history": memory_messages.HISTORY_PATH,
+            "digest": memory_messages.DIGEST_PATH,
+            "fetch": memory_messages.FETCH_PATH,
         },
     }
 

@@ -309,3 +309,92 @@ def test_every_rule_is_checked_by_a_test_or_a_vector() -> None:
     missing, untestable = uncited()
     assert missing == []
     assert set(untestable) <= {"MSG-4", "PEER-6"}  # a new exemption is a decision: list it here
+
+
+@pytest.mark.parametrize("folder", cases("memory"))
+def test_memory(folder: Path) -> None:
+    """specs/0007: operations (MEM-1..MEM-7), placement (MEM-8), merge and history (MEM-10,
+    MEM-12), digests (MEM-11), route bodies (MEM-13..MEM-16) and filters (MEM-17)."""
+    from fpai_node.memory import filters, messages
+    from fpai_node.memory.merge import Digest, history, latest, op_key
+    from fpai_node.memory.operations import (
+        OperationRejected,
+        Version,
+        new_record_id,
+        read_operation,
+        shard_of_scope,
+    )
+    from fpai_node.memory.placement import replicas
+
+    case = load(folder)
+    expect = case["expect"]
+    kind = folder.name.split("-", 1)[0]
+    if kind == "op":
+        frame = (folder / "op.bin").read_bytes()
+        if "error" in expect:
+            with pytest.raises(OperationRejected) as refused:
+                read_operation(frame, now_ms=case.get("now_ms"))
+            assert refused.value.reason == expect["error"]
+            return
+        op = read_operation(frame)
+        ok = expect["ok"]
+        assert (op.id, op.action, op.shard) == (ok["id"], ok["action"], ok["shard"])
+        assert [op.version.at_ms, op.version.n, op.version.node] == ok["version"]
+        content = None if op.content is None else op.content.to_value()
+        assert content == (None if ok["content"] is None else vectors.from_json(ok["content"]))
+    elif kind == "shard":
+        given = case["input"]
+        if folder.name == "shard-of-scopes":
+            assert [shard_of_scope(n, v) for n, v in given] == expect["ok"]
+        else:
+            made = [new_record_id(s, bytes.fromhex(r)) for s, r in given]
+            assert made == expect["ok"]
+    elif kind == "place":
+        given = case["input"]
+        got = [list(replicas(s, given["holders"], given["replicas"])) for s in range(64)]
+        assert got == expect["ok"]
+    elif kind == "merge":
+        ops = [read_operation(bytes.fromhex(f)) for f in case["input"]]
+        for record, want in expect["ok"].items():
+            held = [op for op in ops if op.id == record]
+            top = latest(held)
+            assert [top.version.at_ms, top.version.n, top.version.node] == want["version"]
+            assert (None if top.content is None else top.content.memory) == want["memory"]
+            events = [
+                [c.event, c.old.memory if c.old else None, c.new.memory if c.new else None]
+                for c in history(held)
+            ]
+            assert events == want["history"]
+    elif kind == "digest":
+        keys = [(r, Version(at, n, node)) for r, at, n, node in case["input"]]
+        assert [f"{op_key(r, v):016x}" for r, v in keys] == expect["ok"]["key_hashes"]
+        digest = Digest()
+        for r, v in keys:
+            digest.add(r, v)
+        assert digest.to_bytes().hex() == expect["ok"]["digest"]
+    elif kind == "body":
+        data = (folder / "body.bin").read_bytes()
+        decoders = {
+            "search": messages.Search.decode,
+            "scan": messages.Scan.decode,
+            "get": messages.Get.decode,
+            "history": messages.History.decode,
+            "digest": messages.DigestRequest.decode,
+            "digest-answer": messages.DigestAnswer.decode,
+            "fetch": messages.Fetch.decode,
+            "stored": messages.Stored.decode,
+            "write": lambda body: messages.Ops.decode(body, messages.MAX_OPS),
+        }
+        if "error" in expect:
+            with pytest.raises(messages.BadRequest) as refused:
+                decoders[case["kind"]](data)
+            assert refused.value.reason == expect["error"]
+            return
+        name = folder.name.removeprefix("body-").removesuffix("-valid")
+        decoded = decoders[name](data)
+        assert decoded.encode() == data  # type: ignore[attr-defined]
+        assert codec.decode(data) == vectors.from_json(expect["ok"])
+    else:
+        assert kind == "filter"
+        condition = filters.from_value(vectors.from_json(case["input"]["filter"]))
+        assert [filters.matches(condition, p) for p in case["input"]["payloads"]] == expect["ok"]

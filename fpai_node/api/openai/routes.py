@@ -28,12 +28,15 @@ from fpai_node.inference.base import (
     Overloaded,
     TextChunk,
 )
-from fpai_node.inference.openai_requests import ApiError
+from fpai_node.inference.openai_requests import ApiError, parse_embeddings
+from fpai_node.memory.embeddings import MAX_TOKENS, Embedder
+from fpai_node.memory.embeddings import MODEL_ID as EMBEDDING_MODEL_ID
 from fpai_node.router.jobs import Job, parse_job
 from fpai_node.router.messages import Api
 from fpai_node.router.router import Opened, Router
 
 ROUTER = web.AppKey("router", Router)
+EMBEDDER = web.AppKey("embedder", Embedder)
 STARTED_AT = web.AppKey("started_at", int)
 SERVED_BY_HEADER = "X-FPAI-Served-By"
 OVERHEAD_HEADER = "X-FPAI-Route-Overhead-Ms"
@@ -41,11 +44,17 @@ REQUEST_ID = web.RequestKey("request_id", str)  # set by the API middleware for 
 log = structlog.get_logger("fpai.api.openai")
 
 
-def openai_routes(router: Router) -> Callable[[web.Application], None]:
-    """The OpenAI routes, each request going where `router` sends it."""
+def openai_routes(
+    router: Router, embedder: Embedder | None = None
+) -> Callable[[web.Application], None]:
+    """The OpenAI routes, each request going where `router` sends it, except embeddings by
+    the node's own embedding model (`all-minilm-l6-v2`, the one memory uses), answered here:
+    every node has it, so it is neither announced nor forwarded."""
 
     def add(app: web.Application) -> None:
         app[ROUTER] = router
+        if embedder is not None:
+            app[EMBEDDER] = embedder
         app[STARTED_AT] = int(time.time())
         app.router.add_get("/v1/models", list_models)
         app.router.add_post("/v1/chat/completions", chat_completions)
@@ -73,6 +82,22 @@ async def list_models(request: web.Request) -> web.Response:
         }
         for entry in request.app[ROUTER].models()
     ]
+    if EMBEDDER in request.app:
+        data.append(
+            {
+                "id": EMBEDDING_MODEL_ID,
+                "object": "model",
+                "created": created,
+                "owned_by": request.app[ROUTER].node_id,
+                "fpai": {
+                    "backend": "onnxruntime",
+                    "embeddings_only": True,
+                    "context_length": MAX_TOKENS,
+                    "local": True,
+                    "nodes": [request.app[ROUTER].node_id],
+                },
+            }
+        )
     return web.json_response({"object": "list", "data": data})
 
 
@@ -85,7 +110,28 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    if EMBEDDER in request.app and EMBEDDING_MODEL_ID.encode() in body:
+        job = parse_job("embeddings", body)
+        if job.model == EMBEDDING_MODEL_ID:
+            return await _embed_here(request, request.app[EMBEDDER], body)
     return await _generate(request, "embeddings")
+
+
+async def _embed_here(request: web.Request, embedder: Embedder, body: bytes) -> web.Response:
+    """The node's own embedding model, off the event loop. Token counts are the model's own."""
+    parsed = parse_embeddings(json.loads(body))
+    vectors, tokens = await asyncio.to_thread(embedder.embed_counted, list(parsed.inputs))
+    data = [
+        {"object": "embedding", "index": i, "embedding": _encode_vector(v, parsed.encoding)}
+        for i, v in enumerate(vectors.tolist())
+    ]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    headers = {SERVED_BY_HEADER: request.app[ROUTER].node_id, "X-Request-Id": request_id(request)}
+    return web.json_response(
+        {"object": "list", "data": data, "model": EMBEDDING_MODEL_ID, "usage": usage},
+        headers=headers,
+    )
 
 
 async def _generate(request: web.Request, api: Api) -> web.StreamResponse:
