@@ -40,6 +40,15 @@ class Repair:
         self.pulled = 0
         self.dropped = 0
 
+    def counts(self) -> dict[str, int]:
+        """Rounds run, operations sent to and fetched from other replicas, shards handed over."""
+        return {
+            "rounds": self.rounds,
+            "pushed": self.pushed,
+            "pulled": self.pulled,
+            "dropped": self.dropped,
+        }
+
     def handlers(self) -> "dict[str, Handler]":
         return {m.DIGEST_PATH: self._on_digest, m.FETCH_PATH: self._on_fetch}
 

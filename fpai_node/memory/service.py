@@ -161,6 +161,7 @@ class MemoryService(Service):
                 "holders": sorted(placement.addresses),
                 "replicas": placement.factor,
                 "shards": shards,
+                "repair": self.repair.counts() if self.repair is not None else {},
                 "refusals": dict(self.refusals),
             }
         }
