@@ -24,7 +24,12 @@ CHAT = {"model": "x", "messages": [{"role": "user", "content": "Hi"}], "max_toke
 
 def serving(node: NodeProcess) -> list[str]:
     """The nodes `node` would route `x` to, as its /v1/models lists them."""
-    return [n for m in node.get_json("/v1/models")["data"] for n in m["fpai"]["nodes"]]
+    return [n for m in routed_models(node) for n in m["fpai"]["nodes"]]
+
+
+def routed_models(node: NodeProcess) -> list[dict[str, Any]]:
+    """/v1/models without the node's own embedding model (every node has it; never routed)."""
+    return [m for m in node.get_json("/v1/models")["data"] if not m["fpai"].get("embeddings_only")]
 
 
 def router(node: NodeProcess) -> dict[str, Any]:
@@ -78,7 +83,7 @@ def test_a_phantom_model_is_never_listed_nor_routed(federation: dict[str, NodePr
         wait_for(lambda n=node: router(n)["proven"].get(liar_id) == ["x"], timeout_s=30)
     announced = g.peers()[liar_id]
     assert PHANTOM in [m["id"] for m in announced["models"]]  # the lie is out there
-    listed = {m["id"]: m["fpai"]["nodes"] for m in g.get_json("/v1/models")["data"]}
+    listed = {m["id"]: m["fpai"]["nodes"] for m in routed_models(g)}
     assert listed == {"x": sorted([h_id, liar_id])}
     status, _, body = chat(g, {**CHAT, "model": PHANTOM}, "phantom-1")
     assert status == 503, body
@@ -91,7 +96,7 @@ def test_inflated_receipts_are_refused_and_the_liar_demoted(
     h, liar, g = federation["h"], federation["l"], federation["g"]
     liar_id = liar.node_id
     assert h.stop(signal.SIGTERM) == 0  # H leaves: the liar is the one node with x
-    wait_for(lambda: {m["id"] for m in g.get_json("/v1/models")["data"]} == {"x"})
+    wait_for(lambda: {m["id"] for m in routed_models(g)} == {"x"})
     wait_for(lambda: serving(g) == [liar_id])
     tell(liar.home.root, "inflate-receipts")
     status, headers, body = chat(g, CHAT, "inflate-1")

@@ -47,7 +47,7 @@ def test_api_keys_guard_v1_but_not_health(gguf_model: Path, tmp_path: Path) -> N
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=node.url + "/v1", api_key="nope", max_retries=0).models.list()
         client = openai.OpenAI(base_url=node.url + "/v1", api_key=KEY, max_retries=0)
-        assert [m.id for m in client.models.list().data] == [MODEL]
+        assert [m.id for m in client.models.list().data] == [MODEL, "all-minilm-l6-v2"]
         listed = run_cli("models", "--home", str(node.home.root), "--api-key", KEY)
         assert listed.returncode == 0 and MODEL in listed.stdout
         refused = run_cli("models", "--home", str(node.home.root))
@@ -82,7 +82,7 @@ def test_requests_within_the_queue_wait_their_turn(gguf_model: Path, tmp_path: P
 def test_a_fresh_node_serves_the_bundled_model(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with NodeProcess(home, "--api", "127.0.0.1:0", env={"FPAI_CONTEXT_LENGTH": "512"}) as node:
-        assert [m["id"] for m in node.get_json("/v1/models")["data"]] == [MODEL]
+        assert [m["id"] for m in node.get_json("/v1/models")["data"]] == [MODEL, "all-minilm-l6-v2"]
         assert (home / "models" / "gemma-3-270m-q4_k_m.gguf").stat().st_size > 200_000_000
         assert (home / "models" / "gemma-3-270m-q4_k_m.gguf.verified").exists()
         assert node.stop() == 0

@@ -46,7 +46,7 @@ def post(node: NodeProcess, path: str, body: bytes, headers: dict[str, str] | No
 
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
     models = client.models.list().data
-    assert [m.id for m in models] == [MODEL]
+    assert [m.id for m in models] == [MODEL, "all-minilm-l6-v2"]
     assert models[0].model_extra["fpai"] == {
         "backend": "llamacpp",
         "context_length": 512,
@@ -104,6 +104,28 @@ def test_stop_sequences(client: openai.OpenAI) -> None:
     )
     assert reply.choices[0].text == " 5, 6,"
     assert reply.choices[0].finish_reason == "stop"
+
+
+def test_the_nodes_own_embedding_model_gives_minilm_vectors(client: openai.OpenAI) -> None:
+    """Issue 15: every node serves all-MiniLM-L6-v2 itself (memory's model), unannounced."""
+    [listed] = [m for m in client.models.list().data if m.id == "all-minilm-l6-v2"]
+    assert listed.model_extra["fpai"]["embeddings_only"] is True
+    result = client.embeddings.create(
+        model="all-minilm-l6-v2",
+        input=["The cat sat on the mat", "A cat was sitting on a rug", "Stock prices fell"],
+        encoding_format="float",
+    )
+    vectors = [d.embedding for d in result.data]
+    assert [len(v) for v in vectors] == [384, 384, 384]
+    assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vectors)
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(vectors[0], vectors[1]) > 0.6 > 0.2 > cosine(vectors[0], vectors[2])
+    assert result.model == "all-minilm-l6-v2" and 10 <= result.usage.prompt_tokens <= 40
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="all-minilm-l6-v2", input=[])
 
 
 def test_embeddings_in_base64_and_float(client: openai.OpenAI, node: NodeProcess) -> None:

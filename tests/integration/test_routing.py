@@ -113,6 +113,7 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
     assert models["x"]["fpai"]["nodes"] == [c_id]
     assert {m["id"]: m["fpai"]["local"] for m in a.get_json("/v1/models")["data"]} == {
         "a": True,
+        "all-minilm-l6-v2": True,  # every node's own embedding model (memory's)
         "x": False,
     }
 
