@@ -16,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from fpai_node.memory.filters import Condition
+from fpai_node.memory.messages import MAX_ANSWER_OPS, MAX_BODY_BYTES
 from fpai_node.memory.operations import SHARDS, Operation, Version
 from fpai_node.memory.shard import OpenStore, Shard
 from fpai_node.memory.store import Hit
@@ -177,9 +178,19 @@ class LocalShards:
         return await self.run(latest)
 
     async def history(self, record_id: str) -> list[bytes]:
+        """The record's operations, the newest that fit in an answer (MEM-14)."""
+
         def history() -> list[bytes]:
             shard = self._shards.get(int(record_id[:2], 16))
-            return shard.history_frames(record_id) if shard is not None else []
+            frames = shard.history_frames(record_id) if shard is not None else []
+            kept: list[bytes] = []
+            room = MAX_BODY_BYTES - 1024  # the answer's own framing
+            for frame in reversed(frames):
+                room -= len(frame) + 8
+                if room < 0 or len(kept) == MAX_ANSWER_OPS:
+                    break
+                kept.append(frame)
+            return kept[::-1]
 
         return await self.run(history)
 

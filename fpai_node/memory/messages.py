@@ -31,6 +31,9 @@ MAX_OPS = 128  # MEM-13: operations in one write or fetch answer: at most ~6.4 M
 MAX_LIMIT = 100  # MEM-14: records one search, scan or get asks for: Mem0 pages hold 100
 MAX_KEYS = 8192  # MEM-15: operation keys one digest answer lists; the rest wait for next round
 MAX_FETCH_KEYS = MAX_OPS
+# MEM-14: operations in a read answer: a history is every operation of a record (the newest
+# that fit in MAX_BODY_BYTES); the others hold at most MAX_LIMIT.
+MAX_ANSWER_OPS = 4096
 
 
 class BadRequest(ValueError):
