@@ -110,6 +110,10 @@ def test_bad_input_is_a_client_exception_never_a_server_error(client: MemoryClie
         client.add("x" * 40_000, user_id="big", infer=False)
     with pytest.raises(ValidationError, match="metadata"):
         client.add("x", user_id="big", metadata={"blob": "y" * 20_000}, infer=False)
+    with pytest.raises(ValidationError, match="user_id must be a string"):
+        client.add("typed", user_id=5, infer=False)
+    with pytest.raises(ValidationError, match="threshold"):
+        client.search("x", filters={"user_id": "u"}, threshold="high")
     with pytest.raises(ValidationError, match="top_k"):
         client.search("x", filters={"user_id": "u"}, top_k=1000)
     with pytest.raises(MemoryNotFoundError):

@@ -103,3 +103,13 @@ def test_memory_survives_a_killed_replica_catches_up_and_moves_to_a_new_node(
         wait_for(lambda: str(shard) not in memory(replaced)["shards"], timeout_s=30)
         for node in nodes:
             assert all_memories(node, user) == {"Alice keeps bees", "Alice moved to Lyon"}
+
+        # two of the shard's three replicas down: the write is refused, naming the shard
+        placed = replicas(shard, sorted(holders), 3)
+        named = [(n, n.node_id) for n in nodes]
+        for node, node_id in named:
+            if node_id in placed[:2]:
+                node.kill()
+        up = next(n for n, node_id in named if node_id not in placed[:2])
+        with pytest.raises(Exception, match=f"memory shard {shard} reached 1 of its 3 replicas"):
+            MemoryClient(host=up.url, api_key="k" * 16).add("lost?", user_id=user, infer=False)
