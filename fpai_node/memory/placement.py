@@ -16,6 +16,7 @@ REPLICAS_PARAMETER = "memory.replicas"
 DEFAULT_REPLICAS = 3
 MAX_REPLICAS = 7  # MEM-8: a write waits for a majority; more copies only slow it
 SERVICE_SUFFIX = "/memory"  # MEM-8: a member offers memory by its registry service "<id>/memory"
+HEALTHY = "ok"  # MEM-8: the health a holder sets; the leader marks a dead member's `down`
 
 
 def replication_factor(parameters: Mapping[str, object]) -> int:
@@ -27,9 +28,13 @@ def replication_factor(parameters: Mapping[str, object]) -> int:
     return DEFAULT_REPLICAS
 
 
-def holders(members: Iterable[str], services: Iterable[str]) -> list[str]:
-    """MEM-8: the members that offer memory, sorted."""
-    offering = {name[: -len(SERVICE_SUFFIX)] for name in services if name.endswith(SERVICE_SUFFIX)}
+def holders(members: Iterable[str], services: Mapping[str, str]) -> list[str]:
+    """MEM-8: the members whose memory service is up (`services`: name -> health), sorted."""
+    offering = {
+        name[: -len(SERVICE_SUFFIX)]
+        for name, health in services.items()
+        if name.endswith(SERVICE_SUFFIX) and health == HEALTHY
+    }
     return sorted(offering.intersection(members))
 
 

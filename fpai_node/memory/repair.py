@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # MEM-15: a replica that missed writes (it was down, or a write reached only a majority)
 # catches up within seconds; a round over shards in sync costs one 2 KiB digest per replica.
 REPAIR_PERIOD_S = 5.0
+REPAIR_CONCURRENCY = 8  # shards reconciled at once: a round stays short when a replica is down
 CHECK_PERIOD_S = 0.5  # how often the placement is compared with the last round's
 CHECKPOINT_PERIOD_S = 30.0  # index flushes: a restart reindexes at most this much of the log
 log = structlog.get_logger("fpai.memory")
@@ -82,17 +83,26 @@ class Repair:
             await asyncio.sleep(CHECK_PERIOD_S)
 
     async def round(self, placement: Placement) -> None:
-        """One exchange with every other replica of every shard held here."""
+        """One exchange with every other replica of every shard held here, a few shards at
+        a time: an unreachable replica costs its timeout once per batch, not once per shard."""
         self.rounds += 1
+        slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
+
+        async def repair(shard: int) -> None:
+            async with slots:
+                await self._repair_shard(placement, shard)
+
+        await asyncio.gather(*(repair(shard) for shard in self._service.local.held))
+
+    async def _repair_shard(self, placement: Placement, shard: int) -> None:
         me = self._service.node_id
-        for shard in self._service.local.held:
-            replicas = placement.of(shard)
-            peers = [n for n in replicas if n != me]
-            in_sync = [await self.exchange(placement, shard, peer) for peer in peers]
-            if me not in replicas and peers and all(in_sync):
-                log.info("memory shard moved to its replicas; dropped here", shard=shard)
-                await self._service.local.drop(shard)
-                self.dropped += 1
+        replicas = placement.of(shard)
+        peers = [n for n in replicas if n != me]
+        in_sync = [await self.exchange(placement, shard, peer) for peer in peers]
+        if me not in replicas and peers and all(in_sync):
+            log.info("memory shard moved to its replicas; dropped here", shard=shard)
+            await self._service.local.drop(shard)
+            self.dropped += 1
 
     async def exchange(self, placement: Placement, shard: int, peer: str) -> bool:
         """Reconcile one shard with one replica; True when the two held the same set."""

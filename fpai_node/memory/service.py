@@ -35,6 +35,7 @@ from fpai_node.memory.operations import (
     unpack_vector,
 )
 from fpai_node.memory.placement import (
+    HEALTHY,
     SERVICE_SUFFIX,
     Placement,
     holders,
@@ -200,12 +201,15 @@ class MemoryService(Service):
         """Keep this node listed as a memory holder (MEM-8) at its current peer address."""
         name = f"{self.node_id}{SERVICE_SUFFIX}"
         listed = self._registry.state.services.get(name)
-        if listed is not None and listed.endpoints == (self._peer_address,):
-            return
+        if listed is not None and (listed.endpoints, listed.health) == (
+            (self._peer_address,),
+            HEALTHY,
+        ):
+            return  # listed, and up (the leader marks a node down that was away: RAFT-16)
         args: dict[str, codec.Value] = {
             "name": name,
             "endpoints": [self._peer_address],
-            "health": "ok",
+            "health": HEALTHY,
         }
         try:
             await self._registry.propose("service.set", args, timeout_s=2.0)
@@ -486,7 +490,7 @@ class MemoryService(Service):
 
 
 def placement_of(state: RegistryState, node_id: str, peer_address: str) -> Placement:
-    nodes = holders(state.members, state.services)
+    nodes = holders(state.members, {name: s.health for name, s in state.services.items()})
     addresses = {n: state.members[n].peer for n in nodes}
     if not addresses:
         addresses = {node_id: peer_address}

@@ -8,7 +8,9 @@ holding every committed entry: a voter that cannot answer yet would count agains
 It also keeps the number of voters at the federation's target, promoting a live learner when a
 voter is missing or has been unreachable for longer than `dead_after_s`, demoting the dead
 voter only once its replacement votes, and demoting a voter when there are more than the target
-(one Raft does not count yet if any, else the one most recently seen down).
+(one Raft does not count yet if any, else the one most recently seen down). Last, it marks the
+services of a member unreachable for `dead_after_s` down (RAFT-16), so that what is placed on
+members by their services (memory shards) moves to the living.
 """
 
 from collections.abc import Mapping
@@ -42,7 +44,17 @@ class StepDown:
     to: str
 
 
-Action = RaftChange | SetRole | StepDown
+@dataclass(frozen=True, slots=True)
+class MarkDown:
+    """Propose `service.set` of a dead member's service, unchanged but for health `down`
+    (RAFT-16), so that whatever the service places on its members moves elsewhere."""
+
+    name: str
+    endpoints: tuple[str, ...]
+
+
+Action = RaftChange | SetRole | StepDown | MarkDown
+DOWN = "down"  # RAFT-16: the health of a dead member's services
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,4 +109,19 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
             key=lambda mn: (mn[0] not in view.voters, view.last_down.get(mn[0], -1.0), mn[1]),
         )
         return SetRole(node, "learner")
+    return _dead_service(state, view, dead_after_s)
+
+
+def _dead_service(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
+    """RAFT-16: the first service, in name order, of a member (voter or learner, never this
+    leader) unreachable for the dead time that is not marked down yet."""
+    for node, held in sorted(state.members.items()):
+        member = raft_id(node, held.raft)
+        if member == view.self_member or member in view.connected:
+            continue
+        if view.now - view.down_since.get(member, view.now) < dead_after_s:
+            continue
+        for name, service in sorted(state.services.items()):
+            if name.startswith(f"{node}/") and service.health != DOWN:
+                return MarkDown(name, service.endpoints)
     return None

@@ -44,7 +44,15 @@ from fpai_node.identity.tls import server_context as tls_server_context
 from fpai_node.peer.limits import Slots
 from fpai_node.registry import raft_wire, safe_pickle
 from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
-from fpai_node.registry.membership import ClusterView, RaftChange, SetRole, StepDown, next_action
+from fpai_node.registry.membership import (
+    DOWN,
+    ClusterView,
+    MarkDown,
+    RaftChange,
+    SetRole,
+    StepDown,
+    next_action,
+)
 from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.registry.tls_stream import StreamState, TlsStream
@@ -902,7 +910,8 @@ class RaftEngine:
             return
         state = self.state
         wanted = {raft_id(n, state.members[n].raft) for n in state.voters()}
-        for member in (status.voters | wanted) - status.connected - {self.member}:
+        everyone = {raft_id(n, m.raft) for n, m in state.members.items()}  # RAFT-16: learners too
+        for member in (status.voters | wanted | everyone) - status.connected - {self.member}:
             self._down_since.setdefault(member, now)
             self._last_down[member] = now
         for member in status.connected:
@@ -932,6 +941,13 @@ class RaftEngine:
             self.propose(self._command("member.set_role", args), done)
         elif isinstance(action, StepDown):
             self._replica.transferLeadership(node=RaftMember(action.to), callback=done)
+        elif isinstance(action, MarkDown):
+            down: dict[str, codec.Value] = {
+                "name": action.name,
+                "endpoints": list(action.endpoints),
+                "health": DOWN,
+            }
+            self.propose(self._command("service.set", down), done)
 
     def _begin(self, now: float) -> None:
         self._action_since = now

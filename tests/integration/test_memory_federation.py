@@ -1,8 +1,9 @@
 """Memory across real node processes: a record added on one node is found on another through
 Mem0's client; the node holding a shard's first replica is killed -9 and reads and writes go on
 (MEM-9, MEM-14); restarted, it catches up by anti-entropy (MEM-15); a fourth node joins and the
-shards move with every record still found (MEM-8); a handoff saved on a node is loaded on
-another after the first was killed."""
+shards move with every record still found (MEM-8); a replica that dies for good is marked down
+and its shards move (RAFT-16); a handoff saved on a node is loaded on another after the first
+was killed."""
 
 import os
 from pathlib import Path
@@ -20,6 +21,8 @@ os.environ["MEM0_TELEMETRY"] = "False"
 from mem0 import MemoryClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+# RAFT-16: a member silent this long is marked down and its shards move (the default is 60 s)
+FAST_DEATH = {"FPAI_REGISTRY_DEAD_AFTER_S": "3"}
 
 
 def memory(node: RegistryNode) -> dict[str, Any]:
@@ -54,7 +57,7 @@ def test_memory_survives_a_killed_replica_catches_up_and_moves_to_a_new_node(
 ) -> None:
     all_ids, user = homes_and_a_moving_user(tmp_path)
     shard = shard_of_scope("user_id", user)
-    with registry_cluster(tmp_path, size=3) as nodes:
+    with registry_cluster(tmp_path, size=3, env=FAST_DEATH) as nodes:
         ids = set(all_ids[:3])
         assert {n.node_id for n in nodes} == ids
         for node in nodes:
@@ -91,7 +94,7 @@ def test_memory_survives_a_killed_replica_catches_up_and_moves_to_a_new_node(
         assert sum(r["pushed"] + r["pulled"] for r in repaired) >= 1
 
         # a fourth node joins: shards move to it, and every record is still found everywhere
-        newcomer = RegistryNode(tmp_path / "node3")
+        newcomer = RegistryNode(tmp_path / "node3", env=FAST_DEATH)
         nodes.append(newcomer)
         newcomer.start("--join", nodes[0].peer)
         holders = ids | {newcomer.node_id}
@@ -104,12 +107,25 @@ def test_memory_survives_a_killed_replica_catches_up_and_moves_to_a_new_node(
         for node in nodes:
             assert all_memories(node, user) == {"Alice keeps bees", "Alice moved to Lyon"}
 
-        # two of the shard's three replicas down: the write is refused, naming the shard
+        # a replica dies for good: once the registry marks it down (RAFT-16), the shard moves to
+        # the node it had left, which streams it from a live replica
         placed = replicas(shard, sorted(holders), 3)
-        named = [(n, n.node_id) for n in nodes]
-        for node, node_id in named:
-            if node_id in placed[:2]:
-                node.kill()
-        up = next(n for n, node_id in named if node_id not in placed[:2])
+        named = {n.node_id: n for n in nodes}
+        dead = next(node_id for node_id in placed if node_id != newcomer.node_id)
+        named[dead].kill()
+        living = holders - {dead}
+        for node_id in living:
+            wait_for(lambda n=named[node_id]: set(memory(n)["holders"]) == living, timeout_s=30)
+        assert sorted(replicas(shard, sorted(living), 3)) == sorted(living)
+        wait_for(lambda: shard_records(replaced, shard) == 2, timeout_s=30)
+        for node_id in living:
+            assert all_memories(named[node_id], user) == {"Alice keeps bees", "Alice moved to Lyon"}
+
+        # two of the shard's three replicas down at once: the write is refused, naming the shard
+        down, [up] = sorted(living)[:2], sorted(living)[2:]
+        for node_id in down:
+            named[node_id].kill()
         with pytest.raises(Exception, match=f"memory shard {shard} reached 1 of its 3 replicas"):
-            MemoryClient(host=up.url, api_key="k" * 16).add("lost?", user_id=user, infer=False)
+            MemoryClient(host=named[up].url, api_key="k" * 16).add(
+                "lost?", user_id=user, infer=False
+            )

@@ -43,8 +43,14 @@ def test_replicas_are_the_top_scores_and_a_join_moves_at_most_one_per_shard() ->
 
 def test_holders_are_members_offering_memory_and_the_factor_is_bounded() -> None:
     """MEM-8"""
-    services = [f"{NODES[0]}/memory", f"{NODES[1]}/memory", f"{NODES[2]}/other", "x/memory"]
-    assert holders(NODES[:3], services) == sorted(NODES[:2])  # x is not a member
+    services = {
+        f"{NODES[0]}/memory": "ok",
+        f"{NODES[1]}/memory": "ok",
+        f"{NODES[2]}/other": "ok",
+        f"{NODES[3]}/memory": "down",  # dead for the registry's leader (RAFT-16)
+        "x/memory": "ok",
+    }
+    assert holders(NODES[:4], services) == sorted(NODES[:2])  # x is not a member
     assert replication_factor({}) == DEFAULT_REPLICAS
     assert replication_factor({"memory.replicas": 5}) == 5
     for bad in (0, 8, "3", True):

@@ -1,9 +1,13 @@
-"""The leader's membership policy (RAFT-10..RAFT-12): one step at a time, adds before removes,
-the voter target kept, dead voters replaced by live learners and never without one."""
+"""The leader's membership policy (RAFT-10..RAFT-12, RAFT-16): one step at a time, adds before
+removes, the voter target kept, dead voters replaced by live learners and never without one,
+dead members' services marked down."""
+
+import os
 
 from fpai_node.identity import NodeKey
 from fpai_node.registry.membership import (
     ClusterView,
+    MarkDown,
     RaftChange,
     SetRole,
     StepDown,
@@ -208,3 +212,37 @@ def test_only_an_elector_is_promoted() -> None:
     s = apply(s, electors).state
     assert next_action(s, view([A, B], [B, C, D]), DEAD_AFTER) == SetRole(D, "voter")
     assert next_action(s, view([A, B], [B, C]), DEAD_AFTER) is None  # C may not vote
+
+
+def with_services(registry: RegistryState, *services: tuple[str, str]) -> RegistryState:
+    """`registry` with services (name, health) set by their own members (REG-16)."""
+    for name, health in services:
+        args = {"name": name, "endpoints": ["p:1"], "health": health}
+        command = encode_command("service.set", args, key=os.urandom(16), by=A, at_ms=1)
+        registry = apply(registry, command).state
+    return registry
+
+
+def test_a_dead_members_services_are_marked_down_after_the_dead_time() -> None:
+    """RAFT-16: learner or voter, one service per step, never the leader's own, never twice."""
+    registry = with_services(
+        state([A, B, C], [D]), (f"{D}/memory", "ok"), (f"{D}/x", "ok"), (f"{A}/memory", "ok")
+    )
+    alive = [B, C]
+    early = view([A, B, C], alive, down_since={D: 1000.0 - DEAD_AFTER + 1})
+    assert next_action(registry, early, DEAD_AFTER) is None
+    late = view([A, B, C], alive, down_since={D: 1000.0 - DEAD_AFTER})
+    assert next_action(registry, late, DEAD_AFTER) == MarkDown(f"{D}/memory", ("p:1",))
+    marked = with_services(registry, (f"{D}/memory", "down"))
+    assert next_action(marked, late, DEAD_AFTER) == MarkDown(f"{D}/x", ("p:1",))
+    assert next_action(with_services(marked, (f"{D}/x", "down")), late, DEAD_AFTER) is None
+    back = view([A, B, C], [B, C, D], down_since={})
+    assert next_action(registry, back, DEAD_AFTER) is None  # a connected member keeps its own
+    own = view([A, B, C], alive, down_since={A: 0.0, D: 1000.0 - DEAD_AFTER + 1})
+    assert next_action(registry, own, DEAD_AFTER) is None
+
+
+def test_voter_steps_come_before_marking_services_down() -> None:
+    registry = with_services(state([A, B, C], [D]), (f"{C}/memory", "ok"))
+    dead_voter = view([A, B, C], [B, D], down_since={C: 0.0})
+    assert next_action(registry, dead_voter, DEAD_AFTER) == SetRole(D, "voter")
