@@ -29,7 +29,7 @@ from aiohttp import web
 from fpai_node.memory import filters
 from fpai_node.memory.extraction import Message
 from fpai_node.memory.filters import All, Condition, Field
-from fpai_node.memory.memories import Added, Memories, MemoryError_, Scope
+from fpai_node.memory.memories import MAX_LISTED, Added, Memories, MemoryError_, Scope
 from fpai_node.memory.merge import Change
 from fpai_node.memory.messages import MAX_LIMIT
 from fpai_node.memory.operations import Content, canonical_metadata
@@ -199,14 +199,13 @@ async def list_memories(request: web.Request) -> web.Response:
     size = _bounded_int(
         request.query.get("page_size", str(DEFAULT_PAGE_SIZE)), "page_size", 1, MAX_LIMIT
     )
-    found = await request.app[MEMORIES].listing(where, page * size + 1)
-    chunk = found[(page - 1) * size : page * size]
-    results = [_record(f) for f in chunk]
+    found = await request.app[MEMORIES].listing(where, MAX_LISTED)  # newest first needs all
+    results = [_record(f) for f in found[(page - 1) * size : page * size]]
     more = len(found) > page * size
     base = request.url.with_query({})
     return web.json_response(
         {
-            "count": len(found) if not more else page * size + 1,
+            "count": len(found),
             "next": str(base.with_query(page=page + 1, page_size=size)) if more else None,
             "previous": str(base.with_query(page=page - 1, page_size=size))
             if paged and page > 1
