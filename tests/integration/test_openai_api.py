@@ -254,3 +254,27 @@ def test_every_log_line_is_json(node: NodeProcess) -> None:
     assert lines
     for line in lines:
         assert isinstance(json.loads(line), dict), line
+
+
+def test_memory_extraction_asks_the_served_model_and_never_drops_the_memory(
+    node: NodeProcess,
+) -> None:
+    """Issue 15: infer=true sends the conversation to the federation's chat model through the
+    router; whatever the small base model answers, the memory is stored and the answer says
+    which way."""
+    import os
+
+    os.environ["MEM0_TELEMETRY"] = "False"
+    from mem0 import MemoryClient
+
+    client = MemoryClient(host=node.url, api_key="unused-key-0123")
+    said = "Hi, I am Dana. I live in Oslo and I love skiing."
+    added = client.add([{"role": "user", "content": said}], user_id="dana")
+    assert added["results"], added
+    if added["inferred"]:
+        assert all(r["event"] == "ADD" and r["memory"] for r in added["results"])
+    else:
+        assert "extraction failed" in added["note"]
+        assert [r["memory"] for r in added["results"]] == [said]
+    found = client.search("where does Dana live?", filters={"user_id": "dana"})
+    assert found["results"]
