@@ -50,6 +50,8 @@ fuzz: install-dev
 	$(BIN)/python tests/fuzz/fuzz_raft.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-raft
 	mkdir -p tests/fuzz/corpus-router
 	$(BIN)/python tests/fuzz/fuzz_router.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-router
+	mkdir -p tests/fuzz/corpus-memory
+	$(BIN)/python tests/fuzz/fuzz_memory.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-memory
 
 vectors: install-dev
 	$(BIN)/python -m fpai_node.testing.vectors write
