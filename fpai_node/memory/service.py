@@ -52,9 +52,11 @@ from fpai_node.wire.messages import SequenceCounter
 
 log = structlog.get_logger("fpai.memory")
 
-# A replica that has not answered in 5 s is treated as down for this request: an fsync and an
-# index update take milliseconds, a search of 100k records a few.
-REPLICA_TIMEOUT_S = 5.0
+# A replica that has not answered in 15 s is treated as down for this request. An fsync and an
+# index update take milliseconds, but a burst of writes to new shards makes a replica create
+# each one (about 70 ms each, 4.5 s for all 64); a dead replica refuses the connection at
+# once, and the wait only matters when a majority is unreachable.
+REPLICA_TIMEOUT_S = 15.0
 # MEM-16: memory traffic per peer: a busy coordinator sends a write and a read per client call
 # to each replica; repair adds a few digests a second.
 ROUTE_RATE_PER_S = 2000.0
@@ -385,8 +387,10 @@ class MemoryService(Service):
                 pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                answer = task.result() if not task.cancelled() and not task.exception() else None
-                if answer is not None:
+                failure = task.exception()
+                if failure is not None:  # a bug, not a refusal (those answer None): say so
+                    log.error("memory request failed", node=tasks[task], exc_info=failure)
+                elif (answer := task.result()) is not None:
                     answers[tasks[task]] = answer
         for task in pending:
             if keep_going:
