@@ -159,7 +159,7 @@ class MemoryService(Service):
             if shard is not None:
                 shards[str(number)] = {
                     "records": shard.live,
-                    "operations": sum(len(r.frames) for r in shard.records.values()),
+                    "operations": shard.operations,
                 }
         placement = self.placement()
         return {

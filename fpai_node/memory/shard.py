@@ -57,6 +57,10 @@ class Shard:
         self.folder = folder
         self.digest = Digest()
         self.records: dict[str, _Record] = {}
+        # Kept as operations arrive, so that the event loop can read them (status, metrics)
+        # while the worker thread appends: iterating `records` from there could race.
+        self.live = 0
+        self.operations = 0
         self._fd = os.open(folder / "ops.log", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             touched = self._load()
@@ -65,10 +69,6 @@ class Shard:
         except BaseException:
             os.close(self._fd)
             raise
-
-    @property
-    def live(self) -> int:
-        return sum(1 for r in self.records.values() if not r.deleted)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -182,8 +182,11 @@ class Shard:
         record = self.records.get(record_id)
         if record is None:
             record = self.records[record_id] = _Record(version, deleted)
+            self.live += not deleted
         elif version > record.latest:
+            self.live += int(record.deleted) - int(deleted)
             record.latest, record.deleted = version, deleted
+        self.operations += 1
         record.frames.append((version, offset, length))
         record.frames.sort()
         self.digest.add(record_id, version)

@@ -62,7 +62,7 @@ def test_appends_are_logged_indexed_and_idempotent(tmp_path: Path) -> None:
     store = disk.stores[tmp_path / "s" / "index"]
     assert {p.payload["memory"] for p in store.points.values()} == {"likes coffee"}
     assert store.points[a].payload["metadata"] == {"tag": "x"}
-    assert shard.live == 1 and len(shard.history_frames(a)) == 2
+    assert shard.live == 1 and shard.operations == 4 and len(shard.history_frames(a)) == 2
     assert [f for f in shard.latest_frames([b])] == [op(b, 1, None).frame]
     assert sorted(shard.keys_in(range(256))) == sorted(
         [
