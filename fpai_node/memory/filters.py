@@ -6,6 +6,7 @@ this tree at the API; each store translates the tree into its engine's filter, a
 replication layer sends it to peers in its canonical form.
 """
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def _from_value(value: WireValue, depth: int, budget: list[int]) -> Condition:
             return All(children) if kind == "and" else AnyOf(children)
         case ["not", part]:
             return Not(_from_value(part, depth + 1, budget))
-        case ["field", str(key), str(op), raw] if 0 < len(key.encode()) <= MAX_KEY_BYTES:
+        case ["field", str(key), str(op), raw] if 0 < utf8_length(key) <= MAX_KEY_BYTES:
             return field(key, op, raw)
     raise BadFilter("not a filter")
 
@@ -135,8 +136,14 @@ def _scalar_value(value: Scalar) -> WireValue:
 
 def _scalar(raw: WireValue) -> Scalar:
     match raw:
-        case bool() | int() | str():
-            if isinstance(raw, str) and len(raw.encode()) > MAX_KEY_BYTES * 4:
+        case bool():
+            return raw
+        case int():
+            if not _INT_MIN <= raw <= _INT_MAX:
+                raise BadFilter("a filter integer is a signed 64-bit integer")
+            return raw
+        case str():
+            if utf8_length(raw) > MAX_KEY_BYTES * 4:
                 raise BadFilter("a filter string is at most 1020 bytes")
             return raw
         case ["float", str(text)] if len(text) <= 32:
@@ -144,10 +151,19 @@ def _scalar(raw: WireValue) -> Scalar:
                 number = float(text)
             except ValueError:
                 raise BadFilter("not a float") from None
-            if number != number or number in (float("inf"), float("-inf")):
-                raise BadFilter("a float is finite")
+            if not math.isfinite(number) or repr(number) != text:
+                raise BadFilter("a float is finite, in its shortest decimal text")
             return number
     raise BadFilter("a filter value is a string, integer, boolean or float")
+
+
+def utf8_length(text: str) -> int:
+    """Its UTF-8 length; BadFilter for text no UTF-8 can hold (a lone surrogate, which JSON
+    allows as an escape)."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise BadFilter("a filter string is not valid Unicode") from None
 
 
 def matches(condition: Condition, payload: Mapping[str, object]) -> bool:
@@ -220,6 +236,8 @@ FILTER_FIELDS = (
     "memory",
 )
 _DATE_FIELDS = ("created_at", "updated_at")
+_MAX_SECONDS = ((1 << 53) - 1) // 1000  # MEM-3: times are ms below 2^53
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what canonical MessagePack carries signed
 # MEM-17: a metadata key a filter can name: plain names, which every store can address as a path
 _METADATA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -298,8 +316,11 @@ def _json_scalar(key: str, value: object) -> WireValue:
     if key in _DATE_FIELDS:
         return _date_ms(key, value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadFilter(f"{key}: a number is finite")
         return ["float", repr(value)]
     if isinstance(value, bool | int | str):
+        _scalar(value)  # the wire's bounds: 64-bit integers, 1020-byte valid strings
         return value
     raise BadFilter(f"{key}: a filter value is a string, number or boolean")
 
@@ -311,6 +332,8 @@ def _date_ms(key: str, value: object) -> int:
     if isinstance(value, bool):
         raise BadFilter(f"{key}: a date is ISO 8601 text or Unix seconds")
     if isinstance(value, int | float):
+        if not (math.isfinite(value) and abs(value) <= _MAX_SECONDS):
+            raise BadFilter(f"{key}: a date in Unix seconds is within 2^53 ms of the epoch")
         return int(value * 1000)
     if isinstance(value, str):
         try:

@@ -59,7 +59,7 @@ class Scope:
         if not (self.user_id or self.agent_id or self.run_id):
             raise MemoryError_(400, "one of user_id, agent_id or run_id is required")
         for name in SCOPES:
-            if len(getattr(self, name).encode()) > MAX_SCOPE_BYTES:
+            if utf8_bytes(getattr(self, name), name) > MAX_SCOPE_BYTES:
                 raise MemoryError_(400, f"{name} is over {MAX_SCOPE_BYTES} bytes")
 
     def condition(self) -> Condition:
@@ -112,7 +112,7 @@ class Memories:
         scope.check()
         texts, inferred, note = await self._texts(conversation, infer)
         for text in texts:
-            if not 0 < len(text.encode()) <= MAX_MEMORY_BYTES:
+            if not 0 < utf8_bytes(text, "a memory") <= MAX_MEMORY_BYTES:
                 raise MemoryError_(400, f"a memory is 1..{MAX_MEMORY_BYTES} bytes of text")
         if not texts:
             return AddOutcome([], inferred, note)
@@ -180,7 +180,7 @@ class Memories:
         content = current.content
         assert content is not None
         memory = content.memory if text is None else text
-        if not 0 < len(memory.encode()) <= MAX_MEMORY_BYTES:
+        if not 0 < utf8_bytes(memory, "a memory") <= MAX_MEMORY_BYTES:
             raise MemoryError_(400, f"a memory is 1..{MAX_MEMORY_BYTES} bytes of text")
         vector = content.vector if text is None else (await self.vectors([memory]))[0]
         op = self.service.sign(
@@ -219,6 +219,7 @@ class Memories:
     async def search(
         self, query: str, where: Condition | None, top_k: int, threshold: float | None
     ) -> list[Found]:
+        utf8_bytes(query, "the query")
         vector = (await self.vectors([query]))[0]
         found = await self.service.search(
             vector, unpack_vector(vector), where, top_k, shards_for(where)
@@ -256,6 +257,15 @@ class Memories:
         if op is None or op.content is None:
             raise MemoryError_(404, f"memory {record_id} not found")
         return op
+
+
+def utf8_bytes(text: str, what: str) -> int:
+    """Its UTF-8 length; a 400 for text no UTF-8 can hold (a lone surrogate, which JSON
+    allows as an escape)."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        raise MemoryError_(400, f"{what} is not valid Unicode text") from None
 
 
 def _check_id(record_id: str) -> None:

@@ -101,3 +101,30 @@ def test_filters_are_bounded_and_floats_travel_as_text() -> None:
     ):
         with pytest.raises(filters.BadFilter):
             filters.from_value(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "mem0",
+    [
+        {"created_at": 1e306},
+        {"created_at": float("nan")},
+        {"user_id": "\ud800"},
+        {"user_id": 10**23},
+        {"created_at": {"gte": 10**23}},
+        {"metadata": {"score": float("inf")}},
+    ],
+)
+def test_a_mem0_filter_out_of_the_wire_bounds_is_a_bad_filter(mem0: dict[str, object]) -> None:
+    """MEM-17 (found by fuzz_memory.py): each was a 500 at the API, not a 400."""
+    with pytest.raises(filters.BadFilter):
+        filters.from_mem0(mem0)
+
+
+def test_a_float_travels_only_in_its_shortest_text() -> None:
+    """MEM-17: "1.50" would decode and re-encode as "1.5", other bytes than were signed."""
+    for text in ("1.50", "+1.5", " 1.5", "1_0", "1e16"):
+        with pytest.raises(filters.BadFilter):
+            filters.from_value(["field", "metadata.x", "eq", ["float", text]])
+    assert filters.from_value(["field", "metadata.x", "eq", ["float", "1e+16"]]) == Field(
+        "metadata.x", "eq", 1e16
+    )
