@@ -2,23 +2,33 @@
 benchmarks/memory.py compares with), or a Qdrant server or cluster by URL (`memory_qdrant_url`)
 for operators whose memory outgrows a node's disk. One collection per shard.
 
-Filters translate as in edge_store; what Qdrant cannot express exactly (`icontains`, equality to
-a float or a boolean) is applied here over the records the rest of the filter selects.
+Filters translate as in edge_store, with the same reference semantics, except that a boolean is
+matched by value (the REST model keeps it a boolean). What Qdrant cannot express exactly,
+`icontains` or a number of 2^53 or more, is applied here as there: over the records the rest of
+the filter selects, then as a list of ids (sent whole to a server).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from fpai_node.memory.filters import All, AnyOf, Condition, Field, Not, matches
+from fpai_node.memory.filters import All, AnyOf, Condition, Field, Not, Scalar, matches
 from fpai_node.memory.operations import DIMENSIONS
 from fpai_node.memory.store import INDEXED_INTEGERS, INDEXED_KEYWORDS, Hit, StoredPoint
 
-LOCAL_COLLECTION = "shard"
-SCROLL_PAGE = 1024  # records per scroll step when a filter is applied here
+LOCAL_COLLECTION = "shard"  # local mode keeps one store per folder
+SCROLL_PAGE = 1024  # records per read when a filter is applied here: few calls, bounded memory
+EXACT_BELOW = 2**53  # doubles hold every integer below this; Qdrant compares numbers as doubles
+# Integers are filtered by range only (equality is the range [v, v]): no lookup half to keep.
+RANGES = qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=False, range=True)
+INDEXES: list[tuple[str, qm.PayloadSchemaType | qm.IntegerIndexParams]] = [
+    *((key, qm.PayloadSchemaType.KEYWORD) for key in INDEXED_KEYWORDS),
+    *((key, RANGES) for key in INDEXED_INTEGERS),
+]
+
+Native = qm.Filter | qm.FieldCondition | qm.HasIdCondition  # what a Condition translates to
 
 
 class Untranslatable(Exception):
@@ -27,7 +37,8 @@ class Untranslatable(Exception):
 
 class ClientStore:
     def __init__(self, client: QdrantClient, collection: str, *, indexed: bool) -> None:
-        """`indexed`: create payload indexes (a server uses them; local mode ignores them)."""
+        """The collection, created if absent. `indexed`: with the payload indexes (a server
+        uses them; local mode has none and warns)."""
         self._client = client
         self._collection = collection
         if not client.collection_exists(collection):
@@ -35,10 +46,11 @@ class ClientStore:
                 collection,
                 vectors_config=qm.VectorParams(size=DIMENSIONS, distance=qm.Distance.COSINE),
             )
-            for key in INDEXED_KEYWORDS if indexed else ():
-                client.create_payload_index(collection, key, qm.PayloadSchemaType.KEYWORD)
-            for key in INDEXED_INTEGERS if indexed else ():
-                client.create_payload_index(collection, key, qm.PayloadSchemaType.INTEGER)
+        if indexed:
+            held = client.get_collection(collection).payload_schema
+            for key, schema in INDEXES:
+                if key not in held:
+                    client.create_payload_index(collection, key, schema, wait=True)
 
     @classmethod
     def local(cls, path: Path) -> "ClientStore":
@@ -64,38 +76,24 @@ class ClientStore:
     def search(
         self, vector: Sequence[float], limit: int, where: Condition | None, threshold: float | None
     ) -> list[Hit]:
-        try:
-            native = None if where is None else _filter(where)
-        except Untranslatable:
-            return self._search_here(vector, limit, where, threshold)
         found = self._client.query_points(
             self._collection,
             query=list(vector),
             limit=limit,
-            query_filter=native,
+            query_filter=self._filter(where),
             score_threshold=threshold,
             with_payload=True,
         ).points
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in found]
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in found]
 
     def get(self, ids: Sequence[str]) -> list[Hit]:
         records = self._client.retrieve(self._collection, list(ids), with_payload=True)
         return [Hit(str(r.id), 0.0, r.payload or {}) for r in records]
 
     def scan(self, where: Condition | None, limit: int, after: str = "") -> list[Hit]:
-        try:
-            native = None if where is None else _filter(where)
-        except Untranslatable:
-            assert where is not None
-            chosen = (
-                h
-                for h, _ in self._scroll(_prefilter(where), after=after)
-                if matches(where, h.payload)
-            )
-            return [h for _, h in zip(range(limit), chosen, strict=False)]
         records, _ = self._client.scroll(
             self._collection,
-            scroll_filter=native,
+            scroll_filter=self._filter(where),
             offset=after or None,
             limit=limit + 1,  # the offset is inclusive: `after` itself may come back
             with_payload=True,
@@ -104,57 +102,42 @@ class ClientStore:
         return [h for h in hits if h.id > after][:limit]
 
     def count(self, where: Condition | None = None) -> int:
-        try:
-            native = None if where is None else _filter(where)
-        except Untranslatable:
-            assert where is not None
-            return sum(1 for h, _ in self._scroll(_prefilter(where)) if matches(where, h.payload))
-        return int(self._client.count(self._collection, count_filter=native, exact=True).count)
+        filter_ = self._filter(where)
+        return self._client.count(self._collection, count_filter=filter_, exact=True).count
 
     def flush(self) -> None:
-        """Every write waited for the server (`wait=True`); local mode persists as it goes."""
+        """Nothing to do: a server has every write once it answers (`wait=True`), and local
+        mode commits each write to its SQLite file."""
 
     def close(self) -> None:
         self._client.close()
 
-    def _search_here(
-        self, vector: Sequence[float], limit: int, where: Condition | None, threshold: float | None
-    ) -> list[Hit]:
-        assert where is not None
-        hits = []
-        for hit, stored in self._scroll(_prefilter(where), with_vector=True):
-            if matches(where, hit.payload):
-                score = sum(a * b for a, b in zip(vector, stored, strict=True))
-                if threshold is None or score >= threshold:
-                    hits.append(Hit(hit.id, score, hit.payload))
-        hits.sort(key=lambda h: (-h.score, h.id))
-        return hits[:limit]
-
-    def _scroll(
-        self, native: qm.Filter | None, with_vector: bool = False, after: str = ""
-    ) -> Iterator[tuple[Hit, list[float]]]:
-        offset: Any = after or None
+    def _filter(self, where: Condition | None) -> qm.Filter | None:
+        """`where` as a Qdrant filter: translated, or the ids of the records it selects."""
+        if where is None:
+            return None
+        try:
+            return _filter(where)
+        except Untranslatable:
+            pass
+        rough, offset, chosen = _within(where), None, list[qm.ExtendedPointId]()
         while True:
             records, offset = self._client.scroll(
                 self._collection,
-                scroll_filter=native,
+                scroll_filter=rough,
                 limit=SCROLL_PAGE,
                 offset=offset,
-                with_payload=True,
-                with_vectors=with_vector,
+                with_payload=_keys(where),
             )
-            for r in records:
-                vector = r.vector if isinstance(r.vector, list) else []
-                if str(r.id) > after:
-                    yield Hit(str(r.id), 0.0, r.payload or {}), [float(x) for x in vector]  # type: ignore[arg-type]
+            chosen += [r.id for r in records if matches(where, r.payload or {})]
             if offset is None:
-                return
+                return qm.Filter(must=[qm.HasIdCondition(has_id=chosen)])
 
 
-def _prefilter(where: Condition) -> qm.Filter | None:
+def _within(where: Condition) -> qm.Filter | None:
     """The top-level AND parts Qdrant can express: a superset of what `where` selects."""
     parts = where.parts if isinstance(where, All) else (where,)
-    native: list[Any] = []
+    native: list[qm.Condition] = []
     for part in parts:
         try:
             native.append(_condition(part))
@@ -163,40 +146,64 @@ def _prefilter(where: Condition) -> qm.Filter | None:
     return qm.Filter(must=native) if native else None
 
 
+def _keys(where: Condition) -> list[str]:
+    """The payload keys `where` names: all filters.matches reads of a record."""
+    match where:
+        case All(parts) | AnyOf(parts):
+            return [key for part in parts for key in _keys(part)]
+        case Not(part):
+            return _keys(part)
+        case Field(key):
+            return [key]
+    raise AssertionError(where)
+
+
 def _filter(where: Condition) -> qm.Filter:
     condition = _condition(where)
     return condition if isinstance(condition, qm.Filter) else qm.Filter(must=[condition])
 
 
-def _condition(where: Condition) -> Any:
+def _condition(where: Condition) -> Native:
     match where:
         case All(parts):
             return qm.Filter(must=[_condition(p) for p in parts])
+        case AnyOf(()):
+            return qm.HasIdCondition(has_id=[])  # Qdrant reads an empty `should` as no condition
         case AnyOf(parts):
             return qm.Filter(should=[_condition(p) for p in parts])
         case Not(part):
             return qm.Filter(must_not=[_condition(part)])
+        case Field(key, "ne", value):
+            return qm.Filter(must_not=[_field(key, "eq", value)])
+        case Field(key, "nin", value):
+            return qm.Filter(must_not=[_field(key, "in", value)])
         case Field(key, op, value):
             return _field(key, op, value)
     raise AssertionError(where)
 
 
-def _field(key: str, op: str, value: object) -> Any:
-    if op == "ne":
-        return qm.Filter(must_not=[_field(key, "eq", value)])
-    if op == "nin":
-        return qm.Filter(must_not=[_field(key, "in", value)])
-    if op == "eq":
-        if isinstance(value, float | bool):
-            raise Untranslatable(key)
-        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))  # type: ignore[arg-type]
+def _field(key: str, op: str, value: Scalar | tuple[Scalar, ...]) -> Native:
     if op == "in":
-        assert isinstance(value, tuple)
-        if all(type(v) is str for v in value) or all(type(v) is int for v in value):
-            return qm.FieldCondition(key=key, match=qm.MatchAny(any=list(value)))
-        return qm.Filter(should=[_field(key, "eq", v) for v in value])
+        values = value if isinstance(value, tuple) else (value,)
+        if all(isinstance(v, str) for v in values):
+            return qm.FieldCondition(key=key, match=qm.MatchAny(any=[str(v) for v in values]))
+        return qm.Filter(should=[_field(key, "eq", v) for v in values])
+    if isinstance(value, tuple):
+        raise Untranslatable(op)  # a list outside in/nin: filters.matches decides
+    if op == "eq" and isinstance(value, str | bool):
+        return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+    if op == "eq":
+        number = _number(value)
+        return qm.FieldCondition(key=key, range=qm.Range(gte=number, lte=number))
+    if op in ("gt", "gte", "lt", "lte"):
+        return qm.FieldCondition(key=key, range=qm.Range(**{op: _number(value)}))
     if op == "contains":
         return qm.FieldCondition(key=key, match=qm.MatchSubstring(substring=str(value)))
-    if op in ("gt", "gte", "lt", "lte"):
-        return qm.FieldCondition(key=key, range=qm.Range(**{op: float(value)}))  # type: ignore[arg-type]
     raise Untranslatable(op)  # icontains
+
+
+def _number(value: Scalar) -> float:
+    """`value` as a bound Qdrant compares exactly with every stored number."""
+    if isinstance(value, bool | str) or abs(value) >= EXACT_BELOW:
+        raise Untranslatable(value)
+    return float(value)
