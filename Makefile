@@ -8,7 +8,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 export CMAKE_ARGS
 FUZZ_SECONDS ?= 20
 
-.PHONY: run test install install-dev lint format typecheck fuzz vectors bench clean
+.PHONY: run test install install-dev contracts contracts-deps lint format typecheck fuzz vectors bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,24 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The contracts' toolchain from contracts/package-lock.json (solc-js, OpenZeppelin, anvil), for
+# the contract tests and `make contracts`. A node needs none of it: the artifacts are committed.
+NODE_MODULES := contracts/node_modules/.installed
+$(NODE_MODULES): contracts/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "installing Node.js and npm (apt)"; \
+		apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	npm ci --prefix contracts --no-audit --no-fund
+	touch $@
+contracts-deps: $(NODE_MODULES)
+
+# Recompile contracts/src and contracts/test into contracts/artifacts (commit the result).
+contracts: $(NODE_MODULES)
+	node contracts/compile.mjs
+
 run: install
 	$(BIN)/fpai-node start $(ARGS)
 
-test: install-dev
+test: install-dev $(NODE_MODULES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
