@@ -5,6 +5,7 @@ import sys
 import typer
 
 from fpai_node.cli import (
+    chain_cmds,
     federation_cmds,
     inference_cmds,
     memory_cmds,
@@ -30,6 +31,7 @@ federation_cmds.register(app)
 registry_cmds.register(app)
 usage_cmds.register(app)
 testnet_cmds.register(app)
+chain_cmds.register(app)
 
 
 def main() -> None:

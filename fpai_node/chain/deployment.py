@@ -1,0 +1,152 @@
+"""The deployment file: which contracts a federation uses on which chain (`fpai-node chain deploy`).
+
+    {"format": "fpai-chain-deployment/1", "chain_id": 31337, "block": 1, "deployer": "0x...",
+     "contracts": {"FederationTimelock": "0x...", ...}, "parameters": {...}}
+
+A node reads it at start and checks the chain id against the RPC before trusting any address.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from eth_utils.address import is_checksum_address, to_checksum_address
+
+from fpai_node.chain.artifacts import ChainError
+
+FORMAT = "fpai-chain-deployment/1"
+# Every contract of the set, in deployment order; "Stablecoin" is the revenue and reward token
+# (TestStablecoin on testnets, an existing token on a real chain), "TestVault" testnets only.
+CONTRACTS = (
+    "Stablecoin",
+    "FederationTimelock",
+    "OperatorVotes",
+    "FederationGovernor",
+    "Treasury",
+    "GrowthFund",
+    "SacredLoop",
+    "RewardsDistributor",
+)
+OPTIONAL_CONTRACTS = ("TestVault",)
+MAX_FILE_BYTES = 64 * 1024  # a deployment is under 2 KB; refuse to parse anything absurd
+
+
+@dataclass(frozen=True)
+class GovernanceParameters:
+    """The numbers a deployment fixes; governance can change all of them afterwards."""
+
+    # Time between a proposal and the start of its vote: ballots have time to travel, and the
+    # voter list is the one at that moment. Short, as a proposal is already public on chain.
+    voting_delay_s: int = 300
+    # Three days: operators in every time zone, one of them away for a weekend, still vote.
+    voting_period_s: int = 3 * 24 * 3600
+    # One day between a passed proposal and its execution: time to see it and react.
+    timelock_delay_s: int = 24 * 3600
+    # A majority of the operators (rounded up) must vote for or abstain.
+    quorum_percent: int = 51
+    # The Sacred Loop: 60% of revenue to the treasury, 40% to growth.
+    treasury_bps: int = 6000
+    # Ninety days to claim an epoch's rewards before they return to the treasury.
+    claim_window_s: int = 90 * 24 * 3600
+
+    def check(self) -> None:
+        """Raises ChainError naming the first value a contract would refuse or that is unsafe."""
+        if not 0 <= self.voting_delay_s < 2**48:
+            raise ChainError(f"voting delay must be 0 to 2^48-1 seconds, not {self.voting_delay_s}")
+        if not 1 <= self.voting_period_s < 2**32:
+            raise ChainError(
+                f"voting period must be 1 to 2^32-1 seconds, not {self.voting_period_s}"
+            )
+        if not 0 <= self.timelock_delay_s < 2**48:
+            raise ChainError(
+                f"timelock delay must be 0 to 2^48-1 seconds, not {self.timelock_delay_s}"
+            )
+        if not 1 <= self.quorum_percent <= 100:
+            raise ChainError(f"quorum must be 1 to 100 percent, not {self.quorum_percent}")
+        if not 0 <= self.treasury_bps <= 10_000:
+            raise ChainError(f"treasury share must be 0 to 10000 bps, not {self.treasury_bps}")
+        if not 1 <= self.claim_window_s < 2**64:
+            raise ChainError(f"claim window must be 1 to 2^64-1 seconds, not {self.claim_window_s}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    block: int
+    deployer: ChecksumAddress
+    contracts: dict[str, ChecksumAddress]
+    parameters: GovernanceParameters = field(default_factory=GovernanceParameters)
+
+    def address(self, name: str) -> ChecksumAddress:
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise ChainError(f"the deployment has no {name}") from None
+
+    def to_json(self) -> str:
+        body = {
+            "format": FORMAT,
+            "chain_id": self.chain_id,
+            "block": self.block,
+            "deployer": self.deployer,
+            "contracts": dict(self.contracts),
+            "parameters": asdict(self.parameters),
+        }
+        return json.dumps(body, indent=2) + "\n"
+
+    def save(self, path: Path) -> None:
+        """Writes the file atomically (a crash leaves the old file or the new one, never half)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_text(self.to_json())
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Deployment":
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ChainError(f"{path} is not a deployment file (over {MAX_FILE_BYTES} bytes)")
+            text = path.read_text()
+        except OSError as exc:
+            raise ChainError(f"cannot read deployment file {path}: {exc.strerror}") from None
+        try:
+            return cls.parse(json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ChainError(f"{path} is not a valid deployment file: {exc}") from None
+
+    @classmethod
+    def parse(cls, body: Any) -> "Deployment":
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT}")
+        contracts = body["contracts"]
+        if not isinstance(contracts, dict):
+            raise ValueError("contracts is not an object")
+        missing = [name for name in CONTRACTS if name not in contracts]
+        unknown = [n for n in contracts if n not in CONTRACTS and n not in OPTIONAL_CONTRACTS]
+        if missing or unknown:
+            raise ValueError(f"contracts missing {missing}, unknown {unknown}")
+        addresses = {name: _address(name, value) for name, value in contracts.items()}
+        raw = body.get("parameters", {})
+        if not isinstance(raw, dict) or any(type(v) is not int for v in raw.values()):
+            raise ValueError("parameters is not an object of integers")
+        parameters = GovernanceParameters(**raw)
+        parameters.check()
+        for key in ("chain_id", "block"):
+            if type(body[key]) is not int or body[key] < 0:
+                raise ValueError(f"{key} is not a non-negative integer")
+        return cls(
+            chain_id=body["chain_id"],
+            block=body["block"],
+            deployer=_address("deployer", body["deployer"]),
+            contracts=addresses,
+            parameters=parameters,
+        )
+
+
+def _address(name: str, value: Any) -> ChecksumAddress:
+    if not isinstance(value, str) or not is_checksum_address(value):
+        raise ValueError(f"{name} is not a checksummed address: {value!r}")
+    return to_checksum_address(value)
