@@ -1,5 +1,6 @@
 // Compiles contracts/src and contracts/test with solc-js (offline, pinned in package.json) into
-// contracts/artifacts/<Contract>.json: { contractName, sourceName, abi, bytecode, deployedBytecode }.
+// contracts/artifacts/<Contract>.json: { contractName, sourceName, abi, bytecode, deployedBytecode }
+// and the byte ranges of its immutables in the deployed code.
 //   node compile.mjs          write the artifacts
 //   node compile.mjs --check  exit 1, naming the files, if the committed artifacts differ
 // Source names are relative to contracts/ and imports resolve from node_modules, so the output
@@ -45,7 +46,16 @@ function compile() {
     settings: {
       evmVersion: EVM_VERSION,
       optimizer: { enabled: true, runs: OPTIMIZER_RUNS },
-      outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
+      outputSelection: {
+        "*": {
+          "*": [
+            "abi",
+            "evm.bytecode.object",
+            "evm.deployedBytecode.object",
+            "evm.deployedBytecode.immutableReferences",
+          ],
+        },
+      },
     },
   };
   const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
@@ -68,6 +78,12 @@ function compile() {
             abi: c.abi,
             bytecode: `0x${c.evm.bytecode.object}`,
             deployedBytecode: `0x${c.evm.deployedBytecode.object}`,
+            // Where the constructor writes immutables into the deployed code: [start, length]
+            // in bytes. A node comparing code on chain with this artifact skips these.
+            immutables: Object.values(c.evm.deployedBytecode.immutableReferences ?? {})
+              .flat()
+              .map(({ start, length }) => [start, length])
+              .sort((a, b) => a[0] - b[0]),
           },
           null,
           2,

@@ -19,6 +19,7 @@ contract OperatorVotes is Votes, Ownable {
     error AlreadyOperator(address account);
     error NotOperator(address account);
     error VotesAreNotDelegable();
+    error LastOperator();
 
     constructor(address governance, address[] memory initialOperators)
         EIP712("FPAI Operator Votes", "1")
@@ -34,9 +35,11 @@ contract OperatorVotes is Votes, Ownable {
         _admit(operator);
     }
 
-    /// @notice Takes `operator`'s vote away. Governance only. Votes it already cast stand.
+    /// @notice Takes `operator`'s vote away. Governance only. Votes it already cast stand. The
+    /// last operator stays: with none, nobody could ever propose again.
     function remove(address operator) external onlyOwner {
         if (!_admitted[operator]) revert NotOperator(operator);
+        if (_getTotalSupply() == 1) revert LastOperator();
         _transferVotingUnits(operator, address(0), 1);
         _admitted[operator] = false;
         emit OperatorRemoved(operator);

@@ -30,6 +30,8 @@ contract RewardsDistributor is Ownable, ReentrancyGuard {
     address public returnTo;
     /// @notice Seconds an epoch stays claimable after it is published.
     uint64 public claimWindow;
+    /// @dev 2^32 - 1 seconds, about 136 years: any longer and a deadline could overflow.
+    uint64 public constant MAX_CLAIM_WINDOW = type(uint32).max;
     /// @notice Tokens owed to published epochs and not yet claimed or returned.
     uint256 public reserved;
     mapping(uint64 epoch => Epoch) public epochs;
@@ -125,7 +127,7 @@ contract RewardsDistributor is Ownable, ReentrancyGuard {
     }
 
     function _setClaimWindow(uint64 claimWindow_) private {
-        if (claimWindow_ == 0) revert InvalidWindow();
+        if (claimWindow_ == 0 || claimWindow_ > MAX_CLAIM_WINDOW) revert InvalidWindow();
         claimWindow = claimWindow_;
         emit ClaimWindowChanged(claimWindow_);
     }

@@ -6,6 +6,7 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 /// @title The Sacred Loop: every unit of revenue split between the treasury and growth.
 /// @notice Revenue in ETH is split as it arrives; revenue in an allowed ERC-20 is paid in with
@@ -14,7 +15,8 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 ///     growth   = floor(amount * (10,000 - treasuryBps) / 10,000)
 ///     treasury = amount - growth
 /// so the two always sum to exactly what came in, and the rounding remainder (less than one unit
-/// of the token) goes to the treasury. Only governance (the owner, the timelock) changes the
+/// of the token) goes to the treasury. The product is taken at full width (Math.mulDiv): any
+/// amount up to 2^256 - 1 splits, so nobody can block revenue by inflating the balance. Only governance (the owner, the timelock) changes the
 /// ratio, the destinations or the allowed tokens. The contract keeps nothing between calls.
 contract SacredLoop is Ownable, ReentrancyGuard {
     using SafeERC20 for IERC20;
@@ -75,7 +77,7 @@ contract SacredLoop is Ownable, ReentrancyGuard {
 
     /// @notice The split of `amount` under the current ratio, by the rule above.
     function splitOf(uint256 amount) public view returns (uint256 toTreasury, uint256 toGrowth) {
-        toGrowth = (amount * (BPS - treasuryBps)) / BPS;
+        toGrowth = Math.mulDiv(amount, BPS - treasuryBps, BPS);
         toTreasury = amount - toGrowth;
     }
 

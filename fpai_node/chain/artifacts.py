@@ -26,6 +26,8 @@ class Artifact:
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
+    deployed_bytecode: str
+    immutables: tuple[tuple[int, int], ...]  # (start, length) in deployed_bytecode's bytes
 
 
 @cache
@@ -36,7 +38,13 @@ def load(name: str) -> Artifact:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ChainError(f"no compiled contract {name} at {path} (run `make contracts`)") from None
-    return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"])
+    return Artifact(
+        name=name,
+        abi=data["abi"],
+        bytecode=data["bytecode"],
+        deployed_bytecode=data["deployedBytecode"],
+        immutables=tuple((start, length) for start, length in data["immutables"]),
+    )
 
 
 @cache

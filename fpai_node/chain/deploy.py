@@ -7,21 +7,20 @@
 5. the governor becomes the timelock's only proposer and canceller; the deployer renounces admin;
 6. Treasury and GrowthFund, then SacredLoop paying them, then RewardsDistributor returning to the
    treasury: all owned by the timelock.
-Then every owner and role is read back: a deployment that is not wired as above is refused.
+Then the whole set is checked as a node checks it (wiring.py): a deployment that is not wired
+as above is refused.
 """
 
 from collections.abc import Callable, Sequence
 
 from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 from web3.contract import Contract
 
 from fpai_node.chain import artifacts
 from fpai_node.chain.artifacts import ChainError
 from fpai_node.chain.deployment import Deployment, GovernanceParameters
 from fpai_node.chain.transactor import Transactor
-
-ANYONE = to_checksum_address("0x" + "00" * 20)  # the timelock's executor meaning "anyone"
+from fpai_node.chain.wiring import ANYONE, check_wiring
 
 
 def deploy(
@@ -107,32 +106,8 @@ def deploy(
         parameters=parameters,
     )
     progress("checking the wiring")
-    check_wiring(sender, deployment)
+    check_wiring(w3, deployment)
     return deployment
-
-
-def check_wiring(sender: Transactor, deployment: Deployment) -> None:
-    """Raises ChainError unless governance alone controls the set, as deploy() leaves it."""
-    w3 = sender.w3
-    if w3.eth.chain_id != deployment.chain_id:
-        raise ChainError(
-            f"the RPC serves chain {w3.eth.chain_id}, the deployment is for {deployment.chain_id}"
-        )
-    timelock_address = deployment.address("FederationTimelock")
-    for name in ("OperatorVotes", "Treasury", "GrowthFund", "SacredLoop", "RewardsDistributor"):
-        contract = w3.eth.contract(address=deployment.address(name), abi=artifacts.load(name).abi)
-        owner = contract.functions.owner().call()
-        if owner != timelock_address:
-            raise ChainError(f"{name} is owned by {owner}, not the timelock {timelock_address}")
-    timelock = w3.eth.contract(
-        address=timelock_address, abi=artifacts.load("FederationTimelock").abi
-    )
-    governor = deployment.address("FederationGovernor")
-    has_role = timelock.functions.hasRole
-    if not has_role(_role(timelock, "PROPOSER_ROLE"), governor).call():
-        raise ChainError("the governor is not the timelock's proposer")
-    if has_role(_role(timelock, "DEFAULT_ADMIN_ROLE"), deployment.deployer).call():
-        raise ChainError(f"the deployer {deployment.deployer} still administers the timelock")
 
 
 def _role(timelock: Contract, name: str) -> bytes:

@@ -68,8 +68,8 @@ class GovernanceParameters:
             raise ChainError(f"quorum must be 1 to 100 percent, not {self.quorum_percent}")
         if not 0 <= self.treasury_bps <= 10_000:
             raise ChainError(f"treasury share must be 0 to 10000 bps, not {self.treasury_bps}")
-        if not 1 <= self.claim_window_s < 2**64:
-            raise ChainError(f"claim window must be 1 to 2^64-1 seconds, not {self.claim_window_s}")
+        if not 1 <= self.claim_window_s < 2**32:
+            raise ChainError(f"claim window must be 1 to 2^32-1 seconds, not {self.claim_window_s}")
 
 
 @dataclass(frozen=True)

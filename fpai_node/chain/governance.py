@@ -1,6 +1,7 @@
 """Proposals, EIP-712 ballots and their life cycle on the FederationGovernor.
 
-A proposal is a list of calls the timelock will make and a description; its id is OpenZeppelin's
+A proposal is a list of calls the timelock will make and a description that ends with
+`#proposer=<the proposer's address>`; its id is OpenZeppelin's
     uint256(keccak256(abi.encode(address[] targets, uint256[] values, bytes[] calldatas,
                                  keccak256(bytes(description)))))
 A ballot is the EIP-712 message Governor.castVoteBySig checks, signed by an operator key, so any
@@ -22,8 +23,10 @@ from eth_utils.crypto import keccak
 from web3.contract import Contract
 from web3.types import TxReceipt
 
+from fpai_node.chain.artifacts import ChainError
 from fpai_node.chain.transactor import Transactor, guarded
 
+PROPOSER_MARK = "#proposer="  # OpenZeppelin Governor's front-running protection suffix
 GOVERNOR_NAME = "FPAI Federation"  # FederationGovernor's EIP-712 domain name
 GOVERNOR_VERSION = "1"
 
@@ -64,6 +67,18 @@ class Action:
 class Proposal:
     actions: tuple[Action, ...]
     description: str
+
+    @classmethod
+    def by(cls, proposer: str, actions: tuple[Action, ...], text: str) -> "Proposal":
+        """A proposal only `proposer` can submit: its description ends with OpenZeppelin's
+        `#proposer=<address>`, so another operator who copies it from the mempool is refused
+        (and cannot then cancel it)."""
+        return cls(actions, f"{text}\n\n{PROPOSER_MARK}{proposer.lower()}")
+
+    def proposer(self) -> str | None:
+        """The address the description reserves the proposal for, if it ends with the mark."""
+        _, mark, address = self.description.rpartition(PROPOSER_MARK)
+        return address if mark and len(address) == 42 else None
 
     @property
     def id(self) -> int:
@@ -147,10 +162,16 @@ def sign_ballot(
     return Ballot(proposal, support, key.address, nonce, bytes(signed.signature), reason)
 
 
-def propose(sender: Transactor, governor: Contract, proposal: Proposal) -> int:
+def propose(sender: Transactor, governor: Contract, proposal: Proposal) -> TxReceipt:
+    """Submits `proposal`, which must be reserved for the sender (Proposal.by, CHAIN-5)."""
+    reserved = proposal.proposer()
+    if reserved is None or reserved.lower() != sender.address.lower():
+        raise ChainError(
+            f"a proposal's description must end with {PROPOSER_MARK}{sender.address.lower()} "
+            "(use Proposal.by), or another operator could take it over and cancel it"
+        )
     targets, values, calldatas = proposal.arguments()
-    sender.send(governor.functions.propose(targets, values, calldatas, proposal.description))
-    return proposal.id
+    return sender.send(governor.functions.propose(targets, values, calldatas, proposal.description))
 
 
 def relay(sender: Transactor, governor: Contract, ballot: Ballot) -> TxReceipt:

@@ -101,10 +101,7 @@ def pass_proposal(
     w3, governor = federation.w3, federation.contracts.governor
     proposer = Transactor(w3, federation.operators[0])
     receipts: dict[str, TxReceipt] = {}
-    targets, values, calldatas = proposal.arguments()
-    receipts["propose"] = proposer.send(
-        governor.functions.propose(targets, values, calldatas, proposal.description)
-    )
+    receipts["propose"] = governance.propose(proposer, governor, proposal)
     advance(w3, federation.parameters.voting_delay_s + 1)
     for i, voter in enumerate(voters):
         ballot = governance.sign_ballot(

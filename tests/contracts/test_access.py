@@ -1,6 +1,6 @@
-"""Every function that moves money or changes a rule is governance-only: called by anyone else,
-an operator included, it reverts. The lists are checked against the ABIs, so a new function
-fails this test until it is classified here."""
+"""CHAIN-2: every function that moves money or changes a rule is governance-only: called by
+anyone else, an operator included, it reverts. The lists are checked against the ABIs, so a new
+function fails this test until it is classified here."""
 
 from typing import Any
 

@@ -12,8 +12,8 @@ from eth_account import Account
 from fpai_node.chain import artifacts
 from fpai_node.chain.artifacts import ChainError
 from fpai_node.chain.contracts import FederationContracts
-from fpai_node.chain.deploy import check_wiring
 from fpai_node.chain.deployment import Deployment
+from fpai_node.chain.wiring import check_wiring
 from fpai_node.testing.chain import Federation, funded_key
 
 
@@ -52,7 +52,7 @@ def test_deploy_writes_a_deployment_the_node_can_check(
     assert deployment.chain_id == 31337 and deployment.deployer == deployer.address
     assert deployment.parameters.quorum_percent == 60
     contracts = FederationContracts(fed.w3, deployment)
-    check_wiring(fed.relayer, deployment)
+    check_wiring(fed.w3, deployment)
     assert contracts.votes.functions.operatorCount().call() == 2
     assert contracts.loop.functions.treasuryBps().call() == 6000
     assert contracts.governor.functions.quorumNumerator().call() == 60
@@ -105,10 +105,11 @@ def test_an_unreachable_rpc_is_one_line(tmp_path: Path, deployer: str) -> None:
 
 
 def test_a_deployment_whose_contract_answers_to_someone_else_is_refused(fed: Federation) -> None:
+    """CHAIN-2: the wiring a node checks before it trusts a deployment file (CHAIN-9)."""
     own_treasury = fed.relayer.deploy(artifacts.load("Treasury"), fed.relayer.address)
     contracts = dict(fed.contracts.deployment.contracts, Treasury=own_treasury.address)
     tampered = dataclasses.replace(fed.contracts.deployment, contracts=contracts)
     with pytest.raises(ChainError, match=rf"Treasury is owned by {fed.relayer.address}"):
-        check_wiring(fed.relayer, tampered)
+        check_wiring(fed.w3, tampered)
     with pytest.raises(ChainError, match="the deployment is for chain 1"):
         FederationContracts(fed.w3, dataclasses.replace(tampered, chain_id=1))

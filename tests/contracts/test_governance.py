@@ -1,5 +1,5 @@
-"""Operator governance on anvil: one vote per operator, ballots signed with EIP-712 and relayed by
-anyone, a timelock between a passed proposal and its effect."""
+"""Operator governance on anvil: one vote per operator (CHAIN-4), ballots signed with EIP-712 and
+relayed by anyone (CHAIN-6), a timelock between a passed proposal and its effect."""
 
 import dataclasses
 
@@ -24,9 +24,10 @@ def fund_growth(fed: Federation, wei: int) -> None:
     Transactor(fed.w3, funded_key(fed.w3)).transfer(fed.contracts.growth.address, wei)
 
 
-def release_growth(fed: Federation, to: str, wei: int, note: str = "") -> Proposal:
+def release_growth(fed: Federation, to: str, wei: int, proposer: str = "") -> Proposal:
     action = Action.call(fed.contracts.growth, "pay", "0x" + "00" * 20, to, wei)
-    return Proposal((action,), f"Release {wei} wei of growth funds to {to}{note}")
+    text = f"Release {wei} wei of growth funds to {to}"
+    return Proposal.by(proposer or fed.operators[0].address, (action,), text)
 
 
 def ballot(fed: Federation, voter: object, proposal: int, support: Support = Support.FOR):
@@ -120,6 +121,10 @@ def test_a_replayed_ballot_is_refused(fed: Federation) -> None:
         ChainError, match=rf"GovernorInvalidSignature\({fed.operators[1].address}\)"
     ):
         governance.relay(other_relayer, c.governor, signed)
+    # A fresh signature (the next nonce) is a second vote: refused too.
+    again = ballot(fed, fed.operators[1], proposal.id, Support.AGAINST)
+    with pytest.raises(ChainError, match=rf"GovernorAlreadyCastVote\({fed.operators[1].address}\)"):
+        governance.relay(other_relayer, c.governor, again)
     # Nor does it count on another proposal.
     second = release_growth(fed, Account.create().address, 2)
     open_vote(fed, second)
@@ -175,9 +180,8 @@ def test_a_non_operator_ballot_carries_no_weight_and_cannot_propose(fed: Federat
     assert emitted(c.governor, "VoteCast", receipt)[0]["weight"] == 0
     assert c.governor.functions.proposalVotes(proposal.id).call() == [0, 0, 0]
     with pytest.raises(ChainError, match="GovernorInsufficientProposerVotes"):
-        governance.propose(
-            Transactor(fed.w3, stranger), c.governor, release_growth(fed, stranger.address, 1)
-        )
+        own = release_growth(fed, stranger.address, 1, proposer=stranger.address)
+        governance.propose(Transactor(fed.w3, stranger), c.governor, own)
 
 
 def test_a_ballot_with_a_reason_is_cast_and_the_reason_recorded(fed: Federation) -> None:
@@ -206,7 +210,11 @@ def test_a_ballot_with_a_reason_is_cast_and_the_reason_recorded(fed: Federation)
 def test_operators_are_admitted_and_removed_only_by_a_vote(fed: Federation) -> None:
     w3, c = fed.w3, fed.contracts
     newcomer = funded_key(w3)
-    admit = Proposal((Action.call(c.votes, "admit", newcomer.address),), "Admit a fourth operator")
+    admit = Proposal.by(
+        fed.operators[0].address,
+        (Action.call(c.votes, "admit", newcomer.address),),
+        "Admit a fourth operator",
+    )
     pass_proposal(fed, admit, fed.operators[:2])
     assert c.votes.functions.isOperator(newcomer.address).call() is True
     assert c.votes.functions.operatorCount().call() == 4
@@ -218,11 +226,51 @@ def test_operators_are_admitted_and_removed_only_by_a_vote(fed: Federation) -> N
     # 51% of 4 operators, rounded up, is 3: two votes no longer pass anything.
     assert c.governor.functions.quorum(w3.eth.get_block("latest")["timestamp"] - 1).call() == 3
 
-    remove = Proposal((Action.call(c.votes, "remove", newcomer.address),), "Remove the fourth")
+    remove = Proposal.by(
+        fed.operators[0].address,
+        (Action.call(c.votes, "remove", newcomer.address),),
+        "Remove the fourth",
+    )
     pass_proposal(fed, remove, [*fed.operators[:2], newcomer])
     assert c.votes.functions.isOperator(newcomer.address).call() is False
     assert c.votes.functions.getVotes(newcomer.address).call() == 0
     assert c.votes.functions.operatorCount().call() == 3
-    again = Proposal((Action.call(c.votes, "admit", fed.operators[0].address),), "Admit twice")
+    again = Proposal.by(
+        fed.operators[0].address,
+        (Action.call(c.votes, "admit", fed.operators[0].address),),
+        "Admit twice",
+    )
     with pytest.raises(ChainError, match="AlreadyOperator"):
         pass_proposal(fed, again, fed.operators[:2])
+
+
+def test_a_proposal_is_reserved_for_its_proposer(fed: Federation) -> None:
+    """CHAIN-5: another operator copying a proposal from the mempool cannot submit it first
+    (and then cancel it while pending); a description without the mark is not sent at all."""
+    c = fed.contracts
+    proposal = release_growth(fed, Account.create().address, 1)  # reserved for operator 0
+    thief = fed.operators[1]
+    targets, values, calldatas = proposal.arguments()
+    copied = c.governor.functions.propose(targets, values, calldatas, proposal.description)
+    with pytest.raises(ChainError, match=rf"GovernorRestrictedProposer\({thief.address}\)"):
+        Transactor(fed.w3, thief).send(copied)
+    with pytest.raises(ChainError, match="must end with #proposer="):
+        governance.propose(Transactor(fed.w3, thief), c.governor, proposal)
+    bare = Proposal(proposal.actions, "no mark")
+    with pytest.raises(ChainError, match="must end with #proposer="):
+        governance.propose(Transactor(fed.w3, fed.operators[0]), c.governor, bare)
+    governance.propose(Transactor(fed.w3, fed.operators[0]), c.governor, proposal)
+    assert governance.state(c.governor, proposal.id) is State.PENDING
+
+
+def test_the_last_operator_cannot_be_removed(fed: Federation) -> None:
+    """Without an operator nobody could ever propose again: governance would be dead."""
+    from fpai_node.testing.chain import as_account
+
+    timelock = as_account(fed.w3, fed.contracts.timelock.address)
+    votes = fed.contracts.votes
+    for operator in fed.operators[:2]:
+        timelock.send(votes.functions.remove(operator.address))
+    with pytest.raises(ChainError, match=r"LastOperator\(\)"):
+        timelock.send(votes.functions.remove(fed.operators[2].address))
+    assert votes.functions.operatorCount().call() == 1

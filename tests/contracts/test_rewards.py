@@ -1,4 +1,5 @@
-"""Reward epochs on anvil: a root published by governance, claimed by each operator with a proof."""
+"""Reward epochs on anvil (CHAIN-7, CHAIN-8): a root published by governance, claimed by each
+operator with a proof."""
 
 import pytest
 from eth_account import Account
@@ -27,7 +28,8 @@ def fund_treasury(fed: Federation, amount: int) -> None:
 def publish(fed: Federation, epoch: int, tree: RewardTree) -> None:
     """The proposal an epoch's rewards take: the treasury funds the distributor, which publishes."""
     c = fed.contracts
-    proposal = Proposal(
+    proposal = Proposal.by(
+        fed.operators[0].address,
         (
             Action.call(c.treasury, "pay", c.stablecoin.address, c.rewards.address, tree.total),
             Action.call(c.rewards, "publish", epoch, tree.root, tree.total),

@@ -1,4 +1,4 @@
-"""The committed artifacts are what the pinned compiler makes of the sources."""
+"""The committed artifacts are what the pinned compiler makes of the sources (CHAIN-1)."""
 
 import json
 import shutil

@@ -2,6 +2,7 @@
 
 import pytest
 
+from fpai_node.chain import artifacts
 from fpai_node.chain.artifacts import ChainError
 from fpai_node.chain.governance import Action, Proposal
 from fpai_node.chain.transactor import Transactor
@@ -25,7 +26,8 @@ def test_treasury_revenue_goes_into_the_vault_earns_and_comes_back(fed: Federati
     pay_revenue(fed, 1_000 * DOLLAR)
     assert balance(c.treasury.address).call() == 600 * DOLLAR
 
-    invest = Proposal(
+    invest = Proposal.by(
+        fed.operators[0].address,
         (
             Action.call(c.treasury, "chooseVault", vault.address),
             Action.call(c.treasury, "deposit", 500 * DOLLAR),
@@ -48,13 +50,10 @@ def test_treasury_revenue_goes_into_the_vault_earns_and_comes_back(fed: Federati
     )
     assert 550 * DOLLAR - 1 <= c.treasury.functions.vaultValue().call() <= 550 * DOLLAR
 
-    # Nor can the vault be changed while the treasury still holds its shares.
-    timelock = as_account(fed.w3, c.timelock.address)
-    with pytest.raises(ChainError, match=rf"VaultNotEmpty\({vault.address}, {shares}\)"):
-        timelock.send(c.treasury.functions.chooseVault(c.stablecoin.address))
-
-    divest = Proposal(
-        (Action.call(c.treasury, "redeem", 2**256 - 1),), "Take the treasury out of the vault"
+    divest = Proposal.by(
+        fed.operators[0].address,
+        (Action.call(c.treasury, "redeem", vault.address, 2**256 - 1),),
+        "Take the treasury out of the vault",
     )
     pass_proposal(fed, divest, fed.operators[:2])
     assert vault.functions.balanceOf(c.treasury.address).call() == 0
@@ -68,14 +67,36 @@ def test_withdrawing_part_of_the_position_by_assets(fed: Federation) -> None:
     timelock = as_account(fed.w3, c.timelock.address)
     timelock.send(c.treasury.functions.chooseVault(vault.address))
     timelock.send(c.treasury.functions.deposit(60 * DOLLAR))
-    receipt = timelock.send(c.treasury.functions.withdraw(25 * DOLLAR))
+    receipt = timelock.send(c.treasury.functions.withdraw(vault.address, 25 * DOLLAR))
     assert emitted(c.treasury, "Withdrawn", receipt)[0]["assets"] == 25 * DOLLAR
     assert c.stablecoin.functions.balanceOf(c.treasury.address).call() == 25 * DOLLAR
     assert c.treasury.functions.vaultValue().call() == 35 * DOLLAR
 
 
-def test_vault_operations_before_a_vault_is_chosen_are_refused(fed: Federation) -> None:
+def test_a_deposit_before_a_vault_is_chosen_is_refused(fed: Federation) -> None:
     timelock = as_account(fed.w3, fed.contracts.timelock.address)
-    for call in ("deposit", "withdraw", "redeem"):
-        with pytest.raises(ChainError, match=r"NoVault\(\)"):
-            timelock.send(fed.contracts.treasury.functions[call](1))
+    with pytest.raises(ChainError, match=r"NoVault\(\)"):
+        timelock.send(fed.contracts.treasury.functions.deposit(1))
+
+
+def test_a_strangers_dust_does_not_pin_the_treasury_to_a_vault(fed: Federation) -> None:
+    """Anyone can deposit into a vault on the treasury's behalf; governance still moves to
+    another vault, and takes the old position out by naming its vault."""
+    c = fed.contracts
+    old = c.vault(c.deployment.address("TestVault"))
+    pay_revenue(fed, 100 * DOLLAR)
+    timelock = as_account(fed.w3, c.timelock.address)
+    timelock.send(c.treasury.functions.chooseVault(old.address))
+    timelock.send(c.treasury.functions.deposit(50 * DOLLAR))
+    stranger = Transactor(fed.w3, funded_key(fed.w3))
+    stranger.send(c.stablecoin.functions.mint(stranger.address, 1))
+    stranger.send(c.stablecoin.functions.approve(old.address, 1))
+    stranger.send(old.functions.deposit(1, c.treasury.address))
+
+    new = stranger.deploy(artifacts.load("TestVault"), c.stablecoin.address)
+    timelock.send(c.treasury.functions.chooseVault(new.address))
+    timelock.send(c.treasury.functions.deposit(10 * DOLLAR))
+    assert c.treasury.functions.vaultValue().call() == 10 * DOLLAR
+    timelock.send(c.treasury.functions.redeem(old.address, 2**256 - 1))
+    assert old.functions.balanceOf(c.treasury.address).call() == 0
+    assert c.stablecoin.functions.balanceOf(c.treasury.address).call() == 50 * DOLLAR + 1

@@ -5,9 +5,10 @@ import pytest
 from web3 import EthereumTesterProvider, Web3
 
 from fpai_node.chain.contracts import FederationContracts
-from fpai_node.chain.deploy import check_wiring, deploy
+from fpai_node.chain.deploy import deploy
 from fpai_node.chain.deployment import GovernanceParameters
 from fpai_node.chain.transactor import Transactor
+from fpai_node.chain.wiring import check_wiring
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,8 @@ def federation() -> tuple[Transactor, FederationContracts]:
 def test_the_set_deploys_wired_to_governance_on_py_evm(
     federation: tuple[Transactor, FederationContracts],
 ) -> None:
-    sender, contracts = federation
-    check_wiring(sender, contracts.deployment)
+    _, contracts = federation
+    check_wiring(contracts.w3, contracts.deployment)
     assert contracts.votes.functions.operatorCount().call() == 3
     assert contracts.votes.functions.CLOCK_MODE().call() == "mode=timestamp"
     assert contracts.governor.functions.CLOCK_MODE().call() == "mode=timestamp"
