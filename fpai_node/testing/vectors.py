@@ -862,6 +862,13 @@ def memory_cases() -> Iterator[tuple[str, Case]]:
     yield from cases()
 
 
+def chain_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in chain_vectors.py, independently of fpai_node/chain."""
+    from fpai_node.testing.chain_vectors import chain_cases as cases
+
+    yield from cases()
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
@@ -871,6 +878,7 @@ AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "raft": raft_cases,
     "routing": routing_cases,
     "memory": memory_cases,
+    "chain": chain_cases,
 }
 
 
@@ -939,6 +947,7 @@ def constants() -> dict[str, Any]:
             "failure_cooldown_ms": int(router_forward.FAILURE_COOLDOWN_S * 1000),
         },
         "memory": _memory_constants(),
+        "chain": _chain_constants(),
     }
 
 
@@ -979,6 +988,30 @@ def _memory_constants() -> dict[str, Any]:
             "digest": memory_messages.DIGEST_PATH,
             "fetch": memory_messages.FETCH_PATH,
         },
+    }
+
+
+def _chain_constants() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from fpai_node.chain import deployment, governance
+
+    return {
+        "deployment_format": deployment.FORMAT,
+        "deployment_max_bytes": deployment.MAX_FILE_BYTES,
+        "contracts": list(deployment.CONTRACTS),
+        "optional_contracts": list(deployment.OPTIONAL_CONTRACTS),
+        "default_parameters": asdict(deployment.GovernanceParameters()),
+        "bps": 10_000,
+        "governor_domain": {
+            "name": governance.GOVERNOR_NAME,
+            "version": governance.GOVERNOR_VERSION,
+        },
+        "support": {s.name.lower(): int(s) for s in governance.Support},
+        "proposal_states": {s.name.lower(): int(s) for s in governance.State},
+        "evm_version": "prague",
+        "solc": "0.8.37",
+        "openzeppelin": "5.7.0",
     }
 
 

@@ -398,3 +398,63 @@ def test_memory(folder: Path) -> None:
         assert kind == "filter"
         condition = filters.from_value(vectors.from_json(case["input"]["filter"]))
         assert [filters.matches(condition, p) for p in case["input"]["payloads"]] == expect["ok"]
+
+
+@pytest.mark.parametrize("folder", cases("chain"))
+def test_chain(folder: Path) -> None:
+    """specs/0008: proposal ids (CHAIN-5), ballots (CHAIN-6), reward trees (CHAIN-7) and
+    deployment files (CHAIN-9) against fpai_node/chain. The splits (CHAIN-3) are the contract's
+    arithmetic: tests/contracts/test_chain_vectors.py replays them on anvil."""
+    from eth_account import Account
+    from eth_keys import keys
+
+    from fpai_node.chain import governance
+    from fpai_node.chain.artifacts import ChainError
+    from fpai_node.chain.deployment import Deployment
+    from fpai_node.chain.merkle import RewardTree
+
+    case = load(folder)
+    expect = case["expect"]
+    kind = folder.name.split("-")[0]
+    if kind == "split":
+        assert int(expect["treasury"]) + int(expect["growth"]) == int(case["amount"])
+    elif kind == "proposal":
+        actions = tuple(
+            governance.Action(target, bytes.fromhex(data[2:]), int(value))
+            for target, value, data in zip(
+                case["targets"], case["values"], case["calldatas"], strict=True
+            )
+        )
+        proposal = governance.Proposal(actions, case["text"])
+        assert proposal.id == int(expect["id"])
+        assert "0x" + proposal.description_hash.hex() == expect["description_hash"]
+    elif kind == "ballot":
+        ballot, domain = case["ballot"], case["domain"]
+        signed = governance.sign_ballot(
+            Account.from_key(case["key"]),
+            chain_id=domain["chain_id"],
+            governor=domain["verifying_contract"],
+            proposal=int(ballot["proposal_id"]),
+            support=governance.Support(ballot["support"]),
+            nonce=int(ballot["nonce"]),
+            reason=ballot["reason"],
+        )
+        assert signed.voter == ballot["voter"]
+        assert "0x" + signed.signature.hex() == expect["signature"]
+        digest = bytes.fromhex(expect["digest"][2:])
+        r_s, v = signed.signature[:64], signed.signature[64]
+        public = keys.Signature(r_s + bytes([v - 27])).recover_public_key_from_msg_hash(digest)
+        assert public.to_checksum_address() == ballot["voter"]
+    elif kind == "reward":
+        tree = RewardTree({op: int(a) for op, a in case["amounts"].items()})
+        assert "0x" + tree.root.hex() == expect["root"]
+        assert tree.total == int(expect["total"])
+        for operator, proof in expect["proofs"].items():
+            assert ["0x" + p.hex() for p in tree.proof(operator)] == proof
+    else:
+        assert kind == "deployment"
+        if expect["valid"]:
+            Deployment.load(folder / "deployment.json")
+        else:
+            with pytest.raises(ChainError, match=expect["reason_contains"]):
+                Deployment.load(folder / "deployment.json")
