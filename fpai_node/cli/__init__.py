@@ -4,6 +4,7 @@ import sys
 
 import typer
 
+from fpai_node.chain import restore_recursion_limit
 from fpai_node.cli import (
     chain_cmds,
     federation_cmds,
@@ -36,6 +37,7 @@ chain_cmds.register(app)
 
 def main() -> None:
     """Entry point: every FpaiError becomes one line on stderr and exit status 1."""
+    restore_recursion_limit()  # after every import: see fpai_node/chain/__init__.py
     try:
         app()
     except FpaiError as exc:
