@@ -10,8 +10,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from eth_utils.crypto import keccak
-
 from fpai_node.errors import FpaiError
 
 ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
@@ -51,6 +49,8 @@ def load(name: str) -> Artifact:
 def custom_errors() -> dict[bytes, str]:
     """Every custom error of every artifact by its 4-byte selector, e.g. b'\\x11\\x8c\\xda\\xa7' ->
     "OwnableUnauthorizedAccount(address)": how a revert's data becomes a readable reason."""
+    from eth_utils.crypto import keccak  # here: the CLI imports this module on every start
+
     errors: dict[bytes, str] = {}
     for path in sorted(ARTIFACTS_DIR.glob("*.json")):
         for item in json.loads(path.read_text())["abi"]:

@@ -12,15 +12,22 @@ as above is refused.
 """
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from eth_typing import ChecksumAddress
+from eth_utils.address import is_address, to_checksum_address
+from web3 import Web3
 from web3.contract import Contract
 
 from fpai_node.chain import artifacts
 from fpai_node.chain.artifacts import ChainError
-from fpai_node.chain.deployment import Deployment, GovernanceParameters
-from fpai_node.chain.transactor import Transactor
+from fpai_node.chain.deployment import Deployment
+from fpai_node.chain.keys import load_key
+from fpai_node.chain.parameters import GovernanceParameters
+from fpai_node.chain.transactor import Transactor, rpc_errors
 from fpai_node.chain.wiring import ANYONE, check_wiring
+
+RPC_TIMEOUT_S = 30  # one JSON-RPC call; a public endpoint answers in well under a second
 
 
 def deploy(
@@ -112,3 +119,37 @@ def deploy(
 
 def _role(timelock: Contract, name: str) -> bytes:
     return bytes(timelock.functions[name]().call())
+
+
+def deploy_to(
+    rpc: str,
+    *,
+    key_file: Path | None,
+    dev_account: bool,
+    operators: Sequence[str],
+    parameters: GovernanceParameters,
+    stablecoin: str | None,
+    progress: Callable[[str], None],
+) -> Deployment:
+    """`fpai-node chain deploy`: every input checked before the chain is asked anything, then
+    deploy() from the key in `key_file` or, on a dev chain, from its first unlocked account."""
+    parameters.check()
+    chosen = [_address("--operator", a) for a in operators]
+    token = None if stablecoin is None else _address("--stablecoin", stablecoin)
+    if (key_file is None) == (not dev_account):
+        raise ChainError("give exactly one of --key-file FILE and --dev-account")
+    key = None if key_file is None else load_key(key_file)
+    w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+    with rpc_errors():
+        if key is None:
+            unlocked = w3.eth.accounts
+            if not unlocked:
+                raise ChainError("the RPC unlocks no account: --dev-account needs a dev chain")
+        sender = Transactor(w3, key if key is not None else unlocked[0])
+        return deploy(sender, chosen, parameters, stablecoin=token, progress=progress)
+
+
+def _address(option: str, value: str) -> ChecksumAddress:
+    if not is_address(value):
+        raise ChainError(f"{option} {value!r} is not an Ethereum address")
+    return to_checksum_address(value)

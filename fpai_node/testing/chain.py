@@ -16,8 +16,8 @@ from web3.types import TxReceipt
 from fpai_node.chain import governance
 from fpai_node.chain.contracts import FederationContracts
 from fpai_node.chain.deploy import deploy
-from fpai_node.chain.deployment import GovernanceParameters
 from fpai_node.chain.governance import Proposal, Support
+from fpai_node.chain.parameters import GovernanceParameters
 from fpai_node.chain.transactor import Transactor
 
 ONE_ETH = 10**18

@@ -994,14 +994,14 @@ def _memory_constants() -> dict[str, Any]:
 def _chain_constants() -> dict[str, Any]:
     from dataclasses import asdict
 
-    from fpai_node.chain import deployment, governance
+    from fpai_node.chain import deployment, governance, parameters
 
     return {
         "deployment_format": deployment.FORMAT,
         "deployment_max_bytes": deployment.MAX_FILE_BYTES,
         "contracts": list(deployment.CONTRACTS),
         "optional_contracts": list(deployment.OPTIONAL_CONTRACTS),
-        "default_parameters": asdict(deployment.GovernanceParameters()),
+        "default_parameters": asdict(parameters.GovernanceParameters()),
         "bps": 10_000,
         "governor_domain": {
             "name": governance.GOVERNOR_NAME,

@@ -7,7 +7,8 @@ import pytest
 from eth_utils import to_checksum_address
 
 from fpai_node.chain.artifacts import ChainError
-from fpai_node.chain.deployment import CONTRACTS, Deployment, GovernanceParameters
+from fpai_node.chain.deployment import CONTRACTS, Deployment
+from fpai_node.chain.parameters import GovernanceParameters
 from fpai_node.chain.transactor import revert_reason
 
 

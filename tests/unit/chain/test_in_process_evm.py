@@ -6,7 +6,7 @@ from web3 import EthereumTesterProvider, Web3
 
 from fpai_node.chain.contracts import FederationContracts
 from fpai_node.chain.deploy import deploy
-from fpai_node.chain.deployment import GovernanceParameters
+from fpai_node.chain.parameters import GovernanceParameters
 from fpai_node.chain.transactor import Transactor
 from fpai_node.chain.wiring import check_wiring
 
