@@ -3,7 +3,7 @@ a proposal taken through its whole life. Shared by the contract tests and
 benchmarks/contracts.py."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
@@ -75,7 +75,6 @@ class Federation:
     operators: list[LocalAccount]
     relayer: Transactor
     parameters: GovernanceParameters
-    receipts: dict[str, TxReceipt] = field(default_factory=dict)
 
 
 def deploy_federation(
