@@ -16,11 +16,19 @@ from qdrant_client import models as qm
 
 from fpai_node.memory.filters import All, AnyOf, Condition, Field, Not, Scalar, matches
 from fpai_node.memory.operations import DIMENSIONS
-from fpai_node.memory.store import INDEXED_INTEGERS, INDEXED_KEYWORDS, Hit, StoredPoint
+from fpai_node.memory.store import (
+    INDEXED_INTEGERS,
+    INDEXED_KEYWORDS,
+    SCROLL_PAGE,
+    Hit,
+    StoredPoint,
+    Untranslatable,
+    exact_number,
+    keys_named,
+    translatable_parts,
+)
 
 LOCAL_COLLECTION = "shard"  # local mode keeps one store per folder
-SCROLL_PAGE = 1024  # records per read when a filter is applied here: few calls, bounded memory
-EXACT_BELOW = 2**53  # doubles hold every integer below this; Qdrant compares numbers as doubles
 # Integers are filtered by range only (equality is the range [v, v]): no lookup half to keep.
 RANGES = qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=False, range=True)
 INDEXES: list[tuple[str, qm.PayloadSchemaType | qm.IntegerIndexParams]] = [
@@ -29,10 +37,6 @@ INDEXES: list[tuple[str, qm.PayloadSchemaType | qm.IntegerIndexParams]] = [
 ]
 
 Native = qm.Filter | qm.FieldCondition | qm.HasIdCondition  # what a Condition translates to
-
-
-class Untranslatable(Exception):
-    """A condition Qdrant's filter cannot express exactly."""
 
 
 class ClientStore:
@@ -120,42 +124,20 @@ class ClientStore:
             return _filter(where)
         except Untranslatable:
             pass
-        rough, offset, chosen = _within(where), None, list[qm.ExtendedPointId]()
+        native: list[qm.Condition] = [*translatable_parts(where, _condition)]
+        rough = qm.Filter(must=native) if native else None
+        offset, chosen = None, list[qm.ExtendedPointId]()
         while True:
             records, offset = self._client.scroll(
                 self._collection,
                 scroll_filter=rough,
                 limit=SCROLL_PAGE,
                 offset=offset,
-                with_payload=_keys(where),
+                with_payload=keys_named(where),
             )
             chosen += [r.id for r in records if matches(where, r.payload or {})]
             if offset is None:
                 return qm.Filter(must=[qm.HasIdCondition(has_id=chosen)])
-
-
-def _within(where: Condition) -> qm.Filter | None:
-    """The top-level AND parts Qdrant can express: a superset of what `where` selects."""
-    parts = where.parts if isinstance(where, All) else (where,)
-    native: list[qm.Condition] = []
-    for part in parts:
-        try:
-            native.append(_condition(part))
-        except Untranslatable:
-            continue
-    return qm.Filter(must=native) if native else None
-
-
-def _keys(where: Condition) -> list[str]:
-    """The payload keys `where` names: all filters.matches reads of a record."""
-    match where:
-        case All(parts) | AnyOf(parts):
-            return [key for part in parts for key in _keys(part)]
-        case Not(part):
-            return _keys(part)
-        case Field(key):
-            return [key]
-    raise AssertionError(where)
 
 
 def _filter(where: Condition) -> qm.Filter:
@@ -193,17 +175,10 @@ def _field(key: str, op: str, value: Scalar | tuple[Scalar, ...]) -> Native:
     if op == "eq" and isinstance(value, str | bool):
         return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
     if op == "eq":
-        number = _number(value)
+        number = exact_number(value)
         return qm.FieldCondition(key=key, range=qm.Range(gte=number, lte=number))
     if op in ("gt", "gte", "lt", "lte"):
-        return qm.FieldCondition(key=key, range=qm.Range(**{op: _number(value)}))
+        return qm.FieldCondition(key=key, range=qm.Range(**{op: exact_number(value)}))
     if op == "contains":
         return qm.FieldCondition(key=key, match=qm.MatchSubstring(substring=str(value)))
     raise Untranslatable(op)  # icontains
-
-
-def _number(value: Scalar) -> float:
-    """`value` as a bound Qdrant compares exactly with every stored number."""
-    if isinstance(value, bool | str) or abs(value) >= EXACT_BELOW:
-        raise Untranslatable(value)
-    return float(value)

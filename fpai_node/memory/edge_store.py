@@ -21,10 +21,18 @@ import qdrant_edge as q
 
 from fpai_node.memory.filters import All, AnyOf, Condition, Field, Not, Scalar, matches
 from fpai_node.memory.operations import DIMENSIONS
-from fpai_node.memory.store import INDEXED_INTEGERS, INDEXED_KEYWORDS, Hit, StoredPoint
+from fpai_node.memory.store import (
+    INDEXED_INTEGERS,
+    INDEXED_KEYWORDS,
+    SCROLL_PAGE,
+    Hit,
+    StoredPoint,
+    Untranslatable,
+    exact_number,
+    keys_named,
+    translatable_parts,
+)
 
-SCROLL_PAGE = 1024  # records per read when a filter is applied here: few calls, bounded memory
-EXACT_BELOW = 2**53  # doubles hold every integer below this; Qdrant compares numbers as doubles
 # The shard calls its store from one thread, and a node opens up to 64 stores: the engine's
 # default is a pool of 4 search threads per CPU in each (it gains nothing on one segment).
 SEARCH_THREADS = 1
@@ -37,10 +45,6 @@ INDEXES: list[tuple[str, q.PayloadSchemaType | q.IntegerIndexParams]] = [
 ]
 
 Native = q.Filter | q.FieldCondition | q.HasIdCondition  # what a Condition translates to
-
-
-class Untranslatable(Exception):
-    """A condition Qdrant's filter cannot express exactly."""
 
 
 class EdgeStore:
@@ -129,7 +133,9 @@ class EdgeStore:
             return _filter(where)
         except Untranslatable:
             pass
-        rough, named = _within(where), q.PayloadSelector.Include(_keys(where))
+        native: list[q.ConditionType] = [*translatable_parts(where, _condition)]
+        rough = q.Filter(must=native) if native else None
+        named = q.PayloadSelector.Include(keys_named(where))
         offset, chosen = None, set[uuid.UUID | int | str]()
         while True:
             records, offset = self._shard.scroll(
@@ -138,30 +144,6 @@ class EdgeStore:
             chosen.update(r.id for r in records if matches(where, r.payload or {}))
             if offset is None:
                 return q.Filter(must=[q.HasIdCondition(chosen)])
-
-
-def _within(where: Condition) -> q.Filter | None:
-    """The top-level AND parts Qdrant can express: a superset of what `where` selects."""
-    parts = where.parts if isinstance(where, All) else (where,)
-    native: list[q.ConditionType] = []
-    for part in parts:
-        try:
-            native.append(_condition(part))
-        except Untranslatable:
-            continue
-    return q.Filter(must=native) if native else None
-
-
-def _keys(where: Condition) -> list[str]:
-    """The payload keys `where` names: all filters.matches reads of a record."""
-    match where:
-        case All(parts) | AnyOf(parts):
-            return [key for part in parts for key in _keys(part)]
-        case Not(part):
-            return _keys(part)
-        case Field(key):
-            return [key]
-    raise AssertionError(where)
 
 
 def _filter(where: Condition) -> q.Filter:
@@ -199,17 +181,10 @@ def _field(key: str, op: str, value: Scalar | tuple[Scalar, ...]) -> Native:
     if op == "eq" and isinstance(value, str):
         return q.FieldCondition(key, match=q.MatchValue(value))
     if op == "eq":
-        number = _number(value)
+        number = exact_number(value)
         return q.FieldCondition(key, range=q.RangeFloat(gte=number, lte=number))
     if op in ("gt", "gte", "lt", "lte"):
-        return q.FieldCondition(key, range=q.RangeFloat(**{op: _number(value)}))
+        return q.FieldCondition(key, range=q.RangeFloat(**{op: exact_number(value)}))
     if op == "contains":
         return q.FieldCondition(key, match=q.MatchSubstring(str(value)))
     raise Untranslatable(op)  # icontains
-
-
-def _number(value: Scalar) -> float:
-    """`value` as a bound Qdrant compares exactly with every stored number."""
-    if isinstance(value, bool | str) or abs(value) >= EXACT_BELOW:
-        raise Untranslatable(value)
-    return float(value)

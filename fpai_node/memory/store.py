@@ -8,11 +8,11 @@ implementations: `edge_store.EdgeStore` (Qdrant's embedded engine, in process, t
 The store is blocking and not thread-safe: the shard that owns it calls it from one thread.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from fpai_node.memory.filters import Condition
+from fpai_node.memory.filters import All, AnyOf, Condition, Field, Not, Scalar
 
 PayloadValue = str | int | float | bool | None | list[str] | dict[str, "PayloadValue"]
 Payload = Mapping[str, PayloadValue]
@@ -26,6 +26,47 @@ strings)."""
 INDEXED_KEYWORDS = ("user_id", "agent_id", "run_id", "kind")
 # Payload keys with an integer index, for date-range filters.
 INDEXED_INTEGERS = ("created_at", "updated_at")
+# Records per read when a store applies a filter itself: few calls, bounded memory.
+SCROLL_PAGE = 1024
+# Doubles hold every integer below this; Qdrant compares numbers as doubles.
+EXACT_BELOW = 2**53
+
+T = TypeVar("T")
+
+
+class Untranslatable(Exception):
+    """A condition Qdrant cannot express exactly: the store applies filters.matches itself."""
+
+
+def exact_number(value: Scalar) -> float:
+    """`value` as a bound Qdrant compares exactly with every stored number."""
+    if isinstance(value, bool | str) or abs(value) >= EXACT_BELOW:
+        raise Untranslatable(value)
+    return float(value)
+
+
+def translatable_parts(where: Condition, translate: Callable[[Condition], T]) -> list[T]:
+    """The top-level AND parts of `where` that `translate` can express: together, a superset of
+    what `where` selects, to narrow the records a store then tests one by one."""
+    native: list[T] = []
+    for part in where.parts if isinstance(where, All) else (where,):
+        try:
+            native.append(translate(part))
+        except Untranslatable:
+            continue
+    return native
+
+
+def keys_named(where: Condition) -> list[str]:
+    """The payload keys `where` names: all filters.matches reads of a record."""
+    match where:
+        case All(parts) | AnyOf(parts):
+            return [key for part in parts for key in keys_named(part)]
+        case Not(part):
+            return keys_named(part)
+        case Field(key):
+            return [key]
+    raise AssertionError(where)
 
 
 @dataclass(frozen=True, slots=True)
