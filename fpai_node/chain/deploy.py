@@ -17,7 +17,6 @@ from pathlib import Path
 from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
 from web3 import Web3
-from web3.contract import Contract
 
 from fpai_node.chain import artifacts
 from fpai_node.chain.artifacts import ChainError
@@ -25,7 +24,7 @@ from fpai_node.chain.deployment import Deployment
 from fpai_node.chain.keys import load_key
 from fpai_node.chain.parameters import GovernanceParameters
 from fpai_node.chain.transactor import Transactor, rpc_errors
-from fpai_node.chain.wiring import ANYONE, check_wiring
+from fpai_node.chain.wiring import ANYONE, ROLES, check_wiring
 
 RPC_TIMEOUT_S = 30  # one JSON-RPC call; a public endpoint answers in well under a second
 
@@ -82,10 +81,8 @@ def deploy(
         address=timelock_address, abi=artifacts.load("FederationTimelock").abi
     )
     for role in ("PROPOSER_ROLE", "CANCELLER_ROLE"):
-        sender.send(timelock.functions.grantRole(_role(timelock, role), governor))
-    sender.send(
-        timelock.functions.renounceRole(_role(timelock, "DEFAULT_ADMIN_ROLE"), sender.address)
-    )
+        sender.send(timelock.functions.grantRole(ROLES[role], governor))
+    sender.send(timelock.functions.renounceRole(ROLES["DEFAULT_ADMIN_ROLE"], sender.address))
     treasury = step("Treasury", "Treasury", timelock_address)
     growth = step("GrowthFund", "GrowthFund", timelock_address)
     step(
@@ -115,10 +112,6 @@ def deploy(
     progress("checking the wiring")
     check_wiring(w3, deployment)
     return deployment
-
-
-def _role(timelock: Contract, name: str) -> bytes:
-    return bytes(timelock.functions[name]().call())
 
 
 def deploy_to(

@@ -3,7 +3,8 @@
     {"format": "fpai-chain-deployment/1", "chain_id": 31337, "block": 1, "deployer": "0x...",
      "contracts": {"FederationTimelock": "0x...", ...}, "parameters": {...}}
 
-A node reads it at start and checks the chain id against the RPC before trusting any address.
+A node parses it strictly here, then checks every claim it makes against the chain before
+trusting an address (wiring.py, CHAIN-2).
 """
 
 import json

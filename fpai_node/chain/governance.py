@@ -82,7 +82,9 @@ class Proposal:
 
     @property
     def id(self) -> int:
-        return proposal_id(self.actions, self.description)
+        types = ["address[]", "uint256[]", "bytes[]", "bytes32"]
+        encoded = abi_encode(types, [*self.arguments(), self.description_hash])
+        return int.from_bytes(keccak(encoded), "big")
 
     def arguments(self) -> tuple[list[str], list[int], list[bytes]]:
         return (
@@ -104,19 +106,6 @@ class Ballot:
     nonce: int
     signature: bytes
     reason: str | None = None
-
-
-def proposal_id(actions: tuple[Action, ...], description: str) -> int:
-    encoded = abi_encode(
-        ["address[]", "uint256[]", "bytes[]", "bytes32"],
-        [
-            [a.target for a in actions],
-            [a.value for a in actions],
-            [a.calldata for a in actions],
-            keccak(text=description),
-        ],
-    )
-    return int.from_bytes(keccak(encoded), "big")
 
 
 def sign_ballot(

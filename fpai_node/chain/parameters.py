@@ -26,19 +26,14 @@ class GovernanceParameters:
 
     def check(self) -> None:
         """Raises ChainError naming the first value a contract would refuse or that is unsafe."""
-        if not 0 <= self.voting_delay_s < 2**48:
-            raise ChainError(f"voting delay must be 0 to 2^48-1 seconds, not {self.voting_delay_s}")
-        if not 1 <= self.voting_period_s < 2**32:
-            raise ChainError(
-                f"voting period must be 1 to 2^32-1 seconds, not {self.voting_period_s}"
-            )
-        if not 0 <= self.timelock_delay_s < 2**48:
-            raise ChainError(
-                f"timelock delay must be 0 to 2^48-1 seconds, not {self.timelock_delay_s}"
-            )
-        if not 1 <= self.quorum_percent <= 100:
-            raise ChainError(f"quorum must be 1 to 100 percent, not {self.quorum_percent}")
-        if not 0 <= self.treasury_bps <= 10_000:
-            raise ChainError(f"treasury share must be 0 to 10000 bps, not {self.treasury_bps}")
-        if not 1 <= self.claim_window_s < 2**32:
-            raise ChainError(f"claim window must be 1 to 2^32-1 seconds, not {self.claim_window_s}")
+        for label, value, low, high, unit in (
+            ("voting delay", self.voting_delay_s, 0, 2**48 - 1, "seconds"),  # uint48
+            ("voting period", self.voting_period_s, 1, 2**32 - 1, "seconds"),  # uint32
+            ("timelock delay", self.timelock_delay_s, 0, 2**48 - 1, "seconds"),
+            ("quorum", self.quorum_percent, 1, 100, "percent"),
+            ("treasury share", self.treasury_bps, 0, 10_000, "bps"),
+            ("claim window", self.claim_window_s, 1, 2**32 - 1, "seconds"),  # MAX_CLAIM_WINDOW
+        ):
+            if not low <= value <= high:
+                bound = f"{high:,}" if high <= 10_000 else f"2^{(high + 1).bit_length() - 1}-1"
+                raise ChainError(f"{label} must be {low} to {bound} {unit}, not {value}")

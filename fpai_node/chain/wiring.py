@@ -15,6 +15,7 @@ from typing import Any
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 
@@ -24,6 +25,12 @@ from fpai_node.chain.contracts import FederationContracts
 from fpai_node.chain.deployment import Deployment
 
 ANYONE = to_checksum_address("0x" + "00" * 20)  # the timelock's executor meaning "anyone"
+# TimelockController's roles: keccak256 of the name, the admin role zero (OpenZeppelin's
+# AccessControl); constants, so never asked of the chain.
+ROLES = {
+    "DEFAULT_ADMIN_ROLE": bytes(32),
+    **{name: keccak(text=name) for name in ("PROPOSER_ROLE", "CANCELLER_ROLE", "EXECUTOR_ROLE")},
+}
 OWNED = ("OperatorVotes", "Treasury", "GrowthFund", "SacredLoop", "RewardsDistributor")
 # Many public RPC endpoints cap eth_getLogs at a few thousand blocks per call.
 LOG_CHUNK_BLOCKS = 2_000
@@ -67,7 +74,9 @@ def _check_code(w3: Web3, deployment: Deployment) -> None:
         artifact = artifacts.load("TestStablecoin" if name == "Stablecoin" else name)
         expected = bytes.fromhex(artifact.deployed_bytecode[2:])
         found = bytes(w3.eth.get_code(deployment.address(name)))
-        if _masked(found, artifact.immutables) != _masked(expected, artifact.immutables):
+        if len(found) != len(expected) or _masked(found, artifact.immutables) != _masked(
+            expected, artifact.immutables
+        ):
             raise ChainError(
                 f"the code of {name} at {deployment.address(name)} is not "
                 f"contracts/artifacts/{artifact.name}.json"
@@ -77,16 +86,14 @@ def _check_code(w3: Web3, deployment: Deployment) -> None:
 def _masked(code: bytes, immutables: Iterable[tuple[int, int]]) -> bytes:
     masked = bytearray(code)
     for start, length in immutables:
-        masked[start : start + length] = bytes(min(length, max(0, len(code) - start)))
+        masked[start : start + length] = bytes(length)
     return bytes(masked)
 
 
 def _check_roles(w3: Web3, contracts: FederationContracts) -> None:
     timelock = contracts.timelock
     governor = contracts.governor.address
-    names = ("DEFAULT_ADMIN_ROLE", "PROPOSER_ROLE", "CANCELLER_ROLE", "EXECUTOR_ROLE")
-    ids = {bytes(timelock.functions[n]().call()): n for n in names}
-    holders = _holders_after_setup(w3, timelock, contracts.deployment.block, ids)
+    holders = _holders_after_setup(w3, timelock, contracts.deployment.block)
     want = {
         "DEFAULT_ADMIN_ROLE": {timelock.address},
         "PROPOSER_ROLE": {governor},
@@ -98,16 +105,16 @@ def _check_roles(w3: Web3, contracts: FederationContracts) -> None:
             found = ", ".join(sorted(holders.get(name, set()))) or "nobody"
             raise ChainError(f"the timelock's {name} is held by {found}, not only {accounts}")
     for name, accounts in want.items():  # and still, now
-        role = next(i for i, n in ids.items() if n == name)
-        if not all(timelock.functions.hasRole(role, a).call() for a in accounts):
+        if not all(timelock.functions.hasRole(ROLES[name], a).call() for a in accounts):
             raise ChainError(f"the timelock's {name} no longer belongs to {accounts}")
 
 
 def _holders_after_setup(
-    w3: Web3, timelock: Contract, from_block: int, ids: dict[bytes, str]
+    w3: Web3, timelock: Contract, from_block: int
 ) -> dict[str, set[ChecksumAddress]]:
     """Role holders replayed from the timelock's construction to the end of the first
     transaction after which the timelock is its own only admin."""
+    names = {role: name for name, role in ROLES.items()}
     holders: dict[str, set[ChecksumAddress]] = {}
     constructed = False
     latest = w3.eth.block_number
@@ -120,7 +127,7 @@ def _holders_after_setup(
         ]
         logs.sort(key=lambda log: (log["blockNumber"], log["logIndex"]))
         for i, log in enumerate(logs):
-            name = ids.get(bytes(log["args"]["role"]))
+            name = names.get(bytes(log["args"]["role"]))
             if name is None:
                 continue
             accounts = holders.setdefault(name, set())

@@ -28,10 +28,14 @@ TEST_PARAMETERS = GovernanceParameters(
 )
 
 
+def set_balance(w3: Web3, address: str, wei: int) -> None:
+    w3.provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]
+
+
 def funded_key(w3: Web3, wei: int = 1_000 * ONE_ETH) -> LocalAccount:
-    """A fresh key holding `wei` (anvil's `anvil_setBalance`)."""
+    """A fresh key holding `wei`."""
     key: LocalAccount = Account.create()
-    w3.provider.make_request("anvil_setBalance", [key.address, hex(wei)])  # type: ignore[arg-type]
+    set_balance(w3, key.address, wei)
     return key
 
 
@@ -62,7 +66,7 @@ def as_account(w3: Web3, address: str) -> Transactor:
     when the subject is a contract's arithmetic, not the vote that would lead there."""
     checksummed = Web3.to_checksum_address(address)
     w3.provider.make_request("anvil_impersonateAccount", [checksummed])  # type: ignore[arg-type]
-    w3.provider.make_request("anvil_setBalance", [checksummed, hex(1_000 * ONE_ETH)])  # type: ignore[arg-type]
+    set_balance(w3, checksummed, 1_000 * ONE_ETH)
     return Transactor(w3, checksummed)
 
 

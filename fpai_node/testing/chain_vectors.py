@@ -17,6 +17,7 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from fpai_node.chain.deployment import CONTRACTS, FORMAT
 from fpai_node.testing.vectors import Case
 
 # A secp256k1 key for the ballots: test only. Its address is derived, not typed in.
@@ -224,22 +225,12 @@ def reward_tree_cases() -> Iterator[tuple[str, Case]]:
 
 
 def _deployment(**changes: Any) -> dict[str, Any]:
-    names = [
-        "Stablecoin",
-        "FederationTimelock",
-        "OperatorVotes",
-        "FederationGovernor",
-        "Treasury",
-        "GrowthFund",
-        "SacredLoop",
-        "RewardsDistributor",
-    ]
     body: dict[str, Any] = {
-        "format": "fpai-chain-deployment/1",
+        "format": FORMAT,
         "chain_id": CHAIN_ID,
         "block": 0,
         "deployer": OPERATOR,
-        "contracts": {n: to_checksum_address(keccak(text=n)[:20]) for n in names},
+        "contracts": {n: to_checksum_address(keccak(text=n)[:20]) for n in CONTRACTS},
         "parameters": {"voting_period_s": 600, "quorum_percent": 60},
     }
     body.update(changes)
