@@ -400,7 +400,9 @@ def test_memory(folder: Path) -> None:
         assert [filters.matches(condition, p) for p in case["input"]["payloads"]] == expect["ok"]
 
 
-@pytest.mark.parametrize("folder", cases("chain"))
+@pytest.mark.parametrize(
+    "folder", [c for c in cases("chain") if not c.values[0].name.startswith("split-")]
+)
 def test_chain(folder: Path) -> None:
     """specs/0008: proposal ids (CHAIN-5), ballots (CHAIN-6), reward trees (CHAIN-7) and
     deployment files (CHAIN-9) against fpai_node/chain. The splits (CHAIN-3) are the contract's
@@ -416,9 +418,7 @@ def test_chain(folder: Path) -> None:
     case = load(folder)
     expect = case["expect"]
     kind = folder.name.split("-")[0]
-    if kind == "split":
-        assert int(expect["treasury"]) + int(expect["growth"]) == int(case["amount"])
-    elif kind == "proposal":
+    if kind == "proposal":
         actions = tuple(
             governance.Action(target, bytes.fromhex(data[2:]), int(value))
             for target, value, data in zip(

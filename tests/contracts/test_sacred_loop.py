@@ -171,10 +171,3 @@ def test_a_reentrant_token_cannot_be_split_twice(fed: Federation) -> None:
     assert token.functions.failures().call() == attempts
     assert token.functions.balanceOf(c.treasury.address).call() == 6_000
     assert token.functions.balanceOf(c.growth.address).call() == 4_000
-
-
-def test_the_deployment_wires_the_loop_to_the_treasury_and_growth(fed: Federation) -> None:
-    loop = fed.contracts.loop
-    assert loop.functions.treasury().call() == fed.contracts.treasury.address
-    assert loop.functions.growth().call() == fed.contracts.growth.address
-    assert loop.functions.allowedToken(fed.contracts.stablecoin.address).call() is True

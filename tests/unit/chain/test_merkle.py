@@ -1,7 +1,6 @@
 """Reward trees: every proof verifies, nothing else does, the root depends only on the set."""
 
 import pytest
-from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,13 +48,6 @@ def test_the_root_does_not_depend_on_order(amounts: dict[str, int], rng: object)
     items = list(amounts.items())
     rng.shuffle(items)  # type: ignore[attr-defined]
     assert RewardTree(dict(items)).root == RewardTree(amounts).root
-
-
-def test_encoding_matches_abi_encode() -> None:
-    operator = to_checksum_address("0x" + "cd" * 20)
-    assert leaf(operator, 2**255) == keccak(
-        keccak(encode(["address", "uint256"], [operator, 2**255]))
-    )
 
 
 @pytest.mark.parametrize(
