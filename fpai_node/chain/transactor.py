@@ -23,6 +23,12 @@ from fpai_node.chain.artifacts import Artifact, ChainError, custom_errors
 # How long one transaction may take to be mined: a public chain's block time is seconds, a busy
 # one's inclusion can take a minute or two; a dev chain mines at once.
 RECEIPT_TIMEOUT_S = 180.0
+# A gas estimate runs on the pending block, and the mined block can cost more when a storage
+# write depends on its time: admitting an operator in the second of the last change updates
+# two vote checkpoints (the operator's and the total's), a second later it adds two, measured
+# at 44,532 gas more than the estimate. So a fifth more plus two fresh slots with their cold
+# access; unused gas is not charged.
+GAS_MARGIN = 50_000
 
 T = TypeVar("T")
 
@@ -65,6 +71,8 @@ class Transactor:
             return self._send_and_wait(tx)
 
     def _send_and_wait(self, tx: TxParams) -> TxReceipt:
+        estimate = int(tx["gas"])
+        tx["gas"] = estimate + estimate // 5 + GAS_MARGIN
         if self._key is None:
             tx_hash = self.w3.eth.send_transaction(tx)
         else:

@@ -274,3 +274,28 @@ def test_the_last_operator_cannot_be_removed(fed: Federation) -> None:
     with pytest.raises(ChainError, match=r"LastOperator\(\)"):
         timelock.send(votes.functions.remove(fed.operators[2].address))
     assert votes.functions.operatorCount().call() == 1
+
+
+def test_a_call_mined_a_second_after_its_estimate_still_succeeds(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-admitting an operator in the second it was removed updates two vote checkpoints (its
+    own and the total); mined a second later, it writes two new ones, 44,532 gas more than
+    estimated. Seen as a flaky CI failure; here the block time moves between estimate and send."""
+    from fpai_node.testing.chain import as_account
+
+    w3, votes = fed.w3, fed.contracts.votes
+    timelock = as_account(w3, fed.contracts.timelock.address)
+    at = w3.eth.get_block("latest")["timestamp"] + 1000
+    w3.provider.make_request("evm_setNextBlockTimestamp", [at])  # type: ignore[arg-type]
+    operator = fed.operators[2].address
+    timelock.send(votes.functions.remove(operator))
+    send = w3.eth.send_transaction
+
+    def a_second_later(tx: object) -> object:
+        w3.provider.make_request("evm_setNextBlockTimestamp", [at + 1])  # type: ignore[arg-type]
+        return send(tx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(w3.eth, "send_transaction", a_second_later)
+    timelock.send(votes.functions.admit(operator))
+    assert votes.functions.isOperator(operator).call() is True
