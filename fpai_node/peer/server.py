@@ -112,7 +112,7 @@ class PeerServer:
         """The caller's node id and the request body, or the refusal to answer (PEER-3). The
         body is read only up to the route's limit, and only once the caller passed the gate."""
         transport = request.transport
-        if transport is None:  # the peer already left; nobody to answer
+        if transport is None or transport.is_closing():  # the peer left; nobody to answer
             return web.Response(status=400, text="gone")
         try:
             peer = peer_node_id(transport.get_extra_info("ssl_object"))
@@ -172,7 +172,10 @@ class PeerServer:
         established = sum(
             1
             for handler in web_server.connections
+            # a TLS transport closed twice lets go of its SSL protocol, and with it its address,
+            # before aiohttp drops the connection: one that is closing is leaving, not counted
             if handler.transport is not None
+            and not handler.transport.is_closing()
             and address_group((handler.transport.get_extra_info("peername") or ("",))[0]) == group
         )
         if established >= MAX_CONNECTIONS_PER_ADDRESS:

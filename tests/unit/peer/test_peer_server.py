@@ -129,3 +129,41 @@ async def test_a_streaming_route_has_its_own_body_limit_and_answers_a_stream(
         assert response.status == 200
         assert response.headers["Transfer-Encoding"] == "chunked"
         assert await response.read() == b"one,two,three"
+
+
+async def caller_session() -> aiohttp.ClientSession:
+    identity = TlsIdentity.open(CALLER, dt.datetime.now(dt.UTC))
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context(identity)))
+
+
+async def test_one_address_holds_at_most_its_share_of_connections(
+    server: PeerServer, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PEER-5: a connection past the address's share is closed before its handshake, and the
+    refusal is counted; the connection it holds is still served."""
+    monkeypatch.setattr(peer_server, "MAX_CONNECTIONS_PER_ADDRESS", 1)
+    assert (await post(session, server, ECHO_PATH, b"kept"))[0] == 200  # held by keep-alive
+    async with await caller_session() as second:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await post(second, server, ECHO_PATH, b"one too many")
+    assert server.refusals == {"too_many_connections_from_address": 1}
+    assert (await post(session, server, ECHO_PATH, b"still"))[0] == 200
+
+
+async def test_a_connection_closed_twice_does_not_stop_the_next_from_being_admitted(
+    server: PeerServer, session: aiohttp.ClientSession
+) -> None:
+    """asyncio's TLS transport, closed a second time, lets go of its SSL protocol while aiohttp
+    still lists the connection; asking it for its address then raised inside `connection_made`,
+    and every new peer connection hung until the old one was gone (a CI failure: shards did
+    not move for 30 s after a replica was killed)."""
+    assert (await post(session, server, ECHO_PATH, b"x"))[0] == 200
+    web_server = server._runner.server if server._runner is not None else None
+    assert web_server is not None
+    [held] = web_server.connections
+    assert held.transport is not None
+    held.transport.close()
+    held.transport.close()
+    assert server.admits_connection(web_server, object(), ("127.0.0.1", 1)) is None
+    async with await caller_session() as fresh:
+        assert (await post(fresh, server, ECHO_PATH, b"after"))[0] == 200
