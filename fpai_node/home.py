@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fpai_node.chain import operator_key as operator_keys
 from fpai_node.config import Preset, render_node_toml
 from fpai_node.errors import FpaiError, IdentityError
 from fpai_node.identity import NodeKey
@@ -26,6 +27,11 @@ class Home:
         return self.root / "keys" / "node.key"
 
     @property
+    def operator_key_file(self) -> Path:
+        """The operator's Ethereum key (specs/0009-treasury.md, TREASURY-1)."""
+        return self.root / "keys" / "operator.key"
+
+    @property
     def config_file(self) -> Path:
         return self.root / "node.toml"
 
@@ -37,8 +43,9 @@ class Home:
     def is_initialised(self) -> bool:
         return self.key_file.exists()
 
-    def init(self, preset: Preset) -> NodeKey:
-        """Create the home, node.toml and a new node key; refuse if a key already exists."""
+    def init(self, preset: Preset, operator_key: Path | None = None) -> NodeKey:
+        """Create the home, node.toml, a new node key and the operator key (new, or imported
+        from `operator_key`); refuse if a node key already exists."""
         if self.key_file.exists():
             existing = NodeKey.load(self.key_file)
             raise IdentityError(
@@ -57,9 +64,22 @@ class Home:
                     f.write(render_node_toml(preset))
         except OSError as exc:
             raise FpaiError(f"cannot create home {self.root}: {exc.strerror}") from None
+        if not self.operator_key_file.exists():  # an operator key is never replaced
+            operator_keys.create(self.operator_key_file, imported_from=operator_key)
+        elif operator_key is not None:
+            raise FpaiError(
+                f"{self.operator_key_file} already holds an operator key; refusing to replace it"
+            )
         key = NodeKey.generate()
         key.save(self.key_file)
         return key
+
+    def ensure_operator_key(self) -> str | None:
+        """Create the operator key of a home made before operator keys existed; returns its
+        address when it had to be made."""
+        if self.operator_key_file.exists():
+            return None
+        return operator_keys.create(self.operator_key_file)
 
     def lock(self) -> "HomeLock":
         """Hold the home for one running node: two nodes on one home would share one identity."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import structlog
 import typer
 
+from fpai_node.chain import operator_key as operator_keys
 from fpai_node.cli.client import NodeClient
 from fpai_node.config import (
     FIELDS,
@@ -75,22 +76,55 @@ def _preset(value: str | None) -> Preset:
     return value or "local"
 
 
-def init(home: HomeOption = None, preset: PresetOption = None) -> None:
-    """Create a node home with node.toml and a new Ed25519 node key; print the node id."""
+def init(
+    home: HomeOption = None,
+    preset: PresetOption = None,
+    operator_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--operator-key",
+            metavar="FILE",
+            help="Import this Ethereum key (hex, mode 0600) for the operator [default: a new key]",
+        ),
+    ] = None,
+) -> None:
+    """Create a node home with node.toml, a new Ed25519 node key and an operator key; print the
+    node id and the operator's address."""
     target = home_of(home)
-    key = target.init(_preset(preset))
+    key = target.init(_preset(preset), operator_key)
     typer.echo(f"initialised {target.root}")
     typer.echo(f"node id {key.node_id}")
+    typer.echo(f"operator {operator_address(target)}")
 
 
-def node_id(home: HomeOption = None, as_json: JsonOption = False) -> None:
-    """Print this node's id."""
+def node_id(
+    home: HomeOption = None,
+    as_json: JsonOption = False,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="Print the operator's Ethereum address instead")
+    ] = False,
+) -> None:
+    """Print this node's id (one line, for scripts), or with --json its public key and its
+    operator's address too."""
     target = home_of(home)
     key = NodeKey.load(target.key_file)
     if as_json:
-        typer.echo(json.dumps({"node_id": key.node_id, "public_key": key.public_key.hex()}))
+        shown = {
+            "node_id": key.node_id,
+            "public_key": key.public_key.hex(),
+            "operator": operator_address(target),
+        }
+        typer.echo(json.dumps(shown))
+    elif operator:
+        typer.echo(operator_address(target))
     else:
         typer.echo(key.node_id)
+
+
+def operator_address(home: Home) -> str:
+    """The address of the home's operator key, made first for a home older than such keys."""
+    home.ensure_operator_key()
+    return operator_keys.address_of(operator_keys.read_secret(home.operator_key_file))
 
 
 def start(
@@ -185,6 +219,9 @@ def start(
     configure_logging(settings.log_format, settings.log_level)
     if target.is_initialised():
         key = NodeKey.load(target.key_file)
+        made = target.ensure_operator_key()
+        if made is not None:  # a home from before operator keys
+            structlog.get_logger("fpai.cli").info("operator key created", operator=made)
     else:
         key = target.init(settings.preset)
         structlog.get_logger("fpai.cli").info(

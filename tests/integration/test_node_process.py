@@ -42,15 +42,20 @@ def one_line_error(result: object) -> str:
 def test_init_creates_a_private_home_and_prints_the_node_id(home: Path) -> None:
     result = run_cli("init", "--home", str(home))
     assert result.returncode == 0, result.stderr
-    node_id = result.stdout.split("node id ")[1].strip()
+    node_id = result.stdout.split("node id ")[1].split()[0]
+    operator = result.stdout.split("operator ")[1].strip()
     assert node_id.startswith("fpn1") and len(node_id) == 36
+    assert operator.startswith("0x") and len(operator) == 42
     assert stat.S_IMODE((home / "keys" / "node.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / "keys" / "operator.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / "node.toml").stat().st_mode) == 0o600
     again = run_cli("id", "--home", str(home))
     assert again.stdout.strip() == node_id
     as_json = json.loads(run_cli("id", "--home", str(home), "--json").stdout)
     assert as_json["node_id"] == node_id and len(bytes.fromhex(as_json["public_key"])) == 32
+    assert as_json["operator"] == operator
+    assert run_cli("id", "--home", str(home), "--operator").stdout.strip() == operator
 
 
 def test_init_refuses_to_overwrite_a_key(home: Path) -> None:
