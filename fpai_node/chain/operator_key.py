@@ -47,7 +47,7 @@ def checksum_address(address: bytes) -> str:
     lower = address.hex()
     digest = keccak256(lower.encode()).hex()
     return "0x" + "".join(
-        c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, digest, strict=True)
+        c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, digest[:40], strict=True)
     )
 
 
