@@ -17,7 +17,9 @@ from typing import Any
 
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_keys.exceptions import BadSignature
 from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
 from web3.contract import Contract
@@ -119,6 +121,24 @@ def sign_ballot(
     reason: str | None = None,
 ) -> Ballot:
     """The operator's signed vote, ready for any node to relay."""
+    unsigned = Ballot(proposal, support, key.address, nonce, b"", reason)
+    signed = Account.sign_message(_typed(unsigned, chain_id, governor), key.key)
+    return Ballot(proposal, support, key.address, nonce, bytes(signed.signature), reason)
+
+
+def ballot_signer(ballot: Ballot, *, chain_id: int, governor: ChecksumAddress) -> str | None:
+    """The address whose key signed `ballot` (the governor casts it for that address), or None
+    for a signature that names nobody."""
+    try:
+        return str(
+            Account.recover_message(_typed(ballot, chain_id, governor), signature=ballot.signature)
+        )
+    except (ValueError, TypeError, BadSignature):  # r or s out of range, v not 27 or 28
+        return None
+
+
+def _typed(ballot: Ballot, chain_id: int, governor: ChecksumAddress) -> SignableMessage:
+    """CHAIN-6: the EIP-712 message the governor checks."""
     domain = {
         "name": GOVERNOR_NAME,
         "version": GOVERNOR_VERSION,
@@ -132,12 +152,12 @@ def sign_ballot(
         {"name": "nonce", "type": "uint256"},
     ]
     message: dict[str, Any] = {
-        "proposalId": proposal,
-        "support": int(support),
-        "voter": key.address,
-        "nonce": nonce,
+        "proposalId": ballot.proposal_id,
+        "support": int(ballot.support),
+        "voter": ballot.voter,
+        "nonce": ballot.nonce,
     }
-    if reason is None:
+    if ballot.reason is None:
         types = {"Ballot": fields}
     else:
         fields = [
@@ -146,9 +166,8 @@ def sign_ballot(
             {"name": "params", "type": "bytes"},
         ]
         types = {"ExtendedBallot": fields}
-        message |= {"reason": reason, "params": b""}
-    signed = Account.sign_typed_data(key.key, domain, types, message)
-    return Ballot(proposal, support, key.address, nonce, bytes(signed.signature), reason)
+        message |= {"reason": ballot.reason, "params": b""}
+    return encode_typed_data(domain, types, message)
 
 
 def propose(sender: Transactor, governor: Contract, proposal: Proposal) -> TxReceipt:

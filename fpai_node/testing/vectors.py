@@ -869,6 +869,13 @@ def chain_cases() -> Iterator[tuple[str, Case]]:
     yield from cases()
 
 
+def treasury_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in treasury_vectors.py, independently of fpai_node/treasury."""
+    from fpai_node.testing.treasury_vectors import treasury_cases as cases
+
+    yield from cases()
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
@@ -879,6 +886,7 @@ AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "routing": routing_cases,
     "memory": memory_cases,
     "chain": chain_cases,
+    "treasury": treasury_cases,
 }
 
 

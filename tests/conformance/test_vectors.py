@@ -132,7 +132,7 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
         cited |= set(
             re.findall(
-                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG|RAFT)-\d+)\b",
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG|RAFT|MEM|CHAIN|TREASURY)-\d+)\b",
                 text,
             )
         )
@@ -458,3 +458,65 @@ def test_chain(folder: Path) -> None:
         else:
             with pytest.raises(ChainError, match=expect["reason_contains"]):
                 Deployment.load(folder / "deployment.json")
+
+
+@pytest.mark.parametrize("folder", cases("treasury"))
+def test_treasury(folder: Path) -> None:
+    """specs/0009: operator bindings (TREASURY-2) and ballot records (TREASURY-4) read, and a
+    binding signed, through fpai_node/treasury."""
+    from eth_account import Account
+
+    from fpai_node.treasury.records import (
+        OperatorBinding,
+        RecordRefused,
+        ballot_from_value,
+        ballot_to_value,
+        parse_ballot_parameter,
+    )
+
+    case = load(folder)
+    expect = case["expect"]
+    data = (folder / "value.bin").read_bytes()
+    value = codec.decode(data)
+    if folder.name.startswith("binding-"):
+        if "refused" in expect:
+            with pytest.raises(RecordRefused) as refused:
+                OperatorBinding.from_value(case["node_id"], value)
+            assert refused.value.reason == expect["refused"]
+            return
+        binding = OperatorBinding.from_value(case["node_id"], value)
+        assert binding.address == expect["address"]
+        node = NodeKey.from_seed(bytes.fromhex(case["node_seed"][2:]))
+        signed = OperatorBinding.sign(node, Account.from_key(case["operator_key"]))
+        assert codec.encode(signed.to_value()) == data  # both signatures are deterministic
+        return
+    binding = OperatorBinding.from_value(
+        case["node_id"], codec.decode((folder / "binding.bin").read_bytes())
+    )
+    parsed = parse_ballot_parameter(case["parameter"])
+    assert parsed is not None and parsed[0] == case["node_id"]
+
+    def read() -> Any:
+        return ballot_from_value(
+            case["node_id"],
+            parsed[1],
+            value,
+            binding,
+            chain_id=case["domain"]["chain_id"],
+            governor=case["domain"]["verifying_contract"],
+        )
+
+    if "refused" in expect:
+        with pytest.raises(RecordRefused) as refused:
+            read()
+        assert refused.value.reason == expect["refused"]
+        return
+    ballot = read()
+    want = expect["ballot"]
+    assert (ballot.proposal_id, ballot.voter, ballot.reason) == (
+        int(want["proposal_id"]),
+        want["voter"],
+        want["reason"],
+    )
+    assert (int(ballot.support), ballot.nonce) == (want["support"], int(want["nonce"]))
+    assert codec.encode(ballot_to_value(ballot)) == data
