@@ -17,6 +17,7 @@ from fpai_node.api.app import ApiRoutes, ClientApi, NodeInfo, build_app
 from fpai_node.api.memory.extract import router_completer
 from fpai_node.api.memory.routes import memory_routes
 from fpai_node.api.openai.routes import openai_routes
+from fpai_node.api.treasury import treasury_routes
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError, FpaiError
 from fpai_node.genesis import Genesis, registry_electors
@@ -42,6 +43,7 @@ from fpai_node.registry.service import RegistryService, remembered_peers
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
 from fpai_node.service import Service
+from fpai_node.treasury.service import ChainSettings, TreasuryService
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,11 @@ def compose(
         )
         services.append(memory)  # after the registry: it places shards by the registry's members
         groups.append(memory_routes(Memories(memory, embedder, router_completer(router.router))))
+    treasury = TreasuryService(
+        key, registry, chain_settings(settings, home), grace_s=settings.treasury_grace_s
+    )
+    services.append(treasury)  # after the registry: it keeps bindings and ballots there
+    groups.append(treasury_routes(treasury))
     channel.serve(route for service in services for route in service.peer_routes())
     app = build_app(
         NodeInfo(key.node_id, settings.preset, time.monotonic()),
@@ -150,6 +157,14 @@ def compose(
         settings.api_keys,
     )
     return [*services, ClientApi(listeners.api, app)]
+
+
+def chain_settings(settings: Settings, home: Home) -> ChainSettings | None:
+    """The chain the treasury works on (specs/0009), or None without `chain_rpc`."""
+    if settings.chain_rpc is None:
+        return None
+    deployment = settings.chain_deployment or str(home.root / "chain" / "deployment.json")
+    return ChainSettings(settings.chain_rpc, Path(deployment).expanduser(), home.operator_key_file)
 
 
 def store_opener(settings: Settings, node_id: str) -> OpenStore:

@@ -48,6 +48,9 @@ class Settings:
     memory: bool = True
     memory_qdrant_url: str | None = None
     memory_qdrant_api_key: str | None = None
+    chain_rpc: str | None = None
+    chain_deployment: str | None = None
+    treasury_grace_s: int = 10
 
     @property
     def config_file(self) -> Path:
@@ -286,6 +289,27 @@ FIELDS: tuple[Field, ...] = (
         _nonempty,
         str,
         "unset: sent to the Qdrant server of memory_qdrant_url when it needs one",
+    ),
+    Field(
+        "chain_rpc",
+        _url,
+        str,
+        "unset: no chain, and the treasury answers 'no chain configured'; any EVM JSON-RPC URL "
+        "(docs/treasury.md)",
+    ),
+    Field(
+        "chain_deployment",
+        _nonempty,
+        str,
+        "unset: <home>/chain/deployment.json, where `testnet up` puts it; the file `fpai-node "
+        "chain deploy --out` wrote, checked on the chain before use",
+    ),
+    Field(
+        "treasury_grace_s",
+        _int_between(0, 3600),
+        int,
+        "10 s: a ballot's or proposal's own node relays, queues and executes at once; every other "
+        "node waits this long times its turn, so one acts and the rest stand by (specs/0009)",
     ),
     Field(
         "queue_depth",

@@ -13,6 +13,7 @@ from fpai_node.cli import (
     node_cmds,
     registry_cmds,
     testnet_cmds,
+    treasury_cmds,
     usage_cmds,
 )
 from fpai_node.errors import FpaiError
@@ -33,6 +34,7 @@ registry_cmds.register(app)
 usage_cmds.register(app)
 testnet_cmds.register(app)
 chain_cmds.register(app)
+treasury_cmds.register(app)
 
 
 def main() -> None:

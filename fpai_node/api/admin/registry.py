@@ -124,7 +124,8 @@ def to_json(value: codec.Value) -> Any:
 
 
 def from_json(value: Any, depth: int = 0) -> codec.Value:
-    """A JSON value as a registry value: no floats (the canonical encoding has none)."""
+    """A JSON value as a registry value: no floats (the canonical encoding has none); byte
+    strings as to_json shows them, {"$bin": hex}."""
     if depth > _MAX_JSON_DEPTH:
         raise ApiError(f"values nest at most {_MAX_JSON_DEPTH} deep", param="value")
     if isinstance(value, float):
@@ -134,6 +135,11 @@ def from_json(value: Any, depth: int = 0) -> codec.Value:
         )
     if isinstance(value, list):
         return [from_json(v, depth + 1) for v in value]
+    if isinstance(value, dict) and value.keys() == {"$bin"}:  # as to_json writes byte strings
+        try:
+            return bytes.fromhex(value["$bin"])
+        except (TypeError, ValueError):
+            raise ApiError('{"$bin": ...} holds hex digits', param="value") from None
     if isinstance(value, dict):
         return {k: from_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 64):

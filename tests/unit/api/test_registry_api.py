@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fpai_node.api.admin.registry import registry_routes
+from fpai_node.api.admin.registry import from_json, registry_routes, to_json
 from fpai_node.api.app import NodeInfo, build_app
+from fpai_node.inference.openai_requests import ApiError
 from fpai_node.registry.raft import RaftStatus
 from fpai_node.registry.state import RegistryState
 
@@ -67,3 +68,13 @@ async def test_only_a_client_with_the_api_key_causes_a_linearizable_read(
     keyed = await client.get("/fpai/v1/registry", headers={"Authorization": f"Bearer {API_KEY}"})
     assert keyed.status == 200
     assert replica.linearizable_reads == 1
+
+
+def test_byte_strings_written_as_reads_show_them_round_trip() -> None:
+    """A parameter holding bytes (a treasury binding, specs/0009) is read as {"$bin": hex}
+    and can be written back the same way; anything else under "$bin" is refused."""
+    value = {"signature": b"\x00\xff", "items": [b"", 1, "text", {"$other": "kept"}]}
+    assert from_json(to_json(value)) == value
+    for bad in ({"$bin": "zz"}, {"$bin": 5}, {"$bin": "0"}):
+        with pytest.raises(ApiError, match="hex digits"):
+            from_json(bad)

@@ -1,0 +1,17 @@
+"""What the treasury answers when it cannot do a request: light, for the API to import without
+loading the chain code."""
+
+from fpai_node.errors import FpaiError
+
+NO_CHAIN = (
+    "no chain configured: set chain_rpc (and chain_deployment) in node.toml or FPAI_CHAIN_RPC, "
+    "or run `fpai-node testnet up` (docs/treasury.md)"
+)
+
+
+class TreasuryError(FpaiError):
+    """A treasury request that cannot be done now; the message says why in one line."""
+
+
+class BadArgument(FpaiError):
+    """A request's argument that is wrong whatever the chain says."""
