@@ -41,6 +41,7 @@ from fpai_node.identity.certs import (
     save_ca,
     save_certificate,
 )
+from fpai_node.testnet_chain import CHAIN_PORT_OFFSET, TestnetChain, configure
 
 MANIFEST = "testnet.json"
 DEFAULT_BASE_PORT = 18100  # API base; peers at +100, Raft at +200: clear of a node on 8100/7100
@@ -48,6 +49,7 @@ MAX_NODES = 99  # the three port ranges must not overlap
 READY_TIMEOUT_S = 180.0  # loading the model and forming the registry take seconds, not minutes
 STOP_TIMEOUT_S = 20.0  # in-flight requests get 3 s each stage; then SIGKILL
 CERT_DAYS = 365
+EXEC_TIMEOUT_S = 10.0  # from fork to the node's own command line: milliseconds, unless swapping
 
 
 def default_directory() -> Path:
@@ -112,16 +114,20 @@ class Testnet:
 
     directory: Path
     nodes: list[TestnetNode] = field(default_factory=list)
+    chain: TestnetChain | None = None
 
     @classmethod
-    def plan(cls, directory: Path, count: int, base_port: int, serving: int) -> "Testnet":
+    def plan(
+        cls, directory: Path, count: int, base_port: int, serving: int, chain: bool = False
+    ) -> "Testnet":
         if not 1 <= count <= MAX_NODES:
             raise ConfigError(f"--nodes must be 1..{MAX_NODES}, got {count}")
         if not 0 <= serving <= count:
             raise ConfigError(f"--serving must be 0..{count} (the number of nodes), got {serving}")
-        if not 1024 <= base_port <= 65535 - 200 - count:
+        if not 1024 <= base_port <= 65535 - CHAIN_PORT_OFFSET - count:
             raise ConfigError(
-                f"--base-port must leave room for {count} nodes: 1024..{65335 - count}"
+                f"--base-port must leave room for {count} nodes and the chain: "
+                f"1024..{65535 - CHAIN_PORT_OFFSET - count}"
             )
         nodes = [
             TestnetNode(
@@ -134,7 +140,10 @@ class Testnet:
             )
             for k in range(count)
         ]
-        return cls(directory, nodes)
+        planned = (
+            TestnetChain(directory / "chain", base_port + CHAIN_PORT_OFFSET) if chain else None
+        )
+        return cls(directory, nodes, planned)
 
     @classmethod
     def load(cls, directory: Path) -> "Testnet | None":
@@ -144,6 +153,7 @@ class Testnet:
         try:
             data = json.loads(path.read_text())
             nodes = [_node(n) for n in data["nodes"]]
+            chain = _chain(directory, data.get("chain"))
             if not nodes:
                 raise ValueError("no nodes")
             for node in nodes:  # `down --purge` deletes each home: only ones the testnet made
@@ -157,12 +167,13 @@ class Testnet:
                 f"{path} is not a testnet manifest ({exc}); fix it, or delete {directory} "
                 "(after stopping any fpai-node it started) to begin afresh"
             ) from None
-        return cls(directory, nodes)
+        return cls(directory, nodes, chain)
 
     def save(self) -> None:
         nodes = [{**asdict(n), "home": str(n.home)} for n in self.nodes]
+        chain = None if self.chain is None else {"port": self.chain.port, "pid": self.chain.pid}
         tmp = self.directory / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps({"nodes": nodes}, indent=2) + "\n")
+        tmp.write_text(json.dumps({"nodes": nodes, "chain": chain}, indent=2) + "\n")
         os.replace(tmp, self.directory / MANIFEST)
 
 
@@ -182,9 +193,21 @@ def _node(value: dict[str, Any]) -> TestnetNode:
     return node
 
 
+def _chain(directory: Path, value: Any) -> TestnetChain | None:
+    """The manifest's chain entry (absent in testnets made before issue 17: no chain)."""
+    if value is None:
+        return None
+    port, pid = value["port"], value["pid"]
+    if type(port) is not int or not 0 < port < 65536 or (pid is not None and type(pid) is not int):
+        raise ValueError("the chain has a port (1..65535) and a pid (a number or null)")
+    return TestnetChain(directory / "chain", port, pid)
+
+
 def created_paths(testnet: Testnet) -> list[Path]:
     """What the testnet wrote in its directory: all that `down --purge` may delete."""
     paths = [testnet.directory / MANIFEST, testnet.directory / "ca"]
+    if testnet.chain is not None:
+        paths += [testnet.chain.directory, testnet.chain.log_path]
     for node in testnet.nodes:
         paths += [node.home, node.log_path]
     return paths
@@ -208,6 +231,8 @@ def prepare(testnet: Testnet) -> None:
             cert = issue_node_certificate(ca, key.public_key, _now(), dt.timedelta(days=CERT_DAYS))
             save_certificate(certs / "node.crt", cert)
             shutil.copyfile(ca_dir / CA_CERT_FILE, certs / "ca.crt")
+        if testnet.chain is not None:
+            configure(node.home, testnet.chain)
     testnet.save()
 
 
@@ -219,15 +244,19 @@ def check_ports(nodes: list[TestnetNode]) -> None:
             ("peer", node.peer_port),
             ("Raft", node.raft_port),
         ):
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    raise FpaiError(
-                        f"{node.name}: {what} port {port} is taken; choose another --base-port "
-                        f"or stop what uses it"
-                    ) from None
+            check_port(node.name, what, port)
+
+
+def check_port(name: str, what: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise FpaiError(
+                f"{name}: {what} port {port} is taken; choose another --base-port "
+                f"or stop what uses it"
+            ) from None
 
 
 def launch(node: TestnetNode, join: str | None) -> None:
@@ -254,6 +283,12 @@ def launch(node: TestnetNode, join: str | None) -> None:
             start_new_session=True,
         )
     node.pid = process.pid
+    # Until the child has exec'd, its command line is still this process's: `running` would
+    # call it gone (and `stop` would leave it running). A large parent (web3 loaded to deploy
+    # the chain) forks slowly enough for the first check to land there.
+    deadline = time.monotonic() + EXEC_TIMEOUT_S
+    while not node.running() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @dataclass(frozen=True)
@@ -338,16 +373,34 @@ def ready(views: list[NodeView], elapsed_s: float) -> Progress:
 
 
 def up(
-    testnet: Testnet, on_progress: Callable[[Progress], None], timeout_s: float = READY_TIMEOUT_S
+    testnet: Testnet,
+    on_progress: Callable[[Progress], None],
+    timeout_s: float = READY_TIMEOUT_S,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> float:
-    """Start every node that is not running and wait until the federation is whole; seconds
-    taken. A node that exits or a federation not whole in time: the nodes this call started
-    are stopped and FpaiError names the node and shows the end of its log."""
+    """Start the chain (deploying the contracts the first time) and every node that is not
+    running, and wait until the federation is whole; seconds taken. A node that exits or a
+    federation not whole in time: what this call started is stopped and FpaiError names the
+    node and shows the end of its log."""
     started = time.monotonic()
     idle = [n for n in testnet.nodes if not n.running()]
     for node in idle:  # pids of an unclean stop (a reboot, kill -9) are history
         node.pid = None
     check_ports(idle)
+    chain = testnet.chain
+    chain_started = chain is not None and not chain.running()
+    if chain is not None and chain_started:
+        chain.pid = None
+        check_port("chain", "RPC", chain.port)
+        on_step("starting the chain (anvil)")
+        chain.start()
+        testnet.save()
+        try:
+            chain.deploy([n.home for n in testnet.nodes], on_step)
+        except BaseException:
+            chain.stop()
+            testnet.save()
+            raise
     first = testnet.nodes[0]
     launched: list[TestnetNode] = []
     try:
@@ -363,6 +416,8 @@ def up(
         _wait(testnet, started, timeout_s, on_progress, lambda views: ready(views, 0).whole)
     except BaseException:
         stop(launched)
+        if chain is not None and chain_started:
+            chain.stop()
         testnet.save()
         raise
     return time.monotonic() - started

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fpai_node import testnet_chain
+from fpai_node.cli.client import NodeClient
 from fpai_node.cli.node_cmds import JsonOption
 from fpai_node.errors import ConfigError, FpaiError
 from fpai_node.testnet import (
@@ -59,12 +61,20 @@ def up_command(
             "--serving", min=0, help="How many nodes serve the bundled model; the rest route"
         ),
     ] = 1,
+    no_chain: Annotated[
+        bool, typer.Option("--no-chain", help="No chain (anvil) and so no treasury")
+    ] = False,
 ) -> None:
-    """Create (or resume) the testnet, start its nodes, wait until they form one federation."""
+    """Create (or resume) the testnet, start its chain and its nodes, wait until they form one
+    federation."""
     root = (directory or default_directory()).expanduser().absolute()
     testnet = Testnet.load(root)
     if testnet is None:
-        testnet = Testnet.plan(root, nodes or 3, base_port or DEFAULT_BASE_PORT, serving)
+        missing = None if no_chain else testnet_chain.available()
+        if missing is not None:
+            typer.echo(f"no chain, so no treasury: {missing}")
+        chain = not no_chain and missing is None
+        testnet = Testnet.plan(root, nodes or 3, base_port or DEFAULT_BASE_PORT, serving, chain)
         typer.echo(f"creating a testnet of {len(testnet.nodes)} nodes in {root}")
     else:
         if nodes is not None and nodes != len(testnet.nodes):
@@ -76,14 +86,19 @@ def up_command(
             raise ConfigError(f"{root} holds a testnet on base port {testnet.nodes[0].api_port}")
         typer.echo(f"resuming the testnet in {root}")
     prepare(testnet)
-    seconds = up(testnet, _progress_printer())
+    seconds = up(testnet, _progress_printer(), on_step=lambda step: typer.echo(step, err=True))
     _clear_line()
     count = len(testnet.nodes)
     typer.echo(f"the federation is up: {count} nodes, healthy and converged in {seconds:.1f} s\n")
     _print_table(observe(testnet))
     first = testnet.nodes[0]
+    _print_chain(testnet)
+    treasury = (
+        f"     fpai-node treasury status --home {first.home}\n" if testnet.chain is not None else ""
+    )
     typer.echo(
         f"\ntry: curl {first.api_url}/v1/models\n"
+        f"{treasury}"
         f"     fpai-node testnet status --dir {root}\n"
         f"     fpai-node testnet down --dir {root}"
     )
@@ -98,6 +113,7 @@ def status_command(directory: DirOption = None, as_json: JsonOption = False) -> 
         typer.echo(json.dumps([_view_json(v) for v in views], indent=2))
         return
     _print_table(views)
+    _print_chain(testnet)
     down = [v.node.name for v in views if not v.healthy]
     if down:
         typer.echo(f"\nnot answering: {', '.join(down)} (see their logs in {testnet.directory})")
@@ -115,9 +131,13 @@ def down_command(
     testnet = _existing(directory)
     running = [n.name for n in testnet.nodes if n.running()]
     killed = stop(testnet.nodes)
+    if testnet.chain is not None:
+        testnet.chain.stop()  # after the nodes: a node stopping may still talk to it
     testnet.save()
     typer.echo(
-        f"stopped {len(running)} node(s)" + (f"; killed {', '.join(killed)}" if killed else "")
+        f"stopped {len(running)} node(s)"
+        + (" and the chain" if testnet.chain is not None else "")
+        + (f"; killed {', '.join(killed)}" if killed else "")
     )
     if purge:
         for path in created_paths(testnet):
@@ -181,6 +201,35 @@ def _print_table(views: list[NodeView]) -> None:
             f"{v.node.name:<8}{v.node_id or '-':<38}{v.node.api_url:<24}{state:<9}"
             f"{v.alive_peers:>6}  {leader:<10}{', '.join(v.models) or 'routes'}"
         )
+
+
+def _print_chain(testnet: Testnet) -> None:
+    """The chain's line, and the treasury as the first node that answers sees it."""
+    chain = testnet.chain
+    if chain is None:
+        typer.echo("\nchain: none (created with --no-chain, or without anvil)")
+        return
+    block = chain.block()
+    state = f"block {block}" if block is not None else "down"
+    typer.echo(f"\nchain: anvil at {chain.rpc}, {state}; contracts in {chain.deployment_file}")
+    for node in testnet.nodes:
+        try:
+            data = NodeClient(node.api_url, timeout_s=5.0).get("/fpai/v1/treasury")
+        except FpaiError:
+            continue
+        held, growth = data["treasury"], data["growth"]
+        open_votes = sum(1 for p in data["proposals"] if p["state"] in ("pending", "active"))
+        typer.echo(
+            f"treasury: {_usd(held['stablecoin'])} idle, {_usd(held['vault_value'])} in the vault; "
+            f"growth {_usd(growth['stablecoin'])}; {len(data['proposals'])} proposal(s), "
+            f"{open_votes} open to vote"
+        )
+        return
+    typer.echo("treasury: no node answers")
+
+
+def _usd(units: int) -> str:
+    return f"{units / 10**6:,.2f} USD"  # the testnet's stablecoin has 6 decimals
 
 
 def _view_json(v: NodeView) -> dict[str, Any]:

@@ -8,24 +8,13 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
-from fpai_node.chain.artifacts import ARTIFACTS_DIR, ChainError
+from fpai_node.chain.anvil import DEV_MNEMONIC, anvil_binary
+from fpai_node.chain.artifacts import ChainError
 
-NODE_MODULES = ARTIFACTS_DIR.parent / "node_modules"
 LISTENING = re.compile(rb"Listening on (127\.0\.0\.1:\d+)")
 # anvil listened within 0.05 s here (measured); a loaded CI machine gets 200 times that.
 START_TIMEOUT_S = 10.0
-# anvil's default accounts are derived from this well-known mnemonic: test funds only, ever.
-DEV_MNEMONIC = "test test test test test test test test test test test junk"
-
-
-def anvil_binary() -> Path:
-    """The platform's anvil binary from npm `@foundry-rs/anvil` (installed by `make test`)."""
-    found = sorted(NODE_MODULES.glob("@foundry-rs/anvil-*/bin/anvil"))
-    if not found:
-        raise ChainError(f"anvil is not installed under {NODE_MODULES} (run `make contracts-deps`)")
-    return found[0]
 
 
 @contextlib.contextmanager

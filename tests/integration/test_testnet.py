@@ -30,6 +30,8 @@ def directory(tmp_path: Path) -> Iterator[Path]:
         testnet = Testnet.load(tmp_path / "testnet")
         if testnet is not None:
             stop(testnet.nodes, timeout_s=5)
+            if testnet.chain is not None:
+                testnet.chain.stop(timeout_s=5)
 
 
 def status(directory: Path) -> list[dict[str, Any]]:
@@ -42,7 +44,8 @@ def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> No
     """The registry survives a whole-federation pause: the same members, the same leader
     term or later, and a parameter written before `down` is read back after `up`. Two cycles
     (a pause right after `up` once caught a node whose start-up hint had forgotten a voter),
-    then an unclean stop (kill -9 of every node), after which `up` resumes too."""
+    then an unclean stop (kill -9 of every node), after which `up` resumes too. The chain
+    (issue 17) resumes with them: revenue paid before the first `down` is still split after."""
     up = cli("up", "--nodes", "3", "--dir", str(directory), "--base-port", str(BASE))
     assert up.returncode == 0, up.stderr
     before = status(directory)
@@ -51,6 +54,8 @@ def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> No
     node2 = directory / "node2"
     written = run_cli("registry", "set", "greeting", "hello", "--home", str(node2))
     assert written.returncode == 0, written.stderr
+    paid = run_cli("treasury", "pay", "100", "--home", str(node2))
+    assert paid.returncode == 0, paid.stderr
     for _ in range(2):
         down = cli("down", "--dir", str(directory))
         assert down.returncode == 0 and "stopped 3 node(s)" in down.stdout, down.stderr
@@ -68,6 +73,15 @@ def test_down_and_up_resume_the_federation_with_its_state(directory: Path) -> No
     assert len({n["leader"] for n in after}) == 1
     read = run_cli("registry", "get", "greeting", "--home", str(directory / "node3"))
     assert read.returncode == 0 and "hello" in read.stdout, read.stderr
+    shown = run_cli("treasury", "status", "--json", "--home", str(directory / "node3"))
+    assert shown.returncode == 0, shown.stderr
+    treasury = json.loads(shown.stdout)
+    assert (treasury["treasury"]["stablecoin"], treasury["growth"]["stablecoin"]) == (
+        60 * 10**6,
+        40 * 10**6,
+    )
+    listed = cli("status", "--dir", str(directory))
+    assert "treasury: 60.00 USD idle" in listed.stdout, listed.stdout
 
 
 def test_a_taken_port_names_the_node_and_nothing_starts(directory: Path) -> None:
@@ -145,6 +159,12 @@ def test_a_damaged_manifest_is_a_one_line_error(directory: Path, tmp_path: Path)
         "not json",
         json.dumps({"nodes": [foreign]}),
         json.dumps({"nodes": [{**foreign, "home": str(directory / "etc"), "name": "etc"}]}),
+        json.dumps(
+            {
+                "nodes": [{**foreign, "home": str(directory / "node1")}],
+                "chain": {"port": "18400", "pid": None},
+            }
+        ),
     ):
         (directory / "testnet.json").write_text(broken)
         result = cli("status", "--dir", str(directory))
