@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, KeyOption, keyed_client
+from fpai_node.errors import ConfigError, FpaiError
 
 app = typer.Typer(help="See the treasury, propose, vote, execute, and pay revenue in.")
 ProposalArgument = Annotated[str, typer.Argument(help="Proposal id (0x hex, as status shows)")]
@@ -63,33 +64,53 @@ def status(
         )
         if "eta" in p:
             typer.echo(f"    executable from {_time(p['eta'])}")
+    draft = data["draft"]
+    if draft is not None:
+        typer.echo(
+            f"draft, pending your approval: {draft['kind']} {draft['value']} "
+            "(`fpai-node treasury propose --from-draft`)"
+        )
 
 
 @app.command("propose")
 def propose(
     kind: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="split (treasury bps), choose-vault (address), deposit, withdraw, "
             "fund-growth (amounts), admit or remove (operator address)"
         ),
-    ],
-    value: Annotated[str, typer.Argument(help="The kind's one argument")],
+    ] = None,
+    value: Annotated[str | None, typer.Argument(help="The kind's one argument")] = None,
     text: Annotated[str | None, typer.Option("--text", help="Why, for the other operators")] = None,
     vault: Annotated[
         str | None,
         typer.Option("--vault", help="deposit: into this ERC-4626 vault [the treasury's]"),
     ] = None,
+    from_draft: Annotated[
+        bool,
+        typer.Option("--from-draft", help="Propose what the node drafted (see `treasury status`)"),
+    ] = False,
     home: HomeOption = None,
     api: ApiOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Submit a proposal as this node's operator (it must be an operator)."""
+    client = keyed_client(home, api, api_key)
+    if from_draft:
+        if kind is not None or value is not None:
+            raise ConfigError("--from-draft proposes the node's draft: give no KIND or VALUE")
+        draft = client.get("/fpai/v1/treasury")["draft"]
+        if draft is None:
+            raise FpaiError("the node has no draft: the treasury is not above its idle threshold")
+        kind, value, text = draft["kind"], draft["value"], text or draft["text"]
+    elif kind is None or value is None:
+        raise ConfigError("give KIND and VALUE, or --from-draft")
     body: dict[str, Any] = {"kind": kind, "value": value}
     for name, given in (("text", text), ("vault", vault)):
         if given is not None:
             body[name] = given
-    answer = keyed_client(home, api, api_key).post("/fpai/v1/treasury/proposals", body)
+    answer = client.post("/fpai/v1/treasury/proposals", body)
     typer.echo(f"proposal {answer['proposal']} (transaction {answer['transaction']})")
 
 

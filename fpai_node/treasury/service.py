@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +44,9 @@ DEFAULT_GRACE_S = 10.0
 CONNECT_RETRY_S = (1.0, 30.0)  # an unreachable RPC is retried from 1 s, doubling up to 30 s
 # TREASURY-5: a member keeps at most 64 parameters (REG-16); its binding and the rest fit beside
 MAX_PENDING_BALLOTS = 32
+# TREASURY-10: the registry parameter above which the treasury's idle stablecoin (whole units, a
+# decimal) is drafted into a vault deposit, for the operator to approve
+IDLE_THRESHOLD_PARAMETER = "treasury.idle_threshold"
 log = structlog.get_logger("fpai.treasury")
 T = TypeVar("T")
 
@@ -77,6 +81,7 @@ class TreasuryService(Service):
         self._seen: dict[tuple[Any, ...], float] = {}  # when a due action was first seen
         self._verified: dict[tuple[str, bytes], Any] = {}  # record checks, by key and bytes
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
+        self._drafted = ""  # the last draft logged, so each is logged once
         self.phase = "none" if chain is None else "connecting"
         self.error = ""
         self.counts: Counter[str] = Counter()
@@ -520,6 +525,7 @@ class TreasuryService(Service):
                 entry["eta"] = await self._call(ledger.eta, k.id)
             proposals.append(entry)
         balances = await self._call(ledger.balances)
+        draft = self._draft(ledger, state, balances["treasury"]["stablecoin"], proposals)
         return {
             "chain_id": ledger.chain_id,
             "block": await self._call(lambda: ledger.w3.eth.block_number),
@@ -532,6 +538,41 @@ class TreasuryService(Service):
             "revenue": await self._call(ledger.revenue_by_day),
             "proposals": proposals,
             "operators": self._operators(state),
+            "draft": draft,
+        }
+
+    def _draft(
+        self,
+        ledger: "Ledger",
+        state: RegistryState,
+        idle: int,
+        proposals: list[dict[str, Any]],
+    ) -> dict[str, str] | None:
+        """TREASURY-10: a deposit of the treasury's idle stablecoin once it is above the
+        federation's threshold and no deposit is already on its way; only ever proposed by
+        the operator (`treasury propose --from-draft`), never by the node alone."""
+        threshold = state.parameters.get(IDLE_THRESHOLD_PARAMETER)
+        if threshold is None:
+            return None
+        limit = _amount(threshold, ledger.decimals())
+        if limit is None:
+            self.refused["idle_threshold_unreadable"] += 1
+            return None
+        pending = ("pending", "active", "succeeded", "queued")
+        if idle <= limit or any(
+            p["state"] in pending and any(".deposit(" in c for c in p["calls"]) for p in proposals
+        ):
+            return None
+        amount = _whole(idle, ledger.decimals())
+        if self._drafted != amount:
+            self._drafted = amount
+            log.info("treasury draft pending the operator's approval", deposit=amount)
+        return {
+            "kind": "deposit",
+            "value": amount,
+            "text": f"Deposit the treasury's idle {amount} into the vault: above the "
+            f"federation's idle threshold of {_whole(limit, ledger.decimals())} "
+            f"({IDLE_THRESHOLD_PARAMETER})",
         }
 
     def _operators(self, state: RegistryState) -> dict[str, str | None]:
@@ -543,6 +584,25 @@ class TreasuryService(Service):
 
 
 _SUPPORT = {"against": 0, "for": 1, "abstain": 2}
+
+
+def _whole(units: int, decimals: int) -> str:
+    """An amount in a token's smallest units as a decimal of whole units: 60, 60.5."""
+    return f"{Decimal(units).scaleb(-decimals).normalize():f}"
+
+
+def _amount(value: object, decimals: int) -> int | None:
+    """A registry parameter's amount of whole units (a decimal string or an integer, 0 or
+    more) in the token's smallest units; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        units = Decimal(value).scaleb(decimals)
+    except InvalidOperation:
+        return None
+    if not units.is_finite() or units < 0:
+        return None
+    return int(units)
 
 
 def _open(proposal_state: "State | None") -> bool:

@@ -23,7 +23,7 @@ from fpai_node.testing.anvil import running_anvil
 from fpai_node.testing.chain import ONE_ETH, advance, funded_key, set_balance
 from fpai_node.testing.nodeproc import run_cli
 from fpai_node.testing.registry_cluster import RegistryNode, registry_cluster, wait_for
-from fpai_node.treasury.records import ballot_parameter, ballot_to_value
+from fpai_node.treasury.records import ballot_parameter, ballot_to_value, binding_parameter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 VOTING_PERIOD_S = 600
@@ -92,6 +92,13 @@ def test_three_nodes_run_the_treasury_and_survive_the_proposers_death(tmp_path: 
                     timeout_s=30,
                 )
             governor = FederationContracts(w3, Deployment.load(deployment)).governor
+            # a registry voter writes its own binding over another member's: the member writes
+            # its own back (TREASURY-3), and the copy never names its operator (TREASURY-2)
+            own = binding_parameter(second.node_id)
+            kept = second.registry()["parameters"][own]
+            first.put(own, first.registry()["parameters"][binding_parameter(first.node_id)])
+            wait_for(lambda: second.registry()["parameters"][own] == kept, timeout_s=20)
+            assert treasury(third)["operators"][second.node_id] == operators[1]
 
             # revenue splits 60/40 (CHAIN-3), and the status counts it
             cli(first, "pay", "100")
@@ -198,12 +205,13 @@ def test_a_node_without_a_chain_answers_every_treasury_command_with_one_line(
         node.kill()
 
 
-def test_a_ballot_signed_while_pending_behind_one_never_counted_is_signed_again_and_counted(
+def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_drafted(
     tmp_path: Path,
 ) -> None:
     """TREASURY-5: an operator votes on two pending proposals (nonces 0 and 1); the first is
     canceled, so nonce 0 is never used; its node signs the second ballot again with nonce 0,
-    and relays it once the vote opens. TREASURY-7: the canceled proposal's ballot leaves."""
+    and relays it once the vote opens. TREASURY-7: the canceled proposal's ballot leaves.
+    TREASURY-10: idle funds above the threshold become a draft the operator proposes."""
     home = tmp_path / "node0"
     assert run_cli("init", "--home", str(home)).returncode == 0
     operator = load_key(home / "keys" / "operator.key")
@@ -242,3 +250,18 @@ def test_a_ballot_signed_while_pending_behind_one_never_counted_is_signed_again_
             advance(w3, 601)
             wait_for(lambda: proposal(node, kept)["tally"]["for"] == 1, timeout_s=30)
             assert proposal(node, canceled)["state"] == "canceled"
+
+            # TREASURY-10: idle funds above the federation's threshold are drafted into a
+            # deposit, which only the operator proposes
+            node.put("treasury.idle_threshold", "50.5")
+            cli(node, "pay", "100")
+            assert treasury(node)["draft"] == {
+                "kind": "deposit",
+                "value": "60",
+                "text": "Deposit the treasury's idle 60 into the vault: above the federation's "
+                "idle threshold of 50.5 (treasury.idle_threshold)",
+            }
+            assert [p["calls"] for p in treasury(node)["proposals"] if "deposit" in p["text"]] == []
+            drafted = cli(node, "propose", "--from-draft").split()[1]
+            assert proposal(node, drafted)["calls"][-1] == f"Treasury.deposit({60 * USD})"
+            assert treasury(node)["draft"] is None  # a deposit is on its way
