@@ -152,6 +152,8 @@ def execute(
         typer.echo(f"executed (transaction {answer['executed']})")
     elif "executable_at" in answer:
         typer.echo(f"the timelock holds it until {_time(answer['executable_at'])}")
+    elif "queued" not in answer:
+        typer.echo(f"nothing to do: the proposal is {answer['state']}")
 
 
 @app.command("pay")

@@ -459,7 +459,7 @@ class TreasuryService(Service):
 
     async def execute(self, proposal_id: int) -> dict[str, Any]:
         """Queues a passed proposal and executes it once its timelock is over: whichever steps
-        are due now (any node may; a step already done is refused by the governor)."""
+        are due now. Any node may, any number of times: an executed proposal answers its state."""
         from fpai_node.chain.governance import State
 
         ledger = self._ready()
@@ -479,7 +479,7 @@ class TreasuryService(Service):
                 receipt = await self._call(ledger.execute, known.proposal)
                 done["executed"] = receipt["transactionHash"].to_0x_hex()
                 proposal_state = await self._call(ledger.state, proposal_id)
-        elif not done:
+        elif not done and proposal_state is not State.EXECUTED:  # executed: nothing to do
             raise TreasuryError(
                 f"proposal {proposal_id:#x} is {proposal_state.name.lower()}: "
                 "only a proposal that passed can be queued and executed"

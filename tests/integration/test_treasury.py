@@ -173,6 +173,8 @@ def test_three_nodes_run_the_treasury_and_survive_the_proposers_death(tmp_path: 
             wait_for(lambda: proposal(second, proposal_id)["state"] == "queued", timeout_s=30)
             advance(w3, TIMELOCK_S + 1)
             wait_for(lambda: proposal(third, proposal_id)["state"] == "executed", timeout_s=30)
+            again = cli(second, "execute", proposal_id)  # any node, any number of times
+            assert again.strip() == "nothing to do: the proposal is executed"
             done = [treasury_section(n)["done"] for n in (second, third)]
             assert sum(d.get("queued", 0) for d in done) == 1
             assert sum(d.get("executed", 0) for d in done) == 1
