@@ -63,6 +63,8 @@ class Ledger:
         self.chain_id = contracts.deployment.chain_id
         self._known: dict[int, Known] = {}
         self._scanned = contracts.deployment.block - 1
+        self._revenue: dict[str, dict[str, int]] = {}
+        self._revenue_scanned = contracts.deployment.block - 1
         self._decimals: int | None = None
 
     # ---- reads -------------------------------------------------------------------------------
@@ -171,21 +173,21 @@ class Ledger:
         return guarded(read)
 
     def revenue_by_day(self) -> dict[str, dict[str, int]]:
-        """Revenue split by the loop, per UTC day and token (RevenueSplit logs)."""
+        """Revenue split by the loop, per UTC day and token (RevenueSplit logs, each read
+        once: a status costs the blocks since the last one, not the federation's history)."""
         loop = self.contracts.loop
         latest = guarded(lambda: self.w3.eth.block_number)
-        days: dict[str, dict[str, int]] = {}
-        start = self.contracts.deployment.block
-        while start <= latest:
+        while self._revenue_scanned < latest:
+            start = self._revenue_scanned + 1
             end = min(start + LOG_CHUNK_BLOCKS - 1, latest)
             for log in self._logs(loop.events.RevenueSplit, start, end):
                 block = self._block(int(log["blockNumber"]))
                 day = dt.datetime.fromtimestamp(int(block["timestamp"]), dt.UTC).date().isoformat()
                 unit = "eth_wei" if log["args"]["token"] == ETH else "stablecoin"
-                per_day = days.setdefault(day, {})
+                per_day = self._revenue.setdefault(day, {})
                 per_day[unit] = per_day.get(unit, 0) + int(log["args"]["amount"])
-            start = end + 1
-        return days
+            self._revenue_scanned = end
+        return {day: dict(amounts) for day, amounts in self._revenue.items()}
 
     # ---- this operator's writes --------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +45,9 @@ DEFAULT_GRACE_S = 10.0
 CONNECT_RETRY_S = (1.0, 30.0)  # an unreachable RPC is retried from 1 s, doubling up to 30 s
 # TREASURY-5: a member keeps at most 64 parameters (REG-16); its binding and the rest fit beside
 MAX_PENDING_BALLOTS = 32
+# A status lists the newest proposals: each costs a few chain calls, and a federation's history
+# grows without bound; older ones are on the chain (and counted in `proposals_total`)
+MAX_LISTED_PROPOSALS = 50
 # TREASURY-10: the registry parameter above which the treasury's idle stablecoin (whole units, a
 # decimal) is drafted into a vault deposit, for the operator to approve
 IDLE_THRESHOLD_PARAMETER = "treasury.idle_threshold"
@@ -79,7 +83,7 @@ class TreasuryService(Service):
         self._binding: OperatorBinding | None = None
         self._lock = asyncio.Lock()  # one vote at a time: each takes the next nonce
         self._seen: dict[tuple[Any, ...], float] = {}  # when a due action was first seen
-        self._verified: dict[tuple[str, bytes], Any] = {}  # record checks, by key and bytes
+        self._checked: dict[str, tuple[bytes, Any]] = {}  # registry key: (content, result)
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
         self._drafted = ""  # the last draft logged, so each is logged once
         self.phase = "none" if chain is None else "connecting"
@@ -154,6 +158,7 @@ class TreasuryService(Service):
         known = {k.id: k for k in await self._call(ledger.proposals)}
         states = await self._states(ledger, known)
         ballots = self._ballots(state, ledger)
+        self._forget_stale(state, states)
         own = [b for node_id, b in ballots if node_id == self.node_id]
         counted = {
             b.proposal_id: await self._call(ledger.has_voted, b.proposal_id, b.voter) for b in own
@@ -167,6 +172,12 @@ class TreasuryService(Service):
         for proposal_id, proposal_state in states.items():
             await self._finish_if_due(ledger, state, known[proposal_id], proposal_state)
         self.error = ""
+
+    def _forget_stale(self, state: RegistryState, states: "Mapping[int, State]") -> None:
+        """Keep only the checks of records still in the registry and the turns of proposals
+        still open or passed: a member rewriting its records cannot grow this node's memory."""
+        self._checked = {k: v for k, v in self._checked.items() if k in state.parameters}
+        self._seen = {a: t for a, t in self._seen.items() if _open_or_passed(states.get(a[1]))}
 
     async def _states(self, ledger: "Ledger", known: "Mapping[int, Known]") -> "dict[int, State]":
         """Each proposal's state; those that can no longer change are read once."""
@@ -200,30 +211,21 @@ class TreasuryService(Service):
 
     def binding_of(self, state: RegistryState, node_id: str) -> "OperatorBinding | None":
         """The member's valid binding (TREASURY-2), or None; a refused one is counted once."""
-        from fpai_node.treasury.records import OperatorBinding, RecordRefused, binding_parameter
+        from fpai_node.treasury.records import OperatorBinding, binding_parameter
 
-        value = state.parameters.get(binding_parameter(node_id))
+        key = binding_parameter(node_id)
+        value = state.parameters.get(key)
         if value is None:
             return None
-        cache = ("binding:" + node_id, codec.encode(value))
-        if cache not in self._verified:
-            try:
-                self._verified[cache] = OperatorBinding.from_value(node_id, value)
-            except RecordRefused as exc:
-                self._verified[cache] = None
-                self.refused[f"binding_{exc.reason}"] += 1
-                log.warning("operator binding refused", member=node_id, reason=exc.reason)
-        result: OperatorBinding | None = self._verified[cache]
-        return result
+        binding: OperatorBinding | None = self._checked_record(
+            key, codec.encode(value), "binding", lambda: OperatorBinding.from_value(node_id, value)
+        )
+        return binding
 
     def _ballots(self, state: RegistryState, ledger: "Ledger") -> "list[tuple[str, Ballot]]":
         """Every member's ballot record that passes TREASURY-4, with its member; one that fails
         is counted once and never relayed."""
-        from fpai_node.treasury.records import (
-            RecordRefused,
-            ballot_from_value,
-            parse_ballot_parameter,
-        )
+        from fpai_node.treasury.records import ballot_from_value, parse_ballot_parameter
 
         found = []
         for key, value in state.parameters.items():
@@ -233,24 +235,43 @@ class TreasuryService(Service):
             node_id, proposal_id = named
             binding = self.binding_of(state, node_id)
             bound = binding.address.encode() if binding is not None else b""
-            cache = (key, codec.encode(value) + bound)
-            if cache not in self._verified:
-                try:
-                    self._verified[cache] = ballot_from_value(
-                        node_id,
-                        proposal_id,
-                        value,
-                        binding,
-                        chain_id=ledger.chain_id,
-                        governor=ledger.contracts.governor.address,
-                    )
-                except RecordRefused as exc:
-                    self._verified[cache] = None
-                    self.refused[f"ballot_{exc.reason}"] += 1
-                    log.warning("ballot refused", parameter=key, reason=exc.reason)
-            if self._verified[cache] is not None:
-                found.append((node_id, self._verified[cache]))
+            ballot = self._checked_record(
+                key,
+                codec.encode(value) + bound,
+                "ballot",
+                partial(
+                    ballot_from_value,
+                    node_id,
+                    proposal_id,
+                    value,
+                    binding,
+                    chain_id=ledger.chain_id,
+                    governor=ledger.contracts.governor.address,
+                ),
+            )
+            if ballot is not None:
+                found.append((node_id, ballot))
         return found
+
+    def _checked_record(
+        self, key: str, basis: bytes, kind: str, check: Callable[[], T]
+    ) -> T | None:
+        """`check()` once per registry key and content: its result, or None when it refused
+        the record (counted by reason, and logged, once)."""
+        from fpai_node.treasury.records import RecordRefused
+
+        cached = self._checked.get(key)
+        if cached is not None and cached[0] == basis:
+            result: T | None = cached[1]
+            return result
+        try:
+            result = check()
+        except RecordRefused as exc:
+            result = None
+            self.refused[f"{kind}_{exc.reason}"] += 1
+            log.warning(f"{kind} refused", parameter=key, reason=exc.reason)
+        self._checked[key] = (basis, result)
+        return result
 
     async def _renumber(
         self,
@@ -502,7 +523,7 @@ class TreasuryService(Service):
         mine = {b.proposal_id: b for n, b in self._ballots(state, ledger) if n == self.node_id}
         me = ledger.operator.address
         proposals = []
-        for k in reversed(known):
+        for k in known[::-1][:MAX_LISTED_PROPOSALS]:
             proposal_state = states[k.id]
             entry: dict[str, Any] = {
                 "id": f"{k.id:#066x}",
@@ -537,6 +558,7 @@ class TreasuryService(Service):
             **balances,
             "revenue": await self._call(ledger.revenue_by_day),
             "proposals": proposals,
+            "proposals_total": len(known),
             "operators": self._operators(state),
             "draft": draft,
         }
@@ -607,6 +629,16 @@ def _amount(value: object, decimals: int) -> int | None:
 
 def _open(proposal_state: "State | None") -> bool:
     return proposal_state is not None and proposal_state.name in ("PENDING", "ACTIVE")
+
+
+def _open_or_passed(proposal_state: "State | None") -> bool:
+    """A state in which a ballot may still be relayed, or the proposal queued or executed."""
+    return proposal_state is not None and proposal_state.name in (
+        "PENDING",
+        "ACTIVE",
+        "SUCCEEDED",
+        "QUEUED",
+    )
 
 
 def _connect(chain: ChainSettings, key: NodeKey) -> "tuple[Ledger, OperatorBinding]":
