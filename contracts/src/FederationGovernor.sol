@@ -17,7 +17,9 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 /// from OperatorVotes (one per operator), a quorum that is a percentage of the operators rounded
 /// up, and a TimelockController that executes what passed after its delay. A proposal needs the
 /// proposer to be an operator (threshold 1 vote). Votes may be cast by anyone holding the
-/// operator's EIP-712 signature (castVoteBySig), so any node can relay them.
+/// operator's EIP-712 signature (castVoteBySig), so any node can relay them. A vote from an
+/// address that was not an operator at the proposal's snapshot is refused, never counted with
+/// weight 0.
 contract FederationGovernor is
     Governor,
     GovernorSettings,
@@ -26,6 +28,9 @@ contract FederationGovernor is
     GovernorVotesQuorumFraction,
     GovernorTimelockControl
 {
+    /// @notice `voter` had no vote at the proposal's snapshot: it was not an operator then.
+    error GovernorNotOperator(address voter);
+
     constructor(
         IVotes operatorVotes,
         TimelockController timelock,
@@ -54,6 +59,23 @@ contract FederationGovernor is
             quorumDenominator(),
             Math.Rounding.Ceil
         );
+    }
+
+    /// @dev Every way of voting (castVote*, castVote*BySig) reaches here through Governor's
+    /// _castVote with the voter's weight at the proposal's snapshot. Refusing a zero weight here
+    /// reverts the whole call: nothing is counted, `hasVoted` stays false and a ballot's nonce is
+    /// not spent, so a relayer learns it from the estimate before paying gas.
+    function _countVote(
+        uint256 proposalId,
+        address account,
+        uint8 support,
+        uint256 totalWeight,
+        bytes memory params
+    ) internal override(Governor, GovernorCountingSimple) returns (uint256) {
+        if (totalWeight == 0) {
+            revert GovernorNotOperator(account);
+        }
+        return super._countVote(proposalId, account, support, totalWeight, params);
     }
 
     function votingDelay() public view override(Governor, GovernorSettings) returns (uint256) {

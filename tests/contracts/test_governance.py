@@ -171,17 +171,82 @@ def test_forged_ballots_are_refused(fed: Federation) -> None:
     assert c.governor.functions.proposalVotes(proposal.id).call() == [0, 0, 0]
 
 
-def test_a_non_operator_ballot_carries_no_weight_and_cannot_propose(fed: Federation) -> None:
+def test_a_non_operator_ballot_is_refused_and_cannot_propose(fed: Federation) -> None:
+    """CHAIN-6: a ballot signed by a key that is not an operator is refused by the governor,
+    never counted with weight 0; the estimate already says so, so the relayer pays nothing."""
+    w3, c = fed.w3, fed.contracts
+    proposal = release_growth(fed, Account.create().address, 1)
+    open_vote(fed, proposal)
+    governance.relay(fed.relayer, c.governor, ballot(fed, fed.operators[0], proposal.id))
+    stranger = funded_key(w3)
+    sent = w3.eth.get_transaction_count(fed.relayer.address)
+    refused = rf"GovernorNotOperator\({stranger.address}\)"
+    with pytest.raises(ChainError, match=refused):
+        governance.relay(fed.relayer, c.governor, ballot(fed, stranger, proposal.id))
+    reasoned = governance.sign_ballot(
+        stranger,
+        chain_id=w3.eth.chain_id,
+        governor=c.governor.address,
+        proposal=proposal.id,
+        support=Support.AGAINST,
+        nonce=governance.nonce(c.governor, stranger.address),
+        reason="let me in",
+    )
+    with pytest.raises(ChainError, match=refused):  # castVoteWithReasonAndParamsBySig
+        governance.relay(fed.relayer, c.governor, reasoned)
+    assert w3.eth.get_transaction_count(fed.relayer.address) == sent  # refused at the estimate
+    assert c.governor.functions.proposalVotes(proposal.id).call() == [0, 1, 0]
+    assert c.governor.functions.hasVoted(proposal.id, stranger.address).call() is False
+    assert governance.nonce(c.governor, stranger.address) == 0  # its nonce was not spent
+    with pytest.raises(ChainError, match="GovernorInsufficientProposerVotes"):
+        own = release_growth(fed, stranger.address, 1, proposer=stranger.address)
+        governance.propose(Transactor(w3, stranger), c.governor, own)
+
+
+def test_a_non_operator_voting_directly_is_refused(fed: Federation) -> None:
     c = fed.contracts
     proposal = release_growth(fed, Account.create().address, 1)
     open_vote(fed, proposal)
-    stranger = funded_key(fed.w3)
-    receipt = governance.relay(fed.relayer, c.governor, ballot(fed, stranger, proposal.id))
-    assert emitted(c.governor, "VoteCast", receipt)[0]["weight"] == 0
+    stranger = Transactor(fed.w3, funded_key(fed.w3))
+    refused = rf"GovernorNotOperator\({stranger.address}\)"
+    with pytest.raises(ChainError, match=refused):
+        stranger.send(c.governor.functions.castVote(proposal.id, Support.FOR))
+    with pytest.raises(ChainError, match=refused):
+        stranger.send(c.governor.functions.castVoteWithReason(proposal.id, Support.FOR, "hi"))
     assert c.governor.functions.proposalVotes(proposal.id).call() == [0, 0, 0]
-    with pytest.raises(ChainError, match="GovernorInsufficientProposerVotes"):
-        own = release_growth(fed, stranger.address, 1, proposer=stranger.address)
-        governance.propose(Transactor(fed.w3, stranger), c.governor, own)
+    assert c.governor.functions.hasVoted(proposal.id, stranger.address).call() is False
+
+
+def test_an_operator_removed_before_the_snapshot_is_refused(fed: Federation) -> None:
+    """CHAIN-4: a proposal's voters are the operators at its snapshot. One removed while the
+    proposal is pending, in the snapshot's own second, has no vote on it, though it had one
+    when the proposal was made; the others still vote and the quorum is of those left."""
+    from fpai_node.testing.chain import as_account
+
+    w3, c = fed.w3, fed.contracts
+    proposal = release_growth(fed, Account.create().address, 1)
+    receipt = governance.propose(Transactor(w3, fed.operators[0]), c.governor, proposal)
+    snapshot = c.governor.functions.proposalSnapshot(proposal.id).call()
+    assert snapshot == w3.eth.get_block(receipt["blockNumber"])["timestamp"] + 1
+    removed = fed.operators[2]
+    w3.provider.make_request("evm_setNextBlockTimestamp", [snapshot])  # type: ignore[arg-type]
+    timelock = as_account(w3, c.timelock.address)
+    done = timelock.send(c.votes.functions.remove(removed.address))
+    assert w3.eth.get_block(done["blockNumber"])["timestamp"] == snapshot
+    advance(w3, fed.parameters.voting_delay_s + 1)
+    assert governance.state(c.governor, proposal.id) is State.ACTIVE
+    assert c.votes.functions.getPastVotes(removed.address, snapshot - 1).call() == 1
+    assert c.governor.functions.getVotes(removed.address, snapshot).call() == 0
+
+    with pytest.raises(ChainError, match=rf"GovernorNotOperator\({removed.address}\)"):
+        governance.relay(fed.relayer, c.governor, ballot(fed, removed, proposal.id))
+    with pytest.raises(ChainError, match=rf"GovernorNotOperator\({removed.address}\)"):
+        Transactor(w3, removed).send(c.governor.functions.castVote(proposal.id, Support.FOR))
+    assert c.governor.functions.hasVoted(proposal.id, removed.address).call() is False
+    for voter in fed.operators[:2]:
+        governance.relay(fed.relayer, c.governor, ballot(fed, voter, proposal.id))
+    assert c.governor.functions.proposalVotes(proposal.id).call() == [0, 2, 0]
+    assert c.governor.functions.quorum(snapshot).call() == 2  # 51% of 2, rounded up
 
 
 def test_a_ballot_with_a_reason_is_cast_and_the_reason_recorded(fed: Federation) -> None:
