@@ -117,6 +117,17 @@ class Ledger:
         governor = self.contracts.governor
         return bool(guarded(lambda: governor.functions.hasVoted(proposal_id, voter).call()))
 
+    def weight(self, proposal_id: int, voter: str) -> int:
+        """The voter's votes at the proposal's snapshot: 0 or 1 (CHAIN-4). Only once the
+        vote is open: before, the snapshot is in the future and the governor cannot say."""
+        governor = self.contracts.governor
+
+        def read() -> int:
+            snapshot = governor.functions.proposalSnapshot(proposal_id).call()
+            return int(governor.functions.getVotes(voter, snapshot).call())
+
+        return guarded(read)
+
     def nonce(self, voter: str) -> int:
         return governance.nonce(self.contracts.governor, Web3.to_checksum_address(voter))
 

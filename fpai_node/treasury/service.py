@@ -86,6 +86,7 @@ class TreasuryService(Service):
         self._checked: dict[str, tuple[bytes, Any]] = {}  # registry key: (content, result)
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
         self._drafted = ""  # the last draft logged, so each is logged once
+        self._voiceless: set[tuple[int, str]] = set()  # ballots logged as never countable
         self.phase = "none" if chain is None else "connecting"
         self.error = ""
         self.counts: Counter[str] = Counter()
@@ -163,12 +164,20 @@ class TreasuryService(Service):
         counted = {
             b.proposal_id: await self._call(ledger.has_voted, b.proposal_id, b.voter) for b in own
         }
-        await self._renumber(ledger, own, states, counted)
-        for node_id, ballot in ballots:
-            await self._relay_if_due(ledger, state, node_id, ballot, states)
+        done = set()  # TREASURY-7: counted, over, or never countable: the record goes
         for ballot in own:
-            if counted[ballot.proposal_id] or not _open(states.get(ballot.proposal_id)):
+            if (
+                counted[ballot.proposal_id]
+                or not _open(states.get(ballot.proposal_id))
+                or not await self._may_count(ledger, ballot, states)
+            ):
+                done.add(ballot.proposal_id)
                 await self._forget(ballot.proposal_id)
+        live = [b for b in own if b.proposal_id not in done]
+        await self._renumber(ledger, live, states, counted)
+        for node_id, ballot in ballots:
+            if node_id != self.node_id or ballot.proposal_id not in done:
+                await self._relay_if_due(ledger, state, node_id, ballot, states)
         for proposal_id, proposal_state in states.items():
             await self._finish_if_due(ledger, state, known[proposal_id], proposal_state)
         self.error = ""
@@ -300,6 +309,26 @@ class TreasuryService(Service):
                     "ballot signed again", proposal=f"{ballot.proposal_id:#x}", nonce=first + offset
                 )
 
+    async def _may_count(
+        self, ledger: "Ledger", ballot: "Ballot", states: "Mapping[int, State]"
+    ) -> bool:
+        """TREASURY-6: whether the governor can count the ballot: once the vote is open, the
+        voter had a vote at the proposal's snapshot (an operator admitted later, or removed
+        before it, did not: GovernorNotOperator). Before the vote opens, it may."""
+        from fpai_node.chain.governance import State
+
+        if states.get(ballot.proposal_id) is not State.ACTIVE:
+            return True
+        weight: int = await self._call(ledger.weight, ballot.proposal_id, ballot.voter)
+        if weight == 0 and (ballot.proposal_id, ballot.voter) not in self._voiceless:
+            self._voiceless.add((ballot.proposal_id, ballot.voter))
+            log.warning(
+                "ballot can never count: the voter had no vote at the proposal's snapshot",
+                proposal=f"{ballot.proposal_id:#x}",
+                voter=ballot.voter,
+            )
+        return weight > 0
+
     async def _relay_if_due(
         self,
         ledger: "Ledger",
@@ -316,6 +345,8 @@ class TreasuryService(Service):
         if states.get(ballot.proposal_id) is not State.ACTIVE:
             return
         if await self._call(ledger.has_voted, ballot.proposal_id, ballot.voter):
+            return
+        if not await self._may_count(ledger, ballot, states):
             return
         if await self._call(ledger.nonce, ballot.voter) != ballot.nonce:
             return
@@ -433,6 +464,13 @@ class TreasuryService(Service):
                 raise TreasuryError(
                     f"this node's operator {me} is not an operator of the federation "
                     "(an `admit` proposal must pass first)"
+                )
+            if proposal_state is State.ACTIVE and not await self._call(
+                ledger.weight, proposal_id, me
+            ):
+                raise TreasuryError(
+                    f"this node's operator {me} had no vote when {proposal_id:#x} opened "
+                    "(admitted after it): the governor would refuse the ballot"
                 )
             state = self._registry.state
             if ballot_parameter(self.node_id, proposal_id) in state.parameters or await self._call(

@@ -20,7 +20,7 @@ from fpai_node.chain.governance import Action, Ballot, Proposal, Support, relay,
 from fpai_node.chain.keys import load_key
 from fpai_node.chain.transactor import Transactor
 from fpai_node.testing.anvil import running_anvil
-from fpai_node.testing.chain import ONE_ETH, advance, funded_key, set_balance
+from fpai_node.testing.chain import ONE_ETH, advance, as_account, funded_key, set_balance
 from fpai_node.testing.nodeproc import run_cli
 from fpai_node.testing.registry_cluster import RegistryNode, registry_cluster, wait_for
 from fpai_node.treasury.records import ballot_parameter, ballot_to_value, binding_parameter
@@ -153,6 +153,9 @@ def test_three_nodes_run_the_treasury_and_survive_the_proposers_death(tmp_path: 
                         >= 1
                     )
                 )
+            # ...and so does the chain, whoever relays it (GovernorNotOperator, CHAIN-6)
+            with pytest.raises(ChainError, match="GovernorNotOperator"):
+                relay(Transactor(w3, funded_key(w3)), governor, forged)
             # an operator cannot vote twice: its node says so, and the chain refuses
             again = run_cli("treasury", "vote", proposal_id, "against", "--api", second.url)
             assert again.returncode == 1 and "already voted" in again.stderr
@@ -267,3 +270,24 @@ def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_dr
             drafted = cli(node, "propose", "--from-draft").split()[1]
             assert proposal(node, drafted)["calls"][-1] == f"Treasury.deposit({60 * USD})"
             assert treasury(node)["draft"] is None  # a deposit is on its way
+
+            # TREASURY-6, -7: an operator with no vote at a proposal's snapshot (removed before
+            # it, admitted again after) is refused by its node, and a ballot of its that shows
+            # up anyway is dropped, not retried: the governor would refuse it every time
+            timelock = as_account(w3, contracts.timelock.address)
+            timelock.send(contracts.votes.functions.admit(Account.create().address))
+            late = cli(node, "propose", "split", "6100").split()[1]
+            timelock.send(contracts.votes.functions.remove(operator.address))
+            advance(w3, 601)
+            timelock.send(contracts.votes.functions.admit(operator.address))
+            refused = run_cli("treasury", "vote", late, "for", "--api", node.url)
+            assert refused.returncode == 1 and "had no vote when" in refused.stderr
+            stray = sign_ballot(
+                operator, chain_id=w3.eth.chain_id, governor=contracts.governor.address,
+                proposal=int(late, 16), support=Support.FOR,
+                nonce=contracts.governor.functions.nonces(operator.address).call(),
+            )  # fmt: skip
+            key = ballot_parameter(node.node_id, stray.proposal_id)
+            node.put(key, to_json(ballot_to_value(stray)))
+            wait_for(lambda: key not in node.registry()["parameters"])
+            assert proposal(node, late)["tally"]["for"] == 0
