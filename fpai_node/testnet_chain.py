@@ -100,9 +100,14 @@ class TestnetChain:
             )
         self.pid = process.pid
         deadline = time.monotonic() + READY_TIMEOUT_S
+        # The child's own handle, not `running`: until it has exec'd, its command line is
+        # still this process's, and `running` would call it gone (a CI failure).
         while not self.answers():
-            if not self.running() or time.monotonic() > deadline:
-                self.stop()
+            if process.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+                self.pid = None
                 raise FpaiError(f"anvil did not start; the end of {self.log_path}:\n{_tail(self)}")
             time.sleep(0.1)
 
