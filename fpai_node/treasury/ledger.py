@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from web3 import Web3
@@ -297,7 +298,7 @@ class Ledger:
                 continue
             try:
                 function, args = self.contracts[name].decode_function_input(action.calldata)
-            except ValueError:
+            except (ValueError, DecodingError):  # any operator may propose any bytes
                 shown.append(f"{name}: 0x{action.calldata.hex()}")
                 continue
             listed = ", ".join(str(v) for v in args.values())
