@@ -8,7 +8,7 @@ how a client that disconnects frees the model for the next request.
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 BackendKind = Literal["llamacpp", "vllm", "upstream"]
 FinishReason = Literal["stop", "length"]
@@ -23,6 +23,8 @@ class ModelCard:
     context_length: int | None = None  # tokens; None when the backend does not say
     capacity: int = 1  # generations it runs at once; more wait in the admission queue
     embeddings: bool = True  # whether /v1/embeddings works for this model
+    # SHA-256 of the weights file; None for backends with no single file (vllm, upstream).
+    sha256: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,22 @@ class Embeddings:
     prompt_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A claimed answer scored under the model in one prefill pass (spot checks).
+
+    `prompt_tokens` counts the formatted prompt as a generation does (with BOS and special
+    tokens); `completion_tokens` counts the answer text re-tokenized (no BOS, no special tokens);
+    `ranks[i]` is the rank of completion token i given the prompt and the tokens before it:
+    1 + the number of vocabulary entries with a strictly greater logit (1 = the most likely
+    token; ties rank better). Ranks, unlike regenerated text, do not depend on batching.
+    """
+
+    prompt_tokens: int
+    completion_tokens: int
+    ranks: tuple[int, ...]
+
+
 class InferenceError(Exception):
     """An error with its OpenAI-style HTTP status, `type` and `code`."""
 
@@ -143,3 +161,17 @@ class Backend(Protocol):
     def complete(self, request: CompletionRequest) -> AsyncGenerator[GenerationEvent, None]: ...
 
     async def embed(self, model: str, inputs: Sequence[str]) -> Embeddings: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A backend that can score a claimed answer (spot checks). Separate from `Backend`: only
+    backends that can read every position's logits implement it (llama.cpp, not vllm or
+    upstream). Raises `ModelNotFound`, and `ContextLengthExceeded` when the prompt and the answer
+    do not fit the model's context."""
+
+    async def score_chat(
+        self, model: str, messages: Sequence[ChatMessage], completion: str
+    ) -> Score: ...
+
+    async def score_completion(self, model: str, prompt: str, completion: str) -> Score: ...

@@ -4,12 +4,16 @@ Each model gets one generation worker thread (a llama context is not thread-safe
 embeddings (a second context opened with mean pooling on first use). Tokens cross to the event
 loop through `call_soon_threadsafe`; the loop never waits on llama.cpp.
 The token loop is ours (over `Llama.generate`) so that usage counts are exact and a generation
-stops within one token once its consumer is gone.
+stops within one token once its consumer is gone. Spot checks score a claimed answer on the same
+worker thread: one prefill of prompt and answer, reading every answer position's logits.
 """
 
 import asyncio
 import codecs
+import contextlib
 import ctypes
+import hashlib
+import json
 import math
 import os
 import secrets
@@ -29,6 +33,7 @@ from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 from fpai_node.errors import FpaiError
 from fpai_node.inference.base import (
     BackendUnavailable,
+    ChatMessage,
     ChatRequest,
     CompletionRequest,
     ContextLengthExceeded,
@@ -36,10 +41,12 @@ from fpai_node.inference.base import (
     Finish,
     FinishReason,
     GenerationEvent,
+    InferenceError,
     InvalidRequest,
     ModelCard,
     ModelNotFound,
     Sampling,
+    Score,
     TextChunk,
     Usage,
 )
@@ -48,6 +55,11 @@ from fpai_node.inference.chat_format import ChatFormatter, FormattedPrompt, form
 DEFAULT_CONTEXT = 4096  # tokens per request; capped at the model's training context
 DEFAULT_TEMPERATURE = 0.8  # llama.cpp's own default: varied text without drifting off topic
 DEFAULT_TOP_P = 0.95
+# Answer tokens scored per decode: the logits of every scored position come back at once, so this
+# bounds that buffer (64 rows x 262k vocabulary x 4 bytes = 64 MiB for Gemma) where a full batch
+# of 512 would hold 512 MiB for the life of the context.
+SCORE_CHUNK = 64
+_HASH_BLOCK = 1 << 20  # bytes read at a time while hashing weights
 log = structlog.get_logger("fpai.inference.llamacpp")
 _GGML_LOG_WARN, _GGML_LOG_ERROR = 3, 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
@@ -79,6 +91,7 @@ class _Slot:
     n_ctx: int
     generator: ThreadPoolExecutor
     embedder_pool: ThreadPoolExecutor
+    sha256: bytes
     embedder: Llama | None = None
     # Running generations: their cancel flag and how to reach their consumer.
     active: dict[threading.Event, Callable[[GenerationEvent | BaseException], None]] = field(
@@ -103,7 +116,11 @@ class LlamaCppBackend:
         loop = asyncio.get_running_loop()
         for spec in self._specs:
             generator = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{spec.id}")
-            llm = await loop.run_in_executor(generator, self._load_capped, spec)
+            # Hash while loading: both read the whole file, and the page cache serves the second.
+            sha256, llm = await asyncio.gather(
+                loop.run_in_executor(None, _model_sha256, spec),
+                loop.run_in_executor(generator, self._load_capped, spec),
+            )
             formatter, template = formatter_for(llm)
             n_ctx = llm.n_ctx()
             self._slots[spec.id] = _Slot(
@@ -113,6 +130,7 @@ class LlamaCppBackend:
                 n_ctx,
                 generator,
                 ThreadPoolExecutor(1, thread_name_prefix=f"embed-{spec.id}"),
+                sha256,
             )
             log.info(
                 "model loaded",
@@ -156,7 +174,7 @@ class LlamaCppBackend:
 
     def models(self) -> Sequence[ModelCard]:
         return [
-            ModelCard(s.model.id, "llamacpp", context_length=s.n_ctx, capacity=1)
+            ModelCard(s.model.id, "llamacpp", context_length=s.n_ctx, capacity=1, sha256=s.sha256)
             for s in self._slots.values()
         ]
 
@@ -176,6 +194,22 @@ class LlamaCppBackend:
         slot = self._slot(model)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(slot.embedder_pool, self._embed, slot, list(inputs))
+
+    async def score_chat(
+        self, model: str, messages: Sequence[ChatMessage], completion: str
+    ) -> Score:
+        """Score `completion` as the answer to `messages`, the prompt formatted as `chat` does."""
+        slot = self._slot(model)
+        turns = tuple(messages)
+        return await self._score(slot, lambda: slot.formatter(turns).prompt, completion)
+
+    async def score_completion(self, model: str, prompt: str, completion: str) -> Score:
+        """Score `completion` as the continuation of `prompt`, as `complete` would generate it."""
+        return await self._score(self._slot(model), lambda: prompt, completion)
+
+    async def _score(self, slot: _Slot, build_prompt: Callable[[], str], completion: str) -> Score:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(slot.generator, _score, slot, build_prompt, completion)
 
     def _slot(self, model: str) -> _Slot:
         try:
@@ -288,6 +322,54 @@ def _run(
         emit(exc)
 
 
+def _score(slot: _Slot, build_prompt: Callable[[], str], completion: str) -> Score:
+    """One prefill of prompt and answer on the model's worker thread. The prompt is evaluated as
+    a generation evaluates it (`Llama.eval`, whose last row predicts answer token 0); the answer
+    follows in chunks whose every row is kept. The last answer token is never evaluated (as in a
+    generation), so an answer that filled the context still fits."""
+    llm = slot.llm
+    prompt = llm.tokenize(build_prompt().encode("utf-8"), add_bos=True, special=True)
+    answer = llm.tokenize(completion.encode("utf-8"), add_bos=False, special=False)
+    evaluated = len(prompt) + max(len(answer) - 1, 0)
+    if evaluated > slot.n_ctx:
+        raise ContextLengthExceeded(
+            f"the prompt ({len(prompt)} tokens) and the answer ({len(answer)} tokens) exceed the "
+            f"context of model {slot.model.id} ({slot.n_ctx} tokens)"
+        )
+    if not answer:
+        return Score(len(prompt), 0, ())
+    n_vocab = llm.n_vocab()
+    chunk = min(SCORE_CHUNK, llm.n_batch)  # the batch holds n_batch tokens, no more
+    ranks: list[int] = []
+    try:
+        llm.reset()  # type: ignore[no-untyped-call]
+        llm.eval(prompt)
+        first = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(1, n_vocab))
+        ranks.extend(_ranks(first, answer[:1]))
+        # Inputs answer[:-1] at positions len(prompt)...; their rows predict answer[1:].
+        for start in range(0, len(answer) - 1, chunk):
+            inputs = answer[start : min(start + chunk, len(answer) - 1)]
+            llm._batch.set_batch(inputs, n_past=len(prompt) + start, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = llama_cpp.llama_get_logits(llm._ctx.ctx)
+            rows = np.ctypeslib.as_array(logits, shape=(len(inputs), n_vocab))
+            ranks.extend(_ranks(rows, answer[start + 1 : start + 1 + len(inputs)]))
+    except RuntimeError as exc:  # llama_decode failed: not the request's fault
+        raise InferenceError(f"scoring failed on model {slot.model.id}: {exc}") from None
+    finally:
+        # The context now holds the answer, not what `input_ids` says: the next generation
+        # must evaluate its prompt from scratch (n_tokens = 0 defeats prefix reuse).
+        llm.reset()  # type: ignore[no-untyped-call]
+    return Score(len(prompt), len(answer), tuple(ranks))
+
+
+def _ranks(rows: npt.NDArray[np.float32], targets: Sequence[int]) -> list[int]:
+    """For each row of logits, 1 + the number of entries strictly above the target's."""
+    chosen = rows[np.arange(len(targets)), np.asarray(targets)]
+    above = (rows > chosen[:, None]).sum(axis=1)
+    return [int(n) + 1 for n in above]
+
+
 class _StopScanner:
     """Decodes token bytes incrementally (a UTF-8 character may span tokens) and holds back any
     tail that could be the start of a stop sequence, so a stop sequence is never emitted."""
@@ -366,6 +448,70 @@ def _training_context(path: Path) -> int | None:
         return None
     finally:
         probe.close()
+
+
+_hashes: dict[tuple[str, int, int], bytes] = {}  # (resolved path, size, mtime_ns) -> SHA-256
+
+
+def file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.digest()
+
+
+def weights_sha256(path: Path) -> bytes:
+    """SHA-256 of a weights file, cached: in memory per process, and in a sidecar JSON file
+    `.<name>.sha256` beside it when that directory is writable (hashing 253 MB takes about
+    0.5 s, and tests start many nodes). A changed size or mtime means hashing again."""
+    resolved = path.resolve()
+    info = resolved.stat()
+    key = (str(resolved), info.st_size, info.st_mtime_ns)
+    if (known := _hashes.get(key)) is not None:
+        return known
+    sidecar = resolved.with_name(f".{resolved.name}.sha256")
+    digest = _read_sidecar(sidecar, info)
+    if digest is None:
+        digest = file_sha256(resolved)
+        after = resolved.stat()
+        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
+            return digest  # changed while hashing: neither cache may keep this pair
+        _write_sidecar(sidecar, info, digest)
+    _hashes[key] = digest
+    return digest
+
+
+def _read_sidecar(sidecar: Path, info: os.stat_result) -> bytes | None:
+    try:
+        recorded = json.loads(sidecar.read_text())
+        if recorded["size"] == info.st_size and recorded["mtime_ns"] == info.st_mtime_ns:
+            digest = bytes.fromhex(recorded["sha256"])
+            return digest if len(digest) == hashlib.sha256().digest_size else None
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return None
+
+
+def _write_sidecar(sidecar: Path, info: os.stat_result, digest: bytes) -> None:
+    """Best effort: a read-only model directory (or any write error) just means no cache."""
+    if not os.access(sidecar.parent, os.W_OK):
+        return
+    record = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "sha256": digest.hex()}
+    temporary = sidecar.with_name(f"{sidecar.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, sidecar)  # atomic: a concurrent start never reads half a record
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def _model_sha256(spec: LocalModel) -> bytes:
+    try:
+        return weights_sha256(spec.path)
+    except OSError as exc:
+        raise FpaiError(f"cannot read model {spec.id} from {spec.path}: {exc}") from None
 
 
 def _shutdown(slot: _Slot) -> None:

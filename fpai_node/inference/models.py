@@ -6,7 +6,6 @@ assembled into the home's models/ folder and its SHA-256 checked. A small stamp 
 catching a file that was replaced or truncated.
 """
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from fpai_node.errors import ConfigError, FpaiError
-from fpai_node.inference.llamacpp import LocalModel
+from fpai_node.inference.llamacpp import LocalModel, weights_sha256
 
 BUNDLED_MODEL_ID = "gemma-3-270m"
 GGUF_MAGIC = b"GGUF"
@@ -83,7 +82,8 @@ def bundled_model(models_dir: Path) -> LocalModel:
         models_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
             log.warning("bundled model changed on disk; verifying", path=str(target))
-        if not target.exists() or _sha256(target) != bundled.EXPECTED_SHA256:
+        # Cached beside the file: the backend's start then finds the digest already known.
+        if not target.exists() or weights_sha256(target).hex() != bundled.EXPECTED_SHA256:
             log.info("assembling the bundled model (253 MB, once)", path=str(target))
             try:
                 bundled.assemble(target, overwrite=True)
@@ -91,14 +91,6 @@ def bundled_model(models_dir: Path) -> LocalModel:
                 raise FpaiError(f"cannot assemble the bundled model into {target}: {exc}") from None
         _write_stamp(target, stamp)
     return LocalModel(BUNDLED_MODEL_ID, target)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stamp_matches(target: Path, stamp: Path) -> bool:

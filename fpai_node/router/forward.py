@@ -1,11 +1,13 @@
 """The requesting side of a forwarded request: send it over the peer channel, turn the answer's
 events back into generation events, check and keep the serving node's receipt
-(specs/0006-routing.md FWD-4..FWD-6, RECEIPT-2, RECEIPT-3)."""
+(specs/0006-routing.md FWD-4..FWD-6, RECEIPT-2, RECEIPT-3), and acknowledge it
+(specs/0010-rewards.md RWD-1)."""
 
 import asyncio
+import hashlib
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,7 @@ import aiohttp
 import numpy as np
 import structlog
 
+from fpai_node.identity.keys import NodeKey
 from fpai_node.inference.base import (
     BackendUnavailable,
     Embeddings,
@@ -24,6 +27,8 @@ from fpai_node.inference.base import (
     Usage,
 )
 from fpai_node.peer.client import PeerClient
+from fpai_node.router.ack_exchange import AckOutbox
+from fpai_node.router.acks import DISPUTES, OK, Pair, read_ack, seal_ack
 from fpai_node.router.jobs import Job, LocalEvent
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -34,6 +39,7 @@ from fpai_node.router.messages import (
     Failed,
     Finished,
     InferRequest,
+    Receipt,
     ReceiptRejected,
     Received,
     SeenReceipts,
@@ -42,12 +48,14 @@ from fpai_node.router.messages import (
     check_receipt,
     decode_failure,
     is_probe,
+    read_stored_receipt,
 )
 from fpai_node.router.pace import Pace, first_event_deadline_s
 from fpai_node.router.proofs import ModelProofs
 from fpai_node.router.receipts import ReceiptLog
 from fpai_node.router.select import Candidate, estimate_prompt_tokens
 from fpai_node.wire.errors import WireError
+from fpai_node.wire.messages import SequenceCounter
 
 CONNECT_TIMEOUT_S = 5.0  # a peer that cannot take a connection in 5 s is not serving anyone
 READ_TIMEOUT_S = 120.0  # silence between two events (queueing included) before giving up
@@ -94,11 +102,27 @@ class _Answer:
     """What one forwarded answer has delivered so far."""
 
     peer: str
+    address: str
     job: Job
     events: int = 0
     size: int = 0  # bytes of text or vectors
     vectors: list["np.ndarray[Any, np.dtype[np.float32]]"] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    output: "hashlib._Hash" = field(default_factory=hashlib.sha256)  # RWD-1
     ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A forwarded request this node acknowledged (RWD-1): what a spot check needs of it."""
+
+    pair: Pair
+    request: InferRequest
+    job: Job
+    text: str | None  # the answer's text; None for embeddings
+
+
+PairHook = Callable[[Acknowledged], None]
 
 
 @dataclass(slots=True)
@@ -109,10 +133,14 @@ class Timing:
 
 
 class Forwarder:
-    def __init__(self, client: PeerClient, receipts: ReceiptLog) -> None:
+    def __init__(self, key: NodeKey, client: PeerClient, receipts: ReceiptLog) -> None:
+        self._key = key
         self._pool = client.pool(
             connections_per_peer=CONNECTIONS_PER_PEER, timeout_s=CONNECT_TIMEOUT_S
         )
+        self.acks = AckOutbox(client)
+        self.on_acknowledged: PairHook | None = None  # rewards' spot checks (RWD-11)
+        self._ack_seq = SequenceCounter(time.time_ns() // 1_000)
         self._receipts = receipts
         self._seen_receipts = SeenReceipts()
         # sock_connect, not connect: waiting for one of the pool's connections to a busy peer
@@ -138,14 +166,14 @@ class Forwarder:
         failed = self.failed_at.get(node_id)
         return failed is None or now - failed > FAILURE_COOLDOWN_S
 
-    def demote(self, node_id: str, reason: str) -> None:
+    def demote(self, node_id: str, reason: str, for_s: float = DEMOTION_S) -> None:
         """ROUTE-3: caught lying; counted by reason, shown in status until it ends."""
         now = time.monotonic()
-        self.demoted[node_id] = Demotion(now + DEMOTION_S, reason)
+        self.demoted[node_id] = Demotion(now + for_s, reason)
         self.demotions[reason] += 1
         for peer in [p for p, d in self.demoted.items() if d.until <= now]:
             del self.demoted[peer]
-        log.warning("peer demoted", peer=node_id, reason=reason, for_s=DEMOTION_S)
+        log.warning("peer demoted", peer=node_id, reason=reason, for_s=round(for_s, 1))
 
     async def attempt(
         self, candidate: Candidate, job: Job, request: InferRequest, timing: Timing
@@ -174,7 +202,7 @@ class Forwarder:
                     raise self._refusal(peer, response.status, await _read_some(response))
                 timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
                 pace.first_event((time.perf_counter() - sent) * 1000, prompt_tokens)
-                answer = _Answer(peer, job)
+                answer = _Answer(peer, candidate.peer_address, job)
                 reader = EventReader()
                 async for chunk in response.content.iter_any():
                     for event in reader.feed(chunk):
@@ -245,7 +273,10 @@ class Forwarder:
         embeddings = job.api == "embeddings"
         match event:
             case Text(text) if not embeddings:
-                answer.size += len(text.encode("utf-8"))
+                data = text.encode("utf-8")
+                answer.size += len(data)
+                answer.output.update(data)
+                answer.text.append(text)
                 limit = job.max_tokens or MAX_ANSWER_EVENTS
                 if answer.events > limit or answer.size > MAX_ANSWER_BYTES:
                     raise PeerUnavailable(
@@ -257,6 +288,8 @@ class Forwarder:
             case Vectors(vectors) if embeddings:
                 arrays = [np.frombuffer(v, dtype="<f4") for v in vectors]
                 answer.size += sum(len(v) for v in vectors)
+                for v in vectors:
+                    answer.output.update(v)
                 answer.vectors += arrays
                 if len(answer.vectors) > job.inputs or answer.size > MAX_ANSWER_BYTES:
                     raise PeerUnavailable(
@@ -269,8 +302,7 @@ class Forwarder:
                 return None
             case Finished(reason, receipt) if not embeddings or len(answer.vectors) == job.inputs:
                 answer.ended = True
-                text_bytes = 0 if embeddings else answer.size
-                usage = self._checked_usage(peer, job, request, receipt, text_bytes)
+                usage = self._checked_usage(answer, request, receipt)
                 if not embeddings:
                     return Finish(reason, usage or Usage(0, 0))
                 floats = [a.tolist() for a in answer.vectors]
@@ -283,10 +315,14 @@ class Forwarder:
         )
 
     def _checked_usage(
-        self, peer: str, job: Job, request: InferRequest, receipt: bytes, answer_bytes: int
+        self, answer: _Answer, request: InferRequest, receipt: bytes
     ) -> Usage | None:
         """RECEIPT-2: a receipt that fails a check is counted and dropped; the client still
-        gets its answer, without token counts the peer could not prove."""
+        gets its answer, without token counts the peer could not prove. A receipt that is the
+        server's and only claims too much is acknowledged as disputed (RWD-1)."""
+        peer, job = answer.peer, answer.job
+        text_bytes = 0 if job.api == "embeddings" else answer.size
+        verdict = OK
         try:
             checked = check_receipt(
                 receipt,
@@ -295,16 +331,40 @@ class Forwarder:
                 server=peer,
                 now_ms=time.time_ns() // 1_000_000,
                 seen=self._seen_receipts,
-                received=Received(answer_bytes, job.max_tokens, job.stop_bytes),
+                received=Received(text_bytes, job.max_tokens, job.stop_bytes),
             )
         except ReceiptRejected as exc:
             self.receipts_rejected[exc.reason] += 1
             log.warning("receipt rejected", peer=peer, reason=exc.reason, detail=str(exc))
             self.demote(peer, exc.reason)
+            if exc.reason not in DISPUTES or is_probe(request.request_id):
+                return None
+            checked, verdict = read_stored_receipt(receipt), exc.reason
+        if not is_probe(request.request_id):  # ROUTE-9: a probe is nobody's usage
+            self._acknowledge(answer, request, receipt, checked, verdict)
+        if verdict != OK:
             return None
-        if not is_probe(request.request_id):
-            self._receipts.add("used", receipt)
         return Usage(checked.prompt_tokens, checked.completion_tokens)
+
+    def _acknowledge(
+        self, answer: _Answer, request: InferRequest, frame: bytes, receipt: Receipt, verdict: str
+    ) -> None:
+        """RWD-1: sign, keep the pair, send the server its copy, offer it to spot checks."""
+        ack = seal_ack(
+            self._key,
+            frame,
+            receipt,
+            output=answer.output.digest(),
+            verdict=verdict,
+            seq=self._ack_seq.next(),
+            now_ms=time.time_ns() // 1_000_000,
+        )
+        pair = Pair(frame, ack, receipt, read_ack(ack))
+        self._receipts.add("used", frame, ack)
+        self.acks.send(pair, answer.address)
+        if self.on_acknowledged is not None:
+            text = None if answer.job.api == "embeddings" else "".join(answer.text)
+            self.on_acknowledged(Acknowledged(pair, request, answer.job, text))
 
     def _measured(self, peer: str, sent: float, server_ms: float | None) -> None:
         overhead = max(0.0, (time.perf_counter() - sent) * 1000 - (server_ms or 0.0))

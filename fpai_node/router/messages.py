@@ -17,7 +17,7 @@ from typing import Literal, TypeAlias
 from fpai_node.identity.keys import NodeKey
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.wire import codec
-from fpai_node.wire.envelope import Envelope, open_envelope, seal
+from fpai_node.wire.envelope import Envelope, open_envelope, open_kept, seal
 from fpai_node.wire.errors import MalformedFrame, Replayed, WireError
 
 INFER_PATH = "/fpai/peer/v1/infer"
@@ -229,6 +229,7 @@ class Receipt:
     prompt_tokens: int
     completion_tokens: int
     at_ms: int  # the envelope's timestamp
+    weights: bytes = b""  # SHA-256 of the weights file the server ran, or b"" (RECEIPT-1)
 
 
 class ReceiptRejected(Exception):
@@ -269,6 +270,7 @@ def seal_receipt(
     completion_tokens: int,
     seq: int,
     now_ms: int,
+    weights: bytes = b"",
 ) -> bytes:
     """RECEIPT-1: the serving node's signed account of one forwarded request."""
     payload = codec.encode(
@@ -279,6 +281,7 @@ def seal_receipt(
             "request": request.digest(),
             "request_id": request.request_id,
             "requester": request.path[-1],
+            "weights": weights,
         }
     )
     return seal(key, RECEIPT_TYPE, payload, seq=seq, now_ms=now_ms, lifetime_ms=RECEIPT_LIFETIME_MS)
@@ -363,15 +366,7 @@ def _check_counts(receipt: Receipt, request: InferRequest, received: Received) -
 def read_stored_receipt(frame: bytes) -> Receipt:
     """RECEIPT-4: a kept receipt verifies at its own timestamp, however old it is."""
     try:
-        outer = codec.decode(frame)
-        if not (isinstance(outer, list) and len(outer) == 2 and type(outer[0]) is bytes):
-            raise MalformedFrame("a frame is [signed, signature]")
-        header = codec.decode(outer[0])
-        stamp = header.get("ts") if isinstance(header, dict) else None
-        if type(stamp) is not int:
-            raise MalformedFrame("the header has no timestamp")
-        envelope = open_envelope(frame, now_ms=stamp, known_types={RECEIPT_TYPE}, replay_guard=None)
-        return _receipt(envelope)
+        return _receipt(open_kept(frame, known_types={RECEIPT_TYPE}))
     except WireError as exc:
         raise ReceiptRejected(exc.reason, str(exc)) from None
 
@@ -379,12 +374,23 @@ def read_stored_receipt(frame: bytes) -> Receipt:
 def _receipt(envelope: Envelope) -> Receipt:
     fields = _map(
         codec.decode(envelope.payload),
-        {"completion_tokens", "model", "prompt_tokens", "request", "request_id", "requester"},
+        {
+            "completion_tokens",
+            "model",
+            "prompt_tokens",
+            "request",
+            "request_id",
+            "requester",
+            "weights",
+        },
     )
     digest = _bytes(fields["request"])
     requester = fields["requester"]
     if len(digest) != 32 or type(requester) is not str or not is_node_id(requester):
         raise MalformedFrame("request is a 32-byte digest, requester a node id")
+    weights = _bytes(fields["weights"])
+    if len(weights) not in (0, 32):
+        raise MalformedFrame("weights is a 32-byte SHA-256 or empty")
     request_id = _text(fields["request_id"], MAX_TEXT_BYTES)
     return Receipt(
         server=envelope.sender,
@@ -395,6 +401,7 @@ def _receipt(envelope: Envelope) -> Receipt:
         prompt_tokens=_uint(fields["prompt_tokens"]),
         completion_tokens=_uint(fields["completion_tokens"]),
         at_ms=envelope.timestamp_ms,
+        weights=weights,
     )
 
 

@@ -1,10 +1,13 @@
 """Usage receipts kept in the home for the rewards ledger: an append-only, fsynced file.
 
     usage/receipts.log   "FPAI-RECEIPTS-1\\n", then records: u32 length, u32 crc32(body),
-                         body = canonical {"dir": "served" | "used", "receipt": envelope bytes}
+                         body = canonical {"dir": ..., "receipt": envelope bytes} or
+                         {"dir": ..., "receipt": ..., "ack": envelope bytes}
 
 "served" receipts are the ones this node signed for requests it served for a peer (its claim);
-"used" receipts are the ones peers signed for requests this node forwarded to them (its debt).
+"used" ones peers signed for requests this node forwarded to them, with this node's
+acknowledgement (its debt); "acked" records are served receipts with the requester's
+acknowledgement, once it arrived: the pairs rewards count (specs/0010-rewards.md RWD-2).
 Appends are batched: the writer thread fsyncs once for every receipt that queued up while the
 previous fsync ran, so a busy node does not pay one fsync per request. A record cut short by a
 crash fails its length or CRC check and is ignored when the file is read.
@@ -25,13 +28,15 @@ from typing import BinaryIO, Literal
 import structlog
 
 from fpai_node.errors import FpaiError
+from fpai_node.router.acks import Pair, read_pair, receipt_hash
 from fpai_node.router.messages import Receipt, ReceiptRejected, read_stored_receipt
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
 MAGIC = b"FPAI-RECEIPTS-1\n"
 _HEAD = struct.Struct(">II")
-Direction = Literal["served", "used"]
+Direction = Literal["served", "used", "acked"]
+DIRECTIONS = ("served", "used", "acked")
 log = structlog.get_logger("fpai.router")
 
 
@@ -42,6 +47,7 @@ def receipts_path(home: Path) -> Path:
 class ReceiptLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
         self._path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -74,9 +80,13 @@ class ReceiptLog:
             os.ftruncate(self._fd, good)
             log.warning("receipts file cut after its last whole record", path=str(self._path))
 
-    def add(self, direction: Direction, receipt: bytes) -> None:
-        """Queue one receipt; it is on disk once the next batch's fsync returns."""
-        body = codec.encode({"dir": direction, "receipt": receipt})
+    def add(self, direction: Direction, receipt: bytes, ack: bytes | None = None) -> None:
+        """Queue one receipt, with its acknowledgement if it has one; it is on disk once the
+        next batch's fsync returns."""
+        record: dict[str, codec.Value] = {"dir": direction, "receipt": receipt}
+        if ack is not None:
+            record["ack"] = ack
+        body = codec.encode(record)
         self._queue.append(_HEAD.pack(len(body), zlib.crc32(body)) + body)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -148,6 +158,8 @@ def _append(fd: int, data: bytes) -> None:
 class Kept:
     direction: Direction
     receipt: Receipt
+    frame: bytes = b""  # the receipt as signed
+    pair: Pair | None = None  # with its acknowledgement
 
 
 def read_receipts(path: Path) -> Iterator[Kept | ReceiptRejected]:
@@ -165,16 +177,53 @@ def _verified(bodies: Iterator[bytes]) -> Iterator[Kept | ReceiptRejected]:
         except MalformedFrame as exc:
             yield ReceiptRejected("malformed", str(exc))
             continue
-        if not isinstance(record, dict) or record.get("dir") not in ("served", "used"):
-            yield ReceiptRejected("malformed", "a record is {dir, receipt}")
+        if (
+            not isinstance(record, dict)
+            or record.get("dir") not in DIRECTIONS
+            or record.keys() - {"ack"} != {"dir", "receipt"}
+        ):
+            yield ReceiptRejected("malformed", "a record is {dir, receipt[, ack]}")
             continue
-        frame = record.get("receipt")
+        frame, ack = record["receipt"], record.get("ack")
+        frame = frame if type(frame) is bytes else b""
         try:
-            receipt = read_stored_receipt(frame if type(frame) is bytes else b"")
+            receipt = read_stored_receipt(frame)
+            if ack is None:
+                yield Kept(record["dir"], receipt, frame)  # type: ignore[arg-type]
+                continue
+            pair = read_pair(frame, ack if type(ack) is bytes else b"")
         except ReceiptRejected as exc:
             yield exc
             continue
-        yield Kept(record["dir"], receipt)  # type: ignore[arg-type]
+        yield Kept(record["dir"], receipt, frame, pair)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Recent:
+    """What a restart must pick up again (RWD-3): served receipts still awaiting their
+    acknowledgement, those already acknowledged, and this node's own acknowledgements, which
+    may not have reached their servers."""
+
+    unacknowledged: list[tuple[bytes, Receipt]]
+    acknowledged: list[tuple[bytes, int]]  # (receipt hash, receipt time)
+    used: list[Pair]
+
+
+def recent(path: Path, own_id: str, since_ms: int) -> Recent:
+    served: dict[bytes, tuple[bytes, Receipt]] = {}
+    acknowledged: list[tuple[bytes, int]] = []
+    used: list[Pair] = []
+    for item in read_receipts(path):
+        if isinstance(item, ReceiptRejected) or item.receipt.at_ms < since_ms:
+            continue
+        if item.direction == "served" and item.receipt.server == own_id:
+            served[receipt_hash(item.frame)] = (item.frame, item.receipt)
+        elif item.direction == "acked" and item.pair is not None:
+            served.pop(item.pair.ack.receipt, None)
+            acknowledged.append((item.pair.ack.receipt, item.receipt.at_ms))
+        elif item.direction == "used" and item.pair is not None:
+            used.append(item.pair)
+    return Recent(list(served.values()), acknowledged, used)
 
 
 @dataclass(slots=True)
@@ -185,9 +234,14 @@ class Totals:
 
 
 def summarize(kept: list[Kept], own_id: str) -> dict[tuple[Direction, str, str], Totals]:
-    """Totals per (direction, peer, model): the peer is the other party of each receipt."""
+    """Totals per (direction, peer, model) of the receipts signed ("served") and accepted
+    ("used"): the peer is the other party of each receipt."""
     totals: dict[tuple[Direction, str, str], Totals] = defaultdict(Totals)
     for item in kept:
+        if item.direction == "acked":  # the served receipt is counted already
+            continue
+        if item.pair is not None and not item.pair.ack.counts:  # disputed: nothing accepted
+            continue
         r = item.receipt
         peer = r.requester if item.direction == "served" else r.server
         if own_id not in (r.server, r.requester):

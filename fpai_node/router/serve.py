@@ -21,6 +21,7 @@ from fpai_node.identity.keys import NodeKey
 from fpai_node.inference.base import Embeddings, Finish, InferenceError, Overloaded, TextChunk
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
+from fpai_node.router.ack_exchange import AckInbox
 from fpai_node.router.jobs import Job, LocalEvent, parse_job, run_locally
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -40,6 +41,7 @@ from fpai_node.router.messages import (
     encode_failure,
     is_probe,
     prompt_limit,
+    read_stored_receipt,
     seal_receipt,
 )
 from fpai_node.router.proofs import is_probe_body
@@ -64,6 +66,7 @@ class PeerInference:
         self._key = key
         self._inference = inference
         self._receipts = receipts
+        self.acks = AckInbox(key.node_id, receipts)
         self._is_member = is_member
         self._seq = SequenceCounter(time.time_ns() // 1_000)
         self.served: Counter[str] = Counter()  # by requesting peer
@@ -195,10 +198,16 @@ class PeerInference:
             completion_tokens=min(completion_tokens, completion_limit(sent)),
             seq=self._seq.next(),
             now_ms=time.time_ns() // 1_000_000,
+            weights=self._weights(job.model),
         )
         if not is_probe(forwarded.request_id):  # ROUTE-9: a probe is nobody's usage
             self._receipts.add("served", receipt)
+            self.acks.expect(receipt, read_stored_receipt(receipt))
         return receipt
+
+    def _weights(self, model: str) -> bytes:
+        """RECEIPT-1: the SHA-256 of the weights file that served `model`, if it has one."""
+        return self._inference.get(model).card.sha256 or b""
 
     def _refuse(self, status: int, failure: Failed) -> web.Response:
         self.refused[failure.code] += 1

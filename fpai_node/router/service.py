@@ -17,11 +17,12 @@ from fpai_node.inference.base import InferenceError
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
+from fpai_node.router.ack_exchange import PENDING_MS
 from fpai_node.router.forward import Forwarder, PeerRefused, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import PROBE_ID_PREFIX, InferRequest
 from fpai_node.router.proofs import probe_bodies
-from fpai_node.router.receipts import ReceiptLog
+from fpai_node.router.receipts import ReceiptLog, recent
 from fpai_node.router.router import Router
 from fpai_node.router.select import Candidate
 from fpai_node.router.serve import PeerInference
@@ -49,10 +50,11 @@ class RouterService(Service):
         node's models (FWD-7), `registry_models` who the registry says serves what (ROUTE-7).
         Opens the receipts log (RECEIPT-3: a torn tail is cut now)."""
         self._node_id = key.node_id
+        self._members = members
         self._probing: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptLog(receipts)
-        self.forwarder = Forwarder(client, self.receipts)
+        self.forwarder = Forwarder(key, client, self.receipts)
         self.serving = PeerInference(key, inference, self.receipts, is_member)
         self.router = Router(
             key.node_id,
@@ -63,7 +65,17 @@ class RouterService(Service):
         )
 
     async def start(self) -> None:
-        """Start probing announced models (ROUTE-9); the peer channel carries the rest."""
+        """Start probing announced models (ROUTE-9) and delivering acknowledgements (RWD-3),
+        and wait again for those of the receipts signed before a restart; the peer channel
+        carries the rest."""
+        since_ms = time.time_ns() // 1_000_000 - PENDING_MS
+        found = await asyncio.to_thread(recent, self.receipts.path, self._node_id, since_ms)
+        self.serving.acks.restore(found)
+        outbox = self.forwarder.acks
+        outbox.address_of = self.address_of
+        for pair in found.used:
+            outbox.send(pair)
+        outbox.start()
         self._probing = asyncio.create_task(self._probe_announced(), name="model probes")
 
     async def stop(self, leave: bool) -> None:
@@ -74,7 +86,15 @@ class RouterService(Service):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._probing = None
+        await self.forwarder.acks.stop()
         await self.receipts.close()
+
+    def address_of(self, node_id: str) -> str | None:
+        """A member's peer address, as gossip knows it."""
+        for member in self._members():
+            if member.node_id == node_id:
+                return member.address
+        return None
 
     async def _probe_announced(self) -> None:
         proofs = self.forwarder.proofs
@@ -124,10 +144,18 @@ class RouterService(Service):
         return False
 
     def peer_routes(self) -> Sequence[PeerRoute]:
-        return (self.serving.route(),)
+        return (self.serving.route(), self.serving.acks.route())
 
     def status_sections(self) -> Mapping[str, object]:
-        return {"router": self.router.status()}
+        outbox, inbox = self.forwarder.acks, self.serving.acks
+        acks = {
+            "queued": outbox.queued,
+            "delivered": outbox.delivered,
+            "dropped": dict(outbox.dropped),
+            "accepted": inbox.accepted,
+            "refused": dict(inbox.refused),
+        }
+        return {"router": {**self.router.status(), "acknowledgements": acks}}
 
     def metrics(self) -> Iterable[Metric]:
         forwarder, serving = self.forwarder, self.serving
@@ -175,6 +203,19 @@ class RouterService(Service):
             "(a receipt check's reason, oversized_answer, broke_protocol, no_first_event).",
             "reason",
             forwarder.demotions,
+        )
+        yield counter(
+            "fpai_acknowledgements_refused",
+            "Acknowledgements peers sent for this node's receipts that it refused, by reason "
+            "(RWD-3).",
+            "reason",
+            serving.acks.refused,
+        )
+        yield counter(
+            "fpai_acknowledgements_dropped",
+            "This node's acknowledgements that never reached their server, by why (RWD-3).",
+            "reason",
+            forwarder.acks.dropped,
         )
         yield counter(
             "fpai_peer_requests_served",

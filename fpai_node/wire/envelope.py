@@ -152,6 +152,22 @@ def open_envelope(
     return envelope
 
 
+def open_kept(frame: bytes, *, known_types: Container[str]) -> Envelope:
+    """A kept record (a receipt, a digest, a report) verified at its own timestamp (`now` =
+    its `ts`, RECEIPT-4), so that it stays verifiable by anyone after it expires; the replay
+    and expiry checks are for live messages."""
+    outer = codec.decode(frame)
+    header = (
+        codec.decode(outer[0])
+        if isinstance(outer, list) and len(outer) == 2 and type(outer[0]) is bytes
+        else None
+    )
+    stamp = header.get("ts") if isinstance(header, dict) else None
+    if type(stamp) is not int:
+        raise MalformedFrame("a frame is [signed, signature] and its header has a timestamp")
+    return open_envelope(frame, now_ms=stamp, known_types=known_types, replay_guard=None)
+
+
 def _header_fields(header: dict[str, codec.Value]) -> Envelope:
     """VERIFY-5 and VERIFY-6. A `from` equal to the id derived from `key` is a valid node id by
     construction, so the syntax check (the slow part) runs only when the two differ."""

@@ -3,6 +3,7 @@ real PeerServer whose infer route answers what each test scripts, and a real For
 
 import asyncio
 import datetime as dt
+import hashlib
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -125,7 +126,7 @@ async def peer() -> AsyncIterator[Peer]:
 async def forwarder(tmp_path: Path) -> AsyncIterator[tuple[Forwarder, ReceiptLog]]:
     log = ReceiptLog(tmp_path / "receipts.log")
     client = PeerClient(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)))
-    forwarder = Forwarder(client, log)
+    forwarder = Forwarder(REQUESTER, client, log)
     await client.start()
     yield forwarder, log
     await client.close()
@@ -162,6 +163,11 @@ async def test_an_honest_receipt_is_kept(
         SERVER.node_id,
         REQUESTER.node_id,
     )
+    assert kept.pair is not None  # RWD-1: acknowledged, with what arrived
+    ack = kept.pair.ack
+    assert (ack.verdict, ack.prompt_tokens, ack.completion_tokens) == ("ok", 7, 2)
+    assert ack.output == hashlib.sha256(b"Hello").digest()
+    assert (ack.requester, ack.server) == (REQUESTER.node_id, SERVER.node_id)
 
 
 async def test_the_hop_latency_is_the_time_to_the_first_event_less_the_servers_part(
@@ -247,7 +253,15 @@ async def test_a_bad_receipt_is_rejected_and_the_client_still_gets_its_answer(
     assert forwarder[0].demotions == {reason: 1}  # a receipt that fails is a lie (ROUTE-3)
     assert not forwarder[0].healthy(SERVER.node_id)
     await forwarder[1].close()
-    assert list(read_receipts(tmp_path / "receipts.log")) == []
+    kept = list(read_receipts(tmp_path / "receipts.log"))
+    if reason != "inflated_completion":
+        assert kept == []  # not the server's receipt for this request: nothing to acknowledge
+        return
+    # the server's own receipt claiming too much: acknowledged as disputed, with no counts
+    [record] = kept
+    assert isinstance(record, Kept) and record.pair is not None
+    ack = record.pair.ack
+    assert (ack.verdict, ack.prompt_tokens, ack.completion_tokens) == (reason, 0, 0)
 
 
 async def test_a_stream_cut_after_the_first_event_fails(

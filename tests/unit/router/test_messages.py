@@ -515,6 +515,7 @@ def test_a_receipt_whose_id_disagrees_with_its_digest_is_wrong_request_id() -> N
             "request": REQUEST.digest(),
             "request_id": "req-2",
             "requester": ENTRY.node_id,
+            "weights": b"",
         }
     )
     frame = seal(SERVER, RECEIPT_TYPE, payload, seq=1, now_ms=NOW, lifetime_ms=RECEIPT_LIFETIME_MS)
@@ -668,6 +669,8 @@ def test_a_stored_envelope_of_another_type_is_not_a_receipt() -> None:
         {"prompt_tokens": -1},
         {"completion_tokens": "3"},
         {"model": "m" * (MAX_TEXT_BYTES + 1)},
+        {"weights": b"\x01" * 31},
+        {"weights": ""},
         {"extra": 1},
     ],
 )
@@ -679,6 +682,7 @@ def test_a_signed_receipt_with_a_bad_payload_is_malformed(override: dict[str, ob
         "request": REQUEST.digest(),
         "request_id": "req-1",
         "requester": ENTRY.node_id,
+        "weights": b"",
     }
     fields.update(override)
     payload = codec.encode(fields)  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ def member(
 @pytest.fixture
 async def forwarder(tmp_path: Path) -> AsyncIterator[Forwarder]:
     receipts = ReceiptLog(tmp_path / "receipts.log")
-    yield Forwarder(PeerClient(TlsIdentity.open(ME, dt.datetime.now(dt.UTC))), receipts)
+    yield Forwarder(ME, PeerClient(TlsIdentity.open(ME, dt.datetime.now(dt.UTC))), receipts)
     await receipts.close()
 
 
