@@ -17,6 +17,7 @@ from fpai_node.api.app import ApiRoutes, ClientApi, NodeInfo, build_app
 from fpai_node.api.memory.extract import router_completer
 from fpai_node.api.memory.routes import memory_routes
 from fpai_node.api.openai.routes import openai_routes
+from fpai_node.api.rewards import rewards_routes
 from fpai_node.api.treasury import treasury_routes
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError, FpaiError
@@ -40,6 +41,7 @@ from fpai_node.memory.shard import OpenStore
 from fpai_node.peer.channel import PeerChannel
 from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService, remembered_peers
+from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
 from fpai_node.service import Service
@@ -145,10 +147,25 @@ def compose(
         services.append(memory)  # after the registry: it places shards by the registry's members
         groups.append(memory_routes(Memories(memory, embedder, router_completer(router.router))))
     treasury = TreasuryService(
-        key, registry, chain_settings(settings, home), grace_s=settings.treasury_grace_s
+        key,
+        registry,
+        chain_settings(settings, home),
+        grace_s=settings.treasury_grace_s,
+        operator_key=home.operator_key_file,
     )
     services.append(treasury)  # after the registry: it keeps bindings and ballots there
     groups.append(treasury_routes(treasury))
+    rewards = RewardsService(
+        key,
+        registry,
+        router,
+        inference,
+        channel.client,
+        is_member=gossip.is_live_member,
+        treasury=treasury,
+    )
+    services.append(rewards)  # after the registry and the treasury: digests, bindings, claims
+    groups.append(rewards_routes(rewards))
     channel.serve(route for service in services for route in service.peer_routes())
     app = build_app(
         NodeInfo(key.node_id, settings.preset, time.monotonic()),

@@ -12,6 +12,7 @@ from fpai_node.cli import (
     memory_cmds,
     node_cmds,
     registry_cmds,
+    rewards_cmds,
     testnet_cmds,
     treasury_cmds,
     usage_cmds,
@@ -35,6 +36,7 @@ usage_cmds.register(app)
 testnet_cmds.register(app)
 chain_cmds.register(app)
 treasury_cmds.register(app)
+rewards_cmds.register(app)
 
 
 def main() -> None:

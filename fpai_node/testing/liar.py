@@ -10,12 +10,19 @@ The lies are issue 13's review findings, told the way a careful liar would: it a
 - `inflate-receipts`: signs receipts claiming 10^12 completion tokens;
 - `black-hole`: takes forwarded requests and never answers them.
 
+And issue 18's, against rewards (specs/0010-rewards.md):
+- `inflate-prompt`: claims the most prompt tokens RECEIPT-2 lets a requester accept;
+- `wrong-text`: answers with filler instead of running the model, its counts plausible;
+- `drop-answers`: runs the model and signs the receipt, then hangs up before sending anything;
+- `inflate-digest`: commits epoch digests claiming a thousand times the work it served.
+
 Nothing here is imported by the node itself: the lies are patched in before the CLI runs.
 """
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +31,31 @@ from aiohttp import web
 from fpai_node import compose
 from fpai_node.cli import main as cli_main
 from fpai_node.gossip.messages import Capabilities, Model
-from fpai_node.router import serve
-from fpai_node.router.messages import InferRequest, is_probe
+from fpai_node.inference.base import Finish, TextChunk, Usage
+from fpai_node.rewards.digests import Digest
+from fpai_node.rewards.params import RewardParams
+from fpai_node.rewards.service import RewardsService
+from fpai_node.router import jobs, serve
+from fpai_node.router.jobs import Job, LocalEvent
+from fpai_node.router.messages import InferRequest, is_probe, prompt_limit
 from fpai_node.router.messages import seal_receipt as honest_seal
 
-LIES = frozenset({"phantom-model", "inflate-receipts", "black-hole"})
+LIES = frozenset(
+    {
+        "phantom-model",
+        "inflate-receipts",
+        "black-hole",
+        "inflate-prompt",
+        "wrong-text",
+        "drop-answers",
+        "inflate-digest",
+    }
+)
 PHANTOM = "phantom"
 INFLATED_TOKENS = 10**12
+DIGEST_FACTOR = 1000
+FILLER = " the quick brown fox jumps over the lazy dog"
+_serving: ContextVar[str] = ContextVar("serving", default="")  # the request id being served
 
 
 def lies_file(home: Path) -> Path:
@@ -75,9 +100,13 @@ def _patch(telling: Callable[[str], bool]) -> None:
     def seal_receipt(key: Any, forwarded: InferRequest, **claims: Any) -> bytes:
         if telling("inflate-receipts") and not is_probe(forwarded.request_id):
             claims["completion_tokens"] = INFLATED_TOKENS
+        if telling("inflate-prompt") and not is_probe(forwarded.request_id):
+            claims["prompt_tokens"] = prompt_limit(forwarded)
         return honest_seal(key, forwarded, **claims)
 
     serve.seal_receipt = seal_receipt  # type: ignore[attr-defined,assignment]
+    _patch_answers(telling)
+    _patch_digests(telling)
 
     handle = serve.PeerInference.handle
 
@@ -89,6 +118,73 @@ def _patch(telling: Callable[[str], bool]) -> None:
         return await handle(self, peer, body, request)
 
     serve.PeerInference.handle = black_hole  # type: ignore[method-assign]
+
+
+def _patch_answers(telling: Callable[[str], bool]) -> None:
+    honest_serve = serve.PeerInference._serve
+    honest_run = jobs.run_locally
+    honest_stream = serve.PeerInference._stream
+
+    async def serving(
+        self: serve.PeerInference, forwarded: InferRequest, request: web.Request, arrived: float
+    ) -> web.StreamResponse:
+        token = _serving.set(forwarded.request_id)
+        try:
+            return await honest_serve(self, forwarded, request, arrived)
+        finally:
+            _serving.reset(token)
+
+    def lying() -> bool:
+        return bool(_serving.get()) and not is_probe(_serving.get())
+
+    async def run_locally(served: Any, job: Job) -> AsyncGenerator[LocalEvent, None]:
+        if not (telling("wrong-text") and lying() and job.api != "embeddings"):
+            async for event in honest_run(served, job):
+                yield event
+            return
+        words = job.max_tokens or 16
+        for _ in range(words):
+            yield TextChunk(FILLER.split(" ")[1 + _ % 9] + " ")
+        yield Finish("length", Usage(len(job.body) // 4, words))  # plausible, not counted
+
+    async def stream(
+        self: serve.PeerInference,
+        response: web.StreamResponse,
+        forwarded: InferRequest,
+        job: Job,
+        first: LocalEvent,
+        events: AsyncGenerator[LocalEvent, None],
+    ) -> None:
+        if not (telling("drop-answers") and lying()):
+            await honest_stream(self, response, forwarded, job, first, events)
+            return
+        event, sent = first, 0
+        while isinstance(event, TextChunk):  # the work is done...
+            sent += len(event.text.encode("utf-8"))
+            event = await anext(events)
+        assert isinstance(event, Finish)
+        usage = event.usage
+        self._receipt(forwarded, job, usage.prompt_tokens, usage.completion_tokens, sent)
+        raise ConnectionResetError("dropped after signing")  # ...and nothing is delivered
+
+    serve.PeerInference._serve = serving  # type: ignore[method-assign]
+    setattr(serve, "run_locally", run_locally)  # the name serve.py calls  # noqa: B010
+    serve.PeerInference._stream = stream  # type: ignore[method-assign]
+
+
+def _patch_digests(telling: Callable[[str], bool]) -> None:
+    honest_digest = RewardsService.digest
+
+    def digest(self: RewardsService, params: RewardParams, epoch: int) -> Digest:
+        digest = honest_digest(self, params, epoch)
+        if telling("inflate-digest"):
+            for row in digest.served.values():
+                row.requests *= DIGEST_FACTOR
+                row.prompt_tokens *= DIGEST_FACTOR
+                row.completion_tokens *= DIGEST_FACTOR
+        return digest
+
+    RewardsService.digest = digest  # type: ignore[method-assign]
 
 
 def liar_command() -> list[str]:

@@ -322,6 +322,39 @@ class Ledger:
         self.sender.send(coin.functions.approve(loop.address, units))
         return self.sender.send(loop.functions.payToken(coin.address, units))
 
+    # ---- rewards (specs/0010-rewards.md RWD-9) ----------------------------------------------
+
+    def reward_actions(self, epoch: int, root: bytes, total: int) -> tuple[Action, ...]:
+        """What publishes an epoch's rewards: the growth fund pays the distributor the total,
+        then the distributor takes the root."""
+        c = self.contracts
+        return (
+            Action.call(c.growth, "pay", coin_address(c), c.rewards.address, total),
+            Action.call(c.rewards, "publish", epoch, root, total),
+        )
+
+    def published(self, epoch: int) -> tuple[bytes, int, int] | None:
+        """(root, total, claim deadline) of a published epoch, or None."""
+        rewards = self.contracts.rewards
+        root, total, _claimed, deadline, _reclaimed = guarded(
+            lambda: rewards.functions.epochs(epoch).call()
+        )
+        return (
+            None if int.from_bytes(root, "big") == 0 else (bytes(root), int(total), int(deadline))
+        )
+
+    def claimed(self, epoch: int, operator: str) -> bool:
+        rewards = self.contracts.rewards
+        return bool(guarded(lambda: rewards.functions.claimed(epoch, _address(operator)).call()))
+
+    def claim(self, epoch: int, amount: int, proof: list[bytes]) -> TxReceipt:
+        """Claims this operator's `amount` of `epoch`; a claim the contract would refuse raises
+        ChainError naming why (InvalidProof, AlreadyClaimed, ClaimWindowClosed)."""
+        rewards = self.contracts.rewards
+        return self.sender.send(
+            rewards.functions.claim(epoch, self.operator.address, amount, proof)
+        )
+
     def units(self, amount: str) -> int:
         """`amount` of the stablecoin (a decimal like 12.5) in its smallest units."""
         try:

@@ -71,14 +71,19 @@ class TreasuryService(Service):
         registry: RegistryService,
         chain: ChainSettings | None,
         grace_s: float = DEFAULT_GRACE_S,
+        operator_key: Path | None = None,
     ) -> None:
+        """`operator_key`: the operator's key file, whose binding (TREASURY-2) the node keeps
+        in the registry with a chain or without (rewards name operators by it, RWD-8)."""
         self.node_id = key.node_id
         self._key = key
         self._registry = registry
         self._chain = chain
+        self._operator_key = operator_key or (chain.operator_key if chain else None)
         self._grace_s = grace_s
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="treasury")
         self._task: asyncio.Task[None] | None = None
+        self._binding_task: asyncio.Task[None] | None = None
         self._ledger: Ledger | None = None
         self._binding: OperatorBinding | None = None
         self._lock = asyncio.Lock()  # one vote at a time: each takes the next nonce
@@ -95,14 +100,37 @@ class TreasuryService(Service):
     # ---- the service -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._operator_key is not None and self._operator_key.exists():
+            self._binding_task = asyncio.create_task(self._keep_binding(self._operator_key))
         if self._chain is not None:
             self._task = asyncio.create_task(self._run(self._chain))
 
     async def stop(self, leave: bool) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._binding_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def has_chain(self) -> bool:
+        return self._ledger is not None
+
+    async def _keep_binding(self, operator_key: Path) -> None:
+        """TREASURY-3, chain or not: sign the binding once, then keep it in the registry."""
+        try:
+            self._binding = await self._call(_bind, operator_key, self._key)
+        except FpaiError as exc:
+            log.warning("no operator binding", error=str(exc))
+            return
+        while True:
+            try:
+                await self._publish_binding()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("operator binding not published")
+            await asyncio.sleep(POLL_S)
 
     def status_sections(self) -> Mapping[str, object]:
         section: dict[str, object] = {"chain": self.phase}
@@ -128,14 +156,14 @@ class TreasuryService(Service):
         delay = CONNECT_RETRY_S[0]
         while self._ledger is None:
             try:
-                self._ledger, self._binding = await self._call(_connect, chain, self._key)
+                self._ledger = await self._call(_connect, chain)
             except FpaiError as exc:
                 self.error = str(exc)
                 log.warning("chain not ready", error=self.error, retry_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, CONNECT_RETRY_S[1])
         self.phase, self.error = "ready", ""
-        log.info("treasury ready", operator=self._binding.address if self._binding else None)
+        log.info("treasury ready", operator=self._ledger.operator.address)
         while True:
             try:
                 await self.upkeep()
@@ -154,7 +182,6 @@ class TreasuryService(Service):
         """One round: the binding (TREASURY-3), every ballot (TREASURY-5..7), then every
         proposal that passed (TREASURY-8)."""
         ledger = self._ready()
-        await self._publish_binding()
         state = self._registry.state
         known = {k.id: k for k in await self._call(ledger.proposals)}
         states = await self._states(ledger, known)
@@ -546,6 +573,37 @@ class TreasuryService(Service):
         done["state"] = proposal_state.name.lower()
         return done
 
+    # ---- what rewards ask of the chain (specs/0010-rewards.md RWD-9) --------------------------
+
+    @property
+    def operator(self) -> str | None:
+        """This node's operator address, once the chain is connected."""
+        return self._binding.address if self._binding is not None else None
+
+    async def propose_rewards(self, epoch: int, root: bytes, total: int) -> dict[str, Any]:
+        ledger = self._ready()
+        actions = await self._call(ledger.reward_actions, epoch, root, total)
+        text = f"Rewards for epoch {epoch}: root 0x{root.hex()}, total {total}"
+        proposal, receipt = await self._call(ledger.propose, actions, text)
+        return {
+            "proposal": f"{proposal.id:#066x}",
+            "transaction": receipt["transactionHash"].to_0x_hex(),
+            "gas": receipt["gasUsed"],
+        }
+
+    async def published_rewards(self, epoch: int) -> tuple[bytes, int, int] | None:
+        ledger = self._ready()
+        return await self._call(ledger.published, epoch)
+
+    async def reward_claimed(self, epoch: int) -> bool:
+        ledger = self._ready()
+        return await self._call(ledger.claimed, epoch, ledger.operator.address)
+
+    async def claim_reward(self, epoch: int, amount: int, proof: list[bytes]) -> dict[str, Any]:
+        ledger = self._ready()
+        receipt = await self._call(ledger.claim, epoch, amount, proof)
+        return {"transaction": receipt["transactionHash"].to_0x_hex(), "gas": receipt["gasUsed"]}
+
     async def pay(self, amount: str, token: str) -> dict[str, Any]:
         ledger = self._ready()
         receipt = await self._call(ledger.pay, amount, token)
@@ -679,9 +737,9 @@ def _open_or_passed(proposal_state: "State | None") -> bool:
     )
 
 
-def _connect(chain: ChainSettings, key: NodeKey) -> "tuple[Ledger, OperatorBinding]":
+def _connect(chain: ChainSettings) -> "Ledger":
     """In the worker thread: web3 and the chain code, the deployment checked on the chain
-    (CHAIN-2), the operator key, and this node's binding."""
+    (CHAIN-2), and the operator key."""
     from web3 import HTTPProvider, Web3
 
     from fpai_node.chain import restore_recursion_limit
@@ -690,7 +748,6 @@ def _connect(chain: ChainSettings, key: NodeKey) -> "tuple[Ledger, OperatorBindi
     from fpai_node.chain.transactor import rpc_errors
     from fpai_node.chain.wiring import check_wiring
     from fpai_node.treasury.ledger import Ledger
-    from fpai_node.treasury.records import OperatorBinding
 
     restore_recursion_limit()  # py_ecc, imported just now, raised it (fpai_node/chain/__init__)
     operator = load_key(chain.operator_key)
@@ -698,7 +755,18 @@ def _connect(chain: ChainSettings, key: NodeKey) -> "tuple[Ledger, OperatorBindi
     w3 = Web3(HTTPProvider(chain.rpc, request_kwargs={"timeout": RPC_TIMEOUT_S}))
     with rpc_errors():
         contracts = check_wiring(w3, deployment)
-    return Ledger(contracts, operator), OperatorBinding.sign(key, operator)
+    return Ledger(contracts, operator)
+
+
+def _bind(operator_key: Path, key: NodeKey) -> "OperatorBinding":
+    """In the worker thread: the operator key, and this node's binding signed by both keys."""
+    from fpai_node.chain import restore_recursion_limit
+    from fpai_node.chain.keys import load_key
+    from fpai_node.treasury.records import OperatorBinding
+
+    operator = load_key(operator_key)
+    restore_recursion_limit()
+    return OperatorBinding.sign(key, operator)
 
 
 RPC_TIMEOUT_S = 15.0  # one JSON-RPC call; a public endpoint under load answers within seconds
