@@ -95,8 +95,13 @@ def fake_parts() -> dict[str, Any]:
         receipts_rejected=Counter({"bad_signature": 1}),
         demotions=Counter({"inflated_completion": 2}),
         proofs=SimpleNamespace(status=lambda: {PEER_B: ["m", "n"]}),
+        acks=SimpleNamespace(dropped=Counter({"expired": 4})),
     )
-    serving = SimpleNamespace(served=Counter({PEER_C: 2}), refused=Counter({"not_a_member": 1}))
+    serving = SimpleNamespace(
+        served=Counter({PEER_C: 2}),
+        refused=Counter({"not_a_member": 1}),
+        acks=SimpleNamespace(refused=Counter({"unknown_receipt": 5})),
+    )
     return {
         "inference": inference,
         "gossip": gossip,
@@ -174,6 +179,8 @@ def test_the_collector_reads_every_part_at_scrape_time() -> None:
     assert value(scraped, "fpai_forwards_in_flight", peer=PEER_C) == 1
     assert value(scraped, "fpai_forward_overhead_seconds", peer=PEER_B) == 0.0125
     assert value(scraped, "fpai_receipts_rejected_total", reason="bad_signature") == 1
+    assert value(scraped, "fpai_acknowledgements_refused_total", reason="unknown_receipt") == 5
+    assert value(scraped, "fpai_acknowledgements_dropped_total", reason="expired") == 4
     assert value(scraped, "fpai_router_demotions_total", reason="inflated_completion") == 2
     assert value(scraped, "fpai_router_proven_models", peer=PEER_B) == 2
     assert value(scraped, "fpai_peer_requests_served_total", peer=PEER_C) == 2
