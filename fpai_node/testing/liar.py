@@ -12,7 +12,7 @@ The lies are issue 13's review findings, told the way a careful liar would: it a
 
 And issue 18's, against rewards (specs/0010-rewards.md):
 - `inflate-prompt`: claims the most prompt tokens RECEIPT-2 lets a requester accept;
-- `wrong-text`: answers with filler instead of running the model, its counts plausible;
+- `wrong-text`: answers with filler instead of the model's text, with honest counts;
 - `drop-answers`: runs the model and signs the receipt, then hangs up before sending anything;
 - `inflate-digest`: commits epoch digests claiming a thousand times the work it served.
 
@@ -54,7 +54,7 @@ LIES = frozenset(
 PHANTOM = "phantom"
 INFLATED_TOKENS = 10**12
 DIGEST_FACTOR = 1000
-FILLER = " the quick brown fox jumps over the lazy dog"
+FILLER = " violet anchor pepper quantum lantern mosaic harbor cobalt tundra whisper"  # unrelated
 _serving: ContextVar[str] = ContextVar("serving", default="")  # the request id being served
 
 
@@ -142,10 +142,14 @@ def _patch_answers(telling: Callable[[str], bool]) -> None:
             async for event in honest_run(served, job):
                 yield event
             return
+        prompt_tokens = 0
+        async for event in honest_run(served, job):  # only for an honest prompt count
+            if isinstance(event, Finish):
+                prompt_tokens = event.usage.prompt_tokens
         words = job.max_tokens or 16
-        for _ in range(words):
-            yield TextChunk(FILLER.split(" ")[1 + _ % 9] + " ")
-        yield Finish("length", Usage(len(job.body) // 4, words))  # plausible, not counted
+        for i in range(words):
+            yield TextChunk(FILLER.split(" ")[1 + i % 10] + " ")
+        yield Finish("length", Usage(prompt_tokens, words))  # counts a check cannot fault
 
     async def stream(
         self: serve.PeerInference,
