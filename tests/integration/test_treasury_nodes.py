@@ -193,6 +193,7 @@ def test_a_node_without_a_chain_answers_every_treasury_command_with_one_line(
     tmp_path: Path,
 ) -> None:
     node = RegistryNode(tmp_path / "node").start()
+    operator = run_cli("id", "--home", str(tmp_path / "node"), "--operator").stdout.strip()
     try:
         for args in (
             ("status",),
@@ -205,7 +206,15 @@ def test_a_node_without_a_chain_answers_every_treasury_command_with_one_line(
             lines = result.stderr.strip().splitlines()
             assert result.returncode == 1 and len(lines) == 1, result.stderr
             assert "HTTP 503: no chain configured: set chain_rpc" in lines[0]
-        assert treasury_section(node) == {"chain": "none", "done": {}, "refused": {}}
+        # the binding is kept without a chain too (TREASURY-3): rewards pay operators by it
+        wait_for(lambda: "operator" in treasury_section(node))
+        assert treasury_section(node) == {
+            "chain": "none",
+            "operator": operator,
+            "done": {},
+            "refused": {},
+        }
+        assert binding_parameter(node.node_id) in node.registry()["parameters"]
     finally:
         node.kill()
 
