@@ -41,6 +41,7 @@ from fpai_node.memory.shard import OpenStore
 from fpai_node.peer.channel import PeerChannel
 from fpai_node.registry.raft import RaftTiming
 from fpai_node.registry.service import RegistryService, remembered_peers
+from fpai_node.rewards.digests import KEPT_PAIRS_MS
 from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
@@ -128,6 +129,7 @@ def compose(
         members=gossip.members,
         is_member=gossip.is_live_member,
         registry_models=lambda: registry.state.models,
+        pairs_window_ms=KEPT_PAIRS_MS,
     )
     services: list[Service] = [inference, router, channel, gossip, registry]
     embedder = Embedder.bundled()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from fpai_node.identity.keys import NodeKey
 from fpai_node.identity.nodeid import is_node_id
+from fpai_node.rewards.params import EPOCH_S_RANGE
 from fpai_node.router.acks import Pair
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import Envelope, open_kept, seal
@@ -22,6 +23,9 @@ MAX_DIGEST_BYTES = 60_000  # RWD-6: under the registry's 64 KiB command with its
 MAX_MODEL_BYTES = 256  # RECEIPT-1's model ids
 MAX_COUNT = 1 << 63
 KEEP_DIGESTS = 8  # RWD-6: with 32 ballots and 16 reports, within REG-16's 64 parameters
+# The pairs a restarted node may still need (to commit, to answer RWD-7, to show): those of the
+# epochs it keeps digests of, at the longest epoch RWD-4 allows
+KEPT_PAIRS_MS = (KEEP_DIGESTS + 1) * EPOCH_S_RANGE[1] * 1000
 EMPTY_ROOT = bytes(32)
 _KEY = re.compile(r"member\.(fpn1[a-z2-7]{32})\.rewards\.(0|[1-9][0-9]{0,19})")
 

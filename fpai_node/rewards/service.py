@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -25,6 +24,7 @@ from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
 from fpai_node.registry.service import RegistryService, RegistryUnavailable
 from fpai_node.registry.state import RegistryState
+from fpai_node.rewards.book import PairBook
 from fpai_node.rewards.digests import (
     KEEP_DIGESTS,
     Digest,
@@ -57,7 +57,6 @@ from fpai_node.rewards.spot import (
 from fpai_node.router.acks import Pair, read_pair
 from fpai_node.router.forward import Acknowledged
 from fpai_node.router.messages import Failed, InferRequest, ReceiptRejected, encode_failure
-from fpai_node.router.receipts import read_receipts
 from fpai_node.router.service import RouterService
 from fpai_node.service import FrameRefused, PeerRoute, RpcRoute, Service, StreamRoute, counter
 from fpai_node.wire import codec
@@ -103,8 +102,10 @@ class RewardsService(Service):
         self._is_member = is_member
         self._treasury = treasury
         self._pool = client.pool(connections_per_peer=2, timeout_s=SPOT_TIMEOUT_S)
-        self._pairs: dict[bytes, Pair] = {}  # by id: the pairs this node is party to
+        self._book = PairBook(RewardParams().epoch_ms)  # the pairs this node is party to
         self._checked: dict[str, tuple[bytes, Any]] = {}  # registry key: (value, result)
+        self._params = RewardParams()
+        self._params_basis: Mapping[str, codec.Value] | None = None
         self._checking = asyncio.Semaphore(SPOT_CONCURRENCY)
         self._asking: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -114,8 +115,9 @@ class RewardsService(Service):
     # ---- the service -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for pair in await asyncio.to_thread(_kept_pairs, self._router.receipts.path, self.node_id):
-            self._pairs[pair.id] = pair
+        self._book.regroup(self.params().epoch_ms)
+        for pair in self._router.take_kept_pairs():  # read once, by the router's start
+            self._book.add(pair)
         self._router.forwarder.on_acknowledged = self._acknowledged
         self._router.serving.acks.on_pair = self._add
         self._task = asyncio.create_task(self._run(), name="rewards")
@@ -145,7 +147,7 @@ class RewardsService(Service):
         return {
             "rewards": {
                 "epoch": params.epoch_of(_now_ms()),
-                "pairs": len(self._pairs),
+                "pairs": len(self._book),
                 "done": dict(self.counts),
                 "refused": dict(self.refused),
             }
@@ -166,11 +168,17 @@ class RewardsService(Service):
             self.refused,
         )
 
-    def params(self) -> RewardParams:
-        return RewardParams.from_parameters(self._registry.state.parameters)
+    def params(self, state: RegistryState | None = None) -> RewardParams:
+        """RWD-4's parameters of `state` (the registry's now), parsed again only when its
+        parameters changed: every forwarded request asks (spot sampling)."""
+        parameters = (state or self._registry.state).parameters
+        if parameters is not self._params_basis:
+            self._params = RewardParams.from_parameters(parameters)
+            self._params_basis = parameters
+        return self._params
 
     def _add(self, pair: Pair) -> None:
-        self._pairs[pair.id] = pair
+        self._book.add(pair)
 
     async def _run(self) -> None:
         while True:
@@ -189,9 +197,10 @@ class RewardsService(Service):
     async def upkeep(self) -> None:
         """Commit the digests that are due (RWD-6), forget what is old, demote the penalized."""
         state = self._registry.state
-        params = RewardParams.from_parameters(state.parameters)
+        params = self.params(state)
         now = _now_ms()
-        for epoch in sorted({params.epoch_of(p.epoch_ms) for p in self._pairs.values()}):
+        self._book.regroup(params.epoch_ms)
+        for epoch in self._book.epochs():
             due = params.commit_from_ms(epoch) <= now <= params.deadline_ms(epoch)
             if due and digest_parameter(self.node_id, epoch) not in state.parameters:
                 await self._commit(params, epoch, now)
@@ -215,11 +224,8 @@ class RewardsService(Service):
         log.info("epoch digest committed", epoch=epoch, pairs=digest.pairs, bytes=len(frame))
 
     def digest(self, params: RewardParams, epoch: int) -> Digest:
-        return summarize(
-            self.node_id,
-            epoch,
-            (p for p in self._pairs.values() if params.epoch_of(p.epoch_ms) == epoch),
-        )
+        self._book.regroup(params.epoch_ms)
+        return summarize(self.node_id, epoch, self._book.of(epoch))
 
     async def _prune(self, state: RegistryState, params: RewardParams, now: int) -> None:
         """Own digests beyond the newest KEEP_DIGESTS, own reports beyond KEEP_REPORTS or older
@@ -243,9 +249,7 @@ class RewardsService(Service):
                 await self._registry.propose("param.delete", {"key": key}, 5.0)
             except RegistryUnavailable:
                 return
-        oldest = params.end_ms(current - KEEP_DIGESTS - 1)
-        for pair_id in [i for i, p in self._pairs.items() if p.epoch_ms < oldest]:
-            del self._pairs[pair_id]
+        self._book.forget_before(current - KEEP_DIGESTS)
 
     def _report_epoch(self, params: RewardParams, key: str, value: codec.Value) -> int:
         report = self._report(params, key, value)
@@ -522,11 +526,8 @@ class RewardsService(Service):
         epoch = fields.get("epoch") if isinstance(fields, dict) else None
         if not isinstance(fields, dict) or fields.keys() != {"epoch"} or type(epoch) is not int:
             raise FrameRefused("malformed")
-        params = self.params()
-        pairs = sorted(
-            (p for p in self._pairs.values() if params.epoch_of(p.epoch_ms) == epoch),
-            key=lambda p: p.id,
-        )
+        self._book.regroup(self.params().epoch_ms)
+        pairs = sorted(self._book.of(epoch), key=lambda p: p.id)
         return codec.encode([[p.receipt_frame, p.ack_frame] for p in pairs])
 
     # ---- what the operator asks (the API, `fpai-node rewards`) -------------------------------
@@ -537,13 +538,14 @@ class RewardsService(Service):
         its operator's amount and, with a chain, whether it is published and claimed; the
         fraud reports that name it or that it filed."""
         state = self._registry.state
-        params = RewardParams.from_parameters(state.parameters)
+        params = self.params(state)
         now = _now_ms()
         operator = self._treasury.operator if self._treasury is not None else None
         if epoch is not None:
             epochs = [epoch]
         else:
-            kept = {params.epoch_of(p.epoch_ms) for p in self._pairs.values()}
+            self._book.regroup(params.epoch_ms)
+            kept = set(self._book.epochs())
             committed = {
                 parsed[1]
                 for key in state.parameters
@@ -631,7 +633,7 @@ class RewardsService(Service):
 
     def final(self, epoch: int) -> EpochRewards:
         state = self._registry.state
-        params = RewardParams.from_parameters(state.parameters)
+        params = self.params(state)
         if _now_ms() <= params.deadline_ms(epoch):
             raise RewardsError(
                 f"epoch {epoch} is not final yet: digests may be committed until "
@@ -684,7 +686,7 @@ class RewardsService(Service):
     def claimable_epochs(self) -> list[int]:
         """The final epochs this node kept a digest of, newest first."""
         state = self._registry.state
-        params = RewardParams.from_parameters(state.parameters)
+        params = self.params(state)
         now = _now_ms()
         return sorted(
             (
@@ -726,18 +728,6 @@ def _verdict(answer: bytes) -> str | None:
         return None
     verdict = value.get("verdict") if isinstance(value, dict) else None
     return verdict if verdict in ("pass", "fail") else None
-
-
-def _kept_pairs(path: Path, node_id: str) -> list[Pair]:
-    """The pairs in the receipts file this node is party to: its acknowledgements ("used")
-    and the ones its requesters sent ("acked")."""
-    pairs = []
-    for item in read_receipts(path):
-        if isinstance(item, ReceiptRejected) or item.pair is None:
-            continue
-        if node_id in (item.receipt.server, item.receipt.requester):
-            pairs.append(item.pair)
-    return pairs
 
 
 def _root(rewards: EpochRewards) -> bytes:

@@ -26,7 +26,7 @@ from fpai_node.router.acks import (
     read_pair,
     receipt_hash,
 )
-from fpai_node.router.messages import RECEIPT_LIFETIME_MS, Receipt, ReceiptRejected
+from fpai_node.router.messages import RECEIPT_LIFETIME_MS, ReceiptRejected
 from fpai_node.router.receipts import ReceiptLog, Recent
 from fpai_node.service import FrameRefused, RpcRoute
 from fpai_node.wire import codec
@@ -65,10 +65,11 @@ class AckInbox:
         self.refused: Counter[str] = Counter()
         self.on_pair: Callable[[Pair], None] | None = None  # rewards' digests (RWD-5)
 
-    def expect(self, frame: bytes, receipt: Receipt) -> None:
-        """A receipt was signed: its acknowledgement may come within PENDING_MS."""
-        self._forget_old(receipt.at_ms)
-        self._expected[receipt_hash(frame)] = _Expected(frame, receipt.requester, receipt.at_ms)
+    def expect(self, frame: bytes, requester: str, at_ms: int) -> None:
+        """A receipt was signed for `requester` at `at_ms`: its acknowledgement may come within
+        PENDING_MS."""
+        self._forget_old(at_ms)
+        self._expected[receipt_hash(frame)] = _Expected(frame, requester, at_ms)
 
     def _forget_old(self, now_ms: int) -> None:
         while self._expected and (
@@ -129,7 +130,7 @@ class AckInbox:
         for digest, at_ms in sorted(recent.acknowledged, key=lambda item: item[1]):
             self._acknowledged[digest] = at_ms
         for frame, receipt in sorted(recent.unacknowledged, key=lambda item: item[1].at_ms):
-            self.expect(frame, receipt)
+            self.expect(frame, receipt.requester, receipt.at_ms)
 
 
 class AckOutbox:

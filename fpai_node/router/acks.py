@@ -9,7 +9,7 @@ requester says it got, and a receipt signed for an answer that never arrived has
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fpai_node.identity.keys import NodeKey
 from fpai_node.identity.nodeid import is_node_id
@@ -67,18 +67,46 @@ def seal_ack(
     now_ms: int,
 ) -> bytes:
     """RWD-1: acknowledge `receipt`; its counts when the verdict is "ok", else none."""
+    return acknowledge(
+        key, receipt_frame, receipt, output=output, verdict=verdict, seq=seq, now_ms=now_ms
+    ).ack_frame
+
+
+def acknowledge(
+    key: NodeKey,
+    receipt_frame: bytes,
+    receipt: Receipt,
+    *,
+    output: bytes,
+    verdict: str,
+    seq: int,
+    now_ms: int,
+) -> "Pair":
+    """RWD-1 as the requester makes it: the pair, built from what it signed rather than read
+    back from the frame (no second signature check on the request's path)."""
     accepted = verdict == OK
+    ack = Ack(
+        requester=key.node_id,
+        server=receipt.server,
+        receipt=receipt_hash(receipt_frame),
+        output=output,
+        prompt_tokens=receipt.prompt_tokens if accepted else 0,
+        completion_tokens=receipt.completion_tokens if accepted else 0,
+        verdict=verdict,
+        at_ms=now_ms,
+    )
     payload = codec.encode(
         {
-            "completion_tokens": receipt.completion_tokens if accepted else 0,
-            "output": output,
-            "prompt_tokens": receipt.prompt_tokens if accepted else 0,
-            "receipt": receipt_hash(receipt_frame),
-            "server": receipt.server,
-            "verdict": verdict,
+            "completion_tokens": ack.completion_tokens,
+            "output": ack.output,
+            "prompt_tokens": ack.prompt_tokens,
+            "receipt": ack.receipt,
+            "server": ack.server,
+            "verdict": ack.verdict,
         }
     )
-    return seal(key, ACK_TYPE, payload, seq=seq, now_ms=now_ms, lifetime_ms=ACK_LIFETIME_MS)
+    frame = seal(key, ACK_TYPE, payload, seq=seq, now_ms=now_ms, lifetime_ms=ACK_LIFETIME_MS)
+    return Pair(receipt_frame, frame, receipt, ack)
 
 
 def read_ack(frame: bytes) -> Ack:
@@ -133,10 +161,10 @@ class Pair:
     ack_frame: bytes
     receipt: Receipt
     ack: Ack
+    id: bytes = field(init=False, compare=False)  # RWD-2, hashed once: digests and indexes use it
 
-    @property
-    def id(self) -> bytes:
-        return pair_id(self.receipt_frame, self.ack_frame)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", pair_id(self.receipt_frame, self.ack_frame))
 
     @property
     def epoch_ms(self) -> int:

@@ -28,7 +28,7 @@ from fpai_node.inference.base import (
 )
 from fpai_node.peer.client import PeerClient
 from fpai_node.router.ack_exchange import AckOutbox
-from fpai_node.router.acks import DISPUTES, OK, Pair, read_ack, seal_ack
+from fpai_node.router.acks import DISPUTES, OK, Pair, acknowledge
 from fpai_node.router.jobs import Job, LocalEvent
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -350,7 +350,7 @@ class Forwarder:
         self, answer: _Answer, request: InferRequest, frame: bytes, receipt: Receipt, verdict: str
     ) -> None:
         """RWD-1: sign, keep the pair, send the server its copy, offer it to spot checks."""
-        ack = seal_ack(
+        pair = acknowledge(
             self._key,
             frame,
             receipt,
@@ -359,8 +359,7 @@ class Forwarder:
             seq=self._ack_seq.next(),
             now_ms=time.time_ns() // 1_000_000,
         )
-        pair = Pair(frame, ack, receipt, read_ack(ack))
-        self._receipts.add("used", frame, ack)
+        self._receipts.add("used", frame, pair.ack_frame)
         self.acks.send(pair, answer.address)
         if self.on_acknowledged is not None:
             text = None if answer.job.api == "embeddings" else "".join(answer.text)

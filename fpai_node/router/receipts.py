@@ -31,6 +31,7 @@ from fpai_node.errors import FpaiError
 from fpai_node.router.acks import Pair, read_pair, receipt_hash
 from fpai_node.router.messages import Receipt, ReceiptRejected, read_stored_receipt
 from fpai_node.wire import codec
+from fpai_node.wire.envelope import kept_timestamp
 from fpai_node.wire.errors import MalformedFrame
 
 MAGIC = b"FPAI-RECEIPTS-1\n"
@@ -162,15 +163,16 @@ class Kept:
     pair: Pair | None = None  # with its acknowledgement
 
 
-def read_receipts(path: Path) -> Iterator[Kept | ReceiptRejected]:
-    """Every record up to the first damaged one, each verified (RECEIPT-4)."""
+def read_receipts(path: Path, since_ms: int = 0) -> Iterator[Kept | ReceiptRejected]:
+    """Every record up to the first damaged one, each verified (RECEIPT-4); records whose
+    receipt is dated before `since_ms` are skipped before their signatures are checked."""
     if not path.exists():
         return
     with path.open("rb") as f:
-        yield from _verified(_records(f))
+        yield from _verified(_records(f), since_ms)
 
 
-def _verified(bodies: Iterator[bytes]) -> Iterator[Kept | ReceiptRejected]:
+def _verified(bodies: Iterator[bytes], since_ms: int) -> Iterator[Kept | ReceiptRejected]:
     for body in bodies:
         try:
             record = codec.decode(body)
@@ -187,6 +189,8 @@ def _verified(bodies: Iterator[bytes]) -> Iterator[Kept | ReceiptRejected]:
         frame, ack = record["receipt"], record.get("ack")
         frame = frame if type(frame) is bytes else b""
         try:
+            if since_ms and kept_timestamp(frame) < since_ms:
+                continue
             receipt = read_stored_receipt(frame)
             if ack is None:
                 yield Kept(record["dir"], receipt, frame)  # type: ignore[arg-type]
@@ -195,35 +199,55 @@ def _verified(bodies: Iterator[bytes]) -> Iterator[Kept | ReceiptRejected]:
         except ReceiptRejected as exc:
             yield exc
             continue
+        except MalformedFrame as exc:  # kept_timestamp: not even a frame
+            yield ReceiptRejected("malformed", str(exc))
+            continue
         yield Kept(record["dir"], receipt, frame, pair)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
 class Recent:
-    """What a restart must pick up again (RWD-3): served receipts still awaiting their
-    acknowledgement, those already acknowledged, and this node's own acknowledgements, which
-    may not have reached their servers."""
+    """What a start picks up again from the file, in one pass: served receipts still awaiting
+    their acknowledgement and those already acknowledged (the server's side of RWD-3), this
+    node's own acknowledgements, which may not have reached their servers (the requester's),
+    and every pair it is party to for rewards' digests (RWD-5)."""
 
     unacknowledged: list[tuple[bytes, Receipt]]
     acknowledged: list[tuple[bytes, int]]  # (receipt hash, receipt time)
     used: list[Pair]
+    pairs: list[Pair]
 
 
-def recent(path: Path, own_id: str, since_ms: int) -> Recent:
+def recent(path: Path, own_id: str, since_ms: int, pairs_since_ms: int) -> Recent:
+    """`since_ms` bounds the acknowledgements' part, `pairs_since_ms` the pairs'."""
     served: dict[bytes, tuple[bytes, Receipt]] = {}
     acknowledged: list[tuple[bytes, int]] = []
     used: list[Pair] = []
-    for item in read_receipts(path):
-        if isinstance(item, ReceiptRejected) or item.receipt.at_ms < since_ms:
+    pairs: list[Pair] = []
+    for item in read_receipts(path, min(since_ms, pairs_since_ms)):
+        if isinstance(item, ReceiptRejected):
+            continue
+        pair, at_ms = item.pair, item.receipt.at_ms
+        if (
+            pair is not None
+            and at_ms >= pairs_since_ms
+            and own_id
+            in (
+                item.receipt.server,
+                item.receipt.requester,
+            )
+        ):
+            pairs.append(pair)
+        if at_ms < since_ms:
             continue
         if item.direction == "served" and item.receipt.server == own_id:
             served[receipt_hash(item.frame)] = (item.frame, item.receipt)
-        elif item.direction == "acked" and item.pair is not None:
-            served.pop(item.pair.ack.receipt, None)
-            acknowledged.append((item.pair.ack.receipt, item.receipt.at_ms))
-        elif item.direction == "used" and item.pair is not None:
-            used.append(item.pair)
-    return Recent(list(served.values()), acknowledged, used)
+        elif item.direction == "acked" and pair is not None:
+            served.pop(pair.ack.receipt, None)
+            acknowledged.append((pair.ack.receipt, at_ms))
+        elif item.direction == "used" and pair is not None:
+            used.append(pair)
+    return Recent(list(served.values()), acknowledged, used, pairs)
 
 
 @dataclass(slots=True)

@@ -41,7 +41,6 @@ from fpai_node.router.messages import (
     encode_failure,
     is_probe,
     prompt_limit,
-    read_stored_receipt,
     seal_receipt,
 )
 from fpai_node.router.proofs import is_probe_body
@@ -190,6 +189,7 @@ class PeerInference:
         backend that counts tokens no text event shows (a reasoning model's) must not make an
         honest receipt look inflated."""
         sent = Received(sent_bytes, job.max_tokens, job.stop_bytes)
+        now_ms = time.time_ns() // 1_000_000
         receipt = seal_receipt(
             self._key,
             forwarded,
@@ -197,12 +197,12 @@ class PeerInference:
             prompt_tokens=min(prompt_tokens, prompt_limit(forwarded)),
             completion_tokens=min(completion_tokens, completion_limit(sent)),
             seq=self._seq.next(),
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=now_ms,
             weights=self._weights(job.model),
         )
         if not is_probe(forwarded.request_id):  # ROUTE-9: a probe is nobody's usage
             self._receipts.add("served", receipt)
-            self.acks.expect(receipt, read_stored_receipt(receipt))
+            self.acks.expect(receipt, forwarded.path[-1], now_ms)
         return receipt
 
     def _weights(self, model: str) -> bytes:

@@ -18,6 +18,7 @@ from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
 from fpai_node.router.ack_exchange import PENDING_MS
+from fpai_node.router.acks import Pair
 from fpai_node.router.forward import Forwarder, PeerRefused, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import PROBE_ID_PREFIX, InferRequest
@@ -45,12 +46,15 @@ class RouterService(Service):
         members: Callable[[], Iterable[MemberView]],
         is_member: Callable[[str], bool],
         registry_models: Callable[[], Mapping[str, frozenset[str]]],
+        pairs_window_ms: int = 0,
     ) -> None:
         """`members` is gossip's table (the peers' offers), `is_member` who may use this
         node's models (FWD-7), `registry_models` who the registry says serves what (ROUTE-7).
         Opens the receipts log (RECEIPT-3: a torn tail is cut now)."""
         self._node_id = key.node_id
         self._members = members
+        self._pairs_window_ms = pairs_window_ms
+        self._kept_pairs: list[Pair] = []
         self._probing: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptLog(receipts)
@@ -68,8 +72,15 @@ class RouterService(Service):
         """Start probing announced models (ROUTE-9) and delivering acknowledgements (RWD-3),
         and wait again for those of the receipts signed before a restart; the peer channel
         carries the rest."""
-        since_ms = time.time_ns() // 1_000_000 - PENDING_MS
-        found = await asyncio.to_thread(recent, self.receipts.path, self._node_id, since_ms)
+        now_ms = time.time_ns() // 1_000_000
+        found = await asyncio.to_thread(
+            recent,
+            self.receipts.path,
+            self._node_id,
+            now_ms - PENDING_MS,
+            now_ms - self._pairs_window_ms,
+        )
+        self._kept_pairs = found.pairs
         self.serving.acks.restore(found)
         outbox = self.forwarder.acks
         outbox.address_of = self.address_of
@@ -88,6 +99,12 @@ class RouterService(Service):
         self._probing = None
         await self.forwarder.acks.stop()
         await self.receipts.close()
+
+    def take_kept_pairs(self) -> list[Pair]:
+        """The pairs of the last `pairs_window_ms` the receipts file held at start, handed
+        once to rewards (the file is read once, here)."""
+        pairs, self._kept_pairs = self._kept_pairs, []
+        return pairs
 
     def address_of(self, node_id: str) -> str | None:
         """A member's peer address, as gossip knows it."""

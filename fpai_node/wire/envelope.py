@@ -152,10 +152,9 @@ def open_envelope(
     return envelope
 
 
-def open_kept(frame: bytes, *, known_types: Container[str]) -> Envelope:
-    """A kept record (a receipt, a digest, a report) verified at its own timestamp (`now` =
-    its `ts`, RECEIPT-4), so that it stays verifiable by anyone after it expires; the replay
-    and expiry checks are for live messages."""
+def kept_timestamp(frame: bytes) -> int:
+    """The `ts` a frame's header states, unverified: what `open_kept` verifies it at, and what
+    a reader of old records can skip them by without checking their signatures."""
     outer = codec.decode(frame)
     header = (
         codec.decode(outer[0])
@@ -165,7 +164,16 @@ def open_kept(frame: bytes, *, known_types: Container[str]) -> Envelope:
     stamp = header.get("ts") if isinstance(header, dict) else None
     if type(stamp) is not int:
         raise MalformedFrame("a frame is [signed, signature] and its header has a timestamp")
-    return open_envelope(frame, now_ms=stamp, known_types=known_types, replay_guard=None)
+    return stamp
+
+
+def open_kept(frame: bytes, *, known_types: Container[str]) -> Envelope:
+    """A kept record (a receipt, a digest, a report) verified at its own timestamp (`now` =
+    its `ts`, RECEIPT-4), so that it stays verifiable by anyone after it expires; the replay
+    and expiry checks are for live messages."""
+    return open_envelope(
+        frame, now_ms=kept_timestamp(frame), known_types=known_types, replay_guard=None
+    )
 
 
 def _header_fields(header: dict[str, codec.Value]) -> Envelope:

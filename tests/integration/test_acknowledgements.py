@@ -216,8 +216,9 @@ async def test_a_restarted_server_waits_for_and_recognizes_its_receipts(
         await client.close()
     await server.log.close()
     now_ms = used[0].receipt.at_ms
-    found = recent(tmp_path / "served.log", SERVER.node_id, now_ms - PENDING_MS)
+    found = recent(tmp_path / "served.log", SERVER.node_id, now_ms - PENDING_MS, now_ms)
     assert [read_ack(first).receipt] == [digest for digest, _ in found.acknowledged]
+    assert [p.ack_frame for p in found.pairs] == [first]  # for rewards, from the same pass
     assert len(found.unacknowledged) == 1
     again = ReceiptLog(tmp_path / "again.log")
     restarted = AckInbox(SERVER.node_id, again)

@@ -328,3 +328,20 @@ async def test_damage_mid_file_keeps_the_rest_in_a_private_copy(tmp_path: Path) 
     [copy] = tmp_path.glob("receipts.log.damaged-*")
     assert copy.stat().st_mode & 0o777 == 0o600
     assert copy.read_bytes() == bytes(whole[second:])  # the damaged record and the third one
+
+
+async def test_records_older_than_asked_are_skipped_before_their_signatures(
+    tmp_path: Path,
+) -> None:
+    """A restart reads only what it still needs: an old record is not verified at all, so even
+    a forged one costs no signature check (and is not reported)."""
+    path = tmp_path / "receipts.log"
+    old = bytearray(served(1))
+    at = bytes(old).index(b"req-1")
+    old[at + 4] = ord("9")  # no longer the signed bytes
+    await write(path, ("served", bytes(old)), ("served", served(5)))
+    assert [i.reason for i in read_receipts(path) if isinstance(i, ReceiptRejected)] == [
+        "bad_signature"
+    ]
+    since = list(read_receipts(path, since_ms=NOW + 3))
+    assert [(k.direction, k.receipt.request_id) for k in since] == [("served", "req-5")]  # type: ignore[union-attr]
