@@ -24,14 +24,12 @@ from fpai_node.rewards.digests import (
     summarize,
 )
 from fpai_node.rewards.params import RewardParams
-from fpai_node.router.acks import Pair, read_pair, seal_ack
-from fpai_node.router.messages import InferRequest, read_stored_receipt, seal_receipt
+from fpai_node.router.acks import Pair
+from fpai_node.testing.pairs import NOW, WEIGHTS, make_pair
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import seal
 
-NOW = 1_767_225_600_000
 SERVER, REQUESTER, OTHER = (NodeKey.from_seed(bytes([i]) * 32) for i in (7, 8, 9))
-WEIGHTS = hashlib.sha256(b"w").digest()
 
 
 def pair(
@@ -42,16 +40,7 @@ def pair(
     model: str = "m",
     verdict: str = "ok",
 ) -> Pair:
-    request = InferRequest("chat", b"{}", f"r{seq}", (requester.node_id,))
-    frame = seal_receipt(
-        server, request, model=model, prompt_tokens=3, completion_tokens=5, seq=seq,
-        now_ms=NOW + seq, weights=WEIGHTS,
-    )  # fmt: skip
-    ack = seal_ack(
-        requester, frame, read_stored_receipt(frame), output=bytes(32), verdict=verdict,
-        seq=seq, now_ms=NOW + seq + 1,
-    )  # fmt: skip
-    return read_pair(frame, ack)
+    return make_pair(seq, server=server, requester=requester, model=model, verdict=verdict)
 
 
 def h(data: bytes) -> bytes:

@@ -2,37 +2,18 @@
 for an epoch and gets every pair this node holds of it, in id order, to recompute the digest."""
 
 import datetime as dt
-import hashlib
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.client import PeerClient
 from fpai_node.rewards.digests import merkle_root, summarize
 from fpai_node.rewards.service import RewardsService
-from fpai_node.router.acks import read_pair, seal_ack
-from fpai_node.router.messages import InferRequest, read_stored_receipt, seal_receipt
+from fpai_node.router.acks import read_pair
 from fpai_node.service import FrameRefused
+from fpai_node.testing.pairs import NOW, REQUESTER, SERVER, make_pair
 from fpai_node.wire import codec
-
-NOW = 1_767_225_600_000
-SERVER, REQUESTER = NodeKey.from_seed(b"\x21" * 32), NodeKey.from_seed(b"\x22" * 32)
-
-
-def pair(seq: int, at_ms: int) -> Any:
-    request = InferRequest("chat", b"{}", f"r{seq}", (REQUESTER.node_id,))
-    frame = seal_receipt(
-        SERVER, request, model="m", prompt_tokens=3, completion_tokens=5, seq=seq,
-        now_ms=at_ms, weights=hashlib.sha256(b"w").digest(),
-    )  # fmt: skip
-    ack = seal_ack(
-        REQUESTER, frame, read_stored_receipt(frame), output=bytes(32), verdict="ok",
-        seq=seq, now_ms=at_ms + 1,
-    )  # fmt: skip
-    return read_pair(frame, ack)
 
 
 async def test_a_member_gets_the_pairs_of_an_epoch_and_recomputes_the_digest() -> None:
@@ -47,8 +28,8 @@ async def test_a_member_gets_the_pairs_of_an_epoch_and_recomputes_the_digest() -
         is_member=bool,  # type: ignore[arg-type]
     )
     epoch = NOW // 60_000
-    inside = [pair(i, NOW + i) for i in range(3)]
-    for p in [*inside, pair(9, NOW + 60_000)]:  # the last is in the next epoch
+    inside = [make_pair(i, at_ms=NOW + i) for i in range(3)]
+    for p in [*inside, make_pair(9, at_ms=NOW + 60_000)]:  # the last is in the next epoch
         service._add(p)
     answer = codec.decode(
         await service._pairs_of(REQUESTER.node_id, codec.encode({"epoch": epoch}))

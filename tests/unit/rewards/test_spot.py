@@ -23,31 +23,16 @@ from fpai_node.rewards.spot import (
     report_parameter,
     seal_report,
 )
-from fpai_node.router.acks import Pair, read_pair, seal_ack
-from fpai_node.router.messages import (
-    InferRequest,
-    ReceiptRejected,
-    read_stored_receipt,
-    seal_receipt,
-)
+from fpai_node.router.acks import Pair
+from fpai_node.router.messages import ReceiptRejected
+from fpai_node.testing.pairs import NOW, REQUESTER, SERVER, WEIGHTS, make_pair
 
-NOW = 1_767_225_600_000
-SERVER, REQUESTER, CHECKER, OTHER = (NodeKey.from_seed(bytes([i]) * 32) for i in (11, 12, 13, 14))
-WEIGHTS = hashlib.sha256(b"w").digest()
+CHECKER, OTHER = NodeKey.from_seed(bytes([13]) * 32), NodeKey.from_seed(bytes([14]) * 32)
 WRONG = Verdict(False, "wrong_output", "30 of 32 tokens rank below the top 2")
 
 
 def pair(seq: int = 1, *, weights: bytes = WEIGHTS, verdict: str = "ok") -> Pair:
-    request = InferRequest("chat", b"{}", f"r{seq}", (REQUESTER.node_id,))
-    frame = seal_receipt(
-        SERVER, request, model="m", prompt_tokens=3, completion_tokens=5, seq=seq,
-        now_ms=NOW + seq, weights=weights,
-    )  # fmt: skip
-    ack = seal_ack(
-        REQUESTER, frame, read_stored_receipt(frame), output=bytes(32), verdict=verdict,
-        seq=seq, now_ms=NOW + seq + 1,
-    )  # fmt: skip
-    return read_pair(frame, ack)
+    return make_pair(seq, weights=weights, verdict=verdict)
 
 
 def draw(p: Pair) -> int:
