@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fpai_node.api.json_body import json_object
 from fpai_node.errors import FpaiError
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.rewards.service import RewardsError, RewardsService
@@ -40,12 +41,12 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def propose(request: web.Request) -> web.Response:
-    body = await _body(request, required={"epoch"})
+    body = await json_object(request, required={"epoch"})
     return await _answer(request.app[REWARDS].propose(_epoch(body["epoch"])))
 
 
 async def claim(request: web.Request) -> web.Response:
-    body = await _body(request, required=set(), optional={"epoch"})
+    body = await json_object(request, required=set(), optional={"epoch"})
     rewards = request.app[REWARDS]
     epochs = [_epoch(body["epoch"])] if "epoch" in body else rewards.claimable_epochs()
 
@@ -71,22 +72,3 @@ def _epoch(value: object) -> int:
             f"epoch: expected a whole number 0..{MAX_EPOCH}, got {text!r}", param="epoch"
         )
     return int(text)
-
-
-async def _body(
-    request: web.Request, *, required: set[str], optional: frozenset[str] | set[str] = frozenset()
-) -> dict[str, Any]:
-    if not request.can_read_body:
-        body: Any = {}
-    else:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError("expected a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError("expected a JSON object")
-    missing, unknown = required - body.keys(), body.keys() - required - optional
-    if missing or unknown:
-        wanted = ", ".join(sorted(required) + [f"{k}?" for k in sorted(optional)])
-        raise ApiError(f"expected the fields {wanted or 'none'}")
-    return body

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fpai_node.api.json_body import json_object
 from fpai_node.errors import FpaiError
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.treasury.errors import NO_CHAIN, BadArgument, TreasuryError
@@ -94,19 +95,7 @@ def _proposal_id(request: web.Request) -> int:
 
 async def _body(request: web.Request, *, required: set[str], optional: set[str]) -> dict[str, Any]:
     """A JSON object with the required string fields and no others but the optional ones."""
-    if not request.can_read_body:
-        body: Any = {}
-    else:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError("expected a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError("expected a JSON object")
-    missing, unknown = required - body.keys(), body.keys() - required - optional
-    if missing or unknown:
-        wanted = ", ".join(sorted(required) + [f"{k}?" for k in sorted(optional)])
-        raise ApiError(f"expected the fields {wanted or 'none'}")
+    body = await json_object(request, required=required, optional=optional)
     for key, value in body.items():
         if not isinstance(value, str):
             raise ApiError(f"{key}: expected a string", param=key)
