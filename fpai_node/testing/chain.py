@@ -4,11 +4,12 @@ benchmarks/contracts.py."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
@@ -19,6 +20,7 @@ from fpai_node.chain.deploy import deploy
 from fpai_node.chain.governance import Proposal, Support
 from fpai_node.chain.parameters import GovernanceParameters
 from fpai_node.chain.transactor import Transactor
+from fpai_node.testing.nodeproc import run_cli
 
 ONE_ETH = 10**18
 # Fast enough for tests, long enough to test the waits: votes open a second after a proposal,
@@ -121,3 +123,35 @@ def pass_proposal(
     advance(w3, federation.parameters.timelock_delay_s + 1)
     receipts["execute"] = governance.execute(federation.relayer, governor, proposal)
     return receipts
+
+
+def operated_homes(homes: Sequence[Path]) -> list[str]:
+    """`fpai-node init` each home; their operators' addresses, in order."""
+    operators = []
+    for home in homes:
+        assert run_cli("init", "--home", str(home)).returncode == 0
+        operators.append(run_cli("id", "--home", str(home), "--operator").stdout.strip())
+    return operators
+
+
+def deploy_for_nodes(
+    rpc: str, operators: Sequence[str], out: Path, *, voting_period_s: int, timelock_s: int
+) -> dict[str, str]:
+    """Fund `operators` (each pays its own gas), deploy the federation for them with `fpai-node
+    chain deploy` as an operator would, and return the environment that points nodes at it
+    (a 1-s grace, so tests do not wait on turns)."""
+    w3 = Web3(HTTPProvider(rpc))
+    for address in operators:
+        set_balance(w3, address, 100 * ONE_ETH)
+    deployed = run_cli(
+        "chain", "deploy", "--rpc", rpc, "--dev-account",
+        *(arg for address in operators for arg in ("--operator", address)),
+        "--voting-delay", "1", "--voting-period", str(voting_period_s),
+        "--timelock-delay", str(timelock_s), "--out", str(out),
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    return {
+        "FPAI_CHAIN_RPC": rpc,
+        "FPAI_CHAIN_DEPLOYMENT": str(out),
+        "FPAI_TREASURY_GRACE_S": "1",
+    }

@@ -19,7 +19,7 @@ from fpai_node.chain.contracts import FederationContracts
 from fpai_node.chain.deployment import Deployment
 from fpai_node.router.receipts import Kept, read_receipts
 from fpai_node.testing.anvil import running_anvil
-from fpai_node.testing.chain import ONE_ETH, advance, set_balance
+from fpai_node.testing.chain import advance, deploy_for_nodes, operated_homes
 from fpai_node.testing.nodeproc import run_cli
 from fpai_node.testing.registry_cluster import RegistryNode, votes_with, wait_for
 
@@ -62,28 +62,14 @@ def test_three_nodes_earn_publish_and_claim_the_rewards_of_an_epoch(
     tmp_path: Path, gguf_model: Path
 ) -> None:
     homes = [tmp_path / name for name in "abc"]
-    operators = []
-    for home in homes:
-        assert run_cli("init", "--home", str(home)).returncode == 0
-        operators.append(run_cli("id", "--home", str(home), "--operator").stdout.strip())
+    operators = operated_homes(homes)
     weights = hashlib.sha256(gguf_model.read_bytes()).hexdigest()
     with running_anvil() as rpc:
         w3 = Web3(HTTPProvider(rpc))
-        for address in operators:
-            set_balance(w3, address, 100 * ONE_ETH)
         deployment = tmp_path / "deployment.json"
-        deployed = run_cli(
-            "chain", "deploy", "--rpc", rpc, "--dev-account",
-            *(arg for address in operators for arg in ("--operator", address)),
-            "--voting-delay", "1", "--voting-period", str(VOTING_PERIOD_S),
-            "--timelock-delay", str(TIMELOCK_S), "--out", str(deployment),
-        )  # fmt: skip
-        assert deployed.returncode == 0, deployed.stderr
-        env = {
-            "FPAI_CHAIN_RPC": rpc,
-            "FPAI_CHAIN_DEPLOYMENT": str(deployment),
-            "FPAI_TREASURY_GRACE_S": "1",
-        }
+        env = deploy_for_nodes(
+            rpc, operators, deployment, voting_period_s=VOTING_PERIOD_S, timelock_s=TIMELOCK_S
+        )
         model = ("--model", f"{gguf_model}=x")
         a, b = (RegistryNode(home, *model, env=env) for home in homes[:2])
         c = RegistryNode(homes[2], env=env)

@@ -20,7 +20,15 @@ from fpai_node.chain.governance import Action, Ballot, Proposal, Support, relay,
 from fpai_node.chain.keys import load_key
 from fpai_node.chain.transactor import Transactor
 from fpai_node.testing.anvil import running_anvil
-from fpai_node.testing.chain import ONE_ETH, advance, as_account, funded_key, set_balance
+from fpai_node.testing.chain import (
+    ONE_ETH,
+    advance,
+    as_account,
+    deploy_for_nodes,
+    funded_key,
+    operated_homes,
+    set_balance,
+)
 from fpai_node.testing.nodeproc import run_cli
 from fpai_node.testing.registry_cluster import RegistryNode, registry_cluster, wait_for
 from fpai_node.treasury.records import ballot_parameter, ballot_to_value, binding_parameter
@@ -60,27 +68,13 @@ def cast_again(w3: Web3, governor: Any, transaction: str) -> None:
 
 def test_three_nodes_run_the_treasury_and_survive_the_proposers_death(tmp_path: Path) -> None:
     homes = [tmp_path / f"node{i}" for i in range(3)]
-    operators = []
-    for home in homes:
-        assert run_cli("init", "--home", str(home)).returncode == 0
-        operators.append(run_cli("id", "--home", str(home), "--operator").stdout.strip())
+    operators = operated_homes(homes)
     with running_anvil() as rpc:
         w3 = Web3(HTTPProvider(rpc))
-        for address in operators:
-            set_balance(w3, address, 100 * ONE_ETH)  # each operator pays its own gas
         deployment = tmp_path / "deployment.json"
-        deployed = run_cli(
-            "chain", "deploy", "--rpc", rpc, "--dev-account",
-            *(arg for address in operators for arg in ("--operator", address)),
-            "--voting-delay", "1", "--voting-period", str(VOTING_PERIOD_S),
-            "--timelock-delay", str(TIMELOCK_S), "--out", str(deployment),
-        )  # fmt: skip
-        assert deployed.returncode == 0, deployed.stderr
-        env = {
-            "FPAI_CHAIN_RPC": rpc,
-            "FPAI_CHAIN_DEPLOYMENT": str(deployment),
-            "FPAI_TREASURY_GRACE_S": "1",
-        }
+        env = deploy_for_nodes(
+            rpc, operators, deployment, voting_period_s=VOTING_PERIOD_S, timelock_s=TIMELOCK_S
+        )
         with registry_cluster(tmp_path, size=3, env=env) as nodes:
             first, second, third = nodes
             # TREASURY-3: every node sees every member's binding, checked (TREASURY-2)
