@@ -70,6 +70,8 @@ POLL_S = 1.0  # a digest is due once an epoch; a second late is nothing, and tes
 SPOT_CONCURRENCY = 2  # checks this node runs at once: each holds the model's worker a while
 SPOT_RATE_PER_S = 2.0  # per requester: at 2% sampling, 100 forwarded requests a second
 MAX_ASKING = 64  # sampled pairs waiting for their checkers; more are not checked (and counted)
+SPOT_BUSY_TRIES = 10  # a busy checker is asked this many times before the next one
+SPOT_BUSY_WAIT_S = 1.0  # its rate admits two checks a second from one requester
 SPOT_TIMEOUT_S = 120.0  # a check scores the prompt and answer once: a long prompt takes a while
 DEMOTION_REASON = "fraud_report"
 _SPOT_KEYS = {"ack", "output", "receipt", "request"}  # RWD-11
@@ -383,7 +385,7 @@ class RewardsService(Service):
             address = self._router.address_of(checker)
             if address is None:
                 continue
-            status, answer = await self._pool.call(address, SPOT_PATH, body)
+            status, answer = await self._call_checker(address, body)
             verdict = _verdict(answer) if status == 200 else None
             if verdict is None:
                 self.counts["spot_unanswered"] += 1
@@ -402,6 +404,16 @@ class RewardsService(Service):
                 return
         if not answered:
             self.counts["spot_unchecked"] += 1
+
+    async def _call_checker(self, address: str, body: bytes) -> tuple[int, bytes]:
+        """One checker's answer; a busy one (429: its rate or its checks in progress) is asked
+        again a little later, so a burst of sampled answers is checked, not skipped."""
+        for _ in range(SPOT_BUSY_TRIES - 1):
+            status, answer = await self._pool.call(address, SPOT_PATH, body)
+            if status != 429:
+                return status, answer
+            await asyncio.sleep(SPOT_BUSY_WAIT_S)
+        return await self._pool.call(address, SPOT_PATH, body)
 
     # ---- spot checks: checking (RWD-11, RWD-12) ---------------------------------------------
 
