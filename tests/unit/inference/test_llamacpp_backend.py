@@ -2,11 +2,9 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from llama_cpp import Llama
 
 from fpai_node.inference.base import (
@@ -16,33 +14,15 @@ from fpai_node.inference.base import (
     CompletionRequest,
     ContextLengthExceeded,
     Finish,
-    GenerationEvent,
     ModelNotFound,
     Sampling,
     TextChunk,
 )
 from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel
+from fpai_node.testing.generation import collect
 
 MODEL = "gemma-3-270m"
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def backend(gguf_model: Path) -> AsyncIterator[LlamaCppBackend]:
-    llama = LlamaCppBackend([LocalModel(MODEL, gguf_model)], context_length=512, threads=2)
-    await llama.start()
-    yield llama
-    await llama.close()
-
-
-async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finish]:
-    chunks: list[str] = []
-    async for event in events:
-        if isinstance(event, TextChunk):
-            chunks.append(event.text)
-        else:
-            return "".join(chunks), event
-    raise AssertionError("the stream ended without a Finish")
 
 
 def complete(prompt: str, **sampling: object) -> CompletionRequest:

@@ -3,11 +3,10 @@
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from fpai_node.inference import llamacpp
 from fpai_node.inference.base import (
@@ -15,38 +14,18 @@ from fpai_node.inference.base import (
     ChatRequest,
     CompletionRequest,
     ContextLengthExceeded,
-    Finish,
-    GenerationEvent,
     ModelNotFound,
     Sampling,
     Scorer,
-    TextChunk,
 )
 from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel, weights_sha256
+from fpai_node.testing.generation import collect
 
 MODEL = "gemma-3-270m"
 QUESTION = (ChatMessage("user", "Explain how a bicycle works to a child."),)
 UNRELATED = "Quarterly revenue of the steel mill rose by seven percent, said the harbour master."
 pytestmark = pytest.mark.timeout(120)
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # where the module's backend lives
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def backend(gguf_model: Path) -> AsyncIterator[LlamaCppBackend]:
-    llama = LlamaCppBackend([LocalModel(MODEL, gguf_model)], context_length=512, threads=2)
-    await llama.start()
-    yield llama
-    await llama.close()
-
-
-async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finish]:
-    chunks: list[str] = []
-    async for event in events:
-        if isinstance(event, TextChunk):
-            chunks.append(event.text)
-        else:
-            return "".join(chunks), event
-    raise AssertionError("the stream ended without a Finish")
 
 
 def greedy(max_tokens: int) -> Sampling:

@@ -1,0 +1,16 @@
+"""Generation events collected into what a client gets, for tests and benchmarks of backends."""
+
+from collections.abc import AsyncIterator
+
+from fpai_node.inference.base import Finish, GenerationEvent, TextChunk
+
+
+async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finish]:
+    """The text of every chunk, and the Finish that ends the stream."""
+    chunks: list[str] = []
+    async for event in events:
+        if isinstance(event, TextChunk):
+            chunks.append(event.text)
+        else:
+            return "".join(chunks), event
+    raise AssertionError("the stream ended without a Finish")
