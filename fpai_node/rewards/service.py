@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -22,6 +23,7 @@ from fpai_node.inference.base import InferenceError, Scorer
 from fpai_node.inference.openai_requests import ApiError, parse_chat, parse_completion
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
+from fpai_node.registry.checked import CheckedRecords
 from fpai_node.registry.service import RegistryService, RegistryUnavailable
 from fpai_node.registry.state import RegistryState
 from fpai_node.rewards.book import PairBook
@@ -105,7 +107,6 @@ class RewardsService(Service):
         self._treasury = treasury
         self._pool = client.pool(connections_per_peer=2, timeout_s=SPOT_TIMEOUT_S)
         self._book = PairBook(RewardParams().epoch_ms)  # the pairs this node is party to
-        self._checked: dict[str, tuple[bytes, Any]] = {}  # registry key: (value, result)
         self._params = RewardParams()
         self._params_basis: Mapping[str, codec.Value] | None = None
         self._checking = asyncio.Semaphore(SPOT_CONCURRENCY)
@@ -113,6 +114,8 @@ class RewardsService(Service):
         self._task: asyncio.Task[None] | None = None
         self.counts: Counter[str] = Counter()  # digests committed, checks asked and run, ...
         self.refused: Counter[str] = Counter()  # records and checks refused, by reason
+        # digests and reports, each checked once per content (RWD-6, RWD-13)
+        self._checked = CheckedRecords((ReceiptRejected, DigestRefused), self.refused)
 
     # ---- the service -------------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class RewardsService(Service):
                 await self._commit(params, epoch, now)
         await self._prune(state, params, now)
         self._demote_penalized(state, params, now)
+        self._checked.forget_absent(state.parameters)
 
     async def _commit(self, params: RewardParams, epoch: int, now: int) -> None:
         digest = self.digest(params, epoch)
@@ -270,33 +274,14 @@ class RewardsService(Service):
 
     # ---- records in the registry, each checked once per value --------------------------------
 
-    def _cached(self, key: str, value: codec.Value, check: Callable[[codec.Value], Any]) -> Any:
-        """`check(value)` of the registry's `key`, computed again only when the value changes;
-        None (counted by reason) when the record is refused."""
-        basis = codec.encode(value)
-        cached = self._checked.get(key)
-        if cached is not None and cached[0] == basis:
-            return cached[1]
-        try:
-            result = check(value)
-        except (ReceiptRejected, DigestRefused) as exc:
-            self.refused[exc.reason] += 1
-            log.info("rewards record refused", key=key, reason=exc.reason)
-            result = None
-        except ValueError as exc:  # a binding that fails TREASURY-2 (RecordRefused)
-            self.refused[getattr(exc, "reason", "malformed")] += 1
-            result = None
-        if len(self._checked) > 4 * len(self._registry.state.parameters) + 64:
-            self._checked.clear()  # keys deleted since: start over rather than grow
-        self._checked[key] = (basis, result)
-        return result
-
     def _report(self, params: RewardParams, key: str, value: codec.Value) -> Report | None:
-        def check(v: codec.Value) -> Report:
-            return read_report(key, v, params.spot_ppm)
-
-        report: Report | None = self._cached(key, value, check)
-        return report
+        # the verdict depends on the sampling rate too (RWD-13 upholds sampled pairs only)
+        return self._checked.check(
+            key,
+            [value, params.spot_ppm],
+            "report",
+            lambda: read_report(key, value, params.spot_ppm),
+        )
 
     def reports(self, state: RegistryState, params: RewardParams) -> list[Report]:
         """Every upheld fraud report in the registry (RWD-13)."""
@@ -315,33 +300,20 @@ class RewardsService(Service):
             if parsed is None or parsed[1] != epoch:
                 continue
             node = parsed[0]
-
-            def check(v: codec.Value, node: str = node) -> Digest:
-                return read_digest(node, epoch, v, deadline)
-
-            digest: Digest | None = self._cached(key, value, check)
+            digest = self._checked.check(
+                key, value, "digest", partial(read_digest, node, epoch, value, deadline)
+            )
             if digest is not None:
                 found[node] = digest
         return found
 
     def operators(self, state: RegistryState, nodes: Iterable[str]) -> dict[str, str]:
-        """The members' operator addresses from their valid bindings (TREASURY-2)."""
-        from fpai_node.treasury.records import OperatorBinding, binding_parameter
-
-        found: dict[str, str] = {}
-        for node in nodes:
-            key = binding_parameter(node)
-            value = state.parameters.get(key)
-            if value is None:
-                continue
-
-            def check(v: codec.Value, node: str = node) -> OperatorBinding:
-                return OperatorBinding.from_value(node, v)
-
-            binding: OperatorBinding | None = self._cached(key, value, check)
-            if binding is not None:
-                found[node] = binding.address
-        return found
+        """The members' operator addresses from their valid bindings (TREASURY-2), as the
+        treasury checks them."""
+        if self._treasury is None:
+            return {}
+        bound = {node: self._treasury.binding_of(state, node) for node in nodes}
+        return {node: binding.address for node, binding in bound.items() if binding is not None}
 
     def compute(self, state: RegistryState, params: RewardParams, epoch: int) -> EpochRewards:
         """RWD-8 over the registry as this node sees it."""

@@ -15,3 +15,12 @@ class TreasuryError(FpaiError):
 
 class BadArgument(FpaiError):
     """A request's argument that is wrong whatever the chain says."""
+
+
+class RecordRefused(ValueError):
+    """A registry record that fails its checks (TREASURY-2, TREASURY-4); `reason` is a short
+    code, counted by the reader."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

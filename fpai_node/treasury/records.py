@@ -20,6 +20,7 @@ from eth_utils.address import to_checksum_address
 from fpai_node.chain.governance import Ballot, Support, ballot_signer
 from fpai_node.identity import NodeKey
 from fpai_node.identity.nodeid import PUBLIC_KEY_LENGTH, is_node_id, node_id_from_public_key
+from fpai_node.treasury.errors import RecordRefused
 from fpai_node.wire import codec
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ ETH_SIGNATURE_BYTES = 65  # r, s, v
 ED25519_SIGNATURE_BYTES = 64
 PROPOSAL_ID_BYTES = 32
 _BALLOT_KEY = re.compile(r"member\.(fpn1[a-z2-7]{32})\.ballot\.([0-9a-f]{64})")
-
-
-class RecordRefused(ValueError):
-    """A record that fails its checks; `reason` is a short code, counted by the reader."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def binding_parameter(node_id: str) -> str:

@@ -27,11 +27,11 @@ import structlog
 
 from fpai_node.errors import FpaiError
 from fpai_node.identity import NodeKey
+from fpai_node.registry.checked import CheckedRecords
 from fpai_node.registry.service import RegistryService, RegistryUnavailable
 from fpai_node.registry.state import RegistryState
 from fpai_node.service import Service
-from fpai_node.treasury.errors import NO_CHAIN, TreasuryError
-from fpai_node.wire import codec
+from fpai_node.treasury.errors import NO_CHAIN, RecordRefused, TreasuryError
 
 if TYPE_CHECKING:
     from fpai_node.chain.governance import Ballot, State
@@ -88,7 +88,6 @@ class TreasuryService(Service):
         self._binding: OperatorBinding | None = None
         self._lock = asyncio.Lock()  # one vote at a time: each takes the next nonce
         self._seen: dict[tuple[Any, ...], float] = {}  # when a due action was first seen
-        self._checked: dict[str, tuple[bytes, Any]] = {}  # registry key: (content, result)
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
         self._drafted = ""  # the last draft logged, so each is logged once
         self._voiceless: set[tuple[int, str]] = set()  # ballots logged as never countable
@@ -96,6 +95,7 @@ class TreasuryService(Service):
         self.error = ""
         self.counts: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self._checked = CheckedRecords((RecordRefused,), self.refused)  # bindings, ballots
 
     # ---- the service -------------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class TreasuryService(Service):
     def _forget_stale(self, state: RegistryState, states: "Mapping[int, State]") -> None:
         """Keep only the checks of records still in the registry and the turns of proposals
         still open or passed: a member rewriting its records cannot grow this node's memory."""
-        self._checked = {k: v for k, v in self._checked.items() if k in state.parameters}
+        self._checked.forget_absent(state.parameters)
         self._seen = {a: t for a, t in self._seen.items() if _open_or_passed(states.get(a[1]))}
 
     async def _states(self, ledger: "Ledger", known: "Mapping[int, Known]") -> "dict[int, State]":
@@ -253,8 +253,8 @@ class TreasuryService(Service):
         value = state.parameters.get(key)
         if value is None:
             return None
-        binding: OperatorBinding | None = self._checked_record(
-            key, codec.encode(value), "binding", lambda: OperatorBinding.from_value(node_id, value)
+        binding: OperatorBinding | None = self._checked.check(
+            key, value, "binding", lambda: OperatorBinding.from_value(node_id, value)
         )
         return binding
 
@@ -271,9 +271,9 @@ class TreasuryService(Service):
             node_id, proposal_id = named
             binding = self.binding_of(state, node_id)
             bound = binding.address.encode() if binding is not None else b""
-            ballot = self._checked_record(
+            ballot = self._checked.check(
                 key,
-                codec.encode(value) + bound,
+                [value, bound],  # checked again when the member's binding changes
                 "ballot",
                 partial(
                     ballot_from_value,
@@ -288,26 +288,6 @@ class TreasuryService(Service):
             if ballot is not None:
                 found.append((node_id, ballot))
         return found
-
-    def _checked_record(
-        self, key: str, basis: bytes, kind: str, check: Callable[[], T]
-    ) -> T | None:
-        """`check()` once per registry key and content: its result, or None when it refused
-        the record (counted by reason, and logged, once)."""
-        from fpai_node.treasury.records import RecordRefused
-
-        cached = self._checked.get(key)
-        if cached is not None and cached[0] == basis:
-            result: T | None = cached[1]
-            return result
-        try:
-            result = check()
-        except RecordRefused as exc:
-            result = None
-            self.refused[f"{kind}_{exc.reason}"] += 1
-            log.warning(f"{kind} refused", parameter=key, reason=exc.reason)
-        self._checked[key] = (basis, result)
-        return result
 
     async def _renumber(
         self,

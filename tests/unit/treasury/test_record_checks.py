@@ -40,4 +40,4 @@ def test_checks_are_kept_per_key_counted_once_and_dropped_with_their_record() ->
     valid = OperatorBinding.sign(MEMBER, Account.from_key(b"\x01" * 32))
     assert service.binding_of(with_parameters(**{key: valid.to_value()}), MEMBER.node_id) == valid
     service._forget_stale(RegistryState(), {})
-    assert service._checked == {}
+    assert len(service._checked) == 0
