@@ -28,8 +28,10 @@ MAX_REPORT_BYTES = 8192  # RWD-13: a receipt, an acknowledgement and a sentence
 MAX_DETAIL_BYTES = 256
 KEEP_REPORTS = 16  # RWD-13: with 8 digests and 32 ballots, within REG-16's 64 parameters
 REPORT_EPOCHS = 8  # RWD-13: reports of older epochs are deleted
-# RWD-12, measured by benchmarks/spot_check_calibration.py on the bundled model
-COUNT_SLACK = 1.1  # re-tokenizing a text can take more or fewer tokens than were generated
+# RWD-12's thresholds, from benchmarks/spot_check_calibration.py on the bundled model: honest
+# answers re-tokenized took 1.00 to 1.25 times the tokens generated (never fewer), so a claim
+# above the checker's count by more than 10% and 8 is not re-tokenization
+COUNT_SLACK = 1.1
 COUNT_EXTRA = 8  # special tokens no text shows (RECEIPT-2's 8)
 MIN_JUDGED_TOKENS = 8  # fewer tokens say too little about where they came from
 # Greedy: near-ties flip between one-pass scoring and token-by-token generation (up to 5 of 48
@@ -113,7 +115,7 @@ def judge(
         bunched = max(sum(far[i : i + WINDOW]) for i in range(max(1, len(far) - WINDOW + 1)))
         total = sum(far)
         if (total > share * len(ranks) and total >= floor) or bunched >= floor:
-            detail = f"{sum(far)} of {len(ranks)} tokens rank below the top {rank}"
+            detail = f"{total} of {len(ranks)} tokens rank below the top {rank}"
             return Verdict(False, "wrong_output", detail)
     return Verdict(True, "", "")
 

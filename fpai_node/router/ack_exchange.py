@@ -147,6 +147,7 @@ class AckOutbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
+        self.retries = 0  # rounds that left acknowledgements for later (a server unreachable)
         self.dropped: Counter[str] = Counter()  # by reason: expired, overflow, refused
 
     @property
@@ -182,6 +183,7 @@ class AckOutbox:
             await asyncio.sleep(FLUSH_S)
             self._wake.clear()
             if not await self._flush_all():
+                self.retries += 1
                 await asyncio.sleep(RETRY_S)
                 self._wake.set()
 

@@ -168,6 +168,7 @@ class RouterService(Service):
         acks = {
             "queued": outbox.queued,
             "delivered": outbox.delivered,
+            "retries": outbox.retries,
             "dropped": dict(outbox.dropped),
             "accepted": inbox.accepted,
             "refused": dict(inbox.refused),

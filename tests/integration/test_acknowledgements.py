@@ -185,7 +185,7 @@ async def test_a_server_that_was_away_gets_its_acknowledgements_when_back(
         assert forwarder.acks.queued == 1
         forwarder.acks._addresses[SERVER.node_id] = f"127.0.0.1:{port}"
         forwarder.acks.start()
-        await asyncio.sleep(0.3)  # a few failed rounds
+        await until(lambda: forwarder.acks.retries >= 2)  # two rounds found nobody there
         assert server.serving.acks.accepted == 0 and forwarder.acks.queued == 1
         forwarder.acks._addresses.clear()
         forwarder.acks.address_of = lambda node_id: server.address  # gossip knows where it is
