@@ -56,22 +56,6 @@ def receipt_hash(frame: bytes) -> bytes:
     return hashlib.sha256(frame).digest()
 
 
-def seal_ack(
-    key: NodeKey,
-    receipt_frame: bytes,
-    receipt: Receipt,
-    *,
-    output: bytes,
-    verdict: str,
-    seq: int,
-    now_ms: int,
-) -> bytes:
-    """RWD-1: acknowledge `receipt`; its counts when the verdict is "ok", else none."""
-    return acknowledge(
-        key, receipt_frame, receipt, output=output, verdict=verdict, seq=seq, now_ms=now_ms
-    ).ack_frame
-
-
 def acknowledge(
     key: NodeKey,
     receipt_frame: bytes,
@@ -82,8 +66,9 @@ def acknowledge(
     seq: int,
     now_ms: int,
 ) -> "Pair":
-    """RWD-1 as the requester makes it: the pair, built from what it signed rather than read
-    back from the frame (no second signature check on the request's path)."""
+    """RWD-1: acknowledge `receipt` (its counts when the verdict is "ok", else none); the pair,
+    built from what was signed rather than read back from the frame (no second signature check
+    on the request's path)."""
     accepted = verdict == OK
     ack = Ack(
         requester=key.node_id,

@@ -21,7 +21,7 @@ from fpai_node.peer.client import PeerClient, PeerPool
 from fpai_node.peer.server import PeerServer
 from fpai_node.router import ack_exchange
 from fpai_node.router.ack_exchange import PENDING_MS, AckInbox
-from fpai_node.router.acks import ACKS_PATH, encode_acks, read_ack, seal_ack
+from fpai_node.router.acks import ACKS_PATH, acknowledge, encode_acks, read_ack
 from fpai_node.router.forward import Acknowledged, Forwarder, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import InferRequest, read_stored_receipt
@@ -151,10 +151,10 @@ async def test_hostile_acknowledgements_are_refused_and_a_resent_one_kept_once(
         assert codec.decode(answer) == {"accepted": 0, "refused": {"sender_not_peer": 1}}
         # the stranger acknowledges the requester's receipt itself: no receipt of ours for it
         receipt = read_stored_receipt(used.pair.receipt_frame)
-        forged = seal_ack(
+        forged = acknowledge(
             STRANGER, used.pair.receipt_frame, receipt, output=bytes(32), verdict="ok",
             seq=1, now_ms=receipt.at_ms + 1,
-        )  # fmt: skip
+        ).ack_frame  # fmt: skip
         status, answer = await pool.call(server.address, ACKS_PATH, encode_acks([forged]))
         assert codec.decode(answer) == {"accepted": 0, "refused": {"unknown_receipt": 1}}
         # garbage is refused whole

@@ -12,13 +12,13 @@ from fpai_node.identity import NodeKey
 from fpai_node.router.acks import (
     MAX_ACKS_PER_BATCH,
     OK,
+    acknowledge,
     decode_acks,
     encode_acks,
     pair_id,
     read_ack,
     read_pair,
     receipt_hash,
-    seal_ack,
 )
 from fpai_node.router.messages import (
     RECEIPT_TYPE,
@@ -63,7 +63,8 @@ def ack_frame(
     receipt: bytes | None = None,
 ) -> bytes:
     parsed = read_stored_receipt(receipt or frame)
-    return seal_ack(signer, frame, parsed, output=OUTPUT, verdict=verdict, seq=7, now_ms=at_ms)
+    pair = acknowledge(signer, frame, parsed, output=OUTPUT, verdict=verdict, seq=7, now_ms=at_ms)
+    return pair.ack_frame
 
 
 def test_an_acknowledgement_carries_the_receipts_hash_counts_and_output() -> None:
@@ -193,3 +194,16 @@ def test_any_bytes_are_an_acknowledgement_or_refused(data: bytes) -> None:
         read_ack(data)
     with contextlib.suppress(MalformedFrame):
         decode_acks(data)
+
+
+@pytest.mark.parametrize("verdict", [OK, "inflated_completion"])
+def test_the_pair_a_requester_builds_is_the_pair_every_reader_reads(verdict: str) -> None:
+    """`acknowledge` builds the pair from what it signed, without reading the frame back: it
+    must be exactly what read_pair makes of the same frames."""
+    frame = receipt_frame()
+    built = acknowledge(
+        REQUESTER, frame, read_stored_receipt(frame), output=OUTPUT, verdict=verdict,
+        seq=3, now_ms=NOW + 5,
+    )  # fmt: skip
+    read = read_pair(built.receipt_frame, built.ack_frame)
+    assert (built.receipt, built.ack, built.id) == (read.receipt, read.ack, read.id)
