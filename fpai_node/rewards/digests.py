@@ -174,17 +174,17 @@ class DigestRefused(ValueError):
 
 
 def read_digest(node_id: str, epoch: int, value: codec.Value, deadline_ms: int) -> Digest:
-    """RWD-6's checks of the record at `member.<node_id>.rewards.<epoch>`; DigestRefused
-    names the first that fails."""
+    """RWD-6's checks of the record at `member.<node_id>.rewards.<epoch>`, in the spec's order;
+    DigestRefused names the first that fails."""
     if type(value) is not bytes or len(value) > MAX_DIGEST_BYTES:
         raise DigestRefused("malformed", f"a digest is an envelope of at most {MAX_DIGEST_BYTES}")
     try:
         envelope = open_kept(value, known_types={DIGEST_TYPE})
+        if envelope.sender != node_id:
+            raise DigestRefused("wrong_signer", "not signed by the member it is filed under")
         digest = _digest(envelope)
     except WireError as exc:
         raise DigestRefused(exc.reason, str(exc)) from None
-    if envelope.sender != node_id:
-        raise DigestRefused("wrong_signer", "a digest is signed by the member it is filed under")
     if digest.epoch != epoch:
         raise DigestRefused("wrong_epoch", f"the record says epoch {digest.epoch}")
     if envelope.timestamp_ms > deadline_ms:

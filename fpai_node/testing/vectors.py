@@ -876,6 +876,13 @@ def treasury_cases() -> Iterator[tuple[str, Case]]:
     yield from cases()
 
 
+def rewards_cases() -> Iterator[tuple[str, Case]]:
+    """Generated in rewards_vectors.py, independently of fpai_node/rewards and router/acks."""
+    from fpai_node.testing.rewards_vectors import rewards_cases as cases
+
+    yield from cases()
+
+
 AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "identity": identity_cases,
     "codec": codec_cases,
@@ -887,6 +894,7 @@ AREAS: dict[str, Callable[[], Iterator[tuple[str, Case]]]] = {
     "memory": memory_cases,
     "chain": chain_cases,
     "treasury": treasury_cases,
+    "rewards": rewards_cases,
 }
 
 
@@ -956,6 +964,52 @@ def constants() -> dict[str, Any]:
         },
         "memory": _memory_constants(),
         "chain": _chain_constants(),
+        "rewards": _rewards_constants(),
+    }
+
+
+def _rewards_constants() -> dict[str, Any]:
+    """specs/0010-rewards.md, from the modules that apply it."""
+    from fpai_node.rewards import digests, params, spot
+    from fpai_node.router import ack_exchange, acks
+
+    return {
+        "ack_type": acks.ACK_TYPE,
+        "acks_path": acks.ACKS_PATH,
+        "ack_lifetime_ms": acks.ACK_LIFETIME_MS,
+        "max_acks_per_batch": acks.MAX_ACKS_PER_BATCH,
+        "max_ack_bytes": acks.MAX_ACK_BYTES,
+        "max_receipt_bytes": acks.MAX_RECEIPT_BYTES,
+        "disputes": list(acks.DISPUTES),
+        "pending_ms": ack_exchange.PENDING_MS,
+        "delivery_window_ms": ack_exchange.DELIVERY_WINDOW_MS,
+        "digest_type": digests.DIGEST_TYPE,
+        "max_rows": digests.MAX_ROWS,
+        "max_digest_bytes": digests.MAX_DIGEST_BYTES,
+        "keep_digests": digests.KEEP_DIGESTS,
+        "defaults": {
+            "epoch_s": params.DEFAULT_EPOCH_S,
+            "settle_s": params.DEFAULT_SETTLE_S,
+            "spot_ppm": params.DEFAULT_SPOT_PPM,
+            "fraud_quorum": params.DEFAULT_FRAUD_QUORUM,
+        },
+        "epoch_s_range": list(params.EPOCH_S_RANGE),
+        "rate_tokens": params.RATE_TOKENS,
+        "spot_domain_hex": spot.SPOT_DOMAIN.hex(),
+        "spot_path": spot.SPOT_PATH,
+        "max_spot_output_bytes": spot.MAX_SPOT_OUTPUT_BYTES,
+        "max_spot_body_bytes": spot.MAX_SPOT_BODY_BYTES,
+        "report_type": spot.REPORT_TYPE,
+        "max_report_bytes": spot.MAX_REPORT_BYTES,
+        "keep_reports": spot.KEEP_REPORTS,
+        "judge": {
+            "count_slack": spot.COUNT_SLACK,
+            "count_extra": spot.COUNT_EXTRA,
+            "min_judged_tokens": spot.MIN_JUDGED_TOKENS,
+            "window": spot.WINDOW,
+            "greedy": [spot.GREEDY_RANK, spot.GREEDY_SHARE, spot.GREEDY_FLOOR],
+            "sampled": [spot.SAMPLED_RANK, spot.SAMPLED_SHARE, spot.SAMPLED_FLOOR],
+        },
     }
 
 

@@ -132,7 +132,7 @@ def test_every_rule_cited_in_code_exists_in_the_specs() -> None:
             cited |= {f"{prefix}-{n}" for n in range(low, high + 1)}
         cited |= set(
             re.findall(
-                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG|RAFT|MEM|CHAIN|TREASURY)-\d+)\b",
+                r"\b((?:ID|KEY|CANON|ENV|VERIFY|REPLAY|SEQ|MSG|CERT|TLS|GOSSIP|PEER|REG|RAFT|MEM|CHAIN|TREASURY|RWD)-\d+)\b",
                 text,
             )
         )
@@ -520,3 +520,130 @@ def test_treasury(folder: Path) -> None:
     )
     assert (int(ballot.support), ballot.nonce) == (want["support"], int(want["nonce"]))
     assert codec.encode(ballot_to_value(ballot)) == data
+
+
+@pytest.mark.parametrize("folder", cases("rewards"))
+def test_rewards(folder: Path) -> None:
+    """specs/0010: pairs (RWD-1, RWD-2), digests (RWD-5, RWD-6), parameters (RWD-4), the
+    reward function (RWD-8), spot samples and verdicts (RWD-10..RWD-12) and fraud reports
+    (RWD-13), read through fpai_node/router/acks and fpai_node/rewards."""
+    from fpai_node.chain.merkle import RewardTree
+    from fpai_node.rewards.digests import (
+        Digest,
+        DigestRefused,
+        Row,
+        RowKey,
+        merkle_root,
+        read_digest,
+        summarize,
+    )
+    from fpai_node.rewards.params import Rate, RewardParams
+    from fpai_node.rewards.reward import compute
+    from fpai_node.rewards.spot import checkers, is_sampled, judge, read_report
+    from fpai_node.router.acks import read_pair
+    from fpai_node.router.messages import ReceiptRejected
+
+    case = load(folder)
+    expect = case["expect"]
+    kind = folder.name.split("-")[0]
+
+    def rows(value: Any) -> dict[RowKey, Row]:
+        return {
+            RowKey(peer, model, weights): Row(*counts)
+            for peer, model, weights, *counts in vectors.from_json(value)  # type: ignore[union-attr,misc]
+        }
+
+    def refused(error: type[Exception], call: Any) -> None:
+        with pytest.raises(error) as info:
+            call()
+        assert info.value.reason == expect["refused"]  # type: ignore[attr-defined]
+
+    if kind == "pair":
+        receipt, ack = (folder / "receipt.bin").read_bytes(), (folder / "ack.bin").read_bytes()
+        if "refused" in expect:
+            refused(ReceiptRejected, lambda: read_pair(receipt, ack))
+        else:
+            assert read_pair(receipt, ack).id.hex() == expect["ok"]["pair_id"]
+    elif kind == "merkle":
+        assert merkle_root(bytes.fromhex(i) for i in case["ids"]).hex() == expect["root"]
+    elif folder.name == "digest-summary":
+        pairs = [read_pair(r, a) for r, a in codec.decode((folder / "pairs.bin").read_bytes())]  # type: ignore[union-attr,misc]
+        digest = summarize(case["node_id"], case["epoch"], pairs)
+        assert digest.served == rows(expect["served"]) and digest.used == rows(expect["used"])
+        assert (digest.pairs, digest.root.hex()) == (expect["pairs"], expect["root"])
+    elif kind == "digest":
+        value = (folder / "value.bin").read_bytes()
+
+        def read() -> Digest:
+            return read_digest(case["node_id"], case["epoch"], value, case["deadline_ms"])
+
+        if "refused" in expect:
+            refused(DigestRefused, read)
+        else:
+            assert read().served == rows(expect["ok"]["served"])
+    elif kind == "params":
+        params = RewardParams.from_parameters(vectors.from_json(case["parameters"]))  # type: ignore[arg-type]
+        got = {
+            "epoch_s": params.epoch_s,
+            "settle_s": params.settle_s,
+            "requester_cap": params.requester_cap,
+            "spot_ppm": params.spot_ppm,
+            "fraud_quorum": params.fraud_quorum,
+            "rates": {
+                m: [r.weights.hex(), r.prompt, r.completion] for m, r in params.rates.items()
+            },
+        }
+        assert got == expect
+    elif kind == "reward":
+        given = case["params"]
+        rate = given["rate"]
+        params = RewardParams(
+            epoch_s=60,
+            requester_cap=given["requester_cap"],
+            rates={
+                rate["model"]: Rate(
+                    bytes.fromhex(rate["weights"]), rate["prompt"], rate["completion"]
+                )
+            },
+        )
+        digests = {
+            node: Digest(node, case["epoch"], bytes(32), 0, rows(d["served"]), rows(d["used"]))
+            for node, d in case["digests"].items()
+        }
+        result = compute(
+            case["epoch"], digests, case["operators"], params, frozenset(case["penalized"])
+        )
+        lines = [
+            {"server": x.server, "requester": x.requester, "value": x.value, "reason": x.reason}
+            for x in result.lines
+        ]
+        assert lines == expect["lines"]
+        assert dict(result.amounts) == expect["amounts"]
+        root = "0x" + RewardTree(result.amounts).root.hex() if result.amounts else None
+        assert root == expect["root"]
+    elif kind == "spot":
+        pair = read_pair((folder / "receipt.bin").read_bytes(), (folder / "ack.bin").read_bytes())
+        assert is_sampled(pair, case["api"], case["spot_ppm"]) == expect["sampled"]
+        assert (int(expect["draw"]) < int(expect["threshold"])) == expect["sampled"]
+        assert checkers(pair, case["checkers"]["serving"]) == case["checkers"]["order"]
+    elif kind == "judge":
+        verdict = judge(
+            claimed_prompt=case["claimed"][0],
+            claimed_completion=case["claimed"][1],
+            counted_prompt=case["counted"][0],
+            counted_completion=case["counted"][1],
+            ranks=case["ranks"],
+            greedy=case["greedy"],
+        )
+        assert (verdict.passed, verdict.reason) == (expect["passed"], expect["reason"])
+    else:
+        assert kind == "report"
+        value = (folder / "value.bin").read_bytes()
+        if "refused" in expect:
+            refused(
+                ReceiptRejected, lambda: read_report(case["parameter"], value, case["spot_ppm"])
+            )
+        else:
+            report = read_report(case["parameter"], value, case["spot_ppm"])
+            got = {"checker": report.checker, "server": report.server, "reason": report.reason}
+            assert got == expect["ok"]
