@@ -109,3 +109,37 @@ def counter(
     for key, count in sorted(counts.items()):
         family.add_metric([key], count)
     return family
+
+
+class ActionGate(Protocol):
+    """Where a part of the node asks before it repairs something on its own (the supervisor,
+    docs/operator-guide.md "Autonomy"): replace a dead voter, move a dead member's services,
+    restart a crashed backend. Asked from any thread, repeatedly while the repair is due; the
+    same `key` names the same repair each time.
+
+    `allow` says whether to act now: the operator's autonomy mode decides whether a repair
+    waits for approval, and a repair that failed waits out its backoff."""
+
+    def allow(self, key: str, kind: str, subject: str, summary: str) -> bool: ...
+
+    def failed(self, key: str, reason: str) -> None:
+        """The step `allow` let through failed; the next one waits for the backoff."""
+        ...
+
+    def succeeded(self, key: str, outcome: str) -> None:
+        """The repair is complete (for repairs that know when they are; others are judged
+        done by the supervisor from what it observes)."""
+        ...
+
+
+class Unsupervised:
+    """A node part run alone (a test, a tool): every repair goes ahead, as before autonomy."""
+
+    def allow(self, key: str, kind: str, subject: str, summary: str) -> bool:
+        return True
+
+    def failed(self, key: str, reason: str) -> None:
+        return None
+
+    def succeeded(self, key: str, outcome: str) -> None:
+        return None

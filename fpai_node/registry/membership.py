@@ -13,7 +13,7 @@ services of a member unreachable for `dead_after_s` down (RAFT-16), so that what
 members by their services (memory shards) moves to the living.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fpai_node.registry.raft_wire import raft_id
@@ -34,6 +34,7 @@ class SetRole:
 
     node_id: str
     role: str
+    replacing: str | None = None  # the dead voter this step replaces (a repair: `allowed`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class MarkDown:
 
     name: str
     endpoints: tuple[str, ...]
+    member: str  # the dead member's node id
 
 
 Action = RaftChange | SetRole | StepDown | MarkDown
@@ -71,8 +73,27 @@ class ClusterView:
     last_down: Mapping[str, float] = field(default_factory=dict)  # member -> last seen down
 
 
-def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
-    """The one step the leader takes now, or None when Raft and the registry agree."""
+def _always(action: Action) -> bool:
+    return True
+
+
+def is_repair(action: Action) -> bool:
+    """A step that repairs after a member's death (replacing a dead voter, marking a dead
+    member's services down) rather than one that makes Raft match the registry: the leader's
+    operator may hold these for approval (RAFT-17)."""
+    return isinstance(action, MarkDown) or (
+        isinstance(action, SetRole) and action.replacing is not None
+    )
+
+
+def next_action(
+    state: RegistryState,
+    view: ClusterView,
+    dead_after_s: float,
+    allowed: Callable[[Action], bool] = _always,
+) -> Action | None:
+    """The one step the leader takes now, or None when Raft and the registry agree. A repair
+    that `allowed` holds back is passed over: the steps after it still happen (RAFT-17)."""
     wanted = {raft_id(n, state.members[n].raft): n for n in state.voters()}
     missing = set(wanted) - view.voters
     for member in sorted(missing & view.caught_up):
@@ -98,23 +119,37 @@ def next_action(state: RegistryState, view: ClusterView, dead_after_s: float) ->
         and view.now - view.down_since.get(member, view.now) >= dead_after_s
     ]
     voters = len(wanted)
-    if live_learners and (voters < target or (dead_voters and voters <= target)):
+    if live_learners and voters < target:
         return SetRole(live_learners[0], "voter")
-    if dead_voters and voters > target:
-        return SetRole(dead_voters[0], "learner")
-    if voters > target:  # a replaced voter came back, or the target was lowered
+    if live_learners and voters <= target:
+        for dead in dead_voters:
+            promote = SetRole(live_learners[0], "voter", replacing=dead)
+            if allowed(promote):
+                return promote
+    if voters > target:
+        for dead in dead_voters:
+            demote = SetRole(dead, "learner", replacing=dead)
+            if allowed(demote):
+                return demote
+    if voters > target and not dead_voters:  # a replaced voter came back, or a lower target
         others = [(m, n) for m, n in wanted.items() if m != view.self_member]
         _, node = max(
             others,
             key=lambda mn: (mn[0] not in view.voters, view.last_down.get(mn[0], -1.0), mn[1]),
         )
         return SetRole(node, "learner")
-    return _dead_service(state, view, dead_after_s)
+    return _dead_service(state, view, dead_after_s, allowed)
 
 
-def _dead_service(state: RegistryState, view: ClusterView, dead_after_s: float) -> Action | None:
+def _dead_service(
+    state: RegistryState,
+    view: ClusterView,
+    dead_after_s: float,
+    allowed: Callable[[Action], bool],
+) -> Action | None:
     """RAFT-16: the first service, in name order, of a member (voter or learner, never this
-    leader) unreachable for the dead time that is not marked down yet."""
+    leader) unreachable for the dead time that is not marked down yet, of the first such
+    member `allowed` lets through."""
     for node, held in sorted(state.members.items()):
         member = raft_id(node, held.raft)
         if member == view.self_member or member in view.connected:
@@ -123,5 +158,35 @@ def _dead_service(state: RegistryState, view: ClusterView, dead_after_s: float) 
             continue
         for name, service in sorted(state.services.items()):
             if name.startswith(f"{node}/") and service.health != DOWN:
-                return MarkDown(name, service.endpoints)
+                mark = MarkDown(name, service.endpoints, node)
+                if allowed(mark):
+                    return mark
+                break  # the member's other services wait for the same approval
     return None
+
+
+REPLACE_VOTER = "replace_voter"  # the kinds of repair the leader asks its gate about (RAFT-17)
+MOVE_SERVICES = "move_services"
+
+
+def repair_description(action: Action, dead_after_s: float) -> tuple[str, str, str, str]:
+    """A repair's (key, kind, subject, summary) for the gate: the key names the repair, not
+    the step, so both steps of a voter's replacement, and every service of one dead member,
+    are one approval."""
+    dead_for = f"{dead_after_s:g} s"
+    if isinstance(action, MarkDown):
+        return (
+            f"{MOVE_SERVICES}:{action.member}",
+            MOVE_SERVICES,
+            action.member,
+            f"mark the services of {action.member}, unreachable for over {dead_for}, down, so "
+            "that its memory shards are re-replicated on live holders",
+        )
+    assert isinstance(action, SetRole) and action.replacing is not None
+    return (
+        f"{REPLACE_VOTER}:{action.replacing}",
+        REPLACE_VOTER,
+        action.replacing,
+        f"replace registry voter {action.replacing}, unreachable for over {dead_for}, by a "
+        "live learner",
+    )

@@ -46,16 +46,20 @@ from fpai_node.registry import raft_wire, safe_pickle
 from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
 from fpai_node.registry.membership import (
     DOWN,
+    Action,
     ClusterView,
     MarkDown,
     RaftChange,
     SetRole,
     StepDown,
+    is_repair,
     next_action,
+    repair_description,
 )
 from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.registry.tls_stream import StreamState, TlsStream
+from fpai_node.service import ActionGate, Unsupervised
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
@@ -775,7 +779,9 @@ class RaftEngine:
         timing: RaftTiming,
         admits_learner: Callable[[str], bool],
         counters: TransportCounters,
+        gate: ActionGate | None = None,
     ) -> None:
+        """`gate`: asked before a repair step (RAFT-17); None lets every step through."""
         voters = tuple(voters)
         snapshot = directory / SNAPSHOT_FILE
         if snapshot.exists():
@@ -791,6 +797,7 @@ class RaftEngine:
         self.node_id = raft_wire.parse_raft_id(member)[0]
         self.status = RaftStatus(member, learner)
         self._timing = timing
+        self._gate: ActionGate = gate or Unsupervised()
         self._log = structlog.get_logger("fpai.raft").bind(node_id=self.node_id)
         self._next_publish = 0.0
         self._next_policy = 0.0
@@ -926,7 +933,7 @@ class RaftEngine:
             status.synced,
             self._last_down,
         )
-        action = next_action(self.state, view, self._timing.dead_after_s)
+        action = next_action(self.state, view, self._timing.dead_after_s, self._allowed)
         if action is None:
             return
         self._log.info("registry membership step", action=repr(action))
@@ -949,14 +956,24 @@ class RaftEngine:
             }
             self.propose(self._command("service.set", down), done)
 
+    def _allowed(self, action: Action) -> bool:
+        """RAFT-17: a repair goes ahead only when the gate (the operator's autonomy) allows."""
+        if not is_repair(action):
+            return True
+        key, kind, subject, summary = repair_description(action, self._timing.dead_after_s)
+        return self._gate.allow(key, kind, subject, summary)
+
     def _begin(self, now: float) -> None:
         self._action_since = now
 
-    def _action_done(self, action: object) -> Done:
+    def _action_done(self, action: Action) -> Done:
         def done(result: Result | None, error: int) -> None:
             self._action_since = None
             if error != FAIL_REASON.SUCCESS:
                 self._log.info("registry membership step failed", action=repr(action), code=error)
+                if is_repair(action):
+                    key = repair_description(action, self._timing.dead_after_s)[0]
+                    self._gate.failed(key, f"the registry refused the step (pysyncobj {error})")
 
         return done
 

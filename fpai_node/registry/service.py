@@ -40,7 +40,7 @@ from fpai_node.registry.state import (
     Result,
     encode_command,
 )
-from fpai_node.service import FrameRefused, PeerRoute, RpcRoute, Service
+from fpai_node.service import ActionGate, FrameRefused, PeerRoute, RpcRoute, Service
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
@@ -120,9 +120,10 @@ class RegistryService(Service):
         parameters: Mapping[str, codec.Value] | None = None,
         electors: Sequence[str] | None = None,
         local_models: Callable[[], Iterable[str]] = tuple,
+        gate: ActionGate | None = None,
     ) -> None:
         """`electors`: who may hold a voter seat in a registry this node creates (REG-13;
-        None: anyone)."""
+        None: anyone). `gate`: asked before the leader repairs after a death (RAFT-17)."""
         self.address = str(HostPort.bound_to(listener))
         self.node_id = key.node_id
         self.member = raft_id(key.node_id, self.address)
@@ -140,6 +141,7 @@ class RegistryService(Service):
             self._parameters[ELECTORS_PARAMETER] = list(electors)
         self._timing = timing
         self._local_models = local_models
+        self._gate = gate
         self._pool = client.pool(
             connections_per_peer=JOIN_CONNECTIONS_PER_PEER, timeout_s=JOIN_CALL_TIMEOUT_S
         )
@@ -528,6 +530,7 @@ class RegistryService(Service):
             timing=self._timing,
             admits_learner=self._admits_learner,
             counters=self.counters,
+            gate=self._gate,
         )
 
     def _admits_learner(self, node_id: str) -> bool:

@@ -3,15 +3,21 @@ removes, the voter target kept, dead voters replaced by live learners and never 
 dead members' services marked down."""
 
 import os
+from collections.abc import Callable
 
 from fpai_node.identity import NodeKey
 from fpai_node.registry.membership import (
+    MOVE_SERVICES,
+    REPLACE_VOTER,
+    Action,
     ClusterView,
     MarkDown,
     RaftChange,
     SetRole,
     StepDown,
+    is_repair,
     next_action,
+    repair_description,
 )
 from fpai_node.registry.raft_wire import raft_id
 from fpai_node.registry.state import RegistryState, apply, encode_command
@@ -137,7 +143,7 @@ def test_a_dead_voter_is_replaced_only_after_the_dead_time_and_only_by_a_live_le
     early = view([A, B, C], [B, D], down_since={C: 1000.0 - DEAD_AFTER + 1})
     assert next_action(registry, early, DEAD_AFTER) is None
     late = view([A, B, C], [B, D], down_since={C: 1000.0 - DEAD_AFTER})
-    assert next_action(registry, late, DEAD_AFTER) == SetRole(D, "voter")
+    assert next_action(registry, late, DEAD_AFTER) == SetRole(D, "voter", replacing=C)
     no_learner = view([A, B, C], [B], down_since={C: 0.0})
     assert next_action(state([A, B, C], [D]), no_learner, DEAD_AFTER) is None
 
@@ -145,16 +151,18 @@ def test_a_dead_voter_is_replaced_only_after_the_dead_time_and_only_by_a_live_le
 def test_the_dead_voter_is_demoted_once_its_replacement_votes() -> None:
     registry = state([A, B, C, D])  # D was promoted: four voters, target three
     action = next_action(registry, view([A, B, C, D], [B, D], down_since={C: 0.0}), DEAD_AFTER)
-    assert action == SetRole(C, "learner")
+    assert action == SetRole(C, "learner", replacing=C)
 
 
 def test_the_voter_set_never_shrinks_below_the_target_by_demotion() -> None:
     """Two dead voters, one learner: promote it, demote one dead voter, never the second."""
     registry = state([A, B, C], [D])
     dead = {B: 0.0, C: 0.0}
-    assert next_action(registry, view([A, B, C], [D], dead), DEAD_AFTER) == SetRole(D, "voter")
+    promote = SetRole(D, "voter", replacing=B)
+    assert next_action(registry, view([A, B, C], [D], dead), DEAD_AFTER) == promote
     registry = state([A, B, C, D])
-    assert next_action(registry, view([A, B, C, D], [D], dead), DEAD_AFTER) == SetRole(B, "learner")
+    demote = SetRole(B, "learner", replacing=B)
+    assert next_action(registry, view([A, B, C, D], [D], dead), DEAD_AFTER) == demote
     registry = state([A, C, D], [B])
     assert next_action(registry, view([A, C, D], [D], {C: 0.0}), DEAD_AFTER) is None
 
@@ -232,9 +240,9 @@ def test_a_dead_members_services_are_marked_down_after_the_dead_time() -> None:
     early = view([A, B, C], alive, down_since={D: 1000.0 - DEAD_AFTER + 1})
     assert next_action(registry, early, DEAD_AFTER) is None
     late = view([A, B, C], alive, down_since={D: 1000.0 - DEAD_AFTER})
-    assert next_action(registry, late, DEAD_AFTER) == MarkDown(f"{D}/memory", ("p:1",))
+    assert next_action(registry, late, DEAD_AFTER) == MarkDown(f"{D}/memory", ("p:1",), D)
     marked = with_services(registry, (f"{D}/memory", "down"))
-    assert next_action(marked, late, DEAD_AFTER) == MarkDown(f"{D}/x", ("p:1",))
+    assert next_action(marked, late, DEAD_AFTER) == MarkDown(f"{D}/x", ("p:1",), D)
     assert next_action(with_services(marked, (f"{D}/x", "down")), late, DEAD_AFTER) is None
     back = view([A, B, C], [B, C, D], down_since={})
     assert next_action(registry, back, DEAD_AFTER) is None  # a connected member keeps its own
@@ -245,4 +253,49 @@ def test_a_dead_members_services_are_marked_down_after_the_dead_time() -> None:
 def test_voter_steps_come_before_marking_services_down() -> None:
     registry = with_services(state([A, B, C], [D]), (f"{C}/memory", "ok"))
     dead_voter = view([A, B, C], [B, D], down_since={C: 0.0})
-    assert next_action(registry, dead_voter, DEAD_AFTER) == SetRole(D, "voter")
+    assert next_action(registry, dead_voter, DEAD_AFTER) == SetRole(D, "voter", replacing=C)
+
+
+def test_repairs_wait_for_the_gate_and_the_steps_after_them_still_happen() -> None:
+    """RAFT-17: a held voter replacement does not hold back marking another member's
+    services down; a held service of one member holds its other services, not another
+    member's; both steps of a replacement are one repair (one key)."""
+    registry = with_services(
+        state([A, B, C], [D, E]), (f"{C}/memory", "ok"), (f"{E}/memory", "ok"), (f"{E}/x", "ok")
+    )
+    dead = view([A, B, C], [B, D], down_since={C: 0.0, E: 0.0})
+    asked: list[tuple[str, str]] = []
+
+    def holding(kinds: set[str]) -> Callable[[Action], bool]:
+        def allowed(action: Action) -> bool:
+            key, kind, subject, _ = repair_description(action, DEAD_AFTER)
+            asked.append((kind, subject))
+            assert key == f"{kind}:{subject}"
+            return kind not in kinds
+
+        return allowed
+
+    held_voter = next_action(registry, dead, DEAD_AFTER, holding({REPLACE_VOTER}))
+    assert held_voter == MarkDown(f"{C}/memory", ("p:1",), C)
+    assert asked == [(REPLACE_VOTER, C), (MOVE_SERVICES, C)]
+    asked.clear()
+    assert next_action(registry, dead, DEAD_AFTER, holding({REPLACE_VOTER, MOVE_SERVICES})) is None
+    assert asked == [(REPLACE_VOTER, C), (MOVE_SERVICES, C), (MOVE_SERVICES, E)]
+    promoted = state([A, B, C, D])
+    demote = next_action(promoted, view([A, B, C, D], [B, D], {C: 0.0}), DEAD_AFTER, holding(set()))
+    assert demote == SetRole(C, "learner", replacing=C)
+    assert repair_description(demote, DEAD_AFTER)[0] == f"{REPLACE_VOTER}:{C}"
+    assert not is_repair(SetRole(D, "voter")) and is_repair(demote)
+
+
+def test_matching_raft_to_the_registry_never_asks_the_gate() -> None:
+    """Filling a free seat and removing a member Raft still counts are not repairs."""
+
+    def refuse(action: Action) -> bool:
+        raise AssertionError(f"asked about {action}")
+
+    assert next_action(state([A, B], [D]), view([A, B], [B, D]), DEAD_AFTER, refuse) == SetRole(
+        D, "voter"
+    )
+    stuck = view([A, B, C], [B], caught_up=[])
+    assert next_action(state([A, B, D]), stuck, DEAD_AFTER, refuse) == RaftChange("rem", member(C))
