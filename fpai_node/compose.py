@@ -18,6 +18,7 @@ from fpai_node.api.memory.extract import router_completer
 from fpai_node.api.memory.routes import memory_routes
 from fpai_node.api.openai.routes import openai_routes
 from fpai_node.api.rewards import rewards_routes
+from fpai_node.api.supervisor import supervisor_routes
 from fpai_node.api.treasury import treasury_routes
 from fpai_node.config import Settings
 from fpai_node.errors import ConfigError, FpaiError
@@ -46,6 +47,8 @@ from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
 from fpai_node.service import Service
+from fpai_node.supervisor.observe import Observer
+from fpai_node.supervisor.service import Supervisor
 from fpai_node.treasury.service import ChainSettings, TreasuryService
 
 
@@ -97,6 +100,13 @@ def compose(
     channel = PeerChannel(identity, listeners.peer)
     api_address = str(HostPort.bound_to(listeners.api))
     join = bootstrap_peers(settings, genesis)
+    observer: list[Observer] = []  # made once the services it reads exist
+    supervisor = Supervisor(
+        settings.autonomy,
+        home.root / "supervisor",
+        lambda: registry.state,
+        checks=lambda: observer[0].checks() if observer else (),
+    )
     gossip = GossipService(
         key,
         channel.address,
@@ -120,6 +130,7 @@ def compose(
         electors=registry_electors(settings, genesis, key.node_id),
         timing=RaftTiming(dead_after_s=settings.registry_dead_after_s),
         local_models=lambda: [m.card.id for m in inference.models()],
+        gate=supervisor,
     )
     router = RouterService(
         key,
@@ -137,6 +148,7 @@ def compose(
         openai_routes(router.router, embedder),
         registry_routes(registry),
     ]
+    memory: MemoryService | None = None
     if settings.memory:
         memory = MemoryService(
             key,
@@ -168,6 +180,22 @@ def compose(
     )
     services.append(rewards)  # after the registry and the treasury: digests, bindings, claims
     groups.append(rewards_routes(rewards))
+    observer.append(
+        Observer(
+            node_id=key.node_id,
+            autonomy=settings.autonomy,
+            home=home.root,
+            inference=inference,
+            gossip=gossip,
+            registry=registry,
+            treasury=treasury,
+            placement=memory.placement if memory is not None else None,
+            bootstrap=join,
+            certificate_expires=identity.certificate.not_valid_after_utc,
+        )
+    )
+    services.append(supervisor)  # last: it reads every other service
+    groups.append(supervisor_routes(supervisor, observer[0]))
     channel.serve(route for service in services for route in service.peer_routes())
     app = build_app(
         NodeInfo(key.node_id, settings.preset, time.monotonic()),

@@ -14,11 +14,13 @@ from typing import Any, Literal
 
 from fpai_node.errors import ConfigError
 from fpai_node.hostport import HostPort, parse_host_port
+from fpai_node.supervisor.actions import MODES
 
 Preset = Literal["local", "testnet", "federation"]
 PRESETS: tuple[Preset, ...] = ("local", "testnet", "federation")
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+AUTONOMY_MODES = MODES
 ENV_PREFIX = "FPAI_"
 RAFT_PORT_OFFSET = 100  # 7100 -> 7200: one --peer flag places both channels
 
@@ -51,6 +53,7 @@ class Settings:
     chain_rpc: str | None = None
     chain_deployment: str | None = None
     treasury_grace_s: int = 10
+    autonomy: str = "supervised"
 
     @property
     def config_file(self) -> Path:
@@ -310,6 +313,13 @@ FIELDS: tuple[Field, ...] = (
         int,
         "10 s: a ballot's or proposal's own node relays, queues and executes at once; every other "
         "node waits this long times its turn, so one acts and the rest stand by (specs/0009)",
+    ),
+    Field(
+        "autonomy",
+        _choice(AUTONOMY_MODES),
+        str,
+        "supervised: the node finds what needs repair (a dead voter, a dead node's shards) and "
+        "an operator approves each repair; autonomous repairs and records it; off does neither",
     ),
     Field(
         "queue_depth",

@@ -13,6 +13,7 @@ from fpai_node.cli import (
     node_cmds,
     registry_cmds,
     rewards_cmds,
+    supervisor_cmds,
     testnet_cmds,
     treasury_cmds,
     usage_cmds,
@@ -37,6 +38,7 @@ testnet_cmds.register(app)
 chain_cmds.register(app)
 treasury_cmds.register(app)
 rewards_cmds.register(app)
+supervisor_cmds.register(app)
 
 
 def main() -> None:

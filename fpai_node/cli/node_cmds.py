@@ -189,6 +189,15 @@ def start(
             "--registry-voters", metavar="N", help="Voters a new registry keeps: 1, 3, 5 or 7 [3]"
         ),
     ] = None,
+    autonomy: Annotated[
+        str | None,
+        typer.Option(
+            "--autonomy",
+            metavar="MODE",
+            help="off, supervised (repairs wait for `fpai-node actions approve`) or autonomous "
+            "[supervised]",
+        ),
+    ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
     from fpai_node.node import serve
@@ -203,6 +212,8 @@ def start(
         flags["registry_voters"] = _parse_one(
             "registry_voters", "--registry-voters", registry_voters
         )
+    if autonomy is not None:
+        flags["autonomy"] = _parse_one("autonomy", "--autonomy", autonomy)
     if genesis is not None:
         flags["genesis"] = str(genesis.expanduser().absolute())
     for name, flag, values in (

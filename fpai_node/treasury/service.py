@@ -635,7 +635,7 @@ class TreasuryService(Service):
             "revenue": await self._call(ledger.revenue_by_day),
             "proposals": proposals,
             "proposals_total": len(known),
-            "operators": self._operators(state),
+            "operators": self.operators_of(state),
             "draft": draft,
         }
 
@@ -673,7 +673,7 @@ class TreasuryService(Service):
             f"({IDLE_THRESHOLD_PARAMETER})",
         }
 
-    def _operators(self, state: RegistryState) -> dict[str, str | None]:
+    def operators_of(self, state: RegistryState) -> dict[str, str | None]:
         """Each member's bound operator address (TREASURY-2), None without a valid binding."""
         return {
             node_id: (b.address if (b := self.binding_of(state, node_id)) else None)

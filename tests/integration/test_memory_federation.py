@@ -21,8 +21,9 @@ os.environ["MEM0_TELEMETRY"] = "False"
 from mem0 import MemoryClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-# RAFT-16: a member silent this long is marked down and its shards move (the default is 60 s)
-FAST_DEATH = {"FPAI_REGISTRY_DEAD_AFTER_S": "3"}
+# RAFT-16: a member silent this long is marked down and its shards move (the default is 60 s),
+# by the leader's supervisor on its own (RAFT-17: autonomy autonomous)
+FAST_DEATH = {"FPAI_REGISTRY_DEAD_AFTER_S": "3", "FPAI_AUTONOMY": "autonomous"}
 
 
 def memory(node: RegistryNode) -> dict[str, Any]:

@@ -1,0 +1,171 @@
+"""The supervisor on real node processes (docs/operator-guide.md, "Autonomy"): a node holding
+memory shards is killed -9; in autonomous mode the leader's supervisor marks it down and its
+shards are re-replicated on the living, recorded as a done action; in supervised mode the same
+repair waits as a pending action, nothing moves, and it happens once an operator approves it
+with `fpai-node actions approve`. The sovereignty audit follows the facts."""
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+from fpai_node.testing.nodeproc import run_cli
+from fpai_node.testing.registry_cluster import RegistryNode, leader_of, registry_cluster, wait_for
+
+os.environ["MEM0_TELEMETRY"] = "False"
+from mem0 import MemoryClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+DEAD_AFTER = {"FPAI_REGISTRY_DEAD_AFTER_S": "3"}  # RAFT-16's dead time (60 s by default)
+
+
+def actions(node: RegistryNode) -> list[dict[str, Any]]:
+    return node.request("GET", "/fpai/v1/actions")["actions"]  # type: ignore[no-any-return]
+
+
+def sovereignty(node: RegistryNode) -> dict[str, Any]:
+    return node.request("GET", "/fpai/v1/sovereignty")  # type: ignore[no-any-return]
+
+
+def weaknesses(node: RegistryNode) -> set[str]:
+    return {w["kind"] for w in sovereignty(node)["single_points_of_failure"]}
+
+
+def holders(node: RegistryNode) -> set[str]:
+    return set(node.status()["memory"]["holders"])
+
+
+def memory_check(node: RegistryNode) -> dict[str, Any]:
+    checks = node.status()["supervisor"]["checks"]
+    return next(c for c in checks if c["name"] == "memory")  # type: ignore[no-any-return]
+
+
+USERS = [f"user-{n}" for n in range(8)]  # eight scopes: shards on every holder
+
+
+def two_replicas_and_a_victim(nodes: list[RegistryNode]) -> tuple[RegistryNode, RegistryNode]:
+    """memory.replicas 2 over three holders, so a dead holder's shards have somewhere to go,
+    and a memory per user; returns the leader and a node that is not the leader and holds
+    shards with records."""
+    leader = leader_of(nodes)
+    leader.put("memory.replicas", 2)
+    ids = {n.node_id for n in nodes}
+    for node in nodes:
+        wait_for(lambda node=node: holders(node) == ids and memory_check(node)["ok"])
+    client = MemoryClient(host=leader.url, api_key="k" * 16)
+    for user in USERS:
+        client.add(f"{user} keeps bees", user_id=user, infer=False)
+    victim = next(n for n in nodes if n is not leader and n.status()["memory"]["shards"])
+    return leader, victim
+
+
+def every_memory_found(node: RegistryNode) -> None:
+    """No record lost: each user's memory is read back through Mem0's client."""
+    client = MemoryClient(host=node.url, api_key="k" * 16)
+    for user in USERS:
+        found = client.get_all(filters={"user_id": user})["results"]
+        assert [r["memory"] for r in found] == [f"{user} keeps bees"]
+
+
+def test_autonomous_a_killed_nodes_shards_are_re_replicated_and_recorded(tmp_path: Any) -> None:
+    env = {**DEAD_AFTER, "FPAI_AUTONOMY": "autonomous"}
+    with registry_cluster(tmp_path, size=3, env=env) as nodes:
+        leader, victim = two_replicas_and_a_victim(nodes)
+        dead = victim.node_id
+        assert weaknesses(leader) >= {"voters_one_machine"}  # a testnet on one machine
+        assert "single_replica" not in weaknesses(leader)
+        victim.kill()
+        living = {n.node_id for n in nodes if n is not victim}
+
+        def repaired() -> dict[str, Any] | None:
+            moved = [a for a in actions(leader) if a["subject"] == dead]
+            return moved[0] if moved and moved[0]["state"] == "done" else None
+
+        done = wait_for(repaired, timeout_s=60)
+        assert done["kind"] == "move_services" and done["attempts"] == 1
+        assert done["outcome"].startswith(f"every service of {dead} is down")
+        for node in nodes:
+            if node is not victim:
+                wait_for(lambda node=node: holders(node) == living and memory_check(node)["ok"])
+        every_memory_found(leader)
+        audit = sovereignty(leader)
+        assert "single_replica" not in {w["kind"] for w in audit["single_points_of_failure"]}
+        assert "few_voters" in {w["kind"] for w in audit["single_points_of_failure"]}
+        federated = next(c for c in audit["components"] if c["name"] == "federated")
+        assert federated["evidence"][0].startswith("2 live registry voters on 1 machine")
+        metrics = leader.process.metric(  # type: ignore[union-attr]
+            "fpai_supervisor_actions", kind="move_services", state="done"
+        )
+        assert metrics == 1.0
+        logged = [e for e in leader.process.log_events() if e.get("event") == "supervisor action"]  # type: ignore[union-attr]
+        assert [e["state"] for e in logged if e["subject"] == dead][-1] == "done"
+
+
+def test_supervised_the_repair_waits_for_approval_then_happens(tmp_path: Any) -> None:
+    with registry_cluster(tmp_path, size=3, env=DEAD_AFTER) as nodes:  # supervised: the default
+        leader, victim = two_replicas_and_a_victim(nodes)
+        dead = victim.node_id
+        victim.kill()
+
+        def pending() -> dict[str, Any] | None:
+            waiting = [a for a in actions(leader) if a["subject"] == dead]
+            return waiting[0] if waiting and waiting[0]["state"] == "pending" else None
+
+        action = wait_for(pending, timeout_s=60)
+        assert action["kind"] == "move_services" and action["attempts"] == 0
+        assert dead in action["summary"]
+        # nothing moves while it waits: the dead node still holds its shards, which have one
+        # live replica each, and the audit and the memory check say so
+        assert dead in holders(leader)
+        wait_for(lambda: "single_replica" in weaknesses(leader))
+        assert not memory_check(leader)["ok"]
+        listed = run_cli("actions", "list", "--api", leader.url)
+        assert listed.returncode == 0, listed.stderr
+        assert f"{action['id']:>4}  pending" in listed.stdout
+        assert "autonomy supervised; 1 action(s), 1 pending" in listed.stdout
+
+        approved = run_cli("actions", "approve", action["id"], "--api", leader.url)
+        assert approved.returncode == 0, approved.stderr
+        assert approved.stdout.startswith(f"approved {action['id']}: mark the services of {dead}")
+        again = run_cli("actions", "approve", action["id"], "--api", leader.url)
+        assert again.returncode == 1
+        assert "not pending" in again.stderr
+
+        living = {n.node_id for n in nodes if n is not victim}
+        wait_for(lambda: holders(leader) == living and memory_check(leader)["ok"], timeout_s=60)
+        shown = wait_for(
+            lambda: (
+                next(a for a in actions(leader) if a["id"] == action["id"])["state"] == "done"
+                and next(a for a in actions(leader) if a["id"] == action["id"])
+            )
+        )
+        assert shown["attempts"] == 1
+        assert "single_replica" not in weaknesses(leader)
+        every_memory_found(leader)
+
+
+def test_autonomy_off_and_the_cli_audit(tmp_path: Any) -> None:
+    """Off: the audit names the operator's absence and scores it; `--json` is the API's."""
+    node = RegistryNode(tmp_path / "solo", "--autonomy", "off")
+    try:
+        node.start()
+        wait_for(lambda: node.status()["registry"]["leader"] is not None)
+        shown = run_cli("sovereignty", "--json", "--api", node.url)
+        assert shown.returncode == 0, shown.stderr
+        audit = json.loads(shown.stdout)
+        assert audit["autonomy"] == "off" and audit["max"] == 95
+        kinds = {w["kind"] for w in audit["single_points_of_failure"]}
+        assert {"operator_absence", "few_voters"} <= kinds
+        autonomous = next(c for c in audit["components"] if c["name"] == "autonomous")
+        assert autonomous["evidence"][0].startswith("autonomy off")
+        assert audit["score"] == sum(c["points"] for c in audit["components"])
+        text = run_cli("sovereignty", "--api", node.url)
+        assert text.returncode == 0, text.stderr
+        assert f"sovereignty {audit['score']} / 95 (autonomy off)" in text.stdout
+        assert "(operator_absence)" in text.stdout
+        bad = run_cli("start", "--home", str(tmp_path / "x"), "--autonomy", "sometimes")
+        assert bad.returncode == 1
+        assert "--autonomy: expected one of off, supervised, autonomous" in bad.stderr
+    finally:
+        node.kill()
