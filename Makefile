@@ -50,7 +50,12 @@ contracts: $(NODE_MODULES)
 run: install
 	$(BIN)/fpai-node start $(ARGS)
 
-test: install-dev $(NODE_MODULES)
+# The dashboard's browser tests drive Debian's Chromium (tests/browser/).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Chromium (apt)"; apt-get update -qq && apt-get install -y -qq chromium
+
+test: install-dev $(NODE_MODULES) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache

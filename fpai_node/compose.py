@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fpai_node.api.admin.registry import registry_routes
 from fpai_node.api.app import ApiRoutes, ClientApi, NodeInfo, build_app
+from fpai_node.api.dashboard import dashboard_routes
 from fpai_node.api.memory.extract import router_completer
 from fpai_node.api.memory.routes import memory_routes
 from fpai_node.api.openai.routes import openai_routes
@@ -196,6 +197,7 @@ def compose(
     )
     services.append(supervisor)  # last: it reads every other service
     groups.append(supervisor_routes(supervisor, observer[0]))
+    groups.append(dashboard_routes())
     channel.serve(route for service in services for route in service.peer_routes())
     app = build_app(
         NodeInfo(key.node_id, settings.preset, time.monotonic()),

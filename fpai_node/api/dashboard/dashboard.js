@@ -1,0 +1,171 @@
+// The fpai-node dashboard: reads this node's JSON endpoints every REFRESH_MS and redraws.
+// Everything a peer chose (node ids, model names, summaries) goes in through textContent only.
+"use strict";
+
+const REFRESH_MS = 2000; // a dead peer shows within gossip's own few seconds, not a reload
+const KEY = "fpai-api-key"; // sessionStorage only: gone when the tab closes
+let waitingForKey = null; // the approval to retry once the operator typed a key
+
+function el(tag, text, attrs) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  return node;
+}
+
+function row(cells, attrs) {
+  const tr = el("tr", null, attrs);
+  for (const cell of cells) {
+    if (cell instanceof Node) { const td = el("td"); td.append(cell); tr.append(td); }
+    else tr.append(el("td", cell));
+  }
+  return tr;
+}
+
+function fill(id, rows) { document.getElementById(id).replaceChildren(...rows); }
+function text(id, value) { document.getElementById(id).textContent = value; }
+
+async function getJson(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function drawNode(status) {
+  text("node-id", status.node_id);
+  const own = {
+    node_id: status.node_id, state: "this node", address: status.peer_channel.address,
+    models: status.models, load_permille: null,
+  };
+  const nodes = [own, ...status.peers].map((p) => {
+    const models = (p.models || []).map((m) => m.id).join(", ");
+    const load = p.load_permille === null || p.load_permille === undefined
+      ? status.models.map((m) => `${m.running} running, ${m.waiting} waiting`).join("; ")
+      : `${(p.load_permille / 10).toFixed(0)}%`;
+    const tr = row([el("span", p.node_id), p.state, p.address, models, load],
+      { "data-testid": "node-row", "data-node-id": p.node_id, "data-state": p.state === "this node" ? "alive" : p.state });
+    tr.children[0].className = "id";
+    tr.children[1].className = "state";
+    return tr;
+  });
+  fill("nodes", nodes);
+  const served = new Map();
+  for (const m of status.models) served.set(m.id, [`${status.node_id.slice(0, 12)}… (here)`]);
+  for (const p of status.peers) {
+    if (p.state !== "alive" && p.state !== "suspect") continue;
+    for (const m of p.models || []) {
+      if (!served.has(m.id)) served.set(m.id, []);
+      served.get(m.id).push(`${p.node_id.slice(0, 12)}…`);
+    }
+  }
+  fill("models", [...served].map(([model, where]) => row([model, where.join(", ")])));
+  const reg = status.registry;
+  text("registry", `leader ${reg.leader || "none"}, term ${reg.term}, commit ${reg.commit_index}, ` +
+    `${reg.configuration.length} voters (target ${reg.voters_target}), phase ${reg.phase}`);
+  fill("members", reg.members.map((m) =>
+    row([el("span", m.node_id), m.node_id === reg.leader ? `${m.role} (leader)` : m.role],
+      { "data-testid": "member-row" })));
+  const mem = status.memory;
+  text("memory", mem ? `${mem.holders.length} holders, replication ${mem.replicas}, ` +
+    `${Object.keys(mem.shards).length} shards with data here; repair rounds ${mem.repair.rounds || 0}`
+    : "memory off");
+  const sup = status.supervisor;
+  if (sup) fill("checks", sup.checks.map((c) => el("li", `${c.name}: ${c.detail}`, { class: c.ok ? "ok" : "bad" })));
+  text("treasury", `treasury: chain ${status.treasury.chain}`);
+  text("rewards", `rewards: epoch ${status.rewards.epoch}, ${status.rewards.pairs} pairs`);
+}
+
+function drawSovereignty(audit) {
+  const section = document.getElementById("sovereignty");
+  section.hidden = audit === null;
+  if (audit === null) return;
+  text("score", `${audit.score} / ${audit.max}`);
+  const parts = [];
+  for (const c of audit.components) {
+    parts.push(el("div", `${c.title}: ${c.points} / ${c.max}`));
+    const bar = el("div", null, { class: "bar" });
+    const fillBar = el("div");
+    fillBar.style.width = `${Math.round((100 * c.points) / c.max)}%`;
+    bar.append(fillBar);
+    parts.push(bar);
+    for (const line of c.evidence) parts.push(el("p", line, { class: "evidence" }));
+  }
+  fill("components", parts);
+  fill("weaknesses", audit.single_points_of_failure.map((w) =>
+    el("li", w.detail, { "data-testid": "weakness", "data-kind": w.kind })));
+}
+
+function drawActions(data) {
+  if (data === null) return;
+  text("autonomy", `(autonomy ${data.autonomy})`);
+  fill("actions", data.actions.map((a) => {
+    const buttons = el("span");
+    if (a.state === "pending") {
+      for (const verb of ["approve", "reject"]) {
+        const b = el("button", verb === "approve" ? "Approve" : "Reject", { "data-testid": verb });
+        b.addEventListener("click", () => decide(a.id, verb));
+        buttons.append(b);
+      }
+    }
+    const what = a.outcome && a.state !== "pending" ? `${a.summary} — ${a.outcome}` : a.summary;
+    return row([a.id, a.state, what, buttons],
+      { "data-testid": "action-row", "data-action-id": a.id, "data-state": a.state });
+  }));
+}
+
+async function decide(id, verb) {
+  const key = sessionStorage.getItem(KEY);
+  const headers = { "Content-Type": "application/json" };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(`/fpai/v1/actions/${encodeURIComponent(id)}/${verb}`,
+    { method: "POST", headers, body: "{}" });
+  if (response.status === 401) {
+    waitingForKey = () => decide(id, verb);
+    document.getElementById("key-form").hidden = false;
+    document.getElementById("key").focus();
+    text("action-error", key ? "that API key was refused" : "this node needs its API key");
+    return;
+  }
+  let body = {};
+  try { body = await response.json(); } catch (e) { body = {}; }
+  text("action-error", response.ok ? "" : (body.error && body.error.message) || `HTTP ${response.status}`);
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, document.getElementById("key").value);
+    document.getElementById("key").value = "";
+    document.getElementById("key-form").hidden = true;
+    const retry = waitingForKey;
+    waitingForKey = null;
+    if (retry) retry();
+  });
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+});
+
+let refreshing = false;
+async function refresh() {
+  if (refreshing) return;
+  refreshing = true;
+  try {
+    const [status, audit, actions] = await Promise.all(
+      [getJson("/fpai/v1/status"), getJson("/fpai/v1/sovereignty"), getJson("/fpai/v1/actions")]);
+    drawNode(status);
+    drawSovereignty(audit);
+    drawActions(actions);
+    const shown = document.getElementById("freshness");
+    shown.className = "muted";
+    shown.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.refreshed = String(Date.now());
+  } catch (error) {
+    const shown = document.getElementById("freshness");
+    shown.className = "stale";
+    shown.textContent = `node not answering (${error.message}); retrying`;
+  } finally {
+    refreshing = false;
+  }
+}
