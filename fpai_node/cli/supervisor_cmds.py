@@ -4,11 +4,14 @@ supervisor has found and done, and the federation's sovereignty score with its e
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from fpai_node.cli.node_cmds import ApiOption, HomeOption, JsonOption, KeyOption, keyed_client
+from fpai_node.errors import FpaiError
+from fpai_node.testnet import Testnet, default_directory
 
 actions_app = typer.Typer(
     help="Repairs the supervisor found: list them, approve or reject the pending ones.",
@@ -73,9 +76,24 @@ def sovereignty(
     api: ApiOption = None,
     as_json: JsonOption = False,
     api_key: KeyOption = None,
+    drill: Annotated[
+        bool,
+        typer.Option(
+            "--drill",
+            help="On a testnet: stop the node that serves most, check chat, memory and the "
+            "treasury through the others, bring it back",
+        ),
+    ] = False,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", metavar="DIR", help="The testnet to drill [~/.fpai-testnet]"),
+    ] = None,
 ) -> None:
     """The sovereignty score from what this node can verify, each part with its evidence, and
     the single points of failure it finds."""
+    if drill:
+        _drill(directory or default_directory(), as_json)
+        return
     data = keyed_client(home, api, api_key).get("/fpai/v1/sovereignty")
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -89,6 +107,24 @@ def sovereignty(
     typer.echo(f"single points of failure: {len(weaknesses) or 'none found'}")
     for weakness in weaknesses:
         typer.echo(f"  - {weakness['detail']} ({weakness['kind']})")
+
+
+def _drill(directory: Path, as_json: bool) -> None:
+    from fpai_node.drill import run_drill
+
+    testnet = Testnet.load(directory)
+    if testnet is None:
+        raise FpaiError(f"no testnet in {directory}: `fpai-node testnet up --dir {directory}`")
+    report = run_drill(testnet, lambda step: None if as_json else typer.echo(f"... {step}"))
+    if as_json:
+        typer.echo(json.dumps(report.public(), indent=2))
+    else:
+        for check in report.checks:
+            typer.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        verdict = "survives" if report.ok else "does NOT survive"
+        typer.echo(f"the federation {verdict} the loss of {report.stopped} ({report.stopped_id})")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def register(root: typer.Typer) -> None:

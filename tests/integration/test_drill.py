@@ -1,0 +1,92 @@
+"""`fpai-node sovereignty --drill` on real testnets (`fpai-node testnet up`): the node that
+serves most is stopped, chat, memory and the treasury are checked through the others, and the
+node is brought back. Three serving nodes and a chain survive it; a testnet whose one serving
+node is the only server of its model does not, and the drill says which model broke."""
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fpai_node.errors import FpaiError
+from fpai_node.testing.nodeproc import run_cli
+from fpai_node.testnet import Testnet, stop
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+@contextlib.contextmanager
+def running_testnet(directory: Path, *args: str) -> Iterator[Path]:
+    try:
+        up = run_cli("testnet", "up", "--nodes", "3", "--dir", str(directory), *args, timeout_s=240)
+        assert up.returncode == 0, up.stderr + up.stdout
+        yield directory
+    finally:
+        with contextlib.suppress(FpaiError):
+            loaded = Testnet.load(directory)
+            if loaded is not None:
+                stop(loaded.nodes, timeout_s=5)
+                if loaded.chain is not None:
+                    loaded.chain.stop(timeout_s=5)
+
+
+def drill(directory: Path) -> tuple[int, dict[str, Any]]:
+    done = run_cli("sovereignty", "--drill", "--dir", str(directory), "--json", timeout_s=240)
+    return done.returncode, json.loads(done.stdout)
+
+
+def whole(directory: Path) -> list[dict[str, Any]]:
+    shown = run_cli("testnet", "status", "--dir", str(directory), "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_healthy_testnet_survives_the_loss_of_its_busiest_node(tmp_path: Path) -> None:
+    with running_testnet(
+        tmp_path / "healthy", "--serving", "3", "--base-port", "12500"
+    ) as directory:
+        code, report = drill(directory)
+        assert code == 0, report
+        checks = {c["name"]: c for c in report["checks"]}
+        assert sorted(checks) == [
+            "chat gemma-3-270m",
+            "memory read",
+            "memory write",
+            "treasury",
+        ]
+        assert all(c["ok"] for c in checks.values()), checks
+        assert report["stopped"] == "node1"  # every node serves one model: the first is chosen
+        served_by = checks["chat gemma-3-270m"]["detail"]
+        assert served_by.startswith("answered by fpn1") and report["stopped_id"] not in served_by
+        assert "reads back: 'written before the drill'" in checks["memory read"]["detail"]
+        assert checks["treasury"]["detail"].startswith("treasury answers: block ")
+        nodes = whole(directory)  # brought back: the federation is whole again
+        assert all(n["healthy"] and n["alive_peers"] == 2 for n in nodes), nodes
+
+
+def test_the_drill_names_a_model_with_a_single_server(tmp_path: Path) -> None:
+    with running_testnet(tmp_path / "single", "--no-chain", "--base-port", "13000") as directory:
+        code, report = drill(directory)
+        assert code == 1
+        checks = {c["name"]: c for c in report["checks"]}
+        assert not checks["chat gemma-3-270m"]["ok"]
+        assert checks["chat gemma-3-270m"]["detail"] == (
+            "node2 /v1/chat/completions: HTTP 503: model 'gemma-3-270m' has no live node to "
+            f"serve it: {report['stopped_id']} (left)"
+        )
+        assert checks["memory read"]["ok"] and checks["memory write"]["ok"]
+        assert checks["treasury"] == {
+            "name": "treasury",
+            "ok": True,
+            "detail": "no chain configured: nothing to check",
+        }
+        text = run_cli("sovereignty", "--drill", "--dir", str(directory), timeout_s=240)
+        assert text.returncode == 1
+        assert "FAIL chat gemma-3-270m: node2" in text.stdout
+        assert "the federation does NOT survive the loss of node1" in text.stdout
+        assert all(n["healthy"] for n in whole(directory))
+    missing = run_cli("sovereignty", "--drill", "--dir", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "no testnet in" in missing.stderr
