@@ -47,7 +47,7 @@ from fpai_node.rewards.digests import KEPT_PAIRS_MS
 from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
-from fpai_node.service import Service
+from fpai_node.service import ActionGate, Service
 from fpai_node.supervisor.observe import Observer
 from fpai_node.supervisor.service import Supervisor
 from fpai_node.treasury.service import ChainSettings, TreasuryService
@@ -95,19 +95,20 @@ def compose(
     its file."""
     home = Home(settings.home)
     identity = tls_identity(settings, key, home)
-    inference = InferenceService(
-        build_backends(settings, home.root / "models"), max_waiting=settings.queue_depth
-    )
-    channel = PeerChannel(identity, listeners.peer)
-    api_address = str(HostPort.bound_to(listeners.api))
-    join = bootstrap_peers(settings, genesis)
     observer: list[Observer] = []  # made once the services it reads exist
     supervisor = Supervisor(
         settings.autonomy,
         home.root / "supervisor",
         lambda: registry.state,
-        checks=lambda: observer[0].checks() if observer else (),
+        observe=lambda: observer[0].observe() if observer else None,
     )
+    inference = InferenceService(
+        build_backends(settings, home.root / "models", supervisor),
+        max_waiting=settings.queue_depth,
+    )
+    channel = PeerChannel(identity, listeners.peer)
+    api_address = str(HostPort.bound_to(listeners.api))
+    join = bootstrap_peers(settings, genesis)
     gossip = GossipService(
         key,
         channel.address,
@@ -252,7 +253,9 @@ def tls_identity(settings: Settings, key: NodeKey, home: Home) -> TlsIdentity:
     return TlsIdentity.federation(key, load_certificate(node_cert), load_certificate(ca_cert), now)
 
 
-def build_backends(settings: Settings, models_dir: Path) -> list[Backend]:
+def build_backends(
+    settings: Settings, models_dir: Path, gate: ActionGate | None = None
+) -> list[Backend]:
     """`models` entries ending in .gguf run in llama.cpp, other entries are vLLM models; each
     upstream URL is one backend. With nothing configured (and not --no-model) the node serves
     the bundled model, so a fresh `fpai-node start` answers right away."""
@@ -268,7 +271,7 @@ def build_backends(settings: Settings, models_dir: Path) -> list[Backend]:
             from fpai_node.inference.vllm import VllmBackend
 
             log_path = settings.home / "logs" / f"vllm-{spec.id.replace('/', '_')}.log"
-            backends.append(VllmBackend(spec.ref, model_id=spec.id, log_path=log_path))
+            backends.append(VllmBackend(spec.ref, model_id=spec.id, log_path=log_path, gate=gate))
     for url in settings.upstreams:
         backends.append(UpstreamBackend(url, api_key=settings.upstream_api_key))
     if not settings.models and not settings.upstreams and not settings.no_model:

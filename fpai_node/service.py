@@ -120,7 +120,10 @@ class ActionGate(Protocol):
     `allow` says whether to act now: the operator's autonomy mode decides whether a repair
     waits for approval, and a repair that failed waits out its backoff."""
 
-    def allow(self, key: str, kind: str, subject: str, summary: str) -> bool: ...
+    def allow(self, key: str, kind: str, subject: str, summary: str, reports: bool = False) -> bool:
+        """`reports`: the asker will call `succeeded` or `failed` for each step it takes, and may
+        stay silent meanwhile (a server that takes minutes to come up)."""
+        ...
 
     def failed(self, key: str, reason: str) -> None:
         """The step `allow` let through failed; the next one waits for the backoff."""
@@ -135,7 +138,7 @@ class ActionGate(Protocol):
 class Unsupervised:
     """A node part run alone (a test, a tool): every repair goes ahead, as before autonomy."""
 
-    def allow(self, key: str, kind: str, subject: str, summary: str) -> bool:
+    def allow(self, key: str, kind: str, subject: str, summary: str, reports: bool = False) -> bool:
         return True
 
     def failed(self, key: str, reason: str) -> None:

@@ -303,6 +303,16 @@ def status(
         ("registry", f"leader {registry.get('leader') or '-'}, term {registry.get('term', 0)}"),
         ("models", ", ".join(str(m.get("id", "?")) for m in data.get("models") or []) or "none"),
     ]
+    supervisor = data.get("supervisor")
+    if supervisor:
+        audit = supervisor["sovereignty"]
+        rows.append(
+            ("autonomy", f"{supervisor['autonomy']}, {supervisor['pending']} action(s) pending")
+        )
+        weak = ", ".join(w["kind"] for w in audit["single_points_of_failure"]) or "none found"
+        rows.append(
+            ("sovereign", f"{audit['score']} / {audit['max']}; single points of failure: {weak}")
+        )
     for label, value in rows:
         typer.echo(f"{label:<9}{value}")
 

@@ -30,8 +30,11 @@ from fpai_node.inference.base import (
     ModelCard,
 )
 from fpai_node.inference.upstream import UpstreamBackend
+from fpai_node.service import ActionGate, Unsupervised
 
 log = structlog.get_logger("fpai.inference.vllm")
+RESTART_BACKEND = "restart_backend"  # the kind of repair a crashed server's restart is
+GATE_POLL_S = 1.0  # a restart waiting for approval starts within a second of it
 
 ServerCommand = Callable[[str, int], Sequence[str]]
 """Builds the child's argv from the host and port it must listen on."""
@@ -83,7 +86,9 @@ class ManagedServer:
         stable_after_s: float = 120.0,  # beyond the max backoff: a crash loop never resets it
         stop_grace_s: float = 10.0,  # vLLM frees GPU memory on SIGTERM; give it time
         progress_every_s: float = 5.0,
+        gate: ActionGate | None = None,
     ) -> None:
+        """`gate`: asked before each restart (the supervisor's autonomy); None restarts always."""
         self.name = name
         self.log_path = log_path
         self.host = host
@@ -101,6 +106,7 @@ class ManagedServer:
         self._probe_session: aiohttp.ClientSession | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._healthy_since: float | None = None
+        self._gate: ActionGate = gate or Unsupervised()
         self.restarts = 0
 
     @property
@@ -238,10 +244,13 @@ class ManagedServer:
                 restart_in_s=backoff,
                 last_lines=self._tail(),
             )
+            key = f"{RESTART_BACKEND}:{self.name}"
             while self._healthy_since is None:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max_s)
+                await self._allowed(key, code)
                 self.restarts += 1
+                started = time.monotonic()
                 try:
                     await self._launch()
                     await self._wait_healthy()
@@ -250,9 +259,18 @@ class ManagedServer:
                         "server restart failed", server=self.name, error=str(e), retry_in_s=backoff
                     )
                     await self._terminate()
+                    self._gate.failed(key, str(e))
                 else:
                     self._healthy_since = time.monotonic()
                     log.info("server restarted", server=self.name, restarts=self.restarts)
+                    took = self._healthy_since - started
+                    self._gate.succeeded(key, f"restarted, healthy after {took:.1f} s")
+
+    async def _allowed(self, key: str, code: int) -> None:
+        """Wait until the supervisor lets this restart happen (at once unless supervised)."""
+        summary = f"restart {self.name}, which exited with code {code}"
+        while not self._gate.allow(key, RESTART_BACKEND, self.name, summary, reports=True):
+            await asyncio.sleep(GATE_POLL_S)
 
     async def _terminate(self) -> None:
         """SIGTERM to the child's group, SIGKILL after the grace period; then SIGKILL whatever of
@@ -338,6 +356,7 @@ class VllmBackend:
         capacity: int = 16,  # vLLM batches continuously; 16 keeps per-request latency steady
         health_timeout_s: float = 600.0,
         command_factory: ServerCommand | None = None,
+        gate: ActionGate | None = None,
     ) -> None:
         self.model_id = model_id or model
         self._override = command_factory is not None
@@ -347,6 +366,7 @@ class VllmBackend:
             log_path=log_path,
             port=port,
             health_timeout_s=health_timeout_s,
+            gate=gate,
         )
         self._upstream = UpstreamBackend(
             self.server.url, capacity=capacity, model_ids=[self.model_id], kind="vllm"

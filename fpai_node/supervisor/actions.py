@@ -52,6 +52,7 @@ class Action:
     outcome: str | None = None  # what happened, or why it is waiting
     retry_at: float | None = None  # a failed step's backoff ends then
     asked_at: float = 0.0  # the last time the repair was asked for
+    reports: bool = False  # its asker says when a step succeeded or failed (not `settle`)
 
     @property
     def is_open(self) -> bool:
@@ -111,8 +112,12 @@ class ActionBook:
 
     # ---- asked by the parts that repair ------------------------------------------------------
 
-    def ask(self, key: str, kind: str, subject: str, summary: str, now: float) -> bool:
-        """Whether the repair named `key` may take its next step now."""
+    def ask(
+        self, key: str, kind: str, subject: str, summary: str, now: float, reports: bool = False
+    ) -> bool:
+        """Whether the repair named `key` may take its next step now. With `reports`, the asker
+        ends each step with `succeeded` or `failed`, and a running repair is never ended for
+        being quiet."""
         if self.mode == "off":
             return False
         action = self.open_action(key)
@@ -121,7 +126,17 @@ class ActionBook:
             attempts = 1 if state == RUNNING else 0
             waiting = None if state == RUNNING else "waiting for an operator's approval"
             action = Action(
-                str(self._next_id), key, kind, subject, summary, state, now, now, attempts, waiting
+                str(self._next_id),
+                key,
+                kind,
+                subject,
+                summary,
+                state,
+                now,
+                now,
+                attempts,
+                waiting,
+                reports=reports,
             )
             self._next_id += 1
             self._open[key] = action.id
@@ -193,6 +208,8 @@ class ActionBook:
             if action.state in HOLDING:
                 del self._open[key]
                 continue
+            if action.state == RUNNING and action.reports:
+                continue  # its asker reports the outcome
             outcome = resolved(action) if action.state == RUNNING else None
             if outcome is not None:
                 ended.append(self._close(action, DONE, outcome, now))

@@ -23,6 +23,7 @@ from fpai_node.registry.state import RegistryState
 from fpai_node.service import Service
 from fpai_node.supervisor.actions import MODES, Action, ActionBook, ActionError
 from fpai_node.supervisor.checks import Check
+from fpai_node.supervisor.observe import Observation
 
 ROUND_S = 1.0  # repairs end, the record is written and changes are logged within a second
 ACTIONS_FILE = "actions.json"
@@ -37,14 +38,14 @@ class Supervisor(Service):
         mode: str,
         directory: Path,
         registry_state: Callable[[], RegistryState],
-        checks: Callable[[], Iterable[Check]] = tuple,
+        observe: Callable[[], Observation | None] = lambda: None,
     ) -> None:
-        """`checks`: what the node observes of itself and the federation (supervisor/checks.py),
-        read for the status and metrics."""
+        """`observe`: what the node observes of itself and the federation (supervisor/observe.py),
+        read for the status and metrics; None before the node has composed its observer."""
         self._dir = directory
         self._file = directory / ACTIONS_FILE
         self._registry_state = registry_state
-        self._checks = checks
+        self._observe = observe
         self._lock = threading.Lock()
         self._book = ActionBook(mode, _read_history(self._file))
         self._written = self._book.version
@@ -57,9 +58,9 @@ class Supervisor(Service):
 
     # ---- the gate (any thread) ---------------------------------------------------------------
 
-    def allow(self, key: str, kind: str, subject: str, summary: str) -> bool:
+    def allow(self, key: str, kind: str, subject: str, summary: str, reports: bool = False) -> bool:
         with self._lock:
-            return self._book.ask(key, kind, subject, summary, time.time())
+            return self._book.ask(key, kind, subject, summary, time.time(), reports)
 
     def failed(self, key: str, reason: str) -> None:
         with self._lock:
@@ -144,16 +145,23 @@ class Supervisor(Service):
 
     # ---- what the node shows -----------------------------------------------------------------
 
+    def _checks(self) -> tuple[Check, ...]:
+        observation = self._observe()
+        return () if observation is None else observation.checks
+
     def status_sections(self) -> Mapping[str, object]:
+        """`supervisor`: the mode, the actions waiting, the checks and the sovereignty audit."""
         actions = self.actions()
-        return {
-            "supervisor": {
-                "autonomy": self.mode,
-                "pending": sum(a.state == "pending" for a in actions),
-                "open": sum(a.is_open for a in actions),
-                "checks": [c.public() for c in self._checks()],
-            }
+        section: dict[str, object] = {
+            "autonomy": self.mode,
+            "pending": sum(a.state == "pending" for a in actions),
+            "open": sum(a.is_open for a in actions),
         }
+        observation = self._observe()
+        if observation is not None:
+            section["checks"] = [c.public() for c in observation.checks]
+            section["sovereignty"] = observation.report.public()
+        return {"supervisor": section}
 
     def metrics(self) -> Iterable[Metric]:
         with self._lock:

@@ -26,6 +26,8 @@ from fpai_node.inference.base import (
     TextChunk,
 )
 from fpai_node.inference.vllm import ManagedServer, VllmBackend, vllm_available
+from fpai_node.registry.state import RegistryState
+from fpai_node.supervisor.service import Supervisor
 from fpai_node.testing.llama_server import MODEL_ID, llama_server_command
 
 pytestmark = pytest.mark.slow
@@ -286,3 +288,63 @@ async def test_vllm_backend_without_vllm_says_why_and_starts_nothing(tmp_path: P
     assert backend.server.pid is None
     assert not backend.server.log_path.exists()
     await backend.close()
+
+
+async def test_a_supervised_restart_waits_for_approval_and_is_recorded(tmp_path: Path) -> None:
+    """The supervisor's gate (autonomy supervised): a crashed server stays down, its restart a
+    pending action, until an operator approves; then it restarts and the action is done. In
+    autonomous mode the restart happens at once and is recorded the same way."""
+    supervisor = Supervisor("supervised", tmp_path / "supervisor", RegistryState)
+    server = ManagedServer(
+        python(SERVE_MODELS),
+        name="gated",
+        log_path=tmp_path / "gated.log",
+        backoff_initial_s=0.05,
+        gate=supervisor,
+    )
+    await server.start()
+    try:
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        async def pending() -> bool:
+            return [a.state for a in supervisor.actions()] == ["pending"]
+
+        await wait_until(pending, timeout_s=10)
+        [action] = supervisor.actions()
+        assert (action.kind, action.subject) == ("restart_backend", "gated")
+        assert action.summary == "restart gated, which exited with code -9"
+        await asyncio.sleep(1.5)  # several of the gate's polls: still down, nothing launched
+        assert server.pid is None and server.restarts == 0 and not server.healthy
+        supervisor.decide(action.id, approve=True)
+
+        async def restarted() -> bool:
+            return server.healthy and supervisor.actions()[0].state == "done"
+
+        await wait_until(restarted, timeout_s=20)
+        done = supervisor.actions()[0]
+        assert done.attempts == 1 and (done.outcome or "").startswith("restarted, healthy after")
+        assert server.restarts == 1
+    finally:
+        await server.stop()
+
+    autonomous = Supervisor("autonomous", tmp_path / "autonomous", RegistryState)
+    server = ManagedServer(
+        python(SERVE_MODELS),
+        name="free",
+        log_path=tmp_path / "free.log",
+        backoff_initial_s=0.05,
+        gate=autonomous,
+    )
+    await server.start()
+    try:
+        os.kill(server.pid or 0, signal.SIGKILL)
+
+        async def recorded() -> bool:
+            return server.restarts == 1 and server.healthy and bool(autonomous.actions())
+
+        await wait_until(recorded, timeout_s=20)
+        assert [(a.kind, a.state) for a in autonomous.actions()] == [("restart_backend", "done")]
+    finally:
+        await server.stop()

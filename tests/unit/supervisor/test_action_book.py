@@ -126,3 +126,13 @@ def test_an_unknown_mode_or_action_is_refused() -> None:
     with pytest.raises(ActionError) as raised:
         ActionBook("supervised").approve("9", 0.0)
     assert raised.value.code == "unknown_action"
+
+
+def test_a_repair_that_reports_is_not_ended_for_being_quiet() -> None:
+    """A server restart takes minutes and asks once: only its own report ends it."""
+    book = ActionBook("autonomous")
+    assert book.ask(KEY, KIND, SUBJECT, SUMMARY, 0.0, reports=True)
+    book.settle(10 * QUIET_S, never)
+    assert book.actions()[0].state == "running"
+    book.succeeded(KEY, "restarted", 10 * QUIET_S)
+    assert (book.actions()[0].state, book.actions()[0].outcome) == ("done", "restarted")
