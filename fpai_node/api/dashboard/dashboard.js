@@ -3,6 +3,9 @@
 "use strict";
 
 const REFRESH_MS = 2000; // a dead peer shows within gossip's own few seconds, not a reload
+const CHAIN_EVERY = 5; // the treasury and rewards ask the chain: every 10 s is enough
+const STABLECOIN_DECIMALS = 6; // the testnet's and the contracts' stablecoin (chain/deploy.py)
+let rounds = 0;
 const KEY = "fpai-api-key"; // sessionStorage only: gone when the tab closes
 let waitingForKey = null; // the approval to retry once the operator typed a key
 
@@ -20,6 +23,15 @@ function row(cells, attrs) {
     else tr.append(el("td", cell));
   }
   return tr;
+}
+
+function shortId(id) {
+  const span = el("span", id.length > 16 ? `${id.slice(0, 14)}…` : id, { title: id, class: "id" });
+  return span;
+}
+
+function coin(units) {
+  return `${(Number(units) / 10 ** STABLECOIN_DECIMALS).toLocaleString(undefined, { maximumFractionDigits: 2 })} USD`;
 }
 
 function fill(id, rows) { document.getElementById(id).replaceChildren(...rows); }
@@ -43,20 +55,21 @@ function drawNode(status) {
     const load = p.load_permille === null || p.load_permille === undefined
       ? status.models.map((m) => `${m.running} running, ${m.waiting} waiting`).join("; ")
       : `${(p.load_permille / 10).toFixed(0)}%`;
-    const tr = row([el("span", p.node_id), p.state, p.address, models, load],
+    const tr = row([shortId(p.node_id), p.state, p.address, models, load],
       { "data-testid": "node-row", "data-node-id": p.node_id, "data-state": p.state === "this node" ? "alive" : p.state });
-    tr.children[0].className = "id";
     tr.children[1].className = "state";
     return tr;
   });
   fill("nodes", nodes);
   const served = new Map();
-  for (const m of status.models) served.set(m.id, [`${status.node_id.slice(0, 12)}… (here)`]);
+  for (const m of status.models) {
+    served.set(m.id, [`${status.node_id.slice(0, 14)}… (here, ${m.running} running, ${m.waiting} waiting)`]);
+  }
   for (const p of status.peers) {
     if (p.state !== "alive" && p.state !== "suspect") continue;
     for (const m of p.models || []) {
       if (!served.has(m.id)) served.set(m.id, []);
-      served.get(m.id).push(`${p.node_id.slice(0, 12)}…`);
+      served.get(m.id).push(`${p.node_id.slice(0, 14)}… (load ${(p.load_permille / 10).toFixed(0)}%)`);
     }
   }
   fill("models", [...served].map(([model, where]) => row([model, where.join(", ")])));
@@ -64,7 +77,7 @@ function drawNode(status) {
   text("registry", `leader ${reg.leader || "none"}, term ${reg.term}, commit ${reg.commit_index}, ` +
     `${reg.configuration.length} voters (target ${reg.voters_target}), phase ${reg.phase}`);
   fill("members", reg.members.map((m) =>
-    row([el("span", m.node_id), m.node_id === reg.leader ? `${m.role} (leader)` : m.role],
+    row([shortId(m.node_id), m.node_id === reg.leader ? `${m.role} (leader)` : m.role],
       { "data-testid": "member-row" })));
   const mem = status.memory;
   text("memory", mem ? `${mem.holders.length} holders, replication ${mem.replicas}, ` +
@@ -72,8 +85,30 @@ function drawNode(status) {
     : "memory off");
   const sup = status.supervisor;
   if (sup) fill("checks", sup.checks.map((c) => el("li", `${c.name}: ${c.detail}`, { class: c.ok ? "ok" : "bad" })));
-  text("treasury", `treasury: chain ${status.treasury.chain}`);
-  text("rewards", `rewards: epoch ${status.rewards.epoch}, ${status.rewards.pairs} pairs`);
+  if (status.treasury.chain !== "ready") {
+    text("treasury", status.treasury.chain === "none" ? "no chain configured" : `chain ${status.treasury.chain}`);
+    fill("proposals", []);
+  }
+  text("rewards", `epoch ${status.rewards.epoch}, ${status.rewards.pairs} pairs of receipts this node holds`);
+}
+
+function drawTreasury(t) {
+  if (t === null) return;
+  const vault = t.treasury.vault ? `, in the vault ${coin(t.treasury.vault_value)}` : "";
+  text("treasury", `treasury ${coin(t.treasury.stablecoin)}${vault}; growth ${coin(t.growth.stablecoin)}; ` +
+    `split ${t.split.treasury_bps / 100}% / ${t.split.growth_bps / 100}%; ` +
+    `${Object.values(t.operators).filter(Boolean).length} operators bound; block ${t.block}`);
+  fill("proposals", t.proposals.slice(0, 10).map((p) =>
+    row([p.text, p.state, `${p.tally ? Object.entries(p.tally).map(([k, v]) => `${k} ${v}`).join(", ") : ""}`],
+      { "data-testid": "proposal-row" })));
+}
+
+function drawRewards(r) {
+  if (r === null) return;
+  const final = r.epochs.filter((e) => e.state === "final");
+  const earned = final.reduce((sum, e) => sum + Number(e.earned || 0), 0);
+  text("rewards", `epoch ${r.current_epoch}; ${r.epochs.length} epochs with work, ${final.length} final; ` +
+    `earned ${earned} in final epochs; ${r.reports.against_this_node.length} fraud reports against this node`);
 }
 
 function drawSovereignty(audit) {
@@ -157,6 +192,10 @@ async function refresh() {
     drawNode(status);
     drawSovereignty(audit);
     drawActions(actions);
+    if (rounds++ % CHAIN_EVERY === 0) {
+      if (status.treasury.chain === "ready") drawTreasury(await getJson("/fpai/v1/treasury"));
+      drawRewards(await getJson("/fpai/v1/rewards"));
+    }
     const shown = document.getElementById("freshness");
     shown.className = "muted";
     shown.textContent = `updated ${new Date().toLocaleTimeString()}`;
