@@ -50,6 +50,7 @@ from fpai_node.router.service import RouterService
 from fpai_node.service import ActionGate, Service
 from fpai_node.supervisor.observe import Observer
 from fpai_node.supervisor.service import Supervisor
+from fpai_node.supervisor.treasury_policy import TreasuryPolicy
 from fpai_node.treasury.service import ChainSettings, TreasuryService
 
 
@@ -170,6 +171,15 @@ def compose(
         operator_key=home.operator_key_file,
     )
     services.append(treasury)  # after the registry: it keeps bindings and ballots there
+    if settings.autonomy != "off":  # off: the draft shows only in the treasury's status
+        policy = TreasuryPolicy(
+            key.node_id,
+            treasury,
+            supervisor,
+            settings.treasury_grace_s,
+            lambda: [n for n, a in treasury.operators_of(registry.state).items() if a],
+        )
+        supervisor.watch(policy.run)
     groups.append(treasury_routes(treasury))
     rewards = RewardsService(
         key,

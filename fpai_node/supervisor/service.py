@@ -12,8 +12,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -50,7 +51,8 @@ class Supervisor(Service):
         self._book = ActionBook(mode, _read_history(self._file))
         self._written = self._book.version
         self._logged: dict[str, str] = {a.id: a.state for a in self._book.actions()}
-        self._task: asyncio.Task[None] | None = None
+        self._loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def mode(self) -> str:
@@ -86,15 +88,21 @@ class Supervisor(Service):
 
     # ---- the service -------------------------------------------------------------------------
 
+    def watch(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `loop` (a policy that asks the gate, supervisor/treasury_policy.py) while the
+        supervisor runs."""
+        self._loops.append(loop)
+
     async def start(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log.info("supervisor started", autonomy=self.mode)
-        self._task = asyncio.create_task(self._loop())
+        self._tasks = [asyncio.create_task(run()) for run in (self._loop, *self._loops)]
 
     async def stop(self, leave: bool) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._publish()
 
     async def _loop(self) -> None:

@@ -270,6 +270,15 @@ def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_dr
                 "idle threshold of 50.5 (treasury.idle_threshold)",
             }
             assert [p["calls"] for p in treasury(node)["proposals"] if "deposit" in p["text"]] == []
+            # the supervisor shows it as an action for the operator (supervised, the default);
+            # rejected there, the operator still proposes it by hand
+            waiting = wait_for(
+                lambda: node.request("GET", "/fpai/v1/actions")["actions"], timeout_s=60
+            )  # the draft is read every 30 s
+            assert [(a["kind"], a["state"]) for a in waiting] == [("propose_treasury", "pending")]
+            assert waiting[0]["summary"].startswith("propose to the operators: Deposit the")
+            rejected = run_cli("actions", "reject", waiting[0]["id"], "--api", node.url)
+            assert rejected.returncode == 0, rejected.stderr
             drafted = cli(node, "propose", "--from-draft").split()[1]
             assert proposal(node, drafted)["calls"][-1] == f"Treasury.deposit({60 * USD})"
             assert treasury(node)["draft"] is None  # a deposit is on its way
@@ -294,3 +303,43 @@ def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_dr
             node.put(key, to_json(ballot_to_value(stray)))
             wait_for(lambda: key not in node.registry()["parameters"])
             assert proposal(node, late)["tally"]["for"] == 0
+
+
+def test_an_autonomous_node_proposes_the_draft_itself(tmp_path: Path) -> None:
+    """TREASURY-10 under `--autonomy autonomous`: the operator has delegated the draft; the
+    node proposes the deposit once, and records it as a done action naming the proposal."""
+    home = tmp_path / "node0"
+    assert run_cli("init", "--home", str(home)).returncode == 0
+    operator = load_key(home / "keys" / "operator.key")
+    with running_anvil() as rpc:
+        w3 = Web3(HTTPProvider(rpc))
+        set_balance(w3, operator.address, 100 * ONE_ETH)
+        deployment = tmp_path / "deployment.json"
+        deployed = run_cli(
+            "chain", "deploy", "--rpc", rpc, "--dev-account", "--operator", operator.address,
+            "--out", str(deployment),
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        advance(w3, 1)
+        env = {
+            "FPAI_CHAIN_RPC": rpc,
+            "FPAI_CHAIN_DEPLOYMENT": str(deployment),
+            "FPAI_AUTONOMY": "autonomous",
+        }
+        with registry_cluster(tmp_path, size=1, env=env) as (node,):
+            wait_for(lambda: treasury_section(node)["chain"] == "ready")
+            node.put("treasury.idle_threshold", "10")
+            cli(node, "pay", "50")
+
+            def proposed() -> dict[str, Any] | None:
+                actions = node.request("GET", "/fpai/v1/actions")["actions"]
+                done = [a for a in actions if a["state"] == "done"]
+                return done[0] if done else None
+
+            action = wait_for(proposed, timeout_s=60)  # the draft is read every 30 s
+            assert action["kind"] == "propose_treasury" and action["attempts"] == 1
+            deposits = [p for p in treasury(node)["proposals"] if "deposit" in p["text"].lower()]
+            assert len(deposits) == 1
+            assert action["outcome"].startswith(f"proposal {deposits[0]['id']} (transaction 0x")
+            assert deposits[0]["calls"][-1] == f"Treasury.deposit({30 * USD})"
+            assert treasury(node)["draft"] is None
