@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from fpai_node.testing.nodeproc import run_cli
-from fpai_node.testing.registry_cluster import RegistryNode, leader_of, registry_cluster, wait_for
+from fpai_node.testing.registry_cluster import (
+    RegistryNode,
+    leader_of,
+    registry_cluster,
+    voters_and_learners,
+    wait_for,
+)
 
 os.environ["MEM0_TELEMETRY"] = "False"
 from mem0 import MemoryClient
@@ -170,3 +176,51 @@ def test_autonomy_off_and_the_cli_audit(tmp_path: Any) -> None:
         assert "--autonomy: expected one of off, supervised, autonomous" in bad.stderr
     finally:
         node.kill()
+
+
+def test_supervised_a_dead_voter_is_replaced_once_approved_and_a_rejected_move_stays_put(
+    tmp_path: Any,
+) -> None:
+    """RAFT-17 on real nodes: three voters and a learner; a voter is killed -9. Its replacement
+    and the move of its services wait as two pending actions; approving the replacement
+    promotes the learner and demotes the dead voter, while the move, rejected, never happens."""
+    with registry_cluster(tmp_path, size=3, env=DEAD_AFTER) as nodes:
+        learner = RegistryNode(tmp_path / "node3", env=DEAD_AFTER)
+        nodes.append(learner)
+        learner.start("--join", nodes[0].peer)
+        wait_for(lambda: learner.node_id in voters_and_learners(nodes[0])[1])
+        leader = leader_of(nodes[:3])
+        victim = next(n for n in nodes[:3] if n is not leader)
+        dead = victim.node_id
+        victim.kill()
+
+        def both_pending() -> dict[str, dict[str, Any]] | None:
+            mine = {a["kind"]: a for a in actions(leader) if a["subject"] == dead}
+            states = {kind: a["state"] for kind, a in mine.items()}
+            wanted = {"replace_voter": "pending", "move_services": "pending"}
+            return mine if states == wanted else None
+
+        waiting = wait_for(both_pending, timeout_s=60)
+        assert dead in voters_and_learners(leader)[0]  # nothing happened yet
+        replace, move = waiting["replace_voter"], waiting["move_services"]
+        assert run_cli("actions", "approve", replace["id"], "--api", leader.url).returncode == 0
+        assert run_cli("actions", "reject", move["id"], "--api", leader.url).returncode == 0
+
+        def replaced() -> bool:
+            voters, learners = voters_and_learners(leader)
+            return learner.node_id in voters and dead in learners
+
+        wait_for(replaced, timeout_s=60)
+        done = wait_for(
+            lambda: next(
+                (a for a in actions(leader) if a["id"] == replace["id"] and a["state"] == "done"),
+                None,
+            )
+        )
+        assert done["outcome"] == f"{dead} no longer votes; 3 voters"
+        assert done["attempts"] == 1  # promotion and demotion: one approval, one repair
+        services = leader.registry(stale=True)["services"]
+        dead_services = {name: s for name, s in services.items() if name.startswith(dead)}
+        assert dead_services and all(s["health"] == "ok" for s in dead_services.values())
+        shown = next(a for a in actions(leader) if a["id"] == move["id"])
+        assert shown["state"] == "rejected"
