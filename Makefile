@@ -91,6 +91,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/router.py
 	$(BIN)/python benchmarks/hostile.py
+	$(BIN)/python benchmarks/supervisor.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
