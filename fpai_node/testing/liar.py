@@ -16,6 +16,9 @@ And issue 18's, against rewards (specs/0010-rewards.md):
 - `drop-answers`: runs the model and signs the receipt, then hangs up before sending anything;
 - `inflate-digest`: commits epoch digests claiming a thousand times the work it served.
 
+And issue 19's, against the dashboard:
+- `script-model`: announces a model whose id is HTML with script in it.
+
 Nothing here is imported by the node itself: the lies are patched in before the CLI runs.
 """
 
@@ -43,6 +46,7 @@ from fpai_node.router.messages import seal_receipt as honest_seal
 LIES = frozenset(
     {
         "phantom-model",
+        "script-model",
         "inflate-receipts",
         "black-hole",
         "inflate-prompt",
@@ -52,6 +56,9 @@ LIES = frozenset(
     }
 )
 PHANTOM = "phantom"
+# A model id written to run in a page that shows it as HTML (the dashboard must not), and to
+# send whatever it can to an address the page never asks
+SCRIPT = '<img src="/x.png" onerror="document.title=\'pwned\'"><script>alert(1)</script>'
 INFLATED_TOKENS = 10**12
 DIGEST_FACTOR = 1000
 FILLER = " violet anchor pepper quantum lantern mosaic harbor cobalt tundra whisper"  # unrelated
@@ -84,12 +91,17 @@ def _patch(telling: Callable[[str], bool]) -> None:
 
     def capabilities(*args: Any) -> Capabilities:
         honest = announce(*args)
-        if not telling("phantom-model"):
+        extra = [
+            Model(model_id, 4096, "llamacpp")
+            for lie, model_id in (("phantom-model", PHANTOM), ("script-model", SCRIPT))
+            if telling(lie)
+        ]
+        if not extra:
             return honest
         return Capabilities(
             peer_address=honest.peer_address,
             api_address=honest.api_address,
-            models=(*honest.models, Model(PHANTOM, 4096, "llamacpp")),
+            models=(*honest.models, *extra),
             hardware=honest.hardware,
             load_permille=honest.load_permille,
             queue_depth=honest.queue_depth,
