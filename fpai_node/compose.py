@@ -48,6 +48,7 @@ from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path
 from fpai_node.router.service import RouterService
 from fpai_node.service import ActionGate, Service
+from fpai_node.supervisor.certificate_policy import CertificatePolicy
 from fpai_node.supervisor.observe import Observer
 from fpai_node.supervisor.service import Supervisor
 from fpai_node.supervisor.treasury_policy import TreasuryPolicy
@@ -203,9 +204,11 @@ def compose(
             treasury=treasury,
             placement=memory.placement if memory is not None else None,
             bootstrap=join,
-            certificate_expires=identity.certificate.not_valid_after_utc,
+            certificate_expires=lambda: identity.certificate.not_valid_after_utc,
         )
     )
+    installed = home.root / "certs" / "node.crt" if settings.preset == "federation" else None
+    supervisor.watch(CertificatePolicy(identity, supervisor, installed).run)
     services.append(supervisor)  # last: it reads every other service
     groups.append(supervisor_routes(supervisor, observer[0]))
     groups.append(dashboard_routes())

@@ -10,7 +10,8 @@ import datetime as dt
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -44,16 +45,30 @@ class PeerIdentityError(FpaiError):
 
 @dataclass(frozen=True)
 class TlsIdentity:
-    """What a node presents on the peer channel and the one CA whose certificates it accepts."""
+    """What a node presents on the peer channel and the one CA whose certificates it accepts.
+
+    The certificate may be renewed while the node runs (`renew`): every context made from the
+    identity presents the new one from its next handshake on."""
 
     mode: TrustMode
     key: NodeKey
     certificate: x509.Certificate
     trust_anchor: x509.Certificate
+    _contexts: "weakref.WeakSet[ssl.SSLContext]" = field(
+        default_factory=weakref.WeakSet, compare=False, repr=False
+    )
 
     @property
     def node_id(self) -> str:
         return self.key.node_id
+
+    def renew(self, certificate: x509.Certificate, now: dt.datetime) -> None:
+        """Present `certificate` from now on, on every context made from this identity:
+        refused, in one line, unless it certifies this node's key under the same anchor."""
+        check_own_certificate(certificate, self.key.public_key, self.trust_anchor, now)
+        object.__setattr__(self, "certificate", certificate)  # the one field that changes
+        for ctx in list(self._contexts):
+            _load_own_chain(ctx, self)
 
     @classmethod
     def open(cls, key: NodeKey, now: dt.datetime) -> "TlsIdentity":
@@ -91,6 +106,7 @@ def _context(protocol: int, identity: TlsIdentity) -> ssl.SSLContext:
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     ctx.load_verify_locations(cadata=certificate_pem(identity.trust_anchor).decode("ascii"))
     _load_own_chain(ctx, identity)
+    identity._contexts.add(ctx)
     return ctx
 
 

@@ -48,7 +48,7 @@ class Observer:
         treasury: TreasuryService,
         placement: Callable[[], Placement] | None,
         bootstrap: Sequence[str],
-        certificate_expires: dt.datetime,
+        certificate_expires: Callable[[], dt.datetime],
     ) -> None:
         """`placement`: the memory service's, None with memory off."""
         self._node_id = node_id
@@ -138,7 +138,7 @@ class Observer:
                 if not getattr(getattr(served.backend, "server", None), "healthy", True)
             )
         )
-        left = self._certificate_expires - dt.datetime.now(dt.UTC)
+        left = self._certificate_expires() - dt.datetime.now(dt.UTC)
         return Readings(
             disk_free_bytes=shutil.disk_usage(self._home).free,
             certificate_days_left=left.total_seconds() / 86_400,

@@ -4,13 +4,19 @@ shards are re-replicated on the living, recorded as a done action; in supervised
 repair waits as a pending action, nothing moves, and it happens once an operator approves it
 with `fpai-node actions approve`. The sovereignty audit follows the facts."""
 
+import datetime as dt
 import json
 import os
+import socket
 from typing import Any
 
 import pytest
+from cryptography import x509
 
-from fpai_node.testing.nodeproc import run_cli
+from fpai_node.identity import NodeKey
+from fpai_node.identity.certs import issue_node_certificate, save_certificate
+from fpai_node.identity.tls import client_context
+from fpai_node.testing.nodeproc import NodeProcess, run_cli
 from fpai_node.testing.registry_cluster import (
     RegistryNode,
     leader_of,
@@ -18,6 +24,7 @@ from fpai_node.testing.registry_cluster import (
     voters_and_learners,
     wait_for,
 )
+from fpai_node.testing.trust import Trust
 
 os.environ["MEM0_TELEMETRY"] = "False"
 from mem0 import MemoryClient
@@ -224,3 +231,55 @@ def test_supervised_a_dead_voter_is_replaced_once_approved_and_a_rejected_move_s
         assert dead_services and all(s["health"] == "ok" for s in dead_services.values())
         shown = next(a for a in actions(leader) if a["id"] == move["id"])
         assert shown["state"] == "rejected"
+
+
+def presented_certificate(peer: str, trust: Trust) -> x509.Certificate:
+    """The certificate the node shows on its peer port to a member of its federation."""
+    host, _, port = peer.rpartition(":")
+    context = client_context(trust.member(NodeKey.generate()))
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_a_federation_certificate_is_renewed_while_the_node_runs(tmp_path: Any) -> None:
+    """The CA issued a certificate with 10 days left; the operator installs a new one in the
+    home and approves the supervisor's action: the running node presents it on its next
+    handshake, without a restart."""
+    trust = Trust.create("federation")
+    assert trust.ca is not None
+    home = trust.home(tmp_path / "fed")
+    key = NodeKey.load(home / "keys" / "node.key")
+    now = dt.datetime.now(dt.UTC)
+    short = issue_node_certificate(trust.ca, key.public_key, now, dt.timedelta(days=10))
+    save_certificate(home / "certs" / "node.crt", short, overwrite=True)
+    node = NodeProcess(home, "--api", "127.0.0.1:0", "--peer", "127.0.0.1:0",
+                       "--raft", "127.0.0.1:0", "--no-model")  # fmt: skip
+    with node:
+
+        def certificate_check() -> dict[str, Any]:
+            checks = node.get_json("/fpai/v1/status")["supervisor"]["checks"]
+            return next(c for c in checks if c["name"] == "certificate")  # type: ignore[no-any-return]
+
+        check = wait_for(certificate_check)
+        assert not check["ok"] and "expires in 10 days" in check["detail"]
+        assert presented_certificate(node.peer, trust).serial_number == short.serial_number
+        longer = issue_node_certificate(trust.ca, key.public_key, now)
+        save_certificate(home / "certs" / "node.crt", longer, overwrite=True)
+
+        def pending() -> dict[str, Any] | None:
+            waiting = node.get_json("/fpai/v1/actions")["actions"]
+            return next((a for a in waiting if a["kind"] == "renew_certificate"), None)
+
+        action = wait_for(pending, timeout_s=15)
+        assert action["state"] == "pending"
+        approved = run_cli("actions", "approve", action["id"], "--api", node.url)
+        assert approved.returncode == 0, approved.stderr
+        wait_for(lambda: pending()["state"] == "done", timeout_s=15)  # type: ignore[index]
+        shown = presented_certificate(node.peer, trust)
+        assert shown.serial_number == longer.serial_number
+        assert wait_for(certificate_check)["ok"]
