@@ -19,6 +19,7 @@ from typing import Any
 
 from fpai_node.api.openai.routes import SERVED_BY_HEADER
 from fpai_node.errors import FpaiError
+from fpai_node.supervisor.checks import Check
 from fpai_node.testnet import Testnet, TestnetNode, observe, stop, up
 
 ANSWER_WITHIN_S = 20.0  # gossip marks a stopped node left at once, a dead one in under 10 s
@@ -27,20 +28,10 @@ CHAT_TIMEOUT_S = 60.0  # a short answer from the bundled model on a busy CPU
 
 
 @dataclass(frozen=True, slots=True)
-class DrillCheck:
-    name: str
-    ok: bool
-    detail: str
-
-    def public(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
-
-
-@dataclass(frozen=True, slots=True)
 class DrillReport:
     stopped: str  # the testnet name of the node stopped
     stopped_id: str
-    checks: tuple[DrillCheck, ...]
+    checks: tuple[Check, ...]
 
     @property
     def ok(self) -> bool:
@@ -69,7 +60,7 @@ def run_drill(testnet: Testnet, on_step: Callable[[str], None]) -> DrillReport:
     on_step(f"stopping {target.name} ({busiest.node_id}), which serves {len(busiest.models)}")
     stop([target])
     testnet.save()
-    checks: list[DrillCheck] = []
+    checks: list[Check] = []
     try:
         survivor = others[0]
         for model in models:
@@ -92,15 +83,15 @@ def _announced(status: dict[str, Any] | None) -> set[str]:
     return {str(m["id"]) for p in peers if p.get("state") == "alive" for m in p.get("models", [])}
 
 
-def _retrying(name: str, check: Callable[[], str]) -> DrillCheck:
+def _retrying(name: str, check: Callable[[], str]) -> Check:
     """A check passes once within ANSWER_WITHIN_S; else it fails with its last error."""
     deadline = time.monotonic() + ANSWER_WITHIN_S
     while True:
         try:
-            return DrillCheck(name, True, check())
+            return Check(name, True, check())
         except (FpaiError, OSError, ValueError, KeyError) as exc:
             if time.monotonic() >= deadline:
-                return DrillCheck(name, False, str(exc))
+                return Check(name, False, str(exc))
         time.sleep(RETRY_EVERY_S)
 
 

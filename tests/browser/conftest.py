@@ -1,9 +1,16 @@
-"""Playwright on Debian's Chromium (installed by `make test`): playwright cannot download its own
-browser here, so the tests launch the system one (../shared/ENVIRONMENT.md)."""
+"""Chromium driven by playwright for the dashboard's tests.
 
-from typing import Any
+Debian's Chromium (installed by `make test`): playwright cannot download its own browser here
+(../shared/ENVIRONMENT.md). Playwright is started and stopped around each test, not kept for
+the session as pytest-playwright's fixtures do: its sync API keeps an event loop running in
+the main thread while it lives, and every pytest-asyncio test after it would fail with
+"Runner.run() cannot be called from a running event loop".
+"""
+
+from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [  # headless in a container as root, no network of its own beyond the page's requests
@@ -17,6 +24,11 @@ ARGS = [  # headless in a container as root, no network of its own beyond the pa
 ]
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS}
+@pytest.fixture
+def page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()

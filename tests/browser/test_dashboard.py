@@ -4,7 +4,6 @@ three with their models and the treasury, follows a node's death without a reloa
 approves the supervisor's pending repair with the API key it asks for once and keeps in
 session storage only."""
 
-import contextlib
 import json
 import os
 import re
@@ -17,9 +16,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from fpai_node.errors import FpaiError
 from fpai_node.testing.nodeproc import run_cli
-from fpai_node.testnet import Testnet, stop
+from fpai_node.testing.testnets import running_testnet
+from fpai_node.testnet import Testnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 KEY = "dashboard-key-0123456789"
@@ -31,23 +30,9 @@ BASE = 13500  # apart from the other testnets the tests make (12100, 12500, 1300
 
 @pytest.fixture
 def testnet(tmp_path: Path) -> Iterator[Testnet]:
-    directory = tmp_path / "testnet"
-    try:
-        up = run_cli(
-            "testnet", "up", "--nodes", "3", "--serving", "2", "--dir", str(directory),
-            "--base-port", str(BASE), env=ENV, timeout_s=240,
-        )  # fmt: skip
-        assert up.returncode == 0, up.stderr + up.stdout
-        loaded = Testnet.load(directory)
-        assert loaded is not None
-        yield loaded
-    finally:
-        with contextlib.suppress(FpaiError):
-            left = Testnet.load(directory)
-            if left is not None:
-                stop(left.nodes, timeout_s=5)
-                if left.chain is not None:
-                    left.chain.stop(timeout_s=5)
+    args = ("--serving", "2", "--base-port", str(BASE))
+    with running_testnet(tmp_path / "testnet", *args, env=ENV) as testnet:
+        yield testnet
 
 
 def statuses(testnet: Testnet) -> list[dict[str, Any]]:

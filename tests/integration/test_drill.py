@@ -3,34 +3,16 @@ serves most is stopped, chat, memory and the treasury are checked through the ot
 node is brought back. Three serving nodes and a chain survive it; a testnet whose one serving
 node is the only server of its model does not, and the drill says which model broke."""
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fpai_node.errors import FpaiError
 from fpai_node.testing.nodeproc import run_cli
-from fpai_node.testnet import Testnet, stop
+from fpai_node.testing.testnets import running_testnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-
-
-@contextlib.contextmanager
-def running_testnet(directory: Path, *args: str) -> Iterator[Path]:
-    try:
-        up = run_cli("testnet", "up", "--nodes", "3", "--dir", str(directory), *args, timeout_s=240)
-        assert up.returncode == 0, up.stderr + up.stdout
-        yield directory
-    finally:
-        with contextlib.suppress(FpaiError):
-            loaded = Testnet.load(directory)
-            if loaded is not None:
-                stop(loaded.nodes, timeout_s=5)
-                if loaded.chain is not None:
-                    loaded.chain.stop(timeout_s=5)
 
 
 def drill(directory: Path) -> tuple[int, dict[str, Any]]:
@@ -45,9 +27,8 @@ def whole(directory: Path) -> list[dict[str, Any]]:
 
 
 def test_a_healthy_testnet_survives_the_loss_of_its_busiest_node(tmp_path: Path) -> None:
-    with running_testnet(
-        tmp_path / "healthy", "--serving", "3", "--base-port", "12500"
-    ) as directory:
+    directory = tmp_path / "healthy"
+    with running_testnet(directory, "--serving", "3", "--base-port", "12500"):
         code, report = drill(directory)
         assert code == 0, report
         checks = {c["name"]: c for c in report["checks"]}
@@ -68,7 +49,8 @@ def test_a_healthy_testnet_survives_the_loss_of_its_busiest_node(tmp_path: Path)
 
 
 def test_the_drill_names_a_model_with_a_single_server(tmp_path: Path) -> None:
-    with running_testnet(tmp_path / "single", "--no-chain", "--base-port", "13000") as directory:
+    directory = tmp_path / "single"
+    with running_testnet(directory, "--no-chain", "--base-port", "13000"):
         code, report = drill(directory)
         assert code == 1
         checks = {c["name"]: c for c in report["checks"]}

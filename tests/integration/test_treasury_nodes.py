@@ -5,6 +5,8 @@ then shows the treasury's vault shares. A ballot relayed twice counts once, a ba
 key no member bound is refused by the nodes and by the chain, and an operator cannot vote twice.
 A node without a chain answers every treasury command with one line."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,31 @@ def test_a_node_without_a_chain_answers_every_treasury_command_with_one_line(
         node.kill()
 
 
+@contextlib.contextmanager
+def one_operator_node(
+    tmp_path: Path, *deploy_args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Web3, Path, Any, RegistryNode]]:
+    """A node whose operator is the only one admitted to contracts deployed for it on anvil:
+    (web3, the deployment file, the operator's key, the node once its chain is ready)."""
+    home = tmp_path / "node0"
+    assert run_cli("init", "--home", str(home)).returncode == 0
+    operator = load_key(home / "keys" / "operator.key")
+    with running_anvil() as rpc:
+        w3 = Web3(HTTPProvider(rpc))
+        set_balance(w3, operator.address, 100 * ONE_ETH)
+        deployment = tmp_path / "deployment.json"
+        deployed = run_cli(
+            "chain", "deploy", "--rpc", rpc, "--dev-account", "--operator", operator.address,
+            *deploy_args, "--out", str(deployment),
+        )  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        advance(w3, 1)  # votes count from the second after the deployment's (CHAIN-4)
+        chain = {"FPAI_CHAIN_RPC": rpc, "FPAI_CHAIN_DEPLOYMENT": str(deployment)}
+        with registry_cluster(tmp_path, size=1, env={**chain, **(env or {})}) as (node,):
+            wait_for(lambda: treasury_section(node)["chain"] == "ready")
+            yield w3, deployment, operator, node
+
+
 def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_drafted(
     tmp_path: Path,
 ) -> None:
@@ -220,126 +247,93 @@ def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_dr
     canceled, so nonce 0 is never used; its node signs the second ballot again with nonce 0,
     and relays it once the vote opens. TREASURY-7: the canceled proposal's ballot leaves.
     TREASURY-10: idle funds above the threshold become a draft the operator proposes."""
-    home = tmp_path / "node0"
-    assert run_cli("init", "--home", str(home)).returncode == 0
-    operator = load_key(home / "keys" / "operator.key")
-    with running_anvil() as rpc:
-        w3 = Web3(HTTPProvider(rpc))
-        set_balance(w3, operator.address, 100 * ONE_ETH)
-        deployment = tmp_path / "deployment.json"
-        deployed = run_cli(
-            "chain", "deploy", "--rpc", rpc, "--dev-account", "--operator", operator.address,
-            "--voting-delay", "600", "--out", str(deployment),
+    with one_operator_node(tmp_path, "--voting-delay", "600") as (w3, deployment, operator, node):
+        contracts = FederationContracts(w3, Deployment.load(deployment))
+        canceled = cli(node, "propose", "split", "7000").split()[1]
+        kept = cli(node, "propose", "split", "6500").split()[1]
+        for proposal_id in (canceled, kept):
+            assert "when the vote opens" in cli(node, "vote", proposal_id, "for")
+        key = ballot_parameter(node.node_id, int(kept, 16))
+        assert node.registry()["parameters"][key]["nonce"] == 1
+        split = Proposal.by(
+            operator.address, (Action.call(contracts.loop, "setSplit", 7000),), "split 7000"
+        )
+        assert f"{split.id:#066x}" == canceled  # TREASURY-9's call, CHAIN-5's id
+        targets, values, calldatas = split.arguments()
+        cancel = contracts.governor.functions.cancel(
+            targets, values, calldatas, split.description_hash
+        )
+        Transactor(w3, operator).send(cancel)
+        wait_for(lambda: node.registry()["parameters"][key]["nonce"] == 0)
+        gone = ballot_parameter(node.node_id, int(canceled, 16))
+        wait_for(lambda: gone not in node.registry()["parameters"])
+        advance(w3, 601)
+        wait_for(lambda: proposal(node, kept)["tally"]["for"] == 1, timeout_s=30)
+        assert proposal(node, canceled)["state"] == "canceled"
+
+        # TREASURY-10: idle funds above the federation's threshold are drafted into a
+        # deposit, which only the operator proposes
+        node.put("treasury.idle_threshold", "50.5")
+        cli(node, "pay", "100")
+        assert treasury(node)["draft"] == {
+            "kind": "deposit",
+            "value": "60",
+            "text": "Deposit the treasury's idle 60 into the vault: above the federation's "
+            "idle threshold of 50.5 (treasury.idle_threshold)",
+        }
+        assert [p["calls"] for p in treasury(node)["proposals"] if "deposit" in p["text"]] == []
+        # the supervisor shows it as an action for the operator (supervised, the default);
+        # rejected there, the operator still proposes it by hand
+        waiting = wait_for(
+            lambda: node.request("GET", "/fpai/v1/actions")["actions"], timeout_s=60
+        )  # the draft is read every 30 s
+        assert [(a["kind"], a["state"]) for a in waiting] == [("propose_treasury", "pending")]
+        assert waiting[0]["summary"].startswith("propose to the operators: Deposit the")
+        rejected = run_cli("actions", "reject", waiting[0]["id"], "--api", node.url)
+        assert rejected.returncode == 0, rejected.stderr
+        drafted = cli(node, "propose", "--from-draft").split()[1]
+        assert proposal(node, drafted)["calls"][-1] == f"Treasury.deposit({60 * USD})"
+        assert treasury(node)["draft"] is None  # a deposit is on its way
+
+        # TREASURY-6, -7: an operator with no vote at a proposal's snapshot (removed before
+        # it, admitted again after) is refused by its node, and a ballot of its that shows
+        # up anyway is dropped, not retried: the governor would refuse it every time
+        timelock = as_account(w3, contracts.timelock.address)
+        timelock.send(contracts.votes.functions.admit(Account.create().address))
+        late = cli(node, "propose", "split", "6100").split()[1]
+        timelock.send(contracts.votes.functions.remove(operator.address))
+        advance(w3, 601)
+        timelock.send(contracts.votes.functions.admit(operator.address))
+        refused = run_cli("treasury", "vote", late, "for", "--api", node.url)
+        assert refused.returncode == 1 and "had no vote when" in refused.stderr
+        stray = sign_ballot(
+            operator, chain_id=w3.eth.chain_id, governor=contracts.governor.address,
+            proposal=int(late, 16), support=Support.FOR,
+            nonce=contracts.governor.functions.nonces(operator.address).call(),
         )  # fmt: skip
-        assert deployed.returncode == 0, deployed.stderr
-        advance(w3, 1)  # votes count from the second after the deployment's (CHAIN-4)
-        env = {"FPAI_CHAIN_RPC": rpc, "FPAI_CHAIN_DEPLOYMENT": str(deployment)}
-        with registry_cluster(tmp_path, size=1, env=env) as (node,):
-            wait_for(lambda: treasury_section(node)["chain"] == "ready")
-            contracts = FederationContracts(w3, Deployment.load(deployment))
-            canceled = cli(node, "propose", "split", "7000").split()[1]
-            kept = cli(node, "propose", "split", "6500").split()[1]
-            for proposal_id in (canceled, kept):
-                assert "when the vote opens" in cli(node, "vote", proposal_id, "for")
-            key = ballot_parameter(node.node_id, int(kept, 16))
-            assert node.registry()["parameters"][key]["nonce"] == 1
-            split = Proposal.by(
-                operator.address, (Action.call(contracts.loop, "setSplit", 7000),), "split 7000"
-            )
-            assert f"{split.id:#066x}" == canceled  # TREASURY-9's call, CHAIN-5's id
-            targets, values, calldatas = split.arguments()
-            cancel = contracts.governor.functions.cancel(
-                targets, values, calldatas, split.description_hash
-            )
-            Transactor(w3, operator).send(cancel)
-            wait_for(lambda: node.registry()["parameters"][key]["nonce"] == 0)
-            gone = ballot_parameter(node.node_id, int(canceled, 16))
-            wait_for(lambda: gone not in node.registry()["parameters"])
-            advance(w3, 601)
-            wait_for(lambda: proposal(node, kept)["tally"]["for"] == 1, timeout_s=30)
-            assert proposal(node, canceled)["state"] == "canceled"
-
-            # TREASURY-10: idle funds above the federation's threshold are drafted into a
-            # deposit, which only the operator proposes
-            node.put("treasury.idle_threshold", "50.5")
-            cli(node, "pay", "100")
-            assert treasury(node)["draft"] == {
-                "kind": "deposit",
-                "value": "60",
-                "text": "Deposit the treasury's idle 60 into the vault: above the federation's "
-                "idle threshold of 50.5 (treasury.idle_threshold)",
-            }
-            assert [p["calls"] for p in treasury(node)["proposals"] if "deposit" in p["text"]] == []
-            # the supervisor shows it as an action for the operator (supervised, the default);
-            # rejected there, the operator still proposes it by hand
-            waiting = wait_for(
-                lambda: node.request("GET", "/fpai/v1/actions")["actions"], timeout_s=60
-            )  # the draft is read every 30 s
-            assert [(a["kind"], a["state"]) for a in waiting] == [("propose_treasury", "pending")]
-            assert waiting[0]["summary"].startswith("propose to the operators: Deposit the")
-            rejected = run_cli("actions", "reject", waiting[0]["id"], "--api", node.url)
-            assert rejected.returncode == 0, rejected.stderr
-            drafted = cli(node, "propose", "--from-draft").split()[1]
-            assert proposal(node, drafted)["calls"][-1] == f"Treasury.deposit({60 * USD})"
-            assert treasury(node)["draft"] is None  # a deposit is on its way
-
-            # TREASURY-6, -7: an operator with no vote at a proposal's snapshot (removed before
-            # it, admitted again after) is refused by its node, and a ballot of its that shows
-            # up anyway is dropped, not retried: the governor would refuse it every time
-            timelock = as_account(w3, contracts.timelock.address)
-            timelock.send(contracts.votes.functions.admit(Account.create().address))
-            late = cli(node, "propose", "split", "6100").split()[1]
-            timelock.send(contracts.votes.functions.remove(operator.address))
-            advance(w3, 601)
-            timelock.send(contracts.votes.functions.admit(operator.address))
-            refused = run_cli("treasury", "vote", late, "for", "--api", node.url)
-            assert refused.returncode == 1 and "had no vote when" in refused.stderr
-            stray = sign_ballot(
-                operator, chain_id=w3.eth.chain_id, governor=contracts.governor.address,
-                proposal=int(late, 16), support=Support.FOR,
-                nonce=contracts.governor.functions.nonces(operator.address).call(),
-            )  # fmt: skip
-            key = ballot_parameter(node.node_id, stray.proposal_id)
-            node.put(key, to_json(ballot_to_value(stray)))
-            wait_for(lambda: key not in node.registry()["parameters"])
-            assert proposal(node, late)["tally"]["for"] == 0
+        key = ballot_parameter(node.node_id, stray.proposal_id)
+        node.put(key, to_json(ballot_to_value(stray)))
+        wait_for(lambda: key not in node.registry()["parameters"])
+        assert proposal(node, late)["tally"]["for"] == 0
 
 
 def test_an_autonomous_node_proposes_the_draft_itself(tmp_path: Path) -> None:
     """TREASURY-10 under `--autonomy autonomous`: the operator has delegated the draft; the
     node proposes the deposit once, and records it as a done action naming the proposal."""
-    home = tmp_path / "node0"
-    assert run_cli("init", "--home", str(home)).returncode == 0
-    operator = load_key(home / "keys" / "operator.key")
-    with running_anvil() as rpc:
-        w3 = Web3(HTTPProvider(rpc))
-        set_balance(w3, operator.address, 100 * ONE_ETH)
-        deployment = tmp_path / "deployment.json"
-        deployed = run_cli(
-            "chain", "deploy", "--rpc", rpc, "--dev-account", "--operator", operator.address,
-            "--out", str(deployment),
-        )  # fmt: skip
-        assert deployed.returncode == 0, deployed.stderr
-        advance(w3, 1)
-        env = {
-            "FPAI_CHAIN_RPC": rpc,
-            "FPAI_CHAIN_DEPLOYMENT": str(deployment),
-            "FPAI_AUTONOMY": "autonomous",
-        }
-        with registry_cluster(tmp_path, size=1, env=env) as (node,):
-            wait_for(lambda: treasury_section(node)["chain"] == "ready")
-            node.put("treasury.idle_threshold", "10")
-            cli(node, "pay", "50")
+    autonomous = {"FPAI_AUTONOMY": "autonomous"}
+    with one_operator_node(tmp_path, env=autonomous) as (_, _, _, node):
+        node.put("treasury.idle_threshold", "10")
+        cli(node, "pay", "50")
 
-            def proposed() -> dict[str, Any] | None:
-                actions = node.request("GET", "/fpai/v1/actions")["actions"]
-                done = [a for a in actions if a["state"] == "done"]
-                return done[0] if done else None
+        def proposed() -> dict[str, Any] | None:
+            actions = node.request("GET", "/fpai/v1/actions")["actions"]
+            done = [a for a in actions if a["state"] == "done"]
+            return done[0] if done else None
 
-            action = wait_for(proposed, timeout_s=60)  # the draft is read every 30 s
-            assert action["kind"] == "propose_treasury" and action["attempts"] == 1
-            deposits = [p for p in treasury(node)["proposals"] if "deposit" in p["text"].lower()]
-            assert len(deposits) == 1
-            assert action["outcome"].startswith(f"proposal {deposits[0]['id']} (transaction 0x")
-            assert deposits[0]["calls"][-1] == f"Treasury.deposit({30 * USD})"
-            assert treasury(node)["draft"] is None
+        action = wait_for(proposed, timeout_s=60)  # the draft is read every 30 s
+        assert action["kind"] == "propose_treasury" and action["attempts"] == 1
+        deposits = [p for p in treasury(node)["proposals"] if "deposit" in p["text"].lower()]
+        assert len(deposits) == 1
+        assert action["outcome"].startswith(f"proposal {deposits[0]['id']} (transaction 0x")
+        assert deposits[0]["calls"][-1] == f"Treasury.deposit({30 * USD})"
+        assert treasury(node)["draft"] is None

@@ -290,18 +290,22 @@ async def test_vllm_backend_without_vllm_says_why_and_starts_nothing(tmp_path: P
     await backend.close()
 
 
+def gated_server(name: str, supervisor: Supervisor, tmp_path: Path) -> ManagedServer:
+    return ManagedServer(
+        python(SERVE_MODELS),
+        name=name,
+        log_path=tmp_path / f"{name}.log",
+        backoff_initial_s=0.05,
+        gate=supervisor,
+    )
+
+
 async def test_a_supervised_restart_waits_for_approval_and_is_recorded(tmp_path: Path) -> None:
     """The supervisor's gate (autonomy supervised): a crashed server stays down, its restart a
     pending action, until an operator approves; then it restarts and the action is done. In
     autonomous mode the restart happens at once and is recorded the same way."""
     supervisor = Supervisor("supervised", tmp_path / "supervisor", RegistryState)
-    server = ManagedServer(
-        python(SERVE_MODELS),
-        name="gated",
-        log_path=tmp_path / "gated.log",
-        backoff_initial_s=0.05,
-        gate=supervisor,
-    )
+    server = gated_server("gated", supervisor, tmp_path)
     await server.start()
     try:
         pid = server.pid
@@ -330,13 +334,7 @@ async def test_a_supervised_restart_waits_for_approval_and_is_recorded(tmp_path:
         await server.stop()
 
     autonomous = Supervisor("autonomous", tmp_path / "autonomous", RegistryState)
-    server = ManagedServer(
-        python(SERVE_MODELS),
-        name="free",
-        log_path=tmp_path / "free.log",
-        backoff_initial_s=0.05,
-        gate=autonomous,
-    )
+    server = gated_server("free", autonomous, tmp_path)
     await server.start()
     try:
         os.kill(server.pid or 0, signal.SIGKILL)
