@@ -79,6 +79,14 @@ def test_the_dashboard_follows_the_federation_and_approves_a_repair(
           f"refresh every {refresh_ms} ms")  # fmt: skip
     assert paint > 0
 
+    # two copies of each shard over three holders: a dead holder leaves shards with one live
+    # replica until its services are marked down and the shards move
+    replicas = run_cli("registry", "set", "memory.replicas", "2", "--api", leader.api_url,
+                       "--api-key", KEY)  # fmt: skip
+    assert replicas.returncode == 0, replicas.stderr
+    memory_check = page.locator("#checks li", has_text="memory:")
+    expect(memory_check).to_have_class("ok", timeout=15_000)
+
     victim = next(n for n, i in zip(testnet.nodes, ids, strict=True) if i != leader_id)
     dead = ids[testnet.nodes.index(victim)]
     assert victim.pid is not None
@@ -89,6 +97,9 @@ def test_the_dashboard_follows_the_federation_and_approves_a_repair(
 
     pending = page.locator('[data-testid="action-row"][data-state="pending"]')
     expect(pending).to_have_count(1, timeout=30_000)
+    single = page.locator('[data-testid="weakness"][data-kind="single_replica"]')
+    expect(single).to_have_count(1)  # the page says what waits on the approval
+    expect(memory_check).to_have_class("bad")
     expect(pending).to_contain_text(dead)
     action_id = pending.get_attribute("data-action-id")
     pending.get_by_test_id("approve").click()
@@ -97,6 +108,8 @@ def test_the_dashboard_follows_the_federation_and_approves_a_repair(
     page.click('#key-form button[type="submit"]')
     done = page.locator(f'[data-testid="action-row"][data-action-id="{action_id}"]')
     expect(done).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(memory_check).to_have_class("ok", timeout=30_000)  # the shards are healthy again
+    expect(single).to_have_count(0)
     assert page.evaluate("sessionStorage.getItem('fpai-api-key')") == KEY
     assert page.evaluate("localStorage.length") == 0
     assert page.context.cookies() == []
