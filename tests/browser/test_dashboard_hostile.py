@@ -1,6 +1,7 @@
 """The dashboard against a member that announces a model whose id is HTML with script in it
 (fpai_node/testing/liar.py `script-model`): the page on an honest node shows the id as text,
-runs none of it, and asks nothing of any address but its own node."""
+runs none of it, and asks nothing of any address but its own node; on a phone's width,
+nothing runs off the screen."""
 
 import re
 from pathlib import Path
@@ -61,3 +62,8 @@ def test_a_peers_model_id_is_shown_as_text_and_never_run(page: Page, tmp_path: P
             assert dialogs == []
             assert page.locator("img").count() == 0 and page.locator("main script").count() == 0
             assert {re.match(r"https?://[^/]+", u).group(0) for u in requested} == {honest.url}  # type: ignore[union-attr]
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing runs off
+            expect(body).not_to_have_attribute(
+                "data-refreshed", body.get_attribute("data-refreshed") or ""
+            )
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
