@@ -65,6 +65,7 @@ def test_the_dashboard_follows_the_federation_and_approves_a_repair(
     expect(page.locator('[data-testid="member-row"]')).to_have_count(3)
     expect(page.get_by_test_id("registry")).to_contain_text(f"leader {leader_id}")
     expect(page.get_by_test_id("score")).to_have_text(re.compile(r"\d+ / 95"))
+    expect(page.get_by_test_id("node-meta")).to_contain_text(re.compile(r"version \S+ · protocol"))
     expect(page.get_by_test_id("models")).to_contain_text("gemma-3-270m")
     expect(page.get_by_test_id("treasury")).to_contain_text(re.compile(r"treasury [\d.,]+ USD"))
     expect(page.get_by_test_id("rewards")).to_contain_text("epoch ")

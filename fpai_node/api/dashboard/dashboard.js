@@ -44,20 +44,37 @@ async function getJson(path) {
   return response.json();
 }
 
+function duration(seconds) {
+  const s = Math.floor(seconds), d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24;
+  const m = Math.floor(s / 60) % 60;
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s % 60}s` : `${s}s`;
+}
+
+function peerLoad(p, router) {
+  const parts = [typeof p.load_permille === "number" ? `load ${(p.load_permille / 10).toFixed(0)}%` : "load ?"];
+  if (p.queue_depth) parts.push(`queue ${p.queue_depth}`);
+  const inflight = (router.inflight || {})[p.node_id];
+  if (inflight) parts.push(`${inflight} in flight`);
+  const latency = (router.latency_ms || {})[p.node_id];
+  if (typeof latency === "number") parts.push(`${latency.toFixed(0)} ms`);
+  return parts.join(" · ");
+}
+
 function drawNode(status) {
   text("node-id", status.node_id);
+  text("node-meta", `version ${status.version} · protocol ${status.protocol_version} · ` +
+    `preset ${status.preset} · up ${duration(status.uptime_s)}`);
+  const router = status.router || {};
+  const local = status.models.map((m) => `${m.id}: ${m.running} running, ${m.waiting} waiting`).join("; ");
   const own = {
-    node_id: status.node_id, state: "this node", address: status.peer_channel.address,
-    models: status.models, load_permille: null,
+    node_id: status.node_id, state: "this node", address: status.peer_channel.address, models: status.models,
   };
   const nodes = [own, ...status.peers].map((p) => {
     const models = (p.models || []).map((m) => m.id).join(", ");
-    const load = p.load_permille === null || p.load_permille === undefined
-      ? status.models.map((m) => `${m.running} running, ${m.waiting} waiting`).join("; ")
-      : `${(p.load_permille / 10).toFixed(0)}%`;
-    const tr = row([shortId(p.node_id), p.state, p.address, models, load],
-      { "data-testid": "node-row", "data-node-id": p.node_id, "data-state": p.state === "this node" ? "alive" : p.state });
-    tr.children[1].className = "state";
+    const tr = row([shortId(p.node_id), p.state, p.address, models, p === own ? local || "idle" : peerLoad(p, router)],
+      { "data-testid": "node-row", "data-node-id": p.node_id, "data-state": p === own ? "alive" : p.state });
+    tr.children[1].className = "state nowrap";
+    tr.children[2].className = "nowrap";
     return tr;
   });
   fill("nodes", nodes);
@@ -69,7 +86,7 @@ function drawNode(status) {
     if (p.state !== "alive" && p.state !== "suspect") continue;
     for (const m of p.models || []) {
       if (!served.has(m.id)) served.set(m.id, []);
-      served.get(m.id).push(`${p.node_id.slice(0, 14)}… (load ${(p.load_permille / 10).toFixed(0)}%)`);
+      served.get(m.id).push(`${p.node_id.slice(0, 14)}… (${peerLoad(p, router)})`);
     }
   }
   fill("models", [...served].map(([model, where]) => row([model, where.join(", ")])));
@@ -83,6 +100,9 @@ function drawNode(status) {
   text("memory", mem ? `${mem.holders.length} holders, replication ${mem.replicas}, ` +
     `${Object.keys(mem.shards).length} shards with data here; repair rounds ${mem.repair.rounds || 0}`
     : "memory off");
+  const shards = mem ? Object.entries(mem.shards).sort((a, b) => Number(a[0]) - Number(b[0])) : [];
+  document.getElementById("shards-table").hidden = shards.length === 0;
+  fill("shards", shards.map(([n, sh]) => row([n, sh.records, sh.operations], { "data-testid": "shard-row" })));
   const sup = status.supervisor;
   if (sup) fill("checks", sup.checks.map((c) => el("li", `${c.name}: ${c.detail}`, { class: c.ok ? "ok" : "bad" })));
   if (status.treasury.chain !== "ready") {
@@ -144,8 +164,10 @@ function drawActions(data) {
       }
     }
     const what = a.outcome && a.state !== "pending" ? `${a.summary} — ${a.outcome}` : a.summary;
-    return row([a.id, a.state, what, buttons],
+    const tr = row([a.id, a.state, what, buttons],
       { "data-testid": "action-row", "data-action-id": a.id, "data-state": a.state });
+    for (const i of [0, 1, 3]) tr.children[i].className = "nowrap";
+    return tr;
   }));
 }
 
