@@ -20,7 +20,6 @@ Preset = Literal["local", "testnet", "federation"]
 PRESETS: tuple[Preset, ...] = ("local", "testnet", "federation")
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-AUTONOMY_MODES = MODES
 ENV_PREFIX = "FPAI_"
 RAFT_PORT_OFFSET = 100  # 7100 -> 7200: one --peer flag places both channels
 
@@ -316,7 +315,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field(
         "autonomy",
-        _choice(AUTONOMY_MODES),
+        _choice(MODES),
         str,
         "supervised: the node finds what needs repair (a dead voter, a dead node's shards) and "
         "an operator approves each repair; autonomous repairs and records it; off does neither",

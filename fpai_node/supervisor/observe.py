@@ -20,7 +20,7 @@ from fpai_node.memory.placement import Placement
 from fpai_node.registry.raft_wire import parse_raft_id
 from fpai_node.registry.service import RegistryService
 from fpai_node.supervisor.checks import Check, Readings, run_checks
-from fpai_node.supervisor.sovereignty import Facts, Report, Server, audit
+from fpai_node.supervisor.sovereignty import Facts, Report, Server, audit, host_of
 from fpai_node.treasury.service import TreasuryService
 from fpai_node.wire import PROTOCOL_VERSION
 
@@ -62,6 +62,7 @@ class Observer:
         self._bootstrap = tuple(bootstrap)
         self._certificate_expires = certificate_expires
         self._cached: tuple[float, Observation] | None = None
+        self._license = _license()  # the installed package's: read once, not at every poll
 
     def observe(self) -> Observation:
         now = time.monotonic()
@@ -74,9 +75,6 @@ class Observer:
         observation = Observation(facts, checks, audit(facts))
         self._cached = (now, observation)
         return observation
-
-    def checks(self) -> tuple[Check, ...]:
-        return self.observe().checks
 
     def _facts(self) -> Facts:
         members = self._gossip.members()
@@ -99,7 +97,7 @@ class Observer:
         state = self._registry.state
         alive = set(live)
         voters = [v for v in state.voters() if v in alive]  # a dead voter does not count
-        hosts = {v: _host(state.members[v].peer) for v in voters}
+        hosts = {v: host_of(state.members[v].peer) for v in voters}
         shards: list[int] = []
         replicas = 0
         if self._placement is not None:
@@ -125,7 +123,7 @@ class Observer:
             bootstrap=self._bootstrap,
             chain=self._treasury.phase,
             treasury_operators=treasury_operators,
-            license=_license(),
+            license=self._license,
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
         )
@@ -154,10 +152,6 @@ def _with_failing(facts: Facts, failing: tuple[str, ...]) -> Facts:
 def _leader(registry: RegistryService) -> str | None:
     leader = registry.status.leader
     return parse_raft_id(leader)[0] if leader else None
-
-
-def _host(address: str) -> str:
-    return address.rpartition(":")[0].strip("[]") or address
 
 
 def _license() -> str:

@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from fpai_node.registry.membership import DOWN, MOVE_SERVICES, REPLACE_VOTER
 from fpai_node.registry.state import RegistryState
 from fpai_node.service import Service
-from fpai_node.supervisor.actions import MODES, Action, ActionBook, ActionError
+from fpai_node.supervisor.actions import MODES, Action, ActionBook
 from fpai_node.supervisor.checks import Check
 from fpai_node.supervisor.observe import Observation
 
@@ -220,6 +220,3 @@ def _write_history(path: Path, actions: list[Action]) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     os.replace(temporary, path)
-
-
-__all__ = ["ActionError", "Supervisor"]

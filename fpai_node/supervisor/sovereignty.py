@@ -277,7 +277,7 @@ def single_points_of_failure(facts: Facts) -> list[Weakness]:
                 f"{lonely} memory shard(s) with fewer than {MIN_REPLICAS} live replicas",
             )
         )
-    names = {_host(a) for a in facts.bootstrap}
+    names = {host_of(a) for a in facts.bootstrap}
     dns = {n for n in names if not _is_address(n)}
     if len(facts.bootstrap) == 1 or (names and names == dns and len(dns) == 1):
         found.append(
@@ -300,7 +300,8 @@ def single_points_of_failure(facts: Facts) -> list[Weakness]:
     return found
 
 
-def _host(address: str) -> str:
+def host_of(address: str) -> str:
+    """The host of HOST:PORT (brackets of an IPv6 address removed), or the text itself."""
     host, _, _ = address.rpartition(":")
     return host.strip("[]") or address
 
