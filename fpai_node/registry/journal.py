@@ -2,10 +2,15 @@
 
 pysyncobj's own FileJournal writes through an mmap that is never synced and keeps term and vote
 in a pickle. Raft's safety rests on three things being durable before a node speaks: a log entry
-before it is acknowledged, and the term and vote before a vote is cast. This journal appends each
-entry as one CRC-checked record and fdatasyncs it, and writes term, vote and commit index to a
-small canonical MessagePack file replaced atomically. Entries are stored in their wire form
-(specs/0005 RAFT-5), so the disk holds no pickle either.
+before it is acknowledged or counted towards a commit, and the term and vote before a vote is
+cast (specs/0005 RAFT-13). This journal appends each entry as one CRC-checked record and writes
+term, vote and commit index to a small canonical MessagePack file replaced atomically. Entries
+are stored in their wire form (specs/0005 RAFT-5), so the disk holds no pickle either.
+
+Group commit: `add` writes its record but does not sync it; `sync` makes every record written
+so far durable with one fdatasync. The engine calls `sync` before it acknowledges entries and
+before its leader counts its own log towards a commit (raft.py), so a batch of entries costs one
+fdatasync, not one each, and a leader's sync runs while its followers write theirs.
 
 Files in the home's raft/ folder:
     log     "FPAI-RAFT-LOG-1\\n", then records: u32 length, u32 crc32(body), body =
@@ -39,6 +44,13 @@ class JournalError(Exception):
     """The journal cannot be read: not ours, or damaged before its last good record."""
 
 
+class DurabilityLost(Exception):
+    """fdatasync failed: what was written since the last sync may or may not be on disk, and
+    the kernel may have dropped the pages it could not write (a retried fsync can succeed over
+    lost data). Nothing written since may be acknowledged; the log cannot be trusted again
+    until it is read back from disk, so the engine stops (as etcd and PostgreSQL do)."""
+
+
 class DurableJournal:
     """pysyncobj's Journal interface over an fsynced append-only file."""
 
@@ -52,12 +64,15 @@ class DurableJournal:
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._fd = self._open_log()
+        self._unsynced = False  # records written since the last fdatasync
+        self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
 
     # ---- entries -----------------------------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
-        """Append and fdatasync one record. On any failure (a full disk) the file is cut back to
-        where it was and the error raised: the entry was never stored, so never acknowledged."""
+        """Append one record, durable at the next `sync`. On a failed write (a full disk) the
+        file is cut back to where it was and the error raised: the entry was never stored."""
+        self._check_durable()
         body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
         offset = os.lseek(self._fd, 0, os.SEEK_END)
@@ -65,12 +80,34 @@ class DurableJournal:
             view = memoryview(record)
             while view:
                 view = view[os.write(self._fd, view) :]
-            os.fdatasync(self._fd)
         except OSError:
             os.ftruncate(self._fd, offset)
             raise
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
+        self._unsynced = True
+
+    @property
+    def unsynced(self) -> bool:
+        """Records were written since the last `sync`: not yet to be acknowledged."""
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Make every record written so far durable: one fdatasync for the whole batch. A
+        failure is for good (DurabilityLost): see that class for why no retry is safe."""
+        self._check_durable()
+        if not self._unsynced:
+            return
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            self._lost = f"fdatasync of {self._log_path} failed: {exc}"
+            raise DurabilityLost(self._lost) from exc
+        self._unsynced = False
+
+    def _check_durable(self) -> None:
+        if self._lost is not None:
+            raise DurabilityLost(self._lost)
 
     def clear(self) -> None:
         self._truncate(len(MAGIC))
@@ -100,6 +137,7 @@ class DurableJournal:
         os.close(self._fd)
         self._entries, self._offsets = [], []
         self._fd = self._open_log()
+        self._unsynced = False
 
     @overload
     def __getitem__(self, item: int) -> Entry: ...
@@ -112,8 +150,13 @@ class DurableJournal:
         return len(self._entries)
 
     def _destroy(self) -> None:
-        self._flush_meta()
-        os.close(self._fd)
+        """Close the files; records not yet synced are synced first (a clean stop keeps them)."""
+        try:
+            if self._lost is None:
+                self.sync()
+                self._flush_meta()
+        finally:
+            os.close(self._fd)
 
     # ---- term, vote, commit index ------------------------------------------------------------
 
@@ -205,8 +248,15 @@ class DurableJournal:
         return offset
 
     def _truncate(self, offset: int) -> None:
+        """Cut the log at `offset`; the fsync also makes the records before it durable."""
+        self._check_durable()
         os.ftruncate(self._fd, offset)
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._lost = f"fsync of {self._log_path} failed: {exc}"
+            raise DurabilityLost(self._lost) from exc
+        self._unsynced = False
 
     def _read_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"commit": 1, "floor": 0, "term": 0, "voted_for": None}

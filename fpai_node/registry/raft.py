@@ -7,7 +7,8 @@ transfer). What it would bring on its own is unsafe here, so each of those parts
 - transport: `TlsTransport` carries Raft messages as canonical MessagePack (raft_wire) over
   mutual TLS 1.3 with the node certificates; the peer's certificate must prove the node id its
   Raft member id claims, and a learner may send only what a learner sends (RAFT-3, RAFT-8);
-- journal: `DurableJournal` fsyncs entries, term and vote (journal.py);
+- journal: `DurableJournal` fsyncs entries, term and vote (journal.py), one fdatasync per batch
+  of entries (group commit: see `_Replica`);
 - snapshots: our canonical file, written and restored by `_Replica` (REG-11, RAFT-9);
 - pickle: pysyncobj's module-level pickle is replaced by `safe_pickle`, which loads no globals.
 
@@ -43,7 +44,7 @@ from fpai_node.identity.tls import PeerIdentityError, TlsIdentity, client_contex
 from fpai_node.identity.tls import server_context as tls_server_context
 from fpai_node.peer.limits import Slots
 from fpai_node.registry import raft_wire, safe_pickle
-from fpai_node.registry.journal import DurableJournal, JournalError, fsync_file
+from fpai_node.registry.journal import DurabilityLost, DurableJournal, JournalError, fsync_file
 from fpai_node.registry.membership import (
     DOWN,
     Action,
@@ -57,6 +58,7 @@ from fpai_node.registry.membership import (
     repair_description,
 )
 from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
+from fpai_node.registry.read_index import Leadership, Mark, ReadDone, ReadIndex
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
 from fpai_node.registry.tls_stream import StreamState, TlsStream
 from fpai_node.service import ActionGate, Unsupervised
@@ -239,6 +241,9 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._awaiting_answer: set[TlsStream] = set()  # dialled, hello sent, no answer yet
         self._last_dial: dict[str, float] = {}
         self._term_raised: dict[str, float] = {}  # member -> when it last raised our term
+        # RAFT-18: per connection, append_entries sent and successful next_index received
+        self._appends_sent: Counter[TlsStream] = Counter()
+        self._appends_answered: Counter[TlsStream] = Counter()
         self._next_upkeep = 0.0
         self._sync_obj = syncObj
         # A learner dials the configuration it was given as well as the one its log replays:
@@ -271,6 +276,11 @@ class TlsTransport(Transport):  # type: ignore[misc]
         stream = self._streams.get(node.id.removeprefix(LEARNER_PREFIX))
         if stream is None or stream.state is not StreamState.OPEN:
             return False
+        kind = message["type"]
+        if kind == "next_node_idx" and not self._sync_obj.make_durable():
+            return False  # RAFT-13: never acknowledge what is not on disk
+        if kind == "append_entries":
+            self._appends_sent[stream] += 1
         try:
             frame = raft_wire.encode_message(message)
         except (ValueError, codec.EncodeError) as exc:
@@ -429,7 +439,27 @@ class TlsTransport(Transport):  # type: ignore[misc]
             return
         node = self._learners[member] if learner else self._known(member)
         if node is not None:
+            if message["type"] == "next_node_idx" and message["success"]:
+                self._appends_answered[stream] += 1
             self._onMessageReceived(node, message)
+
+    def marks(self, voters: frozenset[str]) -> dict[str, Mark]:
+        """RAFT-18: where each voter's connection stands as a read arrives."""
+        marks = {}
+        for voter in voters:
+            stream = self._streams.get(voter)
+            marks[voter] = Mark(stream, self._appends_sent[stream] if stream else 0)
+        return marks
+
+    def answered_since(self, voter: str, mark: Mark) -> bool:
+        """The voter's connection is the one marked, and it brought more successful answers
+        than there were append_entries on it then: one answers an append_entries sent since."""
+        stream = self._streams.get(voter)
+        return (
+            stream is not None
+            and stream is mark.connection
+            and (self._appends_answered[stream] > mark.sent)
+        )
 
     def _authorize(self, member: str, learner: bool, message: dict[str, Any]) -> str | None:
         """RAFT-8: a learner may only acknowledge entries and forward commands, and a forwarded
@@ -514,6 +544,8 @@ class TlsTransport(Transport):  # type: ignore[misc]
 
     def _on_close(self, stream: TlsStream, reason: str) -> None:
         self._poller.unsubscribe(stream.fileno)
+        self._appends_sent.pop(stream, None)
+        self._appends_answered.pop(stream, None)
         self._certified.pop(stream, None)
         self._unidentified.release(stream)
         answered = stream not in self._awaiting_answer
@@ -586,7 +618,17 @@ def _position(entry: raft_wire.Position) -> list[codec.Value]:
 
 
 class _Replica(SyncObj):  # type: ignore[misc]
-    """The registry state, changed only by `_apply` of committed entries, in log order."""
+    """The registry state, changed only by `_apply` of committed entries, in log order.
+
+    Group commit (RAFT-13, the Raft thesis section 10.2.1): the journal writes entries as they
+    come and syncs them in batches. The leader appends every queued command, sends them to its
+    followers in one `append_entries` each, and syncs its own log while they write theirs,
+    before its tick thread waits for answers; it counts its own log towards a commit only at
+    the next tick, after a sync. A follower syncs before it acknowledges (the transport calls
+    `make_durable` for every `next_index`). pysyncobj with `appendEntriesUseBatch=False` would
+    send an `append_entries` to every follower after each command; with it True, it waits up
+    to a heartbeat (100 ms) before sending any. Here commands are sent as soon as the queue is
+    drained, once per tick."""
 
     def __init__(
         self,
@@ -602,6 +644,9 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._refusals = wiring.counters.refusals
         self._received_bytes = 0  # of the snapshot being received (RAFT-9)
         self._received: Snapshot | None = None  # the one validated, for _load_snapshot to use
+        self.durability_error: str | None = None  # the journal could not sync: stopped for good
+        self._draining = False  # inside _checkCommandsToApply: append_entries wait for the end
+        self._drained_some = False
         conf = timing.conf(
             journalFile=str(directory),
             fullDumpFile=str(directory / SNAPSHOT_FILE),
@@ -615,6 +660,46 @@ class _Replica(SyncObj):  # type: ignore[misc]
             nodeClass=RaftMember,
             transportClass=lambda obj, me, nodes: TlsTransport(obj, me, nodes, wiring),
         )
+        self.addOnTickCallback(self.make_durable)  # the last thing before the tick thread waits
+
+    def make_durable(self) -> bool:
+        """Sync what the journal wrote since the last sync; False once it could not (then the
+        engine stops: nothing may be acknowledged, and the log must be read from disk again)."""
+        if self.durability_error is not None:
+            return False
+        try:
+            self._SyncObj__raftLog.sync()
+        except DurabilityLost as exc:
+            self.durability_error = str(exc)
+            self._log.critical(
+                "the registry log cannot be made durable; Raft stops", error=str(exc)
+            )
+            self.destroy()  # the tick thread stops before its next tick: nothing more is counted
+            return False
+        return True
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        """pysyncobj's tick ends by waiting for messages; entries appended while handling them
+        (a leader's no-op as it is elected) are synced before the next tick counts commits."""
+        super()._onTick(timeToWait)
+        self.make_durable()
+
+    def _checkCommandsToApply(self) -> None:
+        """Drain the command queue, then send what it appended in one round (group commit)."""
+        self._draining = True
+        try:
+            super()._checkCommandsToApply()
+        finally:
+            self._draining = False
+        if self._drained_some:
+            self._drained_some = False
+            SyncObj._SyncObj__sendAppendEntries(self)
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        if self._draining:
+            self._drained_some = True
+            return
+        SyncObj._SyncObj__sendAppendEntries(self)
 
     def _SyncObj__onMessageReceived(self, node: Node, message: dict[str, Any]) -> None:
         """pysyncobj's message handler, with three Raft rules it breaks restored (RAFT-7).
@@ -825,6 +910,7 @@ class RaftEngine:
             timing,
             wiring,
         )
+        self._reads = ReadIndex()
         self._replica.addOnTickCallback(self._on_tick)
 
     @property
@@ -832,11 +918,24 @@ class RaftEngine:
         return self._replica.registry
 
     @property
+    def durability_error(self) -> str | None:
+        """Set once the journal could not sync: the engine has stopped for good."""
+        return self._replica.durability_error
+
+    @property
     def snapshot_error(self) -> str | None:
         return self._replica.snapshot_error
 
     def propose(self, command: bytes, done: Done) -> None:
         self._replica._apply(command, callback=done)
+
+    def read_index(self, done: ReadDone) -> None:
+        """RAFT-18, from any thread: `done(index)` on the tick thread once this leader has
+        confirmed it leads and applied up to `index`, or `done(None)` if it does not lead."""
+        self._reads.ask(done)
+        notifier = getattr(self._replica, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()  # wake the tick thread now, not at its next timeout
 
     def stop(self) -> None:
         """Stop the tick thread and close sockets and files (blocks for up to a tick)."""
@@ -850,6 +949,10 @@ class RaftEngine:
 
     def _on_tick(self) -> None:
         now = time.monotonic()
+        if self._reads.busy and self._reads.tick(
+            self._leadership(), self._replica._SyncObj__transport
+        ):
+            self._replica._SyncObj__sendAppendEntries()  # the round's heartbeat, now
         if now >= self._next_publish:
             self._next_publish = now + PUBLISH_PERIOD_S
             self.status = self._read_status()
@@ -860,6 +963,21 @@ class RaftEngine:
         elif now >= self._next_policy:
             self._next_policy = now + POLICY_PERIOD_S
             self._run_policy(now)
+
+    def _leadership(self) -> Leadership | None:
+        r = self._replica
+        if not r._isLeader():
+            return None
+        commit, log = r.raftCommitIndex, r._SyncObj__raftLog
+        in_term = bool(len(log)) and log[0][1] <= commit <= log[-1][1]
+        in_term = in_term and log[commit - log[0][1]][2] == r.raftCurrentTerm
+        return Leadership(
+            term=r.raftCurrentTerm,
+            commit_index=commit,
+            applied_index=r.raftLastApplied,
+            committed_in_term=in_term,
+            others=frozenset(n.id for n in r.otherNodes),
+        )
 
     def _read_status(self) -> RaftStatus:
         r = self._replica

@@ -243,10 +243,11 @@ class RegistryService(Service):
         )
 
     async def read(self) -> RegistryState:
-        """A linearizable read: a `sync` barrier through the leader, then the local state, which
-        has applied everything committed before the barrier (REG-14).
+        """A linearizable read: a barrier, then the local state, which has applied everything
+        committed before the barrier. On the leader the barrier is a read index (RAFT-18), which
+        writes nothing; elsewhere it is a `sync` through the leader (REG-14).
 
-        Reads share barriers: a read waits for the next barrier proposed after it arrived, and
+        Reads share barriers: a read waits for the next barrier begun after it arrived, and
         at most one barrier is on its way while one more gathers readers, so however many
         clients read, the log takes at most one `sync` per commit round trip."""
         barrier = self._next_barrier
@@ -264,10 +265,32 @@ class RegistryService(Service):
         self._next_barrier = None  # reads from now on arrived after this barrier: the next one
         self._barrier = me
         try:
-            await self.propose("sync", {})
+            if not await self._read_index():
+                await self.propose("sync", {})
         finally:
             if self._barrier is me:
                 self._barrier = None
+
+    async def _read_index(self) -> bool:
+        """RAFT-18 on the leader: True once the engine has confirmed it leads and applied up to
+        its commit index; False when this node does not lead (a `sync` will do)."""
+        engine = self._engine
+        if engine is None or not engine.status.is_leader:
+            return False
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[int | None] = loop.create_future()
+
+        def done(index: int | None) -> None:
+            loop.call_soon_threadsafe(_settle, outcome, index)
+
+        engine.read_index(done)
+        try:
+            index = await asyncio.wait_for(outcome, WRITE_TIMEOUT_S)
+        except TimeoutError:
+            raise RegistryUnavailable(
+                f"the registry leader confirmed no read within {WRITE_TIMEOUT_S:g} s"
+            ) from None
+        return index is not None
 
     async def propose(
         self, op: str, args: Mapping[str, codec.Value], timeout_s: float = WRITE_TIMEOUT_S
@@ -435,6 +458,10 @@ class RegistryService(Service):
     async def _maintain_once(self) -> None:
         engine = self._engine
         if engine is None or self.phase != "running":
+            return
+        if engine.durability_error is not None:
+            self.phase = "failed"
+            log.error("the registry stopped: its log cannot be made durable; restart the node")
             return
         status = engine.status
         now = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fpai_node.registry.journal import MAGIC, DurableJournal, JournalError
+from fpai_node.registry.journal import MAGIC, DurabilityLost, DurableJournal, JournalError
 from fpai_node.registry.raft_wire import NO_OP_ENTRY, command_entry, membership_entry
 
 MEMBER = "fpn1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@127.0.0.1:7200"
@@ -186,11 +186,12 @@ def test_a_learner_keeps_no_term_and_a_voter_never_votes_below_its_floor(tmp_pat
     journal._destroy()
 
 
-def test_entries_and_votes_are_on_disk_before_the_calls_return(
+def test_a_batch_of_entries_takes_one_sync_and_votes_are_on_disk_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """RAFT-13: pysyncobj acknowledges an entry, and sends a vote, right after these calls
-    return, so each one writes and syncs its record before it returns."""
+    """RAFT-13 with group commit: `add` writes, `sync` makes every record written so far
+    durable with one fdatasync (the engine calls it before acknowledging); pysyncobj sends a
+    vote right after `setCurrentTerm` returns, so that one syncs before it returns."""
     journal = DurableJournal(tmp_path)
     events: list[str] = []
     real_write, real_fsync, real_fdatasync = os.write, os.fsync, os.fdatasync
@@ -210,8 +211,13 @@ def test_entries_and_votes_are_on_disk_before_the_calls_return(
     monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "fdatasync", fdatasync)
-    journal.add(*entries(1)[0])
-    assert events[0] == "write" and events[-1] == "sync"
+    for entry in entries(3):
+        journal.add(*entry)
+    assert events == ["write"] * 3 and journal.unsynced
+    journal.sync()
+    assert events == ["write"] * 3 + ["sync"] and not journal.unsynced
+    journal.sync()  # nothing new: no second fdatasync
+    assert events.count("sync") == 1
     events.clear()
     journal.setCurrentTerm(2, MEMBER)
     assert events[0] == "write" and "sync" in events[1:]
@@ -221,5 +227,36 @@ def test_entries_and_votes_are_on_disk_before_the_calls_return(
     monkeypatch.undo()
     journal._destroy()
     again = DurableJournal(tmp_path)
-    assert list(again[:]) == entries(1) and again.getCurrentTerm() == 2
+    assert list(again[:]) == entries(3) and again.getCurrentTerm() == 2
     again._destroy()
+
+
+def test_a_failed_sync_is_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failed fdatasync the kernel may have dropped the unwritten pages and a retry
+    can succeed over lost data: the journal refuses every later append and sync."""
+    journal = DurableJournal(tmp_path)
+    journal.add(*entries(1)[0])
+    journal.sync()
+    journal.add(*entries(1, start=2)[0])
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(DurabilityLost, match="Input/output error"):
+        journal.sync()
+    monkeypatch.undo()
+    with pytest.raises(DurabilityLost):
+        journal.sync()
+    with pytest.raises(DurabilityLost):
+        journal.add(*entries(1, start=3)[0])
+    journal._destroy()
+    assert reopened(tmp_path)[0] == entries(1)[0]  # the synced record, read back from disk
+
+
+def test_a_clean_close_syncs_what_was_written(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(4):
+        journal.add(*entry)
+    journal._destroy()
+    assert reopened(tmp_path) == entries(4)

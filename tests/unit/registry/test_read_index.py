@@ -1,0 +1,98 @@
+"""RAFT-18: the read index's bookkeeping, with the transport's counts played by hand."""
+
+from collections.abc import Mapping
+
+from fpai_node.registry.read_index import Leadership, Mark, ReadIndex
+
+VOTERS = frozenset({"b", "c"})
+
+
+class Counts:
+    """Per-voter connections with append_entries sent and successful answers received."""
+
+    def __init__(self) -> None:
+        self.connection = {v: object() for v in VOTERS}
+        self.sent = dict.fromkeys(VOTERS, 0)
+        self.answered = dict.fromkeys(VOTERS, 0)
+
+    def heartbeat(self) -> None:
+        for voter in VOTERS:
+            self.sent[voter] += 1
+
+    def marks(self, voters: frozenset[str]) -> Mapping[str, Mark]:
+        return {v: Mark(self.connection[v], self.sent[v]) for v in voters}
+
+    def answered_since(self, voter: str, mark: Mark) -> bool:
+        return self.connection[voter] is mark.connection and self.answered[voter] > mark.sent
+
+
+def leading(commit: int = 7, applied: int = 7, term: int = 3, in_term: bool = True) -> Leadership:
+    return Leadership(term, commit, applied, in_term, VOTERS)
+
+
+def test_a_read_is_answered_once_a_majority_answered_a_heartbeat_sent_after_it() -> None:
+    reads, counts, answers = ReadIndex(), Counts(), []
+    counts.heartbeat()  # in flight before the read: its answers must not count
+    reads.ask(answers.append)
+    assert reads.tick(leading(), counts) is True  # a new round: its heartbeat goes now
+    counts.heartbeat()
+    counts.answered["b"] += 1  # the answer to the heartbeat sent before the read
+    reads.tick(leading(), counts)
+    assert answers == []
+    counts.answered["b"] += 1  # now b answered the round's heartbeat: b and the leader
+    reads.tick(leading(commit=8, applied=7), counts)
+    assert answers == []  # confirmed at commit 8, applied only to 7
+    reads.tick(leading(commit=9, applied=8), counts)
+    assert answers == [8] and not reads.busy
+
+
+def test_a_new_connection_confirms_nothing_for_a_round_marked_on_the_old_one() -> None:
+    reads, counts, answers = ReadIndex(), Counts(), []
+    reads.ask(answers.append)
+    reads.tick(leading(), counts)
+    counts.connection["b"] = object()  # b reconnected: its counts start again
+    counts.connection["c"] = object()
+    counts.answered["b"] = counts.answered["c"] = 5
+    reads.tick(leading(), counts)
+    assert answers == [] and reads.busy
+
+
+def test_no_index_before_the_leader_committed_an_entry_of_its_term() -> None:
+    reads, counts, answers = ReadIndex(), Counts(), []
+    reads.ask(answers.append)
+    reads.tick(leading(in_term=False), counts)
+    counts.answered["c"] += 1
+    reads.tick(leading(in_term=False), counts)
+    assert answers == []
+    reads.tick(leading(commit=9, applied=9), counts)
+    assert answers == [9]
+
+
+def test_reads_fail_when_leadership_is_lost_or_the_term_changes() -> None:
+    reads, counts, answers = ReadIndex(), Counts(), []
+    reads.ask(answers.append)
+    reads.tick(leading(term=3), counts)
+    reads.ask(answers.append)
+    reads.tick(leading(term=4), counts)  # the first round was of term 3
+    assert answers == [None]
+    reads.ask(answers.append)
+    reads.tick(None, counts)  # not the leader any more: everyone waiting is told
+    assert answers == [None, None, None] and not reads.busy
+
+
+def test_reads_asked_in_one_tick_share_a_round() -> None:
+    reads, counts, answers = ReadIndex(), Counts(), []
+    for _ in range(5):
+        reads.ask(answers.append)
+    assert reads.tick(leading(), counts) is True
+    assert reads.tick(leading(), counts) is False  # nobody new: no second heartbeat
+    counts.answered["c"] += 1
+    reads.tick(leading(), counts)
+    assert answers == [7] * 5
+
+
+def test_a_lone_voter_confirms_itself() -> None:
+    reads, answers = ReadIndex(), []
+    reads.ask(answers.append)
+    reads.tick(Leadership(1, 4, 4, True, frozenset()), Counts())
+    assert answers == [4]
