@@ -139,7 +139,11 @@ class RaftTiming:
     reconnect_s: float = 0.5  # a restarted voter is back within a second, not pysyncobj's 5 s
     leader_fallback_s: float = 5.0  # a leader cut off from a majority stops serving writes
     dead_after_s: float = 60.0  # a voter unreachable this long is replaced by a live learner
-    compact_after_entries: int = 5000  # a snapshot replaces the log past this many entries
+    # A snapshot replaces the log past this many entries. Writing one stops the tick thread while
+    # it encodes the whole state, the last hour's idempotency keys included (REG-4): at 5,000,
+    # a busy registry took one every 2 s, each longer than the last. A replay on restart costs
+    # about 60 us an entry (3 s at most here); etcd's default is 100,000.
+    compact_after_entries: int = 50_000
 
     def conf(self, **extra: Any) -> SyncObjConf:
         return SyncObjConf(

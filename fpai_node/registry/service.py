@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ class RegistryService(Service):
         self._leaderless_since: float | None = None
         self._next_self_check = 0.0
         self._hint: Hint | None = None
+        self._outcomes: _Outcomes | None = None  # created on the event loop, at start
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -161,6 +163,7 @@ class RegistryService(Service):
         return (RpcRoute(JOIN_PATH, self._on_join),)
 
     async def start(self) -> None:
+        self._outcomes = _Outcomes(asyncio.get_running_loop())
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         hint = self._read_hint()
         if hint is not None and hint.member == self.member:
@@ -277,13 +280,8 @@ class RegistryService(Service):
         engine = self._engine
         if engine is None or not engine.status.is_leader:
             return False
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[int | None] = loop.create_future()
-
-        def done(index: int | None) -> None:
-            loop.call_soon_threadsafe(_settle, outcome, index)
-
-        engine.read_index(done)
+        outcome: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        engine.read_index(self._settler(outcome))
         try:
             index = await asyncio.wait_for(outcome, WRITE_TIMEOUT_S)
         except TimeoutError:
@@ -317,11 +315,12 @@ class RegistryService(Service):
                 await asyncio.sleep(min(RETRY_S, remaining))
                 continue
             outcome: asyncio.Future[tuple[Result | None, int]] = loop.create_future()
+            settle = self._settler(outcome)
 
             def done(
-                result: Result | None, error: int, outcome: asyncio.Future[Any] = outcome
+                result: Result | None, error: int, settle: Callable[[Any], None] = settle
             ) -> None:
-                loop.call_soon_threadsafe(_settle, outcome, (result, error))
+                settle((result, error))
 
             engine.propose(command, done)
             try:
@@ -337,6 +336,12 @@ class RegistryService(Service):
             f"no registry leader answered within {timeout_s:g} s ({op}); "
             "the write may still be applied"
         )
+
+    def _settler(self, future: "asyncio.Future[Any]") -> Callable[[Any], None]:
+        """A callback for the Raft tick thread that settles `future` on the event loop."""
+        outcomes = self._outcomes
+        assert outcomes is not None, "the registry service is not started"
+        return lambda value: outcomes.settle(future, value)
 
     # ---- entering the registry ---------------------------------------------------------------
 
@@ -632,6 +637,34 @@ async def _released(engine: RaftEngine) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+class _Outcomes:
+    """Outcomes from the Raft tick thread, handed to the event loop one batch per wake-up.
+
+    With one `call_soon_threadsafe` per outcome, a tick that commits 64 writes wakes the loop
+    64 times: 64 writes to its self-pipe, each a system call on the tick thread. Here the first
+    outcome of a batch schedules the hand-over, and the ones that follow before it runs ride
+    along."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[Any], object]] = []
+
+    def settle(self, future: "asyncio.Future[Any]", value: object) -> None:
+        """Any thread: `future` gets `value` on the loop (unless it is done by then)."""
+        with self._lock:
+            first = not self._pending
+            self._pending.append((future, value))
+        if first:
+            self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, value in pending:
+            _settle(future, value)
 
 
 def _settle(future: asyncio.Future[Any], value: object) -> None:
