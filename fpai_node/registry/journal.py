@@ -73,7 +73,7 @@ class DurableJournal:
         """Append one record, durable at the next `sync`. On a failed write (a full disk) the
         file is cut back to where it was and the error raised: the entry was never stored."""
         self._check_durable()
-        body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
+        body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
         offset = os.lseek(self._fd, 0, os.SEEK_END)
         try:

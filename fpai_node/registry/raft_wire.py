@@ -34,6 +34,11 @@ APPLY_FUNCTION_ID = 0  # pysyncobj numbers replicated methods; ours has exactly 
 NO_OP_ENTRY = bytes([_NO_OP])
 FAIL_REASONS = range(8)  # pysyncobj.FAIL_REASON values
 LEARNER_WIRE_TYPES = frozenset({"apply_command", "next_index"})  # RAFT-8: all a learner sends
+# The leader turns each entry into its wire form three times (its journal and one message per
+# follower), and pysyncobj's entry bytes hold a pickle: the forms of recent entries are kept.
+# Entries are immutable bytes, and every form here was computed or validated by this module.
+WIRE_FORMS_KEPT = 4096  # far more than one batch; cleared whole when full
+_wire_forms: dict[bytes, tuple[str, codec.Value]] = {}
 
 
 def raft_id(node_id: str, address: str) -> str:
@@ -71,9 +76,23 @@ def membership_entry(change: str, member: str) -> bytes:
 
 def entry_to_wire(entry: bytes) -> list[codec.Value]:
     """RAFT-5: `[kind, data]` for pysyncobj entry bytes that this node produced itself."""
+    form = _wire_forms.get(entry)
+    if form is None:
+        form = _remember(entry, _entry_to_wire(entry))
+    return [*form]
+
+
+def _remember(entry: bytes, form: tuple[str, codec.Value]) -> tuple[str, codec.Value]:
+    if len(_wire_forms) >= WIRE_FORMS_KEPT:
+        _wire_forms.clear()
+    _wire_forms[entry] = form
+    return form
+
+
+def _entry_to_wire(entry: bytes) -> tuple[str, codec.Value]:
     kind = entry[:1]
     if entry == NO_OP_ENTRY:
-        return ["noop", None]
+        return ("noop", None)
     if kind == bytes([_REGULAR]):
         call = safe_pickle.loads(entry[1:])
         if (
@@ -84,11 +103,11 @@ def entry_to_wire(entry: bytes) -> list[codec.Value]:
             and len(call[1]) == 1
             and isinstance(call[1][0], bytes)
         ):
-            return ["command", call[1][0]]
+            return ("command", call[1][0])
     if kind == bytes([_MEMBERSHIP]):
         change = safe_pickle.loads(entry[1:])
         if isinstance(change, list) and len(change) == 2 and change[0] in ("add", "rem"):
-            return ["add" if change[0] == "add" else "remove", change[1]]
+            return ("add" if change[0] == "add" else "remove", change[1])
     raise ValueError(f"not an entry this node can send: {entry[:16]!r}")
 
 
@@ -102,7 +121,9 @@ def entry_from_wire(value: object) -> bytes:
     if kind == "command" and isinstance(data, bytes):
         if len(data) > MAX_COMMAND_BYTES:
             raise MalformedFrame("oversized command")
-        return command_entry(data)
+        entry = command_entry(data)
+        _remember(entry, ("command", data))  # the journal asks for it next
+        return entry
     if kind in ("add", "remove"):
         parse_raft_id(data)
         return membership_entry("add" if kind == "add" else "rem", data)
@@ -142,7 +163,9 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     """RAFT-6: a pysyncobj message dict as canonical MessagePack."""
     kind = message["type"]
     if kind == "append_entries" and "entries" in message:
-        return codec.encode(
+        # Built canonical (keys sorted; ints, strings, bytes and nil from this node's own log):
+        # the hot path of replication skips the generic encoder's walk.
+        return codec.pack_ordered(
             {
                 "commit_index": message["commit_index"],
                 "entries": [
@@ -185,7 +208,7 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
             }
         )
     if kind == "next_node_idx":
-        return codec.encode(
+        return codec.pack_ordered(
             {
                 "next_index": message["next_node_idx"],
                 "reset": message["reset"],

@@ -65,3 +65,24 @@ def test_restarting_an_engine_leaks_no_file_descriptors(tmp_path: Path) -> None:
         for _ in range(5):
             cluster.restart(follower)
         assert open_fds() <= before + 2  # connections being re-dialled at this instant, at most
+
+
+def test_snapshots_are_written_aside_and_a_leftover_never_replaces_one(tmp_path: Path) -> None:
+    """The snapshot is written on a thread of its own under a name pysyncobj does not know, and
+    put in place once durable; a `snapshot.tmp` left by a crash (pysyncobj renames that name
+    over the snapshot) is removed, never renamed over the real one."""
+    timing = RaftTiming(compact_after_entries=25)
+    with engine_cluster(tmp_path, KEYS, timing) as cluster:
+        for key in KEYS:
+            (tmp_path / key.node_id / f"{SNAPSHOT_FILE}.tmp").write_bytes(b"a crash's leftover")
+        for i in range(60):
+            commit(cluster.leader(), command(KEYS[0], "param.set", key=f"k{i % 10}", value=i))
+        for key in KEYS:
+            folder = tmp_path / key.node_id
+            wait_for((folder / SNAPSHOT_FILE).exists, timeout_s=20)
+            state, last, _, _ = read_snapshot(folder / SNAPSHOT_FILE)
+            assert last[1] > 25 and state.parameters
+            assert not (folder / f"{SNAPSHOT_FILE}.tmp").exists()
+        cluster.stop()  # waits for any snapshot still being written
+        for key in KEYS:
+            assert not (tmp_path / key.node_id / f"{SNAPSHOT_FILE}.writing").exists()
