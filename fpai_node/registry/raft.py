@@ -464,14 +464,15 @@ class TlsTransport(Transport):  # type: ignore[misc]
         return marks
 
     def answered_since(self, voter: str, mark: Mark) -> bool:
-        """The voter's connection is the one marked, and it brought more successful answers
-        than there were append_entries on it then: one answers an append_entries sent since."""
+        """The voter answered an append_entries sent after the mark: on the connection marked,
+        more successful answers than there were append_entries on it then; on a connection
+        opened since (it replaced the marked one, or there was none), any success at all, as
+        everything sent on it was sent after the mark."""
         stream = self._streams.get(voter)
-        return (
-            stream is not None
-            and stream is mark.connection
-            and (self._appends_answered[stream] > mark.sent)
-        )
+        if stream is None:
+            return False
+        sent_before = mark.sent if stream is mark.connection else 0
+        return self._appends_answered[stream] > sent_before
 
     def _authorize(self, member: str, learner: bool, message: dict[str, Any]) -> str | None:
         """RAFT-8: a learner may only acknowledge entries and forward commands, and a forwarded

@@ -11,8 +11,10 @@ read arrived" is counted per connection: the transport counts the `append_entrie
 each connection and the successful `next_index` answers it receives on it. A follower answers
 each `append_entries` at most once, so once a connection has brought more successful answers
 than there were `append_entries` on it when the read arrived, at least one of them answers one
-sent after. A follower answers only `append_entries` of its own current term, so a success is
-a follower that still took this leader's term.
+sent after; on a connection opened after the read arrived, any success does. A follower answers
+only `append_entries` of its own current term, so a success is a follower that still took this
+leader's term. A round whose configuration changes before it is confirmed is given up (the
+caller reads through the log instead): a voter added since has no mark to count from.
 
 `ReadIndex` is kept by the Raft tick thread; `ask` may be called from any thread.
 """
@@ -55,6 +57,7 @@ class Leadership:
 @dataclass(slots=True)
 class _Round:
     term: int
+    others: frozenset[str]
     marks: Mapping[str, Mark]
     waiting: list[ReadDone]
     index: int | None = None  # set once leadership is confirmed
@@ -82,7 +85,9 @@ class ReadIndex:
         if leader is None:
             self._fail_all()
             return False
-        for round_ in [r for r in self._rounds if r.term != leader.term]:
+        for round_ in [
+            r for r in self._rounds if (r.term, r.others) != (leader.term, leader.others)
+        ]:
             self._rounds.remove(round_)
             _answer(round_.waiting, None)
         began = False
@@ -90,11 +95,12 @@ class ReadIndex:
             waiting = []
             while self._asked:
                 waiting.append(self._asked.popleft())
-            self._rounds.append(_Round(leader.term, answers.marks(leader.others), waiting))
+            marks = answers.marks(leader.others)
+            self._rounds.append(_Round(leader.term, leader.others, marks, waiting))
             began = True
         for round_ in list(self._rounds):
             if not round_.confirmed:
-                round_.confirmed = _majority(round_, leader, answers)
+                round_.confirmed = _majority(round_, answers)
             if round_.confirmed and round_.index is None and leader.committed_in_term:
                 round_.index = leader.commit_index
             if round_.index is not None and leader.applied_index >= round_.index:
@@ -110,15 +116,13 @@ class ReadIndex:
             self._asked.popleft()(None)
 
 
-def _majority(round_: _Round, leader: Leadership, answers: Answers) -> bool:
+def _majority(round_: _Round, answers: Answers) -> bool:
     """This leader and the voters that answered since the round began are a majority of the
-    configuration as it is now."""
+    round's configuration (a round whose configuration changed was given up)."""
     confirmed = 1 + sum(
-        1
-        for voter in leader.others
-        if voter in round_.marks and answers.answered_since(voter, round_.marks[voter])
+        1 for voter in round_.others if answers.answered_since(voter, round_.marks[voter])
     )
-    return confirmed > (len(leader.others) + 1) / 2
+    return confirmed > (len(round_.others) + 1) / 2
 
 
 def _answer(waiting: list[ReadDone], index: int | None) -> None:

@@ -23,7 +23,8 @@ class Counts:
         return {v: Mark(self.connection[v], self.sent[v]) for v in voters}
 
     def answered_since(self, voter: str, mark: Mark) -> bool:
-        return self.connection[voter] is mark.connection and self.answered[voter] > mark.sent
+        sent_before = mark.sent if self.connection[voter] is mark.connection else 0
+        return self.answered[voter] > sent_before
 
 
 def leading(commit: int = 7, applied: int = 7, term: int = 3, in_term: bool = True) -> Leadership:
@@ -46,15 +47,31 @@ def test_a_read_is_answered_once_a_majority_answered_a_heartbeat_sent_after_it()
     assert answers == [8] and not reads.busy
 
 
-def test_a_new_connection_confirms_nothing_for_a_round_marked_on_the_old_one() -> None:
+def test_a_connection_opened_after_the_read_confirms_with_its_first_success() -> None:
+    """A voter that reconnects (a learner restarting as a voter) confirms on its new
+    connection: everything sent there was sent after the read arrived."""
     reads, counts, answers = ReadIndex(), Counts(), []
+    counts.heartbeat()
+    counts.heartbeat()
     reads.ask(answers.append)
     reads.tick(leading(), counts)
     counts.connection["b"] = object()  # b reconnected: its counts start again
-    counts.connection["c"] = object()
-    counts.answered["b"] = counts.answered["c"] = 5
+    counts.sent["b"] = counts.answered["b"] = 0
     reads.tick(leading(), counts)
-    assert answers == [] and reads.busy
+    assert answers == []
+    counts.answered["b"] = 1
+    reads.tick(leading(), counts)
+    assert answers == [7]
+
+
+def test_a_round_is_given_up_when_the_configuration_changes() -> None:
+    """A voter added after the read arrived has no mark: its answers could predate the read."""
+    reads, counts, answers = ReadIndex(), Counts(), []
+    reads.ask(answers.append)
+    reads.tick(leading(), counts)
+    grown = Leadership(3, 7, 7, True, VOTERS | {"d"})
+    reads.tick(grown, counts)
+    assert answers == [None] and not reads.busy
 
 
 def test_no_index_before_the_leader_committed_an_entry_of_its_term() -> None:
