@@ -7,7 +7,6 @@ import hmac
 import re
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from aiohttp.typedefs import Middleware
 from fpai_node import __version__
 from fpai_node.api.metrics import METRICS, Metrics, metrics_view, observe_request
 from fpai_node.api.openai.routes import REQUEST_ID, error_response
+from fpai_node.entropy import random_hex
 from fpai_node.inference.base import InferenceError
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.service import Service
@@ -54,7 +54,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Give every request an id (the caller's X-Request-Id if sane), bound into its logs, and
     turn every error into an OpenAI-shaped JSON answer; count and time it for /metrics."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else random_hex()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):

@@ -11,6 +11,7 @@ counters and histograms.
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,12 +30,16 @@ HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 # A warm CPU model answers in tens of ms; a queued request or a cold peer takes seconds.
 FIRST_TOKEN_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 UNMATCHED_ROUTE = "unmatched"  # 404s: the raw path would let any client create a series
+# Labelled series kept at hand for the request path; routes and statuses are few, but a method
+# is whatever a client sends, so the cache stops growing here (later ones go through `labels`)
+MAX_CACHED_SERIES = 512
 
 
 class Metrics:
     """One node's metrics: the counters the API updates, and a collector over its services."""
 
     def __init__(self, node_id: str, services: Sequence[Service] = ()) -> None:
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.prometheus = CollectorRegistry()
         self.http_requests = Counter(
             "fpai_http_requests",
@@ -73,8 +78,16 @@ class Metrics:
         ProcessCollector(registry=self.prometheus)  # process_*: CPU, memory, open files
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        series = self._series.get((route, method, status))
+        if series is None:  # `labels` takes a lock and builds its key on every call
+            series = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_duration.labels(route),
+            )
+            if len(self._series) < MAX_CACHED_SERIES:
+                self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def count_tokens(self, model: str, prompt: int, completion: int) -> None:
         self.prompt_tokens.labels(model).inc(prompt)

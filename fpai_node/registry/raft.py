@@ -630,6 +630,24 @@ def _position(entry: raft_wire.Position) -> list[codec.Value]:
     return [idx, term, *raft_wire.entry_to_wire(command)]
 
 
+class _CoalescedWake:
+    """pysyncobj's pipe notifier, written to once per tick rather than once per command.
+
+    Every proposal wakes the tick thread with a write to a pipe: a system call on the proposing
+    thread (the event loop), which releases the GIL and waits to get it back from the tick
+    thread. Commands queued before the tick drains the queue ride on the first one's wake-up;
+    the tick clears `pending` before it drains, so a command queued after that wakes it again."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pending = False
+
+    def notify(self) -> None:
+        if not self.pending:
+            self.pending = True
+            self.inner.notify()
+
+
 class _Replica(SyncObj):  # type: ignore[misc]
     """The registry state, changed only by `_apply` of committed entries, in log order.
 
@@ -642,6 +660,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
     send an `append_entries` to every follower after each command; with it True, it waits up
     to a heartbeat (100 ms) before sending any. Here commands are sent as soon as the queue is
     drained, once per tick."""
+
+    _SyncObj__pipeNotifier: Any  # pysyncobj's, replaced by a _CoalescedWake over it
 
     def __init__(
         self,
@@ -678,6 +698,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
             transportClass=lambda obj, me, nodes: TlsTransport(obj, me, nodes, wiring),
         )
         self.addOnTickCallback(self.make_durable)  # the last thing before the tick thread waits
+        self._wake = _CoalescedWake(self._SyncObj__pipeNotifier)
+        self._SyncObj__pipeNotifier = self._wake
 
     def make_durable(self) -> bool:
         """Sync what the journal wrote since the last sync; False once it could not (then the
@@ -703,6 +725,9 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     def _checkCommandsToApply(self) -> None:
         """Drain the command queue, then send what it appended in one round (group commit)."""
+        wake = getattr(self, "_wake", None)  # None on a tick before __init__ has returned
+        if wake is not None:
+            wake.pending = False  # before draining: a command queued from now on wakes us
         self._draining = True
         try:
             super()._checkCommandsToApply()
@@ -1002,7 +1027,7 @@ class RaftEngine:
         """Stop the tick thread and close sockets and files (blocks for up to a tick)."""
         self._replica.destroy_synchronous()
         self._replica.wait_for_snapshot()
-        notifier = getattr(self._replica, "_SyncObj__pipeNotifier", None)
+        notifier = self._replica._wake.inner
         if notifier is not None:  # pysyncobj never closes the pipe that wakes its poller
             os.close(notifier._PipeNotifier__pipeR)
             os.close(notifier._PipeNotifier__pipeW)

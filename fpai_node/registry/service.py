@@ -11,7 +11,6 @@ mode over the same log.
 
 import asyncio
 import json
-import os
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import structlog
 from prometheus_client.core import Metric
 
+from fpai_node.entropy import random_bytes
 from fpai_node.errors import FpaiError
 from fpai_node.hostport import HostPort
 from fpai_node.identity import NodeKey
@@ -298,7 +298,7 @@ class RegistryService(Service):
         command = encode_command(
             op,
             args,
-            key=os.urandom(IDEMPOTENCY_KEY_BYTES),
+            key=random_bytes(IDEMPOTENCY_KEY_BYTES),
             by=self.node_id,
             at_ms=time.time_ns() // 1_000_000,
         )
