@@ -2,6 +2,7 @@
 stops them in reverse."""
 
 import asyncio
+import gc
 import signal
 from pathlib import Path
 
@@ -108,6 +109,7 @@ async def serve(settings: Settings, key: NodeKey) -> None:
     try:
         node = Node(settings, key)
         await node.start()
+        freeze_startup_objects()
         try:
             await stop.wait()
             log.info("stopping", leave_registry=leave)
@@ -115,3 +117,14 @@ async def serve(settings: Settings, key: NodeKey) -> None:
             await node.stop(leave)
     finally:
         lock.release()
+
+
+def freeze_startup_objects() -> None:
+    """Put everything allocated while starting (libraries, the embedding model, the replayed
+    registry) out of the garbage collector's reach for good. A full collection walks every
+    object it tracks, and a started node holds hundreds of thousands that live as long as it
+    does: each full collection stalled every request for tens of milliseconds (registry
+    writes at 64 clients: p99 84 ms, 44 ms with no full collections). What the node allocates
+    later is collected as before."""
+    gc.collect()
+    gc.freeze()
