@@ -27,6 +27,7 @@ pysyncobj calls these methods from its one tick thread only.
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, overload
 
@@ -96,14 +97,8 @@ class DurableJournal:
         """Make every record written so far durable: one fdatasync for the whole batch. A
         failure is for good (DurabilityLost): see that class for why no retry is safe."""
         self._check_durable()
-        if not self._unsynced:
-            return
-        try:
-            os.fdatasync(self._fd)
-        except OSError as exc:
-            self._lost = f"fdatasync of {self._log_path} failed: {exc}"
-            raise DurabilityLost(self._lost) from exc
-        self._unsynced = False
+        if self._unsynced:
+            self._flush(os.fdatasync)
 
     def _check_durable(self) -> None:
         if self._lost is not None:
@@ -119,6 +114,17 @@ class DurableJournal:
             self._truncate(self._offsets[entryFrom])
         del self._entries[entryFrom:]
         del self._offsets[entryFrom:]
+
+    def start_at(self, prev: Entry) -> None:
+        """Before an engine starts: drop the entries a snapshot ending after `prev` covers, if
+        the log still holds them (the snapshot was put in place, then the node stopped or
+        crashed before the log was cut). pysyncobj would otherwise find a log that does not
+        start at the snapshot and clear it whole, entries after the snapshot included."""
+        if not self._entries:
+            return
+        position = prev[1] - self._entries[0][1]
+        if 0 < position < len(self._entries) and self._entries[position] == prev:
+            self.deleteEntriesTo(position)
 
     def deleteEntriesTo(self, entryTo: int) -> None:
         """Log compaction: keep entries from `entryTo` on, rewritten into a new file that
@@ -251,10 +257,14 @@ class DurableJournal:
         """Cut the log at `offset`; the fsync also makes the records before it durable."""
         self._check_durable()
         os.ftruncate(self._fd, offset)
+        self._flush(os.fsync)
+
+    def _flush(self, flush: Callable[[int], None]) -> None:
+        """`flush` (fsync or fdatasync) the log; a failure is for good (DurabilityLost)."""
         try:
-            os.fsync(self._fd)
+            flush(self._fd)
         except OSError as exc:
-            self._lost = f"fsync of {self._log_path} failed: {exc}"
+            self._lost = f"{flush.__name__} of {self._log_path} failed: {exc}"
             raise DurabilityLost(self._lost) from exc
         self._unsynced = False
 

@@ -683,6 +683,10 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._snapshot_path = directory / SNAPSHOT_FILE
         self._snapshot_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._snapshot_writer: threading.Thread | None = None
+        # A snapshot received from the leader bumps the generation before pysyncobj renames it
+        # into place; a writer that started before gives up rather than put an older one back.
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_generation = 0
         conf = timing.conf(
             journalFile=str(directory),
             fullDumpFile=str(directory / SNAPSHOT_FILE),
@@ -719,9 +723,12 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj's tick ends by waiting for messages; entries appended while handling them
-        (a leader's no-op as it is elected) are synced before the next tick counts commits."""
-        super()._onTick(timeToWait)
-        self.make_durable()
+        (a leader's no-op as it is elected) are synced before the next tick counts commits.
+        The sync before it covers a tick that ended early (a handler raised) and a lone voter,
+        which elects itself and counts its no-op within one tick."""
+        if self.make_durable():
+            super()._onTick(timeToWait)
+            self.make_durable()
 
     def _checkCommandsToApply(self) -> None:
         """Drain the command queue, then send what it appended in one round (group commit)."""
@@ -799,6 +806,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
             self._received = parse_snapshot(data, "received from the leader")
         except JournalError as exc:
             return self._refuse_snapshot(incoming, str(exc))
+        with self._snapshot_lock:  # pysyncobj puts it in place next: no writer may follow
+            self._snapshot_generation += 1
         if incoming is not None:
             incoming.flush()
             os.fsync(incoming.fileno())  # RAFT-13: durable before it replaces the log
@@ -876,13 +885,15 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._snapshot_state = SERIALIZER_STATE.SERIALIZING
         self._snapshot_writer = threading.Thread(
             target=self._write_snapshot,
-            args=(value, self.registry),
+            args=(value, self.registry, self._snapshot_generation),
             name="fpai-raft-snapshot",
             daemon=True,
         )
         self._snapshot_writer.start()
 
-    def _write_snapshot(self, value: dict[str, codec.Value], state: RegistryState) -> None:
+    def _write_snapshot(
+        self, value: dict[str, codec.Value], state: RegistryState, generation: int
+    ) -> None:
         target = self._snapshot_path
         writing = target.with_name(target.name + ".writing")
         try:
@@ -891,7 +902,12 @@ class _Replica(SyncObj):  # type: ignore[misc]
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(writing, target)
+            with self._snapshot_lock:
+                if generation != self._snapshot_generation:  # the leader's newer one is in
+                    writing.unlink()
+                    self._snapshot_state = SERIALIZER_STATE.FAILED
+                    return
+                os.replace(writing, target)
             fsync_directory(target.parent)
         except Exception as exc:  # a full disk: the log stays as it is, and a later try may do
             self._log.warning("registry snapshot not written", error=str(exc))
@@ -955,11 +971,13 @@ class RaftEngine:
         """`gate`: asked before a repair step (RAFT-17); None lets every step through."""
         voters = tuple(voters)
         snapshot = directory / SNAPSHOT_FILE
-        if snapshot.exists():
-            read_snapshot(snapshot)  # refuse a damaged snapshot here, in one line, not later
+        # Read here: a damaged snapshot is refused in one line, not later.
+        on_disk = read_snapshot(snapshot) if snapshot.exists() else None
         journal = DurableJournal(directory)
         try:
             journal.enter_role(learner, member)
+            if on_disk is not None:
+                journal.start_at(on_disk[2])
         finally:
             journal._destroy()
         self.member = member
@@ -1037,7 +1055,7 @@ class RaftEngine:
     def _on_tick(self) -> None:
         now = time.monotonic()
         if self._reads.busy and self._reads.tick(
-            self._leadership(), self._replica._SyncObj__transport
+            self._leadership(), self._replica._SyncObj__transport, now
         ):
             self._replica._SyncObj__sendAppendEntries()  # the round's heartbeat, now
         if now >= self._next_publish:

@@ -38,6 +38,7 @@ LEARNER_WIRE_TYPES = frozenset({"apply_command", "next_index"})  # RAFT-8: all a
 # follower), and pysyncobj's entry bytes hold a pickle: the forms of recent entries are kept.
 # Entries are immutable bytes, and every form here was computed or validated by this module.
 WIRE_FORMS_KEPT = 4096  # far more than one batch; cleared whole when full
+WIRE_FORM_MAX_BYTES = 1024  # registry writes are far smaller; at most 8 MiB kept in all
 _wire_forms: dict[bytes, tuple[str, codec.Value]] = {}
 
 
@@ -83,6 +84,8 @@ def entry_to_wire(entry: bytes) -> list[codec.Value]:
 
 
 def _remember(entry: bytes, form: tuple[str, codec.Value]) -> tuple[str, codec.Value]:
+    if len(entry) > WIRE_FORM_MAX_BYTES:
+        return form  # a few large entries would hold hundreds of MiB
     if len(_wire_forms) >= WIRE_FORMS_KEPT:
         _wire_forms.clear()
     _wire_forms[entry] = form

@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 ReadDone = Callable[[int | None], None]  # the index read at, or None: not (or no more) leader
+# A round not confirmed by then is given up (the caller reads through the log): an
+# append_entries that gets no success answer (a snapshot chunk, a refused probe) leaves its
+# connection a success short for good, so with enough of those a round might never confirm.
+ROUND_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class _Round:
     others: frozenset[str]
     marks: Mapping[str, Mark]
     waiting: list[ReadDone]
+    started: float
     index: int | None = None  # set once leadership is confirmed
     confirmed: bool = field(default=False)
 
@@ -80,8 +85,9 @@ class ReadIndex:
     def busy(self) -> bool:
         return bool(self._asked or self._rounds)
 
-    def tick(self, leader: Leadership | None, answers: Answers) -> bool:
-        """Advance every read; True when a new round began and its heartbeat must go now."""
+    def tick(self, leader: Leadership | None, answers: Answers, now: float) -> bool:
+        """Advance every read (`now`: a monotonic clock); True when a new round began and its
+        heartbeat must go now."""
         if leader is None:
             self._fail_all()
             return False
@@ -96,7 +102,7 @@ class ReadIndex:
             while self._asked:
                 waiting.append(self._asked.popleft())
             marks = answers.marks(leader.others)
-            self._rounds.append(_Round(leader.term, leader.others, marks, waiting))
+            self._rounds.append(_Round(leader.term, leader.others, marks, waiting, now))
             began = True
         for round_ in list(self._rounds):
             if not round_.confirmed:
@@ -106,6 +112,9 @@ class ReadIndex:
             if round_.index is not None and leader.applied_index >= round_.index:
                 self._rounds.remove(round_)
                 _answer(round_.waiting, round_.index)
+            elif not round_.confirmed and now - round_.started > ROUND_TIMEOUT_S:
+                self._rounds.remove(round_)
+                _answer(round_.waiting, None)
         return began
 
     def _fail_all(self) -> None:

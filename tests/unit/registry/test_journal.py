@@ -260,3 +260,18 @@ def test_a_clean_close_syncs_what_was_written(tmp_path: Path) -> None:
         journal.add(*entry)
     journal._destroy()
     assert reopened(tmp_path) == entries(4)
+
+
+def test_a_log_not_cut_after_its_snapshot_starts_at_the_snapshot(tmp_path: Path) -> None:
+    """A snapshot put in place, then a stop or crash before the log was cut: the log is cut
+    at the snapshot's `prev` on start, so that pysyncobj (which clears a log that does not
+    start there) keeps the entries after the snapshot."""
+    journal = DurableJournal(tmp_path)
+    for entry in entries(10):
+        journal.add(*entry)
+    journal.start_at(entries(10)[3])  # the snapshot's prev: index 4
+    assert [e[1] for e in journal[:]] == list(range(4, 11))
+    journal.start_at((command_entry(b"not in the log"), 6, 1))  # another log's entry: kept
+    assert [e[1] for e in journal[:]] == list(range(4, 11))
+    journal._destroy()
+    assert [e[1] for e in reopened(tmp_path)] == list(range(4, 11))
