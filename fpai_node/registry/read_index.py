@@ -21,7 +21,7 @@ caller reads through the log instead): a voter added since has no mark to count 
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 ReadDone = Callable[[int | None], None]  # the index read at, or None: not (or no more) leader
@@ -61,12 +61,11 @@ class Leadership:
 @dataclass(slots=True)
 class _Round:
     term: int
-    others: frozenset[str]
-    marks: Mapping[str, Mark]
+    marks: Mapping[str, Mark]  # one per other voter of the configuration it began in
     waiting: list[ReadDone]
     started: float
     index: int | None = None  # set once leadership is confirmed
-    confirmed: bool = field(default=False)
+    confirmed: bool = False
 
 
 class ReadIndex:
@@ -91,9 +90,7 @@ class ReadIndex:
         if leader is None:
             self._fail_all()
             return False
-        for round_ in [
-            r for r in self._rounds if (r.term, r.others) != (leader.term, leader.others)
-        ]:
+        for round_ in [r for r in self._rounds if not _same_leadership(r, leader)]:
             self._rounds.remove(round_)
             _answer(round_.waiting, None)
         began = False
@@ -102,7 +99,7 @@ class ReadIndex:
             while self._asked:
                 waiting.append(self._asked.popleft())
             marks = answers.marks(leader.others)
-            self._rounds.append(_Round(leader.term, leader.others, marks, waiting, now))
+            self._rounds.append(_Round(leader.term, marks, waiting, now))
             began = True
         for round_ in list(self._rounds):
             if not round_.confirmed:
@@ -129,9 +126,14 @@ def _majority(round_: _Round, answers: Answers) -> bool:
     """This leader and the voters that answered since the round began are a majority of the
     round's configuration (a round whose configuration changed was given up)."""
     confirmed = 1 + sum(
-        1 for voter in round_.others if answers.answered_since(voter, round_.marks[voter])
+        1 for voter, mark in round_.marks.items() if answers.answered_since(voter, mark)
     )
-    return confirmed > (len(round_.others) + 1) / 2
+    return confirmed > (len(round_.marks) + 1) / 2
+
+
+def _same_leadership(round_: _Round, leader: Leadership) -> bool:
+    """The round's term and configuration are the leader's now."""
+    return round_.term == leader.term and round_.marks.keys() == leader.others
 
 
 def _answer(waiting: list[ReadDone], index: int | None) -> None:
