@@ -65,6 +65,7 @@ class DurableJournal:
         self._meta = self._read_meta()
         self._meta_dirty = False
         self._fd = self._open_log()
+        self._end = os.fstat(self._fd).st_size  # where the next record goes: no lseek per add
         self._unsynced = False  # records written since the last fdatasync
         self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
 
@@ -76,13 +77,16 @@ class DurableJournal:
         self._check_durable()
         body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
-        offset = os.lseek(self._fd, 0, os.SEEK_END)
+        offset = self._end
         try:
             view = memoryview(record)
             while view:
-                view = view[os.write(self._fd, view) :]
+                written = os.pwrite(self._fd, view, self._end)
+                self._end += written
+                view = view[written:]
         except OSError:
             os.ftruncate(self._fd, offset)
+            self._end = offset
             raise
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
@@ -143,6 +147,7 @@ class DurableJournal:
         os.close(self._fd)
         self._entries, self._offsets = [], []
         self._fd = self._open_log()
+        self._end = os.fstat(self._fd).st_size
         self._unsynced = False
 
     @overload
@@ -257,6 +262,7 @@ class DurableJournal:
         """Cut the log at `offset`; the fsync also makes the records before it durable."""
         self._check_durable()
         os.ftruncate(self._fd, offset)
+        self._end = offset
         self._flush(os.fsync)
 
     def _flush(self, flush: Callable[[int], None]) -> None:

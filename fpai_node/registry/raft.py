@@ -293,6 +293,8 @@ class TlsTransport(Transport):  # type: ignore[misc]
             return False  # RAFT-13: never acknowledge what is not on disk
         if kind == "append_entries":
             self._appends_sent[stream] += 1
+        elif kind == "apply_command_response" and "log_idx" in message:
+            self._sync_obj.note_forwarded(node, message["log_idx"])
         try:
             frame = raft_wire.encode_message(message)
         except (ValueError, codec.EncodeError) as exc:
@@ -659,7 +661,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
     `make_durable` for every `next_index`). pysyncobj with `appendEntriesUseBatch=False` would
     send an `append_entries` to every follower after each command; with it True, it waits up
     to a heartbeat (100 ms) before sending any. Here commands are sent as soon as the queue is
-    drained, once per tick."""
+    drained, once per tick, and a new commit index rides with them (RAFT-7)."""
 
     _SyncObj__pipeNotifier: Any  # pysyncobj's, replaced by a _CoalescedWake over it
 
@@ -680,6 +682,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self.durability_error: str | None = None  # the journal could not sync: stopped for good
         self._draining = False  # inside _checkCommandsToApply: append_entries wait for the end
         self._drained_some = False
+        # Followers' forwarded commands not yet known committed: member -> last index (leader)
+        self._forwarded: dict[Node, int] = {}
         self._snapshot_path = directory / SNAPSHOT_FILE
         self._snapshot_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._snapshot_writer: threading.Thread | None = None
@@ -742,6 +746,27 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if self._drained_some:
             self._drained_some = False
             SyncObj._SyncObj__sendAppendEntries(self)
+
+    def note_forwarded(self, node: Node, index: int) -> None:
+        """Tick thread: `node` forwarded the command now at `index`, and its proposer waits
+        until that node applies it."""
+        self._forwarded[node] = max(index, self._forwarded.get(node, 0))
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """Apply what is committed; True if followers must hear of the new commit index now.
+
+        pysyncobj (with `appendEntriesUseBatch=False`) sends every follower an `append_entries`
+        after each commit, only to tell it the new commit index: per write two more frames out,
+        two answers in and a wake-up of each follower, all on the path of the leader's reply
+        (measured: one client's writes/s went from 502 to 572 without them). Here the commit
+        index rides with the next batch or heartbeat (RAFT-7), except for a follower waiting to
+        apply a command it forwarded: it is told at once."""
+        SyncObj._SyncObj__applyLogEntries(self)
+        commit = self._SyncObj__raftCommitIndex
+        waiting = [node for node, index in self._forwarded.items() if index <= commit]
+        for node in waiting:
+            del self._forwarded[node]
+        return bool(waiting)
 
     def _SyncObj__sendAppendEntries(self) -> None:
         if self._draining:

@@ -99,19 +99,19 @@ def test_a_failed_append_leaves_no_trace(tmp_path: Path, monkeypatch: pytest.Mon
     should and all of them survive a reopen."""
     journal = DurableJournal(tmp_path)
     journal.add(*entries(1)[0])
-    real_write = os.write
+    real_pwrite = os.pwrite
     calls = {"n": 0}
 
-    def short_then_full(fd: int, data: bytes) -> int:
+    def short_then_full(fd: int, data: bytes, offset: int) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real_write(fd, bytes(data[:7]))  # a short write...
+            return real_pwrite(fd, bytes(data[:7]), offset)  # a short write...
         raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
 
-    monkeypatch.setattr(os, "write", short_then_full)
+    monkeypatch.setattr(os, "pwrite", short_then_full)
     with pytest.raises(OSError, match="No space"):
         journal.add(*entries(1, start=2)[0])
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     journal.add(*entries(1, start=2)[0])
     journal._destroy()
     assert reopened(tmp_path) == entries(2)
@@ -194,11 +194,16 @@ def test_a_batch_of_entries_takes_one_sync_and_votes_are_on_disk_at_once(
     vote right after `setCurrentTerm` returns, so that one syncs before it returns."""
     journal = DurableJournal(tmp_path)
     events: list[str] = []
-    real_write, real_fsync, real_fdatasync = os.write, os.fsync, os.fdatasync
+    real_write, real_pwrite = os.write, os.pwrite
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
     def write(fd: int, data: bytes) -> int:
         events.append("write")
         return real_write(fd, data)
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        events.append("write")
+        return real_pwrite(fd, data, offset)
 
     def fsync(fd: int) -> None:
         events.append("sync")
@@ -209,6 +214,7 @@ def test_a_batch_of_entries_takes_one_sync_and_votes_are_on_disk_at_once(
         real_fdatasync(fd)
 
     monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pwrite", pwrite)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     for entry in entries(3):
