@@ -189,6 +189,18 @@ class GossipService(Service):
             "Times this node refuted a suspicion about itself.",
             value=stats.refutations,
         )
+        yield CounterMetricFamily(
+            "fpai_gossip_reconnects",
+            "Syncs sent to a member held dead, or, with no member live, to the join addresses "
+            "(GOSSIP-22).",
+            value=stats.reconnects,
+        )
+        yield GaugeMetricFamily(
+            "fpai_gossip_local_health",
+            "Lifeguard's local health multiplier (GOSSIP-23): 0 while probes are answered; "
+            "probes and suspicions run (1 + this) times slower.",
+            value=self.node.local_health,
+        )
         yield counter(
             "fpai_gossip_announcements",
             "Capability announcements handled: accepted, stale (an older one), or rejected.",

@@ -5,7 +5,7 @@ every effect is a returned `Outgoing` for the I/O shell to seal and send.
 
 import heapq
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from fpai_node.gossip.messages import (
@@ -53,6 +53,14 @@ class GossipConfig:
     max_rumors: int = 8  # per message: keeps a ping far below one MTU-sized burst
     max_announcements: int = 4  # per message: announcements are ~0.5 KiB each
     sync_interval_ms: int = 30_000  # full-state push-pull is O(N) bytes: a repair, not the path
+    # GOSSIP-22: a sync to one dead member (or, with no one live, to the join addresses) this
+    # often. Serf retries failed members every 30 s; 5 s lets a healed partition reconverge
+    # within 15 s: the first link that heals carries both sides' refutations to the rest.
+    reconnect_interval_ms: int = 5_000
+    # GOSSIP-23: Lifeguard's local health multiplier tops out here (its default, 8): a node
+    # that misses acks probes up to 9 times slower, with 9 times the patience, before it
+    # suspects anyone, so its own lost packets do not turn into others' deaths
+    max_local_health: int = 8
     announce_lifetime_ms: int = 600_000  # the envelope maximum (VERIFY-8)
     announce_refresh_ms: int = 300_000  # re-sign at half the lifetime: never seen expired
     # GOSSIP-21: operators see who died in the last hour, and every announcement held before
@@ -98,6 +106,7 @@ class GossipStats:
     members_refused: int = 0  # GOSSIP-9: the table was full of members worth keeping
     members_evicted: int = 0  # GOSSIP-9: dropped for a newcomer
     members_forgotten: int = 0  # GOSSIP-21: dead or left for forget_after_ms
+    reconnects: int = 0  # GOSSIP-22: syncs sent to a dead member or, alone, to the join list
 
 
 @dataclass(slots=True)
@@ -115,6 +124,8 @@ class _Probe:
     target: str
     nonce: bytes
     sent_ms: int
+    timeout_ms: int  # GOSSIP-23: the ping timeout and period, scaled when the probe started
+    period_ms: int
     indirect: bool = False
 
 
@@ -142,6 +153,7 @@ _NO_HARDWARE = Hardware("", "", 0)
 class _Timers:
     next_probe_ms: int
     next_sync_ms: int
+    next_reconnect_ms: int
 
 
 class GossipNode:
@@ -159,7 +171,7 @@ class GossipNode:
         self._incarnation = incarnation
         self._members: dict[str, _Member] = {}
         self._live = 0  # members alive or suspect, kept in step with _members
-        self._suspects: dict[str, int] = {}  # node id -> when the suspicion started
+        self._suspects: dict[str, int] = {}  # node id -> when the suspicion turns into a death
         self._rumors: dict[str, _Queued[Rumor]] = {}
         self._outbox: dict[str, _Queued[VerifiedAnnouncement]] = {}
         self._own: VerifiedAnnouncement | None = None
@@ -173,6 +185,8 @@ class GossipNode:
         # from there, so a message cannot climb by repeating this node)
         self._held_before: int | None = None
         self._refuted = False  # GOSSIP-12: one new signed announcement per message, at its end
+        self._join_addresses: tuple[str, ...] = ()  # GOSSIP-22: tried again when alone
+        self._health = 0  # GOSSIP-23: Lifeguard's local health multiplier, 0 when all is well
 
     # Read-only views
 
@@ -183,6 +197,11 @@ class GossipNode:
     @property
     def incarnation(self) -> int:
         return self._incarnation
+
+    @property
+    def local_health(self) -> int:
+        """GOSSIP-23: 0 when probes are answered; up to max_local_health when they are not."""
+        return self._health
 
     @property
     def own_announcement(self) -> Announcement | None:
@@ -200,8 +219,9 @@ class GossipNode:
 
     def join(self, bootstrap_addresses: list[str]) -> list[Outgoing]:
         """GOSSIP-20: push-pull with each bootstrap address to learn the whole table."""
+        self._join_addresses = tuple(a for a in bootstrap_addresses if a != self._config.address)
         sync = self._sync_request()
-        return [Outgoing(a, sync) for a in bootstrap_addresses if a != self._config.address]
+        return [Outgoing(a, sync) for a in self._join_addresses]
 
     def announce(self, capabilities: Capabilities, now_ms: int) -> None:
         """Publish new capabilities: a fresh version, signed, queued for dissemination."""
@@ -223,7 +243,7 @@ class GossipNode:
         self._expire_suspicions(now_ms)
         self._expire_relays(now_ms)
         out = self._advance_probe(now_ms)
-        if now_ms >= timers.next_probe_ms:
+        if now_ms >= timers.next_probe_ms and self._probe is None:  # one probe at a time
             timers.next_probe_ms = _next_slot(timers.next_probe_ms, now_ms, self._probe_period)
             self._forget_the_dead(now_ms)
             out += self._start_probe(now_ms)
@@ -232,6 +252,11 @@ class GossipNode:
                 timers.next_sync_ms, now_ms, self._config.sync_interval_ms
             )
             out += self._start_sync()
+        if now_ms >= timers.next_reconnect_ms:
+            timers.next_reconnect_ms = _next_slot(
+                timers.next_reconnect_ms, now_ms, self._config.reconnect_interval_ms
+            )
+            out += self._reconnect()
         if self._own and now_ms >= self._own_signed_ms + self._config.announce_refresh_ms:
             self._resign(left=False, now_ms=now_ms)
         return out
@@ -242,10 +267,19 @@ class GossipNode:
             return []
         self._held_before = None
         out = self._handle(sender, message, now_ms)
-        if self._refuted:  # however many rumors about it the message held: one signature
-            self._refuted = False
-            self._resign(left=False, now_ms=now_ms)
+        refutation = self._settle_refutation(now_ms)
+        if refutation is not None and sender in self._members:
+            # GOSSIP-12: the accuser hears the signed answer at once, not when gossip gets to it
+            out.append(Outgoing(sender, Push(Piggyback(announcements=(refutation,)))))
         return out
+
+    def _settle_refutation(self, now_ms: int) -> AnnouncementItem | None:
+        """GOSSIP-12: however many rumors about this node a message held, one signature."""
+        if not self._refuted:
+            return None
+        self._refuted = False
+        self._health = min(self._health + 1, self._config.max_local_health)  # GOSSIP-23
+        return self._resign(left=False, now_ms=now_ms)
 
     def _handle(self, sender: str, message: GossipMessage, now_ms: int) -> list[Outgoing]:
         match message:
@@ -263,6 +297,7 @@ class GossipNode:
                 return self._relay_ping(sender, nonce, target, now_ms)
             case Sync(members, digest):
                 self._merge_members(sender, members, now_ms)
+                self._settle_refutation(now_ms)  # GOSSIP-12: the reply carries the signature
                 reply = self._sync_reply(digest, now_ms)
                 claimed = _own_address(sender, members)
                 if sender in self._members or claimed is None:
@@ -284,7 +319,8 @@ class GossipNode:
 
     @property
     def _probe_period(self) -> int:
-        return self._config.probe_interval_ms
+        """GOSSIP-23: the protocol period, longer while this node's own acks go missing."""
+        return self._config.probe_interval_ms * (self._health + 1)
 
     def _timers_at(self, now_ms: int) -> _Timers:
         """Start timers at a random phase so that nodes started together do not probe in step."""
@@ -292,6 +328,7 @@ class GossipNode:
             self._timers = _Timers(
                 now_ms + self._rng.randrange(self._probe_period),
                 now_ms + self._rng.randrange(self._config.sync_interval_ms),
+                now_ms + self._rng.randrange(self._config.reconnect_interval_ms),
             )
         return self._timers
 
@@ -300,7 +337,10 @@ class GossipNode:
         if target is None:
             return []
         nonce = self._rng.randbytes(NONCE_LENGTH)
-        self._probe = _Probe(target, nonce, now_ms)
+        scale = self._health + 1
+        self._probe = _Probe(
+            target, nonce, now_ms, self._config.ping_timeout_ms * scale, self._probe_period
+        )
         return [Outgoing(target, Ping(nonce, self._piggyback(target, now_ms)))]
 
     def _next_probe_target(self) -> str | None:
@@ -323,11 +363,11 @@ class GossipNode:
         if probe.target not in self._members:  # forgotten or evicted meanwhile
             self._probe = None
             return []
-        if now_ms >= probe.sent_ms + self._probe_period:
+        if now_ms >= probe.sent_ms + probe.period_ms:
             self._probe = None
-            self._suspect(probe.target, now_ms)
-            return []
-        if not probe.indirect and now_ms >= probe.sent_ms + self._config.ping_timeout_ms:
+            self._health = min(self._health + 1, self._config.max_local_health)  # GOSSIP-23
+            return self._suspect(probe.target, now_ms)
+        if not probe.indirect and now_ms >= probe.sent_ms + probe.timeout_ms:
             probe.indirect = True
             return self._ping_requests(probe, now_ms)
         return []
@@ -354,6 +394,7 @@ class GossipNode:
     def _on_ack(self, nonce: bytes, now_ms: int) -> list[Outgoing]:
         if self._probe is not None and self._probe.nonce == nonce:
             self._probe = None
+            self._health = max(self._health - 1, 0)  # GOSSIP-23
         relay = self._relays.pop(nonce, None)
         if relay is None:
             return []
@@ -371,15 +412,24 @@ class GossipNode:
         for nonce in expired:
             del self._relays[nonce]
 
-    def _suspect(self, node_id: str, now_ms: int) -> None:
+    def _suspect(self, node_id: str, now_ms: int) -> list[Outgoing]:
+        """GOSSIP-11: suspect the target and tell it at once (Lifeguard's buddy system): if it
+        is alive, its refutation comes straight back (GOSSIP-12) rather than after gossip has
+        carried the suspicion to it, which under loss can take longer than the suspicion."""
         member = self._members.get(node_id)
-        if member is not None and member.status is Status.ALIVE:
-            self._set_status(member, Status.SUSPECT, now_ms)
-            self._queue_rumor(member)
+        if member is None or member.status is not Status.ALIVE:
+            return []
+        self._set_status(member, Status.SUSPECT, now_ms)
+        self._queue_rumor(member)
+        return [Outgoing(node_id, Push(self._piggyback(node_id, now_ms)))]
+
+    def _suspicion_deadline(self, now_ms: int) -> int:
+        """GOSSIP-13, GOSSIP-23: `suspicion_mult * log(N)` of this node's periods from now,
+        counted as they are when the suspicion starts."""
+        return now_ms + self._config.suspicion_mult * self._log_n() * self._probe_period
 
     def _expire_suspicions(self, now_ms: int) -> None:
-        timeout = self._config.suspicion_mult * self._log_n() * self._probe_period
-        expired = [i for i, since in self._suspects.items() if now_ms >= since + timeout]
+        expired = [i for i, deadline in self._suspects.items() if now_ms >= deadline]
         for node_id in expired:
             member = self._members[node_id]
             self._set_status(member, Status.DEAD, now_ms)
@@ -388,9 +438,17 @@ class GossipNode:
     # Membership (GOSSIP-9, GOSSIP-10, GOSSIP-12)
 
     def _merge_members(self, sender: str, members: tuple[Rumor, ...], now_ms: int) -> None:
-        """Anti-entropy: apply a member list; only the sender's claim about itself spreads."""
+        """Anti-entropy: apply a member list; only the sender's claim about itself spreads.
+        GOSSIP-19: a list may be old news (its sender may have been cut off from the member it
+        calls dead), so a death of a member this node holds is taken as a suspicion, and spread
+        so that the member hears it and refutes, as memberlist does."""
         for rumor in members:
-            self._apply_rumor(rumor, now_ms, spread=rumor.node_id == sender)
+            if rumor.node_id == sender:
+                self._apply_rumor(rumor, now_ms, spread=True)
+            elif rumor.status is Status.DEAD and rumor.node_id in self._members:
+                self._apply_rumor(replace(rumor, status=Status.SUSPECT), now_ms, spread=True)
+            else:
+                self._apply_rumor(rumor, now_ms, spread=False)
 
     def _apply_rumor(self, rumor: Rumor, now_ms: int, spread: bool) -> None:
         if rumor.node_id == self.node_id:
@@ -493,15 +551,15 @@ class GossipNode:
     def _set_status(self, member: _Member, status: Status, now_ms: int) -> None:
         before = member.status
         if before is status:
-            if status is Status.SUSPECT:
-                self._suspects[member.node_id] = now_ms  # a new incarnation restarts the timer
+            if status is Status.SUSPECT:  # a new incarnation restarts the timer
+                self._suspects[member.node_id] = self._suspicion_deadline(now_ms)
             return
         self._live += (status in _LIVE) - (before in _LIVE)
         member.status = status
         member.changed_ms = now_ms
         self._suspects.pop(member.node_id, None)
         if status is Status.SUSPECT:
-            self._suspects[member.node_id] = now_ms
+            self._suspects[member.node_id] = self._suspicion_deadline(now_ms)
             self.stats.suspicions += 1
         elif status is Status.DEAD:
             self.stats.deaths += 1
@@ -531,10 +589,18 @@ class GossipNode:
         for origin in [o for o, q in self._outbox.items() if q.item.expires_ms <= now_ms]:
             del self._outbox[origin]
         announcements = _take(self._outbox, self._config.max_announcements, None)
-        return Piggyback(
-            tuple(_take(self._rumors, self._config.max_rumors, to)),
-            tuple(a.item for a in announcements),
-        )
+        rumors = _take(self._rumors, self._config.max_rumors, to)
+        receiver = self._members.get(to)
+        if (
+            receiver is not None
+            and receiver.status is Status.SUSPECT
+            and all(r.node_id != to for r in rumors)
+        ):
+            # GOSSIP-16: for as long as the receiver is held suspect, not only while the rumor
+            # is queued: under loss the queued copies can all be spent before one arrives
+            held = Rumor(to, receiver.address, receiver.incarnation, Status.SUSPECT)
+            rumors = [held, *rumors[: self._config.max_rumors - 1]]
+        return Piggyback(tuple(rumors), tuple(a.item for a in announcements))
 
     def _absorb(self, piggyback: Piggyback, now_ms: int) -> None:
         for item in piggyback.announcements:  # first: they sign the incarnations rumored
@@ -611,6 +677,20 @@ class GossipNode:
         if not alive:
             return []
         return [Outgoing(self._rng.choice(alive), self._sync_request())]
+
+    def _reconnect(self) -> list[Outgoing]:
+        """GOSSIP-22: push-pull with one dead member, which refutes its death in the reply if
+        it is back; with no member live, with every join address as at the start (a node
+        that started or stayed alone in a partition has no one else to ask)."""
+        if self._live == 0 and self._join_addresses:
+            self.stats.reconnects += 1
+            sync = self._sync_request()
+            return [Outgoing(address, sync) for address in self._join_addresses]
+        dead = self._ids_with(Status.DEAD)
+        if not dead:
+            return []
+        self.stats.reconnects += 1
+        return [Outgoing(self._rng.choice(dead), self._sync_request())]
 
     def _sync_request(self) -> Sync:
         digest = [(i, v.item.version) for i, v in self._announcements()]

@@ -99,6 +99,8 @@ class GossipSim:
         self._queue: list[_Event] = []
         self._order = 0
         self._link_delay: dict[tuple[int, int], int] = {}
+        self._cut: set[tuple[int, int]] = set()
+        self._node_loss: dict[int, float] = {}
         self.nodes = [self._make_node(i, seed, config) for i in range(n)]
         self._by_id = {node.key.node_id: node.index for node in self.nodes}
         self.round_ms = config("").probe_interval_ms
@@ -156,6 +158,21 @@ class GossipSim:
         self._link_delay[(a, b)] = extra_ms
         self._link_delay[(b, a)] = extra_ms
 
+    def partition(self, *sides: Iterable[int]) -> None:
+        """Cut every link between nodes on different sides (frames drop silently, both ways);
+        a node on no side keeps all its links."""
+        groups = [set(side) for side in sides]
+        for i, a in enumerate(groups):
+            for b in groups[i + 1 :]:
+                self._cut |= {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+
+    def heal(self) -> None:
+        self._cut.clear()
+
+    def bad_uplink(self, index: int, loss: float) -> None:
+        """Every message to or from node `index` is also lost with probability `loss`."""
+        self._node_loss[index] = loss
+
     def send(self, sender: int, outgoing: Iterable[Outgoing]) -> None:
         """Seal each message with the sender's key and schedule its delivery."""
         for out in outgoing:
@@ -163,7 +180,12 @@ class GossipSim:
             frame = self.seal_from(sender, out.message)
             self.stats.sent += 1
             self.stats.bytes_sent[sender] = self.stats.bytes_sent.get(sender, 0) + len(frame)
-            if receiver is None or self._rng.random() < self.loss:
+            cut = (sender, receiver) in self._cut
+            loss = self.loss
+            for end in (sender, receiver):
+                if end is not None and end in self._node_loss:
+                    loss = 1 - (1 - loss) * (1 - self._node_loss[end])
+            if receiver is None or cut or self._rng.random() < loss:
                 self.stats.lost += 1
                 continue
             delay = self._latency_ms + self._link_delay.get((sender, receiver), 0)

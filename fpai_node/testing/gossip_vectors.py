@@ -1,5 +1,6 @@
-"""protocol/vectors/gossip/ (specs/0004-gossip.md): what a rumor or an announcement does to the
-view a node holds (GOSSIP-10, GOSSIP-12), and rumor payloads a node must refuse."""
+"""protocol/vectors/gossip/ (specs/0004-gossip.md): what a rumor, a member list's entry or an
+announcement does to the view a node holds (GOSSIP-10, GOSSIP-12, GOSSIP-19), and rumor payloads
+a node must refuse."""
 
 import random
 from collections.abc import Iterator
@@ -16,13 +17,17 @@ from fpai_node.gossip.messages import (
     Push,
     Rumor,
     Status,
+    SyncReply,
 )
 from fpai_node.gossip.state import MAX_INCARNATION_STEP, GossipConfig, GossipNode
+from fpai_node.identity.keys import NodeKey
 from fpai_node.testing.vectors import ALICE, BOB, NOW_MS, Case, to_json
 from fpai_node.wire import codec
 from fpai_node.wire.envelope import PROTOCOL_VERSION, seal
 
 _BOB_ADDRESS = "127.0.0.1:7101"
+CAROL = NodeKey.from_seed(bytes(range(64, 96)))  # GOSSIP-19: a third node's member list
+CAROL_ADDRESS = "127.0.0.1:7102"
 _MOVED = "127.0.0.1:7199"
 _STEP = MAX_INCARNATION_STEP
 
@@ -83,6 +88,27 @@ def _rumor_case(
             "held": None if held is None else list(held),
             "rumor": {"st": state, "inc": incarnation, "addr": _MOVED},
             "expect": {"ok": view},
+        }
+    )
+
+
+def _members_case(
+    description: str, held: tuple[str, int, int | None] | None, state: str, incarnation: int
+) -> Case:
+    """GOSSIP-19: Carol's sync reply lists herself alive and Bob in `state` at `incarnation`."""
+    node = held_view(held)
+    entries = (
+        Rumor(CAROL.node_id, CAROL_ADDRESS, 0, Status.ALIVE),
+        Rumor(BOB.node_id, _BOB_ADDRESS, incarnation, Status(state)),
+    )
+    node.receive(CAROL.node_id, SyncReply(entries, (), ()), NOW_MS + 1)
+    member = node.member(BOB.node_id)
+    return Case(
+        {
+            "description": description,
+            "held": None if held is None else list(held),
+            "entry": {"st": state, "inc": incarnation},
+            "expect": {"ok": None if member is None else [str(member.status), member.incarnation]},
         }
     )
 
@@ -184,6 +210,34 @@ def gossip_cases() -> Iterator[tuple[str, Case]]:
     ]
     for name, description, held, state, incarnation in rumors:
         yield f"rumor-{name}", _rumor_case(description, held, state, incarnation)
+    entries: list[tuple[str, str, tuple[str, int, int | None] | None, str, int]] = [
+        (
+            "dead-alive",
+            "a listed death of a member held alive: a suspicion",
+            ("alive", 4, 4),
+            "dead",
+            4,
+        ),
+        ("dead-suspect", "held suspect already: unchanged", ("suspect", 4, 4), "dead", 4),
+        ("dead-dead", "held dead: unchanged", ("dead", 4, 4), "dead", 4),
+        ("dead-unknown", "a listed death adds no one", None, "dead", 0),
+        (
+            "dead-lower",
+            "a listed death below the held incarnation is old",
+            ("alive", 4, 4),
+            "dead",
+            3,
+        ),
+        (
+            "suspect-alive",
+            "a listed suspicion applies as a rumor does",
+            ("alive", 4, 4),
+            "suspect",
+            4,
+        ),
+    ]
+    for name, description, held, state, incarnation in entries:
+        yield f"members-{name}", _members_case(description, held, state, incarnation)
     yield (
         "announce-refutes",
         _announcement_case("Bob's announcement above the held suspicion", ("suspect", 4, 4), 5),

@@ -156,8 +156,8 @@ def test_registry(folder: Path) -> None:
 
 @pytest.mark.parametrize("folder", cases("gossip"))
 def test_gossip(folder: Path) -> None:
-    """specs/0004 GOSSIP-10, GOSSIP-12: a rumor or Bob's announcement against a held view;
-    rumor payloads."""
+    """specs/0004 GOSSIP-10, GOSSIP-12, GOSSIP-19: a rumor, Carol's member list or Bob's
+    announcement against a held view; rumor payloads."""
     from fpai_node.gossip.messages import (
         ANNOUNCE_TYPES,
         Announcement,
@@ -166,8 +166,9 @@ def test_gossip(folder: Path) -> None:
         Push,
         Rumor,
         Status,
+        SyncReply,
     )
-    from fpai_node.testing.gossip_vectors import held_view
+    from fpai_node.testing.gossip_vectors import CAROL, CAROL_ADDRESS, held_view
     from fpai_node.wire.envelope import open_envelope
 
     case = load(folder)
@@ -194,6 +195,18 @@ def test_gossip(folder: Path) -> None:
         node.receive(bob, Push(Piggyback((), (item,))), vectors.NOW_MS + 1)
         member = node.member(bob)
         assert member is not None and [str(member.status), member.incarnation] == expect["ok"]
+        return
+    if kind == "members":  # GOSSIP-19: Carol's sync reply lists Bob
+        held, entry = case["held"], case["entry"]
+        node = held_view(None if held is None else (held[0], held[1], held[2]))
+        listed = (
+            Rumor(CAROL.node_id, CAROL_ADDRESS, 0, Status.ALIVE),
+            Rumor(bob, "127.0.0.1:7101", entry["inc"], Status(entry["st"])),
+        )
+        node.receive(CAROL.node_id, SyncReply(listed, (), ()), vectors.NOW_MS + 1)
+        member = node.member(bob)
+        seen = None if member is None else [str(member.status), member.incarnation]
+        assert seen == expect["ok"]
         return
     given = case["rumor"]
     if kind == "self":

@@ -72,7 +72,10 @@ def fake_parts() -> dict[str, Any]:
         send_failures=Counter({"unreachable": 2}),
         received=Counter({"gossip.ack": 5}),
         rejected=Counter({"expired": 1}),
-        node=SimpleNamespace(stats=GossipStats(suspicions=2, deaths=1, announcements_accepted=3)),
+        node=SimpleNamespace(
+            stats=GossipStats(suspicions=2, deaths=1, announcements_accepted=3, reconnects=6),
+            local_health=2,
+        ),
     )
     registry = SimpleNamespace(
         status=RaftStatus(
@@ -164,6 +167,8 @@ def test_the_collector_reads_every_part_at_scrape_time() -> None:
     assert value(scraped, "fpai_gossip_transitions_total", state="dead") == 1
     assert value(scraped, "fpai_gossip_announcements_total", result="accepted") == 3
     assert value(scraped, "fpai_gossip_refutations_total") == 0
+    assert value(scraped, "fpai_gossip_reconnects_total") == 6
+    assert value(scraped, "fpai_gossip_local_health") == 2
     assert value(scraped, "fpai_peer_channel_refusals_total", reason="rate_limited") == 7
     assert value(scraped, "fpai_registry_term") == 4
     assert value(scraped, "fpai_registry_is_leader") == 0

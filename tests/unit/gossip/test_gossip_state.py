@@ -259,7 +259,8 @@ def test_forged_announcements_are_rejected(item: AnnouncementItem) -> None:
 
 def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     """GOSSIP-11, GOSSIP-13: a member suspected for `suspicion_mult * log(N)` periods is
-    declared dead, not a period before."""
+    declared dead, not a period before; the suspect is told at once (GOSSIP-11's buddy push);
+    the periods are the prober's own, doubled by the probe it lost (GOSSIP-23)."""
     node = make_node(0, ping_timeout_ms=300, indirect_probes=2)
     introduce(node, 1, 2, 3)
     start, ping = first_probe(node)
@@ -268,13 +269,103 @@ def test_unanswered_probe_goes_indirect_then_suspect_then_dead() -> None:
     assert sorted(type(o.message).__name__ for o in retry) == ["Ping", "PingReq", "PingReq"]
     assert ping.to not in {o.to for o in retry if isinstance(o.message, PingReq)}
 
-    node.tick(start + 1_000)
+    told = [o for o in node.tick(start + 1_000) if o.to == ping.to]
     assert node.member(ping.to).status is Status.SUSPECT  # type: ignore[union-attr]
-    timeout = 3 * 1_000  # suspicion_mult 1 * ceil(log2(4 + 1)) periods
+    assert isinstance(told[0].message, Push)
+    assert told[0].message.piggyback.rumors[0].node_id == ping.to
+    assert told[0].message.piggyback.rumors[0].status is Status.SUSPECT
+    assert node.local_health == 1
+    timeout = 3 * 2_000  # suspicion_mult 1 * ceil(log2(4 + 1)) periods of (1 + 1) seconds
     node.tick(start + 1_000 + timeout - 100)
     assert node.member(ping.to).status is Status.SUSPECT  # type: ignore[union-attr]
     node.tick(start + 1_000 + timeout)
     assert node.member(ping.to).status is Status.DEAD  # type: ignore[union-attr]
+
+
+def test_local_health_slows_probes_while_acks_go_missing_and_recovers_with_them() -> None:
+    """GOSSIP-23: each probe that ends unanswered raises the multiplier (up to its maximum),
+    scaling the next probe's timeout and period; each answered one lowers it."""
+    node = make_node(0, ping_timeout_ms=300, max_local_health=1)
+    introduce(node, 1, 2, 3, 4)
+    start, _ = first_probe(node)
+    out = node.tick(start + 1_000)  # unanswered: h = 1, and the next probe starts, scaled
+    assert node.local_health == 1
+    (second,) = [o for o in out if isinstance(o.message, Ping)]
+    assert [o for o in node.tick(start + 1_500) if isinstance(o.message, PingReq)] == []
+    assert [o for o in node.tick(start + 1_600) if isinstance(o.message, PingReq)] != []
+    node.tick(start + 2_900)
+    assert node.member(second.to).status is Status.ALIVE  # type: ignore[union-attr]
+    out = node.tick(start + 3_000)  # its 2 s period ends unanswered: h stays at the maximum
+    assert node.member(second.to).status is Status.SUSPECT  # type: ignore[union-attr]
+    assert node.local_health == 1
+    (third,) = [o for o in out if isinstance(o.message, Ping) and o.to != second.to]
+    node.receive(third.to, Ack(third.message.nonce), start + 3_100)  # type: ignore[union-attr]
+    assert node.local_health == 0
+
+
+def test_a_node_held_suspect_hears_so_in_every_message_until_it_refutes() -> None:
+    """GOSSIP-16: while the sender holds the receiver suspect, its suspicion goes first in
+    every message to it, long after the queued copies are spent."""
+    node = make_node(0)
+    introduce(node, 1, 2)
+    suspicion = Rumor(IDS[1], sim_address(1), 0, Status.SUSPECT)
+    node.receive(IDS[2], push(rumors=(suspicion,)), NOW)
+    for _ in range(20):  # far more than the retransmit limit
+        node.receive(IDS[2], Ping(b"p" * 8), NOW)
+    (ack,) = node.receive(IDS[1], Ping(b"q" * 8), NOW)
+    assert isinstance(ack.message, Ack)
+    assert ack.message.piggyback.rumors[0] == suspicion
+
+
+def test_a_refutation_goes_straight_back_to_the_accuser() -> None:
+    """GOSSIP-12: in the reply to a sync that calls this node dead, else in a push."""
+    accused = make_node(1)
+    introduce(accused, 0)
+    accused.announce(sample_capabilities(1), NOW)
+    dead = Rumor(IDS[1], sim_address(1), 0, Status.DEAD)
+    alive = Rumor(IDS[0], sim_address(0), 0, Status.ALIVE)
+    (reply,) = accused.receive(IDS[0], Sync((alive, dead), ()), NOW)
+    assert isinstance(reply.message, SyncReply)
+    (signed,) = reply.message.announcements
+    assert signed.origin == IDS[1]
+    accuser = make_node(0)
+    introduce(accuser, 1)
+    accuser.receive(IDS[2], push(rumors=(dead,)), NOW)  # held dead at 0
+    accuser.receive(IDS[1], reply.message, NOW + 1)
+    assert accuser.member(IDS[1]).status is Status.ALIVE  # type: ignore[union-attr]
+
+    suspicion = Rumor(IDS[1], sim_address(1), 1, Status.SUSPECT)
+    out = accused.receive(IDS[0], push(rumors=(suspicion,)), NOW + 2)
+    assert [(o.to, type(o.message)) for o in out] == [(IDS[0], Push)]
+    assert out[0].message.piggyback.announcements[0].origin == IDS[1]  # type: ignore[union-attr]
+    assert accused.incarnation == 2
+
+
+def test_a_member_list_calling_a_held_member_dead_spreads_a_suspicion() -> None:
+    """GOSSIP-19: the death is old news or not; as a suspicion the member can refute it."""
+    node = make_node(0)
+    introduce(node, 1, 2)
+    listed = (
+        Rumor(IDS[2], sim_address(2), 0, Status.ALIVE),
+        Rumor(IDS[1], sim_address(1), 0, Status.DEAD),
+    )
+    node.receive(IDS[2], SyncReply(listed, (), ()), NOW)
+    assert node.member(IDS[1]).status is Status.SUSPECT  # type: ignore[union-attr]
+    (ack,) = node.receive(IDS[2], Ping(b"p" * 8), NOW)
+    assert Rumor(IDS[1], sim_address(1), 0, Status.SUSPECT) in ack.message.piggyback.rumors  # type: ignore[union-attr]
+
+
+def test_alone_a_node_syncs_with_its_join_addresses_every_reconnect_interval() -> None:
+    """GOSSIP-22: a node whose join went unanswered has no member to probe or sync with."""
+    node = make_node(0)
+    assert [o.to for o in node.join(["boot-a:7100", sim_address(0), "boot-b:7100"])] == [
+        "boot-a:7100",
+        "boot-b:7100",
+    ]
+    out = [o for t in range(NOW, NOW + 10_001, 100) for o in node.tick(t)]
+    targets = [o.to for o in out if isinstance(o.message, Sync)]
+    assert targets in (["boot-a:7100", "boot-b:7100"] * 2, ["boot-a:7100", "boot-b:7100"] * 3)
+    assert node.stats.reconnects == len(targets) // 2
 
 
 def test_an_indirect_ack_clears_the_probe() -> None:
@@ -435,7 +526,7 @@ def test_a_ping_req_for_a_node_the_helper_does_not_hold_is_ignored() -> None:
     request = PingReq(b"n" * 8, IDS[2], "victim.example:22")
     assert helper.receive(IDS[0], request, NOW) == []
     introduce(helper, 2)
-    helper.receive(IDS[0], SyncReply((Rumor(IDS[2], sim_address(2), 0, Status.DEAD),), (), ()), NOW)
+    helper.receive(IDS[0], push(rumors=(Rumor(IDS[2], sim_address(2), 0, Status.DEAD),)), NOW)
     assert helper.receive(IDS[0], request, NOW) == []  # nor one it holds dead
 
 
@@ -653,13 +744,17 @@ def held_alive_dead_and_left() -> GossipNode:
 
 
 def test_members_dead_or_left_are_not_probed_asked_to_help_or_sent_syncs() -> None:
-    """GOSSIP-14: ten seconds of timers, nothing acknowledged: probes, ping requests and syncs
-    go to the live members only."""
+    """GOSSIP-14, GOSSIP-22: ten seconds of timers, nothing acknowledged: probes, ping requests
+    and anti-entropy syncs go to the live members only; the dead member gets one reconnect
+    sync per `reconnect_interval_ms`, the member that left none."""
     node = held_alive_dead_and_left()
     out = [o for t in range(NOW, NOW + 10_000, 100) for o in node.tick(t)]
     kinds = {type(o.message) for o in out}
     assert {Ping, PingReq, Sync} <= kinds
-    assert {o.to for o in out} <= {IDS[1], IDS[4]}
+    to_the_dead = [o for o in out if o.to == IDS[2]]
+    assert {o.to for o in out if o not in to_the_dead} <= {IDS[1], IDS[4]}
+    # the first at a random phase within the interval, then one every 5 s
+    assert [type(o.message) for o in to_the_dead] in ([Sync], [Sync, Sync])
     assert {o.message.target for o in out if isinstance(o.message, PingReq)} <= {IDS[1], IDS[4]}
 
 
