@@ -143,6 +143,7 @@ def compose(
         receipts_path(home.root),
         members=gossip.members,
         is_member=gossip.is_live_member,
+        is_dead=gossip.is_declared_dead,
         registry_models=lambda: registry.state.models,
         pairs_window_ms=KEPT_PAIRS_MS,
     )

@@ -113,6 +113,11 @@ class GossipService(Service):
         member = self.node.member(node_id)
         return member is not None and member.status in (Status.ALIVE, Status.SUSPECT)
 
+    def is_declared_dead(self, node_id: str) -> bool:
+        """Held `dead`: gossip's verdict that the node failed (not `left`, not unknown)."""
+        member = self.node.member(node_id)
+        return member is not None and member.status is Status.DEAD
+
     def status_sections(self) -> Mapping[str, object]:
         """`peers`: state, incarnation and announced capabilities of every other member."""
         table: list[dict[str, object]] = []

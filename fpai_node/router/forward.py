@@ -50,7 +50,8 @@ from fpai_node.router.messages import (
     is_probe,
     read_stored_receipt,
 )
-from fpai_node.router.pace import Pace, first_event_deadline_s
+from fpai_node.router.pace import Pace, event_gap_deadline_s, first_event_deadline_s
+from fpai_node.router.peer_watch import PeerWatch
 from fpai_node.router.proofs import ModelProofs
 from fpai_node.router.receipts import ReceiptLog
 from fpai_node.router.select import Candidate, estimate_prompt_tokens
@@ -58,7 +59,7 @@ from fpai_node.wire.errors import WireError
 from fpai_node.wire.messages import SequenceCounter
 
 CONNECT_TIMEOUT_S = 5.0  # a peer that cannot take a connection in 5 s is not serving anyone
-READ_TIMEOUT_S = 120.0  # silence between two events (queueing included) before giving up
+READ_TIMEOUT_S = 120.0  # FWD-8, FWD-9: the most any wait on a peer's next event may last
 CONNECTIONS_PER_PEER = 16  # concurrent forwarded requests to one peer: its default queue depth
 MAX_ANSWER_BYTES = 64 << 20  # FWD-4: a whole answer's text or vectors
 MAX_ANSWER_EVENTS = 1 << 17  # FWD-4: text events when the request sets no max_tokens
@@ -133,8 +134,16 @@ class Timing:
 
 
 class Forwarder:
-    def __init__(self, key: NodeKey, client: PeerClient, receipts: ReceiptLog) -> None:
+    def __init__(
+        self,
+        key: NodeKey,
+        client: PeerClient,
+        receipts: ReceiptLog,
+        is_dead: Callable[[str], bool],
+    ) -> None:
+        """`is_dead`: whether gossip has declared a peer dead (FWD-9)."""
         self._key = key
+        self._is_dead = is_dead
         self._pool = client.pool(
             connections_per_peer=CONNECTIONS_PER_PEER, timeout_s=CONNECT_TIMEOUT_S
         )
@@ -144,7 +153,7 @@ class Forwarder:
         self._receipts = receipts
         self._seen_receipts = SeenReceipts()
         # sock_connect, not connect: waiting for one of the pool's connections to a busy peer
-        # is queueing, not the peer failing
+        # is queueing, not the peer failing; reads are bounded by FWD-8 and FWD-9's deadlines
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
         )
@@ -180,64 +189,103 @@ class Forwarder:
     ) -> AsyncGenerator[LocalEvent, None]:
         """The job on `candidate`, as generation events. Failures before the first event raise
         (the router tries the next candidate); after it, PeerUnavailable ends the stream. Any
-        PeerUnavailable marks the peer failed (ROUTE-3)."""
+        PeerUnavailable marks the peer failed (ROUTE-3) and is logged with the request's id.
+        The wait on the peer is bounded throughout (FWD-8, FWD-9): no first event by its
+        deadline, no next one within the peer's usual gap, or gossip declaring it dead, ends
+        the attempt."""
         peer = candidate.node_id
         pace = self.pace.setdefault(peer, Pace())
         prompt_tokens = estimate_prompt_tokens(job.prompt_chars)
         deadline = first_event_deadline_s(
             pace, prompt_tokens, candidate.expected_queue, READ_TIMEOUT_S
         )
+        gap_s = event_gap_deadline_s(pace, READ_TIMEOUT_S)
         self.inflight[peer] += 1
         sent = time.perf_counter()
-        first_event = asyncio.timeout(deadline)
+        wait = asyncio.timeout(deadline)
+        answer: _Answer | None = None
+        watch: PeerWatch | None = None
         try:
-            async with (
-                first_event,
-                self._pool.stream(
+            async with wait:
+                watch = PeerWatch(wait, peer, self._is_dead)
+                async with self._pool.stream(
                     candidate.peer_address, INFER_PATH, request.encode(), self._timeout
-                ) as response,
-            ):
-                first_event.reschedule(None)  # FWD-5: the head comes with the first event
-                if response.status != 200:
-                    raise self._refusal(peer, response.status, await _read_some(response))
-                timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
-                pace.first_event((time.perf_counter() - sent) * 1000, prompt_tokens)
-                answer = _Answer(peer, candidate.peer_address, job)
-                reader = EventReader()
-                async for chunk in response.content.iter_any():
-                    for event in reader.feed(chunk):
-                        if answer.events == 0:
-                            self._measured(peer, sent, timing.server_ms)
-                        answer.events += 1
-                        local = self._local_event(answer, request, event)
-                        if answer.ended:  # the consumer stops at the last event
-                            assert local is not None
-                            if not is_probe(request.request_id):  # ROUTE-9: not usage
-                                self.forwarded[peer] += 1
-                            self.proofs.answered(peer, job.model)
-                            pace.finished((time.perf_counter() - sent) * 1000)
-                            yield local
-                            return
-                        if local is not None:
-                            yield local
-                raise PeerUnavailable(f"node {peer} cut the stream before its end")
+                ) as response:
+                    # FWD-5: the head comes with the first event
+                    if response.status != 200:
+                        raise self._refusal(peer, response.status, await _read_some(response))
+                    watch.waiting(gap_s)
+                    timing.server_ms = _header_ms(response.headers.get(SERVER_MS_HEADER))
+                    pace.first_event((time.perf_counter() - sent) * 1000, prompt_tokens)
+                    answer = _Answer(peer, candidate.peer_address, job)
+                    reader = EventReader()
+                    last_event = time.perf_counter()
+                    async for chunk in response.content.iter_any():
+                        for event in reader.feed(chunk):
+                            now = time.perf_counter()
+                            if answer.events == 0:
+                                self._measured(peer, sent, timing.server_ms)
+                            else:
+                                pace.event_gap((now - last_event) * 1000)
+                            last_event = now
+                            answer.events += 1
+                            local = self._local_event(answer, request, event)
+                            if answer.ended:  # the consumer stops at the last event
+                                assert local is not None
+                                if not is_probe(request.request_id):  # ROUTE-9: not usage
+                                    self.forwarded[peer] += 1
+                                self.proofs.answered(peer, job.model)
+                                pace.finished((time.perf_counter() - sent) * 1000)
+                                watch.paused()
+                                yield local
+                                return
+                            if local is not None:
+                                watch.paused()  # the consumer's time is not the peer's
+                                yield local
+                                watch.waiting(gap_s)
+                                last_event = time.perf_counter()
+                    raise PeerUnavailable(f"node {peer} cut the stream before its end")
         except PeerUnavailable as exc:
             self._failed(peer, exc.lie)
+            _log_failure(peer, answer, str(exc))
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            if first_event.expired():
-                self._failed(peer, "no_first_event")
-                message = f"node {peer} sent no first event within {deadline:.1f} s"
-                raise PeerUnavailable(message, "no_first_event") from None
-            self._failed(peer, None)
-            raise PeerUnavailable(f"node {peer} is unreachable: {_describe(exc)}") from None
+            failure = self._failure(peer, answer, watch, wait.expired(), deadline, gap_s, exc)
+            _log_failure(peer, answer, str(failure))
+            raise failure from None
         except WireError as exc:
             self._failed(peer, "broke_protocol")
+            _log_failure(peer, answer, f"broke the protocol: {exc}")
             raise PeerUnavailable(f"node {peer} broke the protocol: {exc}") from None
         finally:
+            if watch is not None:
+                watch.close()
             self.inflight[peer] -= 1
             if not self.inflight[peer]:
                 del self.inflight[peer]
+
+    def _failure(
+        self,
+        peer: str,
+        answer: "_Answer | None",
+        watch: PeerWatch | None,
+        expired: bool,
+        deadline_s: float,
+        gap_s: float,
+        exc: BaseException,
+    ) -> PeerUnavailable:
+        """What a timeout or a transport error on the way to `peer` says about it (ROUTE-3)."""
+        if watch is not None and watch.declared_dead:  # FWD-9: gossip's verdict came first
+            self._failed(peer, None)
+            return PeerUnavailable(f"node {peer} was declared dead while serving the request")
+        if expired and answer is None:  # FWD-8: a head long overdue is a black hole
+            self._failed(peer, "no_first_event")
+            message = f"node {peer} sent no first event within {deadline_s:.1f} s"
+            return PeerUnavailable(message, "no_first_event")
+        self._failed(peer, None)
+        if expired:  # FWD-9
+            return PeerUnavailable(f"node {peer} sent no event for {gap_s:.1f} s")
+        return PeerUnavailable(f"node {peer} is unreachable: {_describe(exc)}")
 
     def _failed(self, peer: str, lie: str | None) -> None:
         if lie is None:
@@ -371,6 +419,12 @@ class Forwarder:
         self.latency_ms[peer] = (
             overhead if previous is None else previous + LATENCY_WEIGHT * (overhead - previous)
         )
+
+
+def _log_failure(peer: str, answer: _Answer | None, reason: str) -> None:
+    """Every failed forward leaves a line, with the request's id bound by the API."""
+    events = 0 if answer is None else answer.events
+    log.warning("forwarded request failed", peer=peer, events=events, reason=reason)
 
 
 async def _read_some(response: aiohttp.ClientResponse) -> bytes:

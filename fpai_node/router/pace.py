@@ -1,5 +1,6 @@
-"""How fast each peer answers, as this node measured it, and the deadline a forwarded request's
-first event gets from it (specs/0006-routing.md FWD-8). Pure: times come in as arguments.
+"""How fast each peer answers, as this node measured it, and the deadlines a forwarded request's
+first event and each later one get from it (specs/0006-routing.md FWD-8, FWD-9). Pure: times
+come in as arguments.
 
 A peer that takes a request and never answers would otherwise hold it for the whole read
 timeout; an honest peer is slow for a reason this node can see: a long prompt, a queue."""
@@ -15,6 +16,13 @@ FIRST_EVENT_MARGIN = 4.0  # FWD-8: four times the expected wait before giving up
 UNMEASURED_MS_PER_PROMPT_TOKEN = 50.0
 UNMEASURED_REQUEST_MS = 30_000.0
 MIN_PROMPT_TOKENS = 16  # a first event costs a few tokens' time, however short the prompt
+# FWD-9: after the first event, ten times the peer's usual gap between events, and at least
+# 5 s: about the time gossip takes to declare a cut-off peer dead, and far above a live
+# server's pauses (a collection, a batch taking in a prompt); until measured, a large model on
+# a CPU: one token a second
+EVENT_GAP_MARGIN = 10.0
+EVENT_GAP_MIN_S = 5.0
+UNMEASURED_EVENT_GAP_MS = 1_000.0
 WEIGHT = 0.2  # of the newest measurement in a moving average
 
 
@@ -25,6 +33,7 @@ class Pace:
 
     ms_per_prompt_token: float | None = None
     request_ms: float | None = None
+    event_gap_ms: float | None = None  # between two events of one answer
 
     def first_event(self, ms: float, prompt_tokens: int) -> None:
         per_token = ms / max(prompt_tokens, MIN_PROMPT_TOKENS)
@@ -32,6 +41,17 @@ class Pace:
 
     def finished(self, ms: float) -> None:
         self.request_ms = _average(self.request_ms, ms)
+
+    def event_gap(self, ms: float) -> None:
+        self.event_gap_ms = _average(self.event_gap_ms, ms)
+
+
+def event_gap_deadline_s(pace: Pace | None, ceiling_s: float) -> float:
+    """FWD-9: how long a forwarded answer may go without an event once it has started."""
+    gap_ms = UNMEASURED_EVENT_GAP_MS
+    if pace is not None and pace.event_gap_ms is not None:
+        gap_ms = pace.event_gap_ms
+    return min(ceiling_s, max(EVENT_GAP_MIN_S, EVENT_GAP_MARGIN * gap_ms / 1000))
 
 
 def first_event_deadline_s(

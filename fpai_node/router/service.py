@@ -45,12 +45,14 @@ class RouterService(Service):
         *,
         members: Callable[[], Iterable[MemberView]],
         is_member: Callable[[str], bool],
+        is_dead: Callable[[str], bool],
         registry_models: Callable[[], Mapping[str, frozenset[str]]],
         pairs_window_ms: int = 0,
     ) -> None:
         """`members` is gossip's table (the peers' offers), `is_member` who may use this
-        node's models (FWD-7), `registry_models` who the registry says serves what (ROUTE-7).
-        Opens the receipts log (RECEIPT-3: a torn tail is cut now)."""
+        node's models (FWD-7), `is_dead` whom gossip declared dead (FWD-9), `registry_models`
+        who the registry says serves what (ROUTE-7). Opens the receipts log (RECEIPT-3: a
+        torn tail is cut now)."""
         self._node_id = key.node_id
         self._members = members
         self._pairs_window_ms = pairs_window_ms
@@ -58,7 +60,7 @@ class RouterService(Service):
         self._probing: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptLog(receipts)
-        self.forwarder = Forwarder(key, client, self.receipts)
+        self.forwarder = Forwarder(key, client, self.receipts, is_dead)
         self.serving = PeerInference(key, inference, self.receipts, is_member)
         self.router = Router(
             key.node_id,

@@ -76,7 +76,7 @@ async def requester(
 ) -> tuple[Forwarder, PeerClient, ReceiptLog]:
     log = ReceiptLog(tmp_path / f"{key.node_id}.log")
     client = PeerClient(TlsIdentity.open(key, dt.datetime.now(dt.UTC)))
-    forwarder = Forwarder(key, client, log)
+    forwarder = Forwarder(key, client, log, is_dead=lambda peer: False)
     OWN_POOLS[key.node_id] = client.pool(connections_per_peer=1, timeout_s=5)
     await client.start()
     return forwarder, client, log

@@ -46,7 +46,7 @@ from fpai_node.router.messages import (
     encode_failure,
     seal_receipt,
 )
-from fpai_node.router.pace import FIRST_EVENT_MIN_S
+from fpai_node.router.pace import FIRST_EVENT_MIN_S, Pace
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts
 from fpai_node.router.router import NoRoute, Router
 from fpai_node.router.select import Candidate
@@ -126,7 +126,7 @@ async def peer() -> AsyncIterator[Peer]:
 async def forwarder(tmp_path: Path) -> AsyncIterator[tuple[Forwarder, ReceiptLog]]:
     log = ReceiptLog(tmp_path / "receipts.log")
     client = PeerClient(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)))
-    forwarder = Forwarder(REQUESTER, client, log)
+    forwarder = Forwarder(REQUESTER, client, log, is_dead=lambda peer: False)
     await client.start()
     yield forwarder, log
     await client.close()
@@ -568,3 +568,79 @@ async def test_peers_blaming_the_request_and_a_busy_rest_give_the_400(
     finally:
         for scripted in (blaming, busy):
             await scripted.server.stop()
+
+
+async def first_event_then_silence(request: InferRequest, http: web.Request) -> web.StreamResponse:
+    """A peer cut off after its first token: the connection stays open and says nothing."""
+    response = web.StreamResponse()
+    await response.prepare(http)
+    await response.write(encode_event(Text("Hel")))
+    await asyncio.sleep(60)  # longer than any test: only the requester's watch ends this
+    return response
+
+
+async def test_a_peer_silent_past_its_usual_gap_ends_the_answer(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FWD-9: after the first event, no event for ten times the peer's usual gap (at least
+    EVENT_GAP_MIN_S, here lowered to keep the test short) ends the answer; the peer is
+    failed (ROUTE-3's cooldown), not demoted: a cut-off peer has not lied."""
+    monkeypatch.setattr("fpai_node.router.pace.EVENT_GAP_MIN_S", 0.3)
+    forwarder[0].pace[SERVER.node_id] = Pace(event_gap_ms=10.0)
+    peer.script = first_event_then_silence
+    started = time.monotonic()
+    with pytest.raises(PeerUnavailable, match=r"sent no event for 0\.3 s"):
+        await run(forwarder[0], peer)
+    assert time.monotonic() - started < 5  # not READ_TIMEOUT_S
+    assert SERVER.node_id in forwarder[0].failed_at
+    assert forwarder[0].demoted == {}
+
+
+async def test_a_peer_declared_dead_mid_answer_ends_it_at_once(
+    peer: Peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FWD-9: gossip's verdict ends the wait, long before the gap deadline would."""
+    monkeypatch.setattr("fpai_node.router.peer_watch.LIVENESS_CHECK_S", 0.05)
+    dead = {SERVER.node_id: False}
+    log = ReceiptLog(tmp_path / "receipts.log")
+    client = PeerClient(TlsIdentity.open(REQUESTER, dt.datetime.now(dt.UTC)))
+    watched = Forwarder(REQUESTER, client, log, is_dead=lambda node: dead[node])
+    await client.start()
+    try:
+        peer.script = first_event_then_silence
+        job = parse_job("chat", BODY)
+        request = InferRequest("chat", BODY, "req-dead", (REQUESTER.node_id,))
+        candidate = Candidate(SERVER.node_id, peer.server.address, 0)
+        answer = watched.attempt(candidate, job, request, Timing())
+        assert await anext(answer) == TextChunk("Hel")
+        dead[SERVER.node_id] = True
+        started = time.monotonic()
+        with pytest.raises(PeerUnavailable, match="was declared dead"):
+            await anext(answer)
+        assert time.monotonic() - started < 1.0  # the gap deadline is 10 s: this was gossip
+    finally:
+        await client.close()
+        await log.close()
+
+
+async def test_a_slow_consumer_is_not_the_peers_silence(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FWD-9: the gap deadline runs only while the request waits on the peer; a client that
+    takes longer than it to take each token does not fail the answer."""
+    monkeypatch.setattr("fpai_node.router.pace.EVENT_GAP_MIN_S", 0.2)
+    forwarder[0].pace[SERVER.node_id] = Pace(event_gap_ms=10.0)
+
+    async def quick(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        events = [Text("a"), Text("b"), Finished("stop", receipt(SERVER, request))]
+        return await stream(http, *(encode_event(e) for e in events))
+
+    peer.script = quick
+    job = parse_job("chat", BODY)
+    request = InferRequest("chat", BODY, "req-slow", (REQUESTER.node_id,))
+    candidate = Candidate(SERVER.node_id, peer.server.address, 0)
+    taken = []
+    async for event in forwarder[0].attempt(candidate, job, request, Timing()):
+        taken.append(event)
+        await asyncio.sleep(0.5)  # longer than the gap deadline, at every event
+    assert taken == [TextChunk("a"), TextChunk("b"), Finish("stop", Usage(7, 2))]

@@ -176,6 +176,32 @@ def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
     assert b"[DONE]" not in received
 
 
+def test_a_server_gone_silent_mid_stream_ends_the_stream_within_seconds(
+    federation: dict[str, NodeProcess],
+) -> None:
+    """FWD-9 (issue 21): SIGSTOP, like a cut link, sends nothing (no FIN, no RST), so only the
+    requester's watch can end the stream: the serving node's usual gap between events, or gossip
+    declaring it dead, whichever comes first; not the 120 s read timeout."""
+    a, c = federation["a"], federation["c"]
+    assert c.process is not None
+    with a.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=3) as stream:
+        c.process.send_signal(signal.SIGSTOP)
+        silenced = time.monotonic()
+        try:
+            received = stream.read_to_end()
+        finally:
+            c.process.send_signal(signal.SIGCONT)
+        ended_after_s = time.monotonic() - silenced
+    events = [line[6:] for line in received.split(b"\n") if line.startswith(b"data: {")]
+    message = json.loads(events[-1])["error"]["message"]
+    assert c.node_id in message
+    assert "was declared dead" in message or "sent no event for" in message, message
+    assert ended_after_s < 30, ended_after_s  # a few seconds here; the read timeout is 120 s
+    logged = [e for e in a.log_events() if e.get("event") == "forwarded request failed"]
+    assert logged and logged[-1]["peer"] == c.node_id and logged[-1]["events"] >= 1
+    assert logged[-1]["request_id"]  # bound by the API: the failure is findable
+
+
 def test_a_second_server_takes_over_when_the_first_dies(
     federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
 ) -> None:

@@ -1,13 +1,16 @@
-"""FWD-8: the first-event deadline from a peer's measured pace, its queue and the prompt."""
+"""FWD-8: the first-event deadline from a peer's measured pace, its queue and the prompt;
+FWD-9: the deadline between later events from its measured gaps."""
 
 import pytest
 
 from fpai_node.router.pace import (
+    EVENT_GAP_MIN_S,
     FIRST_EVENT_MARGIN,
     FIRST_EVENT_MIN_S,
     UNMEASURED_MS_PER_PROMPT_TOKEN,
     UNMEASURED_REQUEST_MS,
     Pace,
+    event_gap_deadline_s,
     first_event_deadline_s,
 )
 
@@ -44,3 +47,18 @@ def test_the_average_moves_a_fifth_of_the_way_to_each_measurement() -> None:
     pace.first_event(160.0, 10)  # counted as 16 tokens: 10 ms each
     pace.first_event(320.0, 16)  # 20 ms each
     assert pace.ms_per_prompt_token == pytest.approx(12.0)
+
+
+def test_the_gap_deadline_is_ten_times_the_peers_usual_gap_within_bounds() -> None:
+    """FWD-9: unmeasured, a token a second (10 s); then ten times the moving average of the
+    gaps, never under EVENT_GAP_MIN_S nor over the ceiling."""
+    assert event_gap_deadline_s(None, CEILING) == pytest.approx(10.0)
+    pace = Pace()
+    assert event_gap_deadline_s(pace, CEILING) == pytest.approx(10.0)
+    pace.event_gap(20.0)  # a fast stream: the floor
+    assert event_gap_deadline_s(pace, CEILING) == EVENT_GAP_MIN_S
+    for _ in range(50):
+        pace.event_gap(2_000.0)  # a big model on a CPU
+    assert event_gap_deadline_s(pace, CEILING) == pytest.approx(20.0, rel=0.01)
+    pace.event_gap(60_000.0)
+    assert event_gap_deadline_s(pace, CEILING) == CEILING

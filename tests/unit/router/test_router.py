@@ -52,7 +52,8 @@ def member(
 @pytest.fixture
 async def forwarder(tmp_path: Path) -> AsyncIterator[Forwarder]:
     receipts = ReceiptLog(tmp_path / "receipts.log")
-    yield Forwarder(ME, PeerClient(TlsIdentity.open(ME, dt.datetime.now(dt.UTC))), receipts)
+    identity = TlsIdentity.open(ME, dt.datetime.now(dt.UTC))
+    yield Forwarder(ME, PeerClient(identity), receipts, is_dead=lambda peer: False)
     await receipts.close()
 
 
