@@ -39,6 +39,7 @@ from pysyncobj.journal import MemoryJournal
 from pysyncobj.node import Node
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.serializer import SERIALIZER_STATE
+from pysyncobj.syncobj import _RAFT_STATE
 from pysyncobj.transport import Transport
 
 from fpai_node.hostport import parse_host_port
@@ -65,6 +66,7 @@ from fpai_node.registry.membership import (
     next_action,
     repair_description,
 )
+from fpai_node.registry.pre_vote import PreVote
 from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
 from fpai_node.registry.read_index import Leadership, Mark, ReadDone, ReadIndex
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
@@ -87,7 +89,8 @@ MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyo
 MAX_UNIDENTIFIED_PER_ADDRESS = 8
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
-_RAISING = frozenset({"request_vote", "append_entries"})  # the messages pysyncobj takes terms from
+# the messages this node takes a higher term from (pysyncobj's two, and RAFT-19's notice)
+_RAISING = frozenset({"request_vote", "append_entries", "term_notice"})
 Done = Callable[[Result | None, int], None]
 _READ_ERROR = POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.ERROR
 # Why a connection closed that counts as a refusal: the handshake's (TLS-8), and a frame over
@@ -664,6 +667,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
     drained, once per tick, and a new commit index rides with them (RAFT-7)."""
 
     _SyncObj__pipeNotifier: Any  # pysyncobj's, replaced by a _CoalescedWake over it
+    _SyncObj__raftElectionDeadline: float  # pysyncobj's: when this voter may campaign (RAFT-19)
 
     def __init__(
         self,
@@ -684,6 +688,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._drained_some = False
         # Followers' forwarded commands not yet known committed: member -> last index (leader)
         self._forwarded: dict[Node, int] = {}
+        self._pre_vote = PreVote(timing.election_min_s)  # RAFT-19
         self._snapshot_path = directory / SNAPSHOT_FILE
         self._snapshot_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._snapshot_writer: threading.Thread | None = None
@@ -731,7 +736,80 @@ class _Replica(SyncObj):  # type: ignore[misc]
         tick that a handler ended early) are durable before this tick counts commits. A lone
         voter that elects itself within a tick counts its no-op in the next one."""
         if self.make_durable():
+            self._pre_vote_first()
             super()._onTick(timeToWait)
+
+    # ---- pre-vote (RAFT-19) ------------------------------------------------------------------
+
+    def _pre_vote_first(self) -> None:
+        """Before pysyncobj's tick may start an election: when the election timer has fired,
+        hold the election for another timeout and ask the voters first; it goes ahead at the
+        next tick once a majority said yes. A leader's hand-over (`timeout_now`) skips this:
+        the voters still hear from the leader that asked for it."""
+        if self._SyncObj__selfNode is None or self._SyncObj__raftState not in (
+            _RAFT_STATE.FOLLOWER,
+            _RAFT_STATE.CANDIDATE,
+        ):
+            return
+        now = time.monotonic()
+        if self._SyncObj__raftElectionDeadline >= now or self._SyncObj__transferInProgress:
+            return
+        if self._pre_vote.won:
+            self._pre_vote.election_started()
+            return
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        voters = self._SyncObj__otherNodes
+        term = self._SyncObj__raftCurrentTerm + 1
+        if self._pre_vote.start(self._SyncObj__selfNode.id, term, len(voters) + 1):
+            self._SyncObj__raftElectionDeadline = 0  # a lone voter needs no one's yes
+            return
+        ask = {
+            "type": "pre_vote",
+            "term": term,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+        }
+        for node in voters:
+            self._SyncObj__transport.send(node, ask)
+
+    def _on_pre_vote(self, node: Node, message: dict[str, Any]) -> None:
+        """A voter asks, or answers; neither changes a term."""
+        if self._SyncObj__selfNode is None:
+            return  # a learner has no vote
+        if message["type"] == "pre_vote_granted":
+            voters = len(self._SyncObj__otherNodes) + 1
+            if self._pre_vote.granted(node.id, message["term"], voters):
+                self._SyncObj__raftElectionDeadline = 0  # the next tick starts the election
+            return
+        own_log = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+        asker_log = (message["last_log_term"], message["last_log_index"])
+        if self._pre_vote.would_grant(
+            time.monotonic(),
+            self._SyncObj__raftState == _RAFT_STATE.LEADER,
+            self._SyncObj__raftCurrentTerm,
+            own_log,
+            message["term"],
+            asker_log,
+        ):
+            granted = {"type": "pre_vote_granted", "term": message["term"]}
+            self._SyncObj__transport.send(node, granted)
+
+    def _tell_term(self, node: Node) -> None:
+        """RAFT-19: a leader behind this voter's term hears of it (as etcd answers it), so that
+        it steps down. Without this, a voter whose term was raised (by a vote request from a
+        candidate that then lost) ignores the leader for good: its pre-votes are refused, since
+        the others still hear from that leader, and pysyncobj's answers carry no term."""
+        if self._SyncObj__selfNode is not None:
+            notice = {"type": "term_notice", "term": self._SyncObj__raftCurrentTerm}
+            self._SyncObj__transport.send(node, notice)
+
+    def _on_term_notice(self, term: int) -> None:
+        """A voter is at a later term than this node: take it and follow, as on a vote request
+        at that term (the transport bounded the raise, RAFT-15)."""
+        if term > self._SyncObj__raftCurrentTerm:
+            self._SyncObj__setCurrentTerm(term, None)
+            self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
+            self._SyncObj__raftLeader = None
 
     def _checkCommandsToApply(self) -> None:
         """Drain the command queue, then send what it appended in one round (group commit)."""
@@ -788,6 +866,17 @@ class _Replica(SyncObj):  # type: ignore[misc]
         validation is refused before its last chunk reaches pysyncobj (RAFT-9)."""
         handle = SyncObj._SyncObj__onMessageReceived
         kind = message["type"]
+        if kind in ("pre_vote", "pre_vote_granted"):
+            self._on_pre_vote(node, message)
+            return
+        if kind == "term_notice":
+            self._on_term_notice(message["term"])
+            return
+        if kind == "append_entries":
+            if message["term"] < self._SyncObj__raftCurrentTerm:
+                self._tell_term(node)  # pysyncobj ignores it, and the sender would never know
+                return
+            self._pre_vote.leader_heard(time.monotonic())
         if kind == "append_entries" and "serialized" in message:
             if self._received_snapshot_is_valid(message["serialized"]):
                 handle(self, node, {**message, "commit_index": 0})

@@ -360,6 +360,9 @@ _PLAIN = {
     "request_vote": ("term", "last_log_index", "last_log_term"),
     "response_vote": ("term",),
     "timeout_now": ("term",),
+    "pre_vote": ("term", "last_log_index", "last_log_term"),  # RAFT-19
+    "pre_vote_granted": ("term",),
+    "term_notice": ("term",),  # RAFT-19
 }
 _APPEND: dict[str, Callable[[object], None]] = {
     "commit_index": _uint,

@@ -778,6 +778,21 @@ def raft_cases() -> Iterator[tuple[str, Case]]:
         ),
         ("timeout-now", "the leader hands over leadership", {"term": 3, "type": "timeout_now"}),
         (
+            "pre-vote",
+            "a voter asks whether it could win an election at term 4 (RAFT-19)",
+            {"last_log_index": 12, "last_log_term": 3, "term": 4, "type": "pre_vote"},
+        ),
+        (
+            "pre-vote-granted",
+            "it could, as far as this voter knows (RAFT-19)",
+            {"term": 4, "type": "pre_vote_granted"},
+        ),
+        (
+            "term-notice",
+            "an append_entries came from a leader behind this voter's term 9 (RAFT-19)",
+            {"term": 9, "type": "term_notice"},
+        ),
+        (
             "max-term",
             "the highest term a node accepts (RAFT-15)",
             {"term": (1 << 53) - 1, "type": "response_vote"},

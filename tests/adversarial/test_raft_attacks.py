@@ -90,8 +90,11 @@ def test_a_voter_cannot_push_a_term_out_of_reach(cluster: EngineCluster) -> None
     wait_for(lambda: refusals["term_rate"] >= 1)
     mallory.close()
 
-    # the registry elects a leader again and commits
-    result = commit(cluster.leader(), command(KEYS[0], "param.set", key="after", value=1))
+    # the registry elects a leader again and commits (signed by the node it is proposed on: a
+    # proposal forwarded while leadership settles must be the forwarder's own, RAFT-8)
+    leader = cluster.leader()
+    signer = next(k for k in KEYS if cluster.engines.get(k.node_id) is leader)
+    result = commit(leader, command(signer, "param.set", key="after", value=1))
     assert result.status == "ok"
     assert max(e.status.term for e in cluster.engines.values()) < term + 100
 

@@ -8,6 +8,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from fpai_node.registry import raft_wire
+from fpai_node.registry.pre_vote import PreVote
 from fpai_node.registry.raft import _Replica
 
 LEADER, OTHER = Node("leader:1"), Node("other:1")
@@ -29,9 +30,13 @@ class Replica(SyncObj):  # type: ignore[misc]
     _SyncObj__onMessageReceived = _Replica._SyncObj__onMessageReceived
     _without_entries_we_have = _Replica._without_entries_we_have
     _received_snapshot_is_valid = _Replica._received_snapshot_is_valid
+    _on_pre_vote = _Replica._on_pre_vote
+    _on_term_notice = _Replica._on_term_notice
+    _tell_term = _Replica._tell_term
 
     def __init__(self) -> None:
         self.applied: list[bytes] = []
+        self._pre_vote = PreVote(election_min_s=1.0)
         conf = SyncObjConf(autoTick=False, dynamicMembershipChange=True)
         super().__init__(Node("me:1"), [LEADER, OTHER], conf=conf, transportClass=Recorder)
 

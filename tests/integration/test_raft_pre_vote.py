@@ -1,0 +1,133 @@
+"""RAFT-19 through real engines over TLS: a voter cut off from the majority keeps its term, a
+voter's pre-vote is refused while a leader lives, and a leader behind a voter's term hears of it.
+Mallory speaks for the third voter by hand."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fpai_node.identity import NodeKey
+from fpai_node.registry import raft_wire
+from fpai_node.registry.raft import RaftEngine, RaftTiming
+from fpai_node.testing.raft_engines import EngineCluster, RawRaftPeer, engine_cluster
+from fpai_node.testing.registry_cluster import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+KEYS = [NodeKey.from_seed(bytes([i + 91]) * 32) for i in range(2)]
+MALLORY = NodeKey.from_seed(bytes([97]) * 32)
+TIMING = RaftTiming()
+WATCH_S = 3 * TIMING.election_max_s  # three election timeouts: a campaigning voter's term rises
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[EngineCluster]:
+    with engine_cluster(tmp_path, [*KEYS, MALLORY], TIMING, absent=[MALLORY]) as running:
+        yield running
+
+
+def as_mallory(cluster: EngineCluster, engine: RaftEngine) -> RawRaftPeer:
+    """The third voter's connection to `engine`, hello said and answered."""
+    peer = RawRaftPeer(engine, MALLORY, cluster.trust.member(MALLORY))
+    peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
+    answer = peer.receive()
+    assert answer is not None and answer["id"] == engine.member
+    return peer
+
+
+def frames_for(peer: RawRaftPeer, seconds: float) -> list[dict[str, object]]:
+    """Every frame `peer` receives in `seconds` (it waits that long: an absence is the point)."""
+    frames: list[dict[str, object]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        peer.tls.settimeout(left)
+        try:
+            frame = peer.receive()
+        except TimeoutError:
+            break
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def pre_vote(term: int, last_log_term: int, last_log_index: int) -> dict[str, object]:
+    return {
+        "type": "pre_vote",
+        "term": term,
+        "last_log_index": last_log_index,
+        "last_log_term": last_log_term,
+    }
+
+
+def test_a_voter_cut_off_from_the_majority_keeps_its_term(cluster: EngineCluster) -> None:
+    """The leader stops; the other voter still reaches Mallory, who never answers. It asks for
+    pre-votes each election timeout and never campaigns: no request_vote, no new term."""
+    leader = cluster.leader()
+    follower = next(e for e in cluster.engines.values() if e is not leader)
+    mallory = as_mallory(cluster, follower)
+    term = follower.status.term
+    leader_id = next(k for k, e in cluster.engines.items() if e is leader)
+    cluster.engines.pop(leader_id).stop()
+
+    kinds = [frame["type"] for frame in frames_for(mallory, WATCH_S)]
+
+    assert "pre_vote" in kinds
+    assert "request_vote" not in kinds
+    assert follower.status.term == term
+    mallory.close()
+
+
+def test_a_pre_vote_is_refused_while_the_leader_lives_and_granted_once_it_is_gone(
+    cluster: EngineCluster,
+) -> None:
+    leader = cluster.leader()
+    follower = next(e for e in cluster.engines.values() if e is not leader)
+    term, applied = follower.status.term, follower.status.applied_index
+    mallory = as_mallory(cluster, follower)
+    mallory.send(pre_vote(term + 1, term, applied + 100))
+    assert [f for f in frames_for(mallory, 1.0) if f["type"] == "pre_vote_granted"] == []
+
+    leader_id = next(k for k, e in cluster.engines.items() if e is leader)
+    cluster.engines.pop(leader_id).stop()
+    time.sleep(TIMING.election_min_s)  # no leader heard from for an election timeout
+    mallory.send(pre_vote(term + 1, 0, 0))  # a log behind the follower's: still no
+    mallory.send(pre_vote(term + 1, term, applied + 100))
+    granted = [f for f in frames_for(mallory, 2.0) if f["type"] == "pre_vote_granted"]
+
+    assert granted == [{"term": term + 1, "type": "pre_vote_granted"}]
+    assert follower.status.term == term  # a pre-vote changes no one's term
+    mallory.close()
+
+
+def test_a_voter_tells_a_leader_behind_its_term_which_then_steps_down(
+    cluster: EngineCluster,
+) -> None:
+    """RAFT-19's `term_notice`: an `append_entries` below a voter's term is answered with the
+    voter's term (pysyncobj's answers carry none), and a leader told of a later term follows."""
+    leader = cluster.leader()
+    follower = next(e for e in cluster.engines.values() if e is not leader)
+    term = follower.status.term
+    mallory = as_mallory(cluster, follower)
+    assert term >= 1  # a leader was elected
+    stale = {
+        "type": "append_entries",
+        "term": term - 1,
+        "commit_index": 0,
+        "prev_index": 0,
+        "prev_term": 0,
+        "entries": [],
+    }
+    mallory.send(stale)
+    notices = [f for f in frames_for(mallory, 1.0) if f["type"] == "term_notice"]
+    assert notices == [{"term": term, "type": "term_notice"}]
+    mallory.close()
+
+    mallory = as_mallory(cluster, leader)
+    mallory.send({"type": "term_notice", "term": term + 3})
+    wait_for(lambda: leader.status.term >= term + 3)
+    assert not leader.status.is_leader or leader.status.term > term + 3
+    mallory.close()
+    new_leader = cluster.leader()  # elected at a later term, by pre-vote, without Mallory
+    assert new_leader.status.term > term + 3
