@@ -589,17 +589,16 @@ class GossipNode:
         for origin in [o for o, q in self._outbox.items() if q.item.expires_ms <= now_ms]:
             del self._outbox[origin]
         announcements = _take(self._outbox, self._config.max_announcements, None)
-        rumors = _take(self._rumors, self._config.max_rumors, to)
         receiver = self._members.get(to)
-        if (
-            receiver is not None
-            and receiver.status is Status.SUSPECT
-            and all(r.node_id != to for r in rumors)
-        ):
-            # GOSSIP-16: for as long as the receiver is held suspect, not only while the rumor
-            # is queued: under loss the queued copies can all be spent before one arrives
-            held = Rumor(to, receiver.address, receiver.incarnation, Status.SUSPECT)
-            rumors = [held, *rumors[: self._config.max_rumors - 1]]
+        # GOSSIP-16: a suspect hears of its suspicion in every message, not only while the
+        # rumor is queued (under loss the queued copies can all be spent before one arrives)
+        carry = (
+            receiver is not None and receiver.status is Status.SUSPECT and to not in self._rumors
+        )
+        rumors = _take(self._rumors, self._config.max_rumors - carry, to)
+        if carry:
+            assert receiver is not None
+            rumors.insert(0, Rumor(to, receiver.address, receiver.incarnation, Status.SUSPECT))
         return Piggyback(tuple(rumors), tuple(a.item for a in announcements))
 
     def _absorb(self, piggyback: Piggyback, now_ms: int) -> None:
@@ -686,11 +685,17 @@ class GossipNode:
             self.stats.reconnects += 1
             sync = self._sync_request()
             return [Outgoing(address, sync) for address in self._join_addresses]
-        dead = self._ids_with(Status.DEAD)
-        if not dead:
+        # only members that signed where they listen: a rumor alone could aim the reconnects
+        # at any address, every interval for an hour
+        signed = [
+            m.announcement.announcement.capabilities.peer_address
+            for m in self._members.values()
+            if m.status is Status.DEAD and m.announcement is not None
+        ]
+        if not signed:
             return []
         self.stats.reconnects += 1
-        return [Outgoing(self._rng.choice(dead), self._sync_request())]
+        return [Outgoing(self._rng.choice(signed), self._sync_request())]
 
     def _sync_request(self) -> Sync:
         digest = [(i, v.item.version) for i, v in self._announcements()]

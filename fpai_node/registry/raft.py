@@ -40,6 +40,7 @@ from pysyncobj.node import Node
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.serializer import SERIALIZER_STATE
 from pysyncobj.syncobj import _RAFT_STATE
+from pysyncobj.syncobj import monotonicTime as raft_clock  # the clock of its election deadline
 from pysyncobj.transport import Transport
 
 from fpai_node.hostport import parse_host_port
@@ -686,8 +687,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self.durability_error: str | None = None  # the journal could not sync: stopped for good
         self._draining = False  # inside _checkCommandsToApply: append_entries wait for the end
         self._drained_some = False
-        # Followers' forwarded commands not yet known committed: member -> last index (leader)
-        self._forwarded: dict[Node, int] = {}
+        # Followers' forwarded commands not yet known committed: member -> their indexes (leader)
+        self._forwarded: dict[Node, list[int]] = {}
         self._pre_vote = PreVote(timing.election_min_s)  # RAFT-19
         self._snapshot_path = directory / SNAPSHOT_FILE
         self._snapshot_state = SERIALIZER_STATE.NOT_SERIALIZING
@@ -751,21 +752,21 @@ class _Replica(SyncObj):  # type: ignore[misc]
             _RAFT_STATE.CANDIDATE,
         ):
             return
-        now = time.monotonic()
+        now = raft_clock()  # pysyncobj's (CLOCK_MONOTONIC_RAW), not time.monotonic: they drift
         if self._SyncObj__raftElectionDeadline >= now or self._SyncObj__transferInProgress:
             return
-        if self._pre_vote.won:
+        own_term = self._SyncObj__raftCurrentTerm
+        if self._pre_vote.may_campaign(own_term):
             self._pre_vote.election_started()
             return
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
         voters = self._SyncObj__otherNodes
-        term = self._SyncObj__raftCurrentTerm + 1
-        if self._pre_vote.start(self._SyncObj__selfNode.id, term, len(voters) + 1):
+        if self._pre_vote.start(self._SyncObj__selfNode.id, own_term, len(voters) + 1):
             self._SyncObj__raftElectionDeadline = 0  # a lone voter needs no one's yes
             return
         ask = {
             "type": "pre_vote",
-            "term": term,
+            "term": own_term + 1,
             "last_log_index": self._SyncObj__getCurrentLogIndex(),
             "last_log_term": self._SyncObj__getCurrentLogTerm(),
         }
@@ -776,17 +777,22 @@ class _Replica(SyncObj):  # type: ignore[misc]
         """A voter asks, or answers; neither changes a term."""
         if self._SyncObj__selfNode is None:
             return  # a learner has no vote
+        own_term = self._SyncObj__raftCurrentTerm
         if message["type"] == "pre_vote_granted":
             voters = len(self._SyncObj__otherNodes) + 1
-            if self._pre_vote.granted(node.id, message["term"], voters):
+            campaigning = self._SyncObj__raftState in (_RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE)
+            if campaigning and self._pre_vote.granted(node.id, message["term"], own_term, voters):
                 self._SyncObj__raftElectionDeadline = 0  # the next tick starts the election
+            return
+        if message["term"] <= own_term:  # the asker is behind: tell it, as etcd does
+            self._tell_term(node)
             return
         own_log = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
         asker_log = (message["last_log_term"], message["last_log_index"])
         if self._pre_vote.would_grant(
             time.monotonic(),
             self._SyncObj__raftState == _RAFT_STATE.LEADER,
-            self._SyncObj__raftCurrentTerm,
+            own_term,
             own_log,
             message["term"],
             asker_log,
@@ -828,7 +834,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
     def note_forwarded(self, node: Node, index: int) -> None:
         """Tick thread: `node` forwarded the command now at `index`, and its proposer waits
         until that node applies it."""
-        self._forwarded[node] = max(index, self._forwarded.get(node, 0))
+        self._forwarded.setdefault(node, []).append(index)
 
     def _SyncObj__applyLogEntries(self) -> bool:
         """Apply what is committed; True if followers must hear of the new commit index now.
@@ -841,10 +847,16 @@ class _Replica(SyncObj):  # type: ignore[misc]
         apply a command it forwarded: it is told at once."""
         SyncObj._SyncObj__applyLogEntries(self)
         commit = self._SyncObj__raftCommitIndex
-        waiting = [node for node, index in self._forwarded.items() if index <= commit]
-        for node in waiting:
-            del self._forwarded[node]
-        return bool(waiting)
+        told = False
+        for node, indexes in list(self._forwarded.items()):
+            pending = [index for index in indexes if index > commit]
+            if len(pending) < len(indexes):  # one of its commands just committed
+                told = True
+                if pending:
+                    self._forwarded[node] = pending
+                else:
+                    del self._forwarded[node]
+        return told
 
     def _SyncObj__sendAppendEntries(self) -> None:
         if self._draining:

@@ -23,6 +23,10 @@ MIN_PROMPT_TOKENS = 16  # a first event costs a few tokens' time, however short 
 EVENT_GAP_MARGIN = 10.0
 EVENT_GAP_MIN_S = 5.0
 UNMEASURED_EVENT_GAP_MS = 1_000.0
+# FWD-9: a batching server takes a newly admitted prompt in the same step as its running
+# streams' next tokens, up to 2,048 prompt tokens a step (llama.cpp's default batch), so a
+# stream may wait that long at the peer's measured prompt pace
+BATCH_PROMPT_TOKENS = 2_048
 WEIGHT = 0.2  # of the newest measurement in a moving average
 
 
@@ -47,11 +51,17 @@ class Pace:
 
 
 def event_gap_deadline_s(pace: Pace | None, ceiling_s: float) -> float:
-    """FWD-9: how long a forwarded answer may go without an event once it has started."""
+    """FWD-9: how long a forwarded answer may go without an event once it has started: the
+    margin times the peer's usual gap, or one batch of another request's prompt at its
+    measured prompt pace, whichever is longer; at least EVENT_GAP_MIN_S, at most `ceiling_s`."""
     gap_ms = UNMEASURED_EVENT_GAP_MS
-    if pace is not None and pace.event_gap_ms is not None:
-        gap_ms = pace.event_gap_ms
-    return min(ceiling_s, max(EVENT_GAP_MIN_S, EVENT_GAP_MARGIN * gap_ms / 1000))
+    prompt_batch_ms = 0.0
+    if pace is not None:
+        gap_ms = pace.event_gap_ms if pace.event_gap_ms is not None else gap_ms
+        if pace.ms_per_prompt_token is not None:
+            prompt_batch_ms = pace.ms_per_prompt_token * BATCH_PROMPT_TOKENS
+    expected_s = max(EVENT_GAP_MARGIN * gap_ms, prompt_batch_ms) / 1000
+    return min(ceiling_s, max(EVENT_GAP_MIN_S, expected_s))
 
 
 def first_event_deadline_s(

@@ -61,7 +61,22 @@ def pre_vote(term: int, last_log_term: int, last_log_index: int) -> dict[str, ob
     }
 
 
-def test_a_voter_cut_off_from_the_majority_keeps_its_term(cluster: EngineCluster) -> None:
+@pytest.fixture(params=[0.0, 0.3, -2.5], ids=["clocks-agree", "raw-ahead", "raw-behind"])
+def raw_clock_offset(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
+    """pysyncobj keeps its election deadline on CLOCK_MONOTONIC_RAW, which drifts from
+    time.monotonic (NTP slews one, not the other: 0.26 s after 5.5 h on this machine). Review
+    finding: pre-vote compared the deadline with time.monotonic, and with the raw clock ahead
+    campaigned with no pre-vote at all; behind, it asked on every heartbeat."""
+    offset: float = request.param
+    shifted = lambda: time.monotonic() + offset  # noqa: E731
+    monkeypatch.setattr("pysyncobj.syncobj.monotonicTime", shifted)
+    monkeypatch.setattr("fpai_node.registry.raft.raft_clock", shifted)
+    return offset
+
+
+def test_a_voter_cut_off_from_the_majority_keeps_its_term(
+    cluster: EngineCluster, raw_clock_offset: float
+) -> None:
     """The leader stops; the other voter still reaches Mallory, who never answers. It asks for
     pre-votes each election timeout and never campaigns: no request_vote, no new term."""
     leader = cluster.leader()
@@ -74,20 +89,29 @@ def test_a_voter_cut_off_from_the_majority_keeps_its_term(cluster: EngineCluster
     kinds = [frame["type"] for frame in frames_for(mallory, WATCH_S)]
 
     assert "pre_vote" in kinds
+    assert kinds.count("pre_vote") <= WATCH_S / TIMING.election_min_s + 1  # one a timeout
     assert "request_vote" not in kinds
     assert follower.status.term == term
     mallory.close()
 
 
 def test_a_pre_vote_is_refused_while_the_leader_lives_and_granted_once_it_is_gone(
-    cluster: EngineCluster,
+    cluster: EngineCluster, raw_clock_offset: float
 ) -> None:
+    """While the leader lives its follower neither grants a pre-vote nor asks for one."""
     leader = cluster.leader()
     follower = next(e for e in cluster.engines.values() if e is not leader)
     term, applied = follower.status.term, follower.status.applied_index
     mallory = as_mallory(cluster, follower)
+    mallory.send(pre_vote(term, term, applied + 100))  # an asker behind: told the term
     mallory.send(pre_vote(term + 1, term, applied + 100))
-    assert [f for f in frames_for(mallory, 1.0) if f["type"] == "pre_vote_granted"] == []
+    frames = frames_for(mallory, 2 * TIMING.election_max_s)
+    kinds = [f["type"] for f in frames]
+    assert [f for f in frames if f["type"] == "term_notice"] == [
+        {"term": term, "type": "term_notice"}
+    ]
+    assert "pre_vote_granted" not in kinds
+    assert "pre_vote" not in kinds
 
     leader_id = next(k for k, e in cluster.engines.items() if e is leader)
     cluster.engines.pop(leader_id).stop()

@@ -6,10 +6,19 @@ import pytest
 
 from fpai_node.gossip import Status
 from fpai_node.gossip.state import GossipConfig
-from fpai_node.testing.gossip_sim import GossipSim
+from fpai_node.testing.gossip_sim import GossipSim, sample_capabilities
 
 HEAL_ROUNDS = 15  # issue 21: every node sees every other alive within 15 s of a heal
 DECLARED_DEAD_ROUNDS = 40  # far above detection and suspicion on both sides of a cut
+
+
+def announced(sim: GossipSim) -> GossipSim:
+    """Every node publishes its signed announcement, as a started node does (GOSSIP-20), and
+    gossip spreads them: reconnects go only to members that signed where they listen."""
+    for node in sim.nodes:
+        node.gossip.announce(sample_capabilities(node.index), sim.now_ms)
+    sim.run_rounds(5)
+    return sim
 
 
 def all_alive(sim: GossipSim) -> bool:
@@ -51,7 +60,7 @@ def test_a_healed_partition_reconverges_within_15_rounds_with_no_restart(
     n, one_side, other_side = split
     sim = GossipSim(n, seed=21)
     sim.seed_membership()
-    sim.run_rounds(3)
+    announced(sim)
     assert all_alive(sim)
 
     sim.partition(one_side, other_side)
@@ -77,7 +86,7 @@ def test_without_reconnects_a_healed_partition_never_reconverges() -> None:
 
     sim = GossipSim(3, seed=21, config=config)
     sim.seed_membership()
-    sim.run_rounds(3)
+    announced(sim)
     sim.partition([0], [1, 2])
     sim.run_rounds(DECLARED_DEAD_ROUNDS)
     sim.heal()

@@ -744,18 +744,34 @@ def held_alive_dead_and_left() -> GossipNode:
 
 
 def test_members_dead_or_left_are_not_probed_asked_to_help_or_sent_syncs() -> None:
-    """GOSSIP-14, GOSSIP-22: ten seconds of timers, nothing acknowledged: probes, ping requests
-    and anti-entropy syncs go to the live members only; the dead member gets one reconnect
-    sync per `reconnect_interval_ms`, the member that left none."""
+    """GOSSIP-14: ten seconds of timers, nothing acknowledged: probes, ping requests and syncs
+    go to the live members only. Member 2 is dead and known by rumor only: no reconnects
+    either (GOSSIP-22 takes only members that signed where they listen); 1 and 4, declared
+    dead by these very timers, get theirs at their signed addresses."""
     node = held_alive_dead_and_left()
     out = [o for t in range(NOW, NOW + 10_000, 100) for o in node.tick(t)]
     kinds = {type(o.message) for o in out}
     assert {Ping, PingReq, Sync} <= kinds
-    to_the_dead = [o for o in out if o.to == IDS[2]]
-    assert {o.to for o in out if o not in to_the_dead} <= {IDS[1], IDS[4]}
-    # the first at a random phase within the interval, then one every 5 s
-    assert [type(o.message) for o in to_the_dead] in ([Sync], [Sync, Sync])
+    assert {o.to for o in out} <= {IDS[1], IDS[4], sim_address(1), sim_address(4)}
+    assert all(isinstance(o.message, Sync) for o in out if o.to in (sim_address(1), sim_address(4)))
     assert {o.message.target for o in out if isinstance(o.message, PingReq)} <= {IDS[1], IDS[4]}
+
+
+def test_a_dead_member_that_signed_its_address_gets_a_reconnect_sync_every_interval() -> None:
+    """GOSSIP-22: one sync per `reconnect_interval_ms`, at the address its announcement signed
+    (a rumor moving the address elsewhere does not move the reconnects)."""
+    node = make_node(0)
+    introduce(node, 1)
+    node.receive(IDS[3], push(signed(2, 0)), NOW)
+    node.receive(IDS[1], push(rumors=(Rumor(IDS[2], "elsewhere:1", 0, Status.DEAD),)), NOW)
+    assert node.member(IDS[2]).status is Status.DEAD  # type: ignore[union-attr]
+    out = [o for t in range(NOW, NOW + 10_000, 100) for o in node.tick(t)]
+    reconnects = [o for o in out if o.to in (sim_address(2), "elsewhere:1", IDS[2])]
+    # the first at a random phase within the interval, then one every 5 s
+    assert [(o.to, type(o.message)) for o in reconnects] in (
+        [(sim_address(2), Sync)],
+        [(sim_address(2), Sync)] * 2,
+    )
 
 
 def test_a_sync_lists_itself_first_then_every_member_not_left_and_every_announcement() -> None:

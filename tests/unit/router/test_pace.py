@@ -4,6 +4,7 @@ FWD-9: the deadline between later events from its measured gaps."""
 import pytest
 
 from fpai_node.router.pace import (
+    BATCH_PROMPT_TOKENS,
     EVENT_GAP_MIN_S,
     FIRST_EVENT_MARGIN,
     FIRST_EVENT_MIN_S,
@@ -62,3 +63,13 @@ def test_the_gap_deadline_is_ten_times_the_peers_usual_gap_within_bounds() -> No
     assert event_gap_deadline_s(pace, CEILING) == pytest.approx(20.0, rel=0.01)
     pace.event_gap(60_000.0)
     assert event_gap_deadline_s(pace, CEILING) == CEILING
+
+
+def test_the_gap_deadline_leaves_room_for_a_batch_of_another_requests_prompt() -> None:
+    """FWD-9, review finding: a batching server (continuous batching) evaluates a newly
+    admitted prompt in the same step as the running streams' next tokens; on a CPU a
+    2,048-token batch outlasts the 5 s floor. The measured prompt pace sets a second bound."""
+    pace = Pace(event_gap_ms=100.0)  # a CPU server: ten times that is the 5 s floor
+    assert event_gap_deadline_s(pace, CEILING) == EVENT_GAP_MIN_S
+    pace.first_event(ms=160.0, prompt_tokens=16)  # 10 ms a prompt token
+    assert event_gap_deadline_s(pace, CEILING) == pytest.approx(BATCH_PROMPT_TOKENS * 0.010)
