@@ -8,7 +8,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 export CMAKE_ARGS
 FUZZ_SECONDS ?= 20
 
-.PHONY: run test install install-dev contracts contracts-deps lint format typecheck fuzz vectors bench clean
+.PHONY: run test install install-dev contracts contracts-deps lint format typecheck fuzz vectors bench clean faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,15 @@ fuzz: install-dev
 	$(BIN)/python tests/fuzz/fuzz_router.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-router
 	mkdir -p tests/fuzz/corpus-memory
 	$(BIN)/python tests/fuzz/fuzz_memory.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-memory
+
+# The fault campaign of issue 21 in network namespaces (root and `ip netns` needed): six faults on
+# 3 nodes, then on 5; reports in build/faults/. Both sizes run even if the first fails a check.
+faults: install-dev
+	$(BIN)/python -m fpai_node.testing.netns --nodes 3 --faults all --report build/faults; \
+	three=$$?; \
+	$(BIN)/python -m fpai_node.testing.netns --nodes 5 --faults all --report build/faults; \
+	five=$$?; \
+	test $$three -eq 0 && test $$five -eq 0
 
 vectors: install-dev
 	$(BIN)/python -m fpai_node.testing.vectors write
