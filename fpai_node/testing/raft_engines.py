@@ -91,6 +91,16 @@ class RawRaftPeer:
         self.tls.close()
 
 
+def as_voter(cluster: "EngineCluster", engine: RaftEngine, key: NodeKey) -> RawRaftPeer:
+    """A raw connection to `engine` as the voter `key` (absent from the cluster's engines),
+    hello said and answered: a test speaks for that voter by hand."""
+    peer = RawRaftPeer(engine, key, cluster.trust.member(key))
+    peer.send(raft_wire.hello(cluster.members[key.node_id], False))
+    answer = peer.receive()
+    assert answer is not None and answer["id"] == engine.member
+    return peer
+
+
 class EngineCluster:
     """Voters (and learners added later) whose registry lists them, so that the leader's
     membership policy agrees with Raft and stays idle."""

@@ -21,6 +21,7 @@ from fpai_node.registry.state import MEMBER_RELAYS
 from fpai_node.testing.raft_engines import (
     EngineCluster,
     RawRaftPeer,
+    as_voter,
     command,
     commit,
     engine_cluster,
@@ -57,11 +58,7 @@ def compacted(trust: Trust, tmp_path: Path) -> Iterator[EngineCluster]:
 
 def as_mallory(cluster: EngineCluster, engine: RaftEngine) -> RawRaftPeer:
     """Mallory's connection to `engine`, hello said and answered: a voter she is."""
-    peer = RawRaftPeer(engine, MALLORY, cluster.trust.member(MALLORY))
-    peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
-    answer = peer.receive()
-    assert answer is not None and answer["id"] == engine.member
-    return peer
+    return as_voter(cluster, engine, MALLORY)
 
 
 def vote_request(term: int) -> dict[str, object]:

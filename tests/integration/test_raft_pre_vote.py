@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from fpai_node.identity import NodeKey
-from fpai_node.registry import raft_wire
 from fpai_node.registry.raft import RaftEngine, RaftTiming
-from fpai_node.testing.raft_engines import EngineCluster, RawRaftPeer, engine_cluster
+from fpai_node.testing.raft_engines import EngineCluster, RawRaftPeer, as_voter, engine_cluster
 from fpai_node.testing.registry_cluster import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,12 +27,8 @@ def cluster(tmp_path: Path) -> Iterator[EngineCluster]:
 
 
 def as_mallory(cluster: EngineCluster, engine: RaftEngine) -> RawRaftPeer:
-    """The third voter's connection to `engine`, hello said and answered."""
-    peer = RawRaftPeer(engine, MALLORY, cluster.trust.member(MALLORY))
-    peer.send(raft_wire.hello(cluster.members[MALLORY.node_id], False))
-    answer = peer.receive()
-    assert answer is not None and answer["id"] == engine.member
-    return peer
+    """Mallory's connection to `engine`, hello said and answered: a voter she is."""
+    return as_voter(cluster, engine, MALLORY)
 
 
 def frames_for(peer: RawRaftPeer, seconds: float) -> list[dict[str, object]]:
