@@ -15,11 +15,10 @@ from typing import Any
 import structlog
 
 from fpai_node.testing.netns import checks, hosts, observers, recovery, report
-from fpai_node.testing.netns.chat import ChatAttempt, ChatProber
+from fpai_node.testing.netns.chat import ChatAttempt, chat_prober
 from fpai_node.testing.netns.faults import Fault, Injected, chosen
 from fpai_node.testing.netns.federation import NetnsNode, formed, running_federation
 from fpai_node.testing.netns.history import History
-from fpai_node.testing.netns.observers import StatusMonitor
 from fpai_node.testing.netns.recovery import Recovery
 from fpai_node.testing.netns.waiting import require, until
 from fpai_node.testing.netns.workload import RegistryWorkload, final_reads
@@ -175,7 +174,7 @@ def run_phase(fault: Fault, nodes: list[NetnsNode], timing: Timing, seed: int) -
     history = History()
     terms_before = observers.terms(nodes)
     dead_before = {n.name: observers.dead_transitions(n) for n in nodes}
-    monitor, prober = StatusMonitor(nodes), ChatProber(nodes)
+    monitor, prober = observers.status_monitor(nodes), chat_prober(nodes)
     workload = RegistryWorkload(nodes, keys, history, seed, tag=fault.name)
     started = time.monotonic()
     monitor.start()
@@ -187,7 +186,7 @@ def run_phase(fault: Fault, nodes: list[NetnsNode], timing: Timing, seed: int) -
         fault.heal()  # a no-op once healed; undoes the fault on an error path
         workload.stop()
         chats = prober.stop()
-        samples = monitor.stop()
+        samples = sorted(monitor.stop(), key=lambda s: s.t)
     final = final_reads(nodes, keys, history)
     ops = history.ops()
     expected, false = checks.deaths(samples, injected.since, injected.expected_dead)

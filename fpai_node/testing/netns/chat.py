@@ -1,11 +1,11 @@
 """Chat requests (OpenAI shape) through every gateway, all along a fault and after it."""
 
-import threading
 import time
 from dataclasses import dataclass
 
 from fpai_node.testing.netns.api_client import Answer, Outcome
 from fpai_node.testing.netns.federation import MODEL_ID, NetnsNode
+from fpai_node.testing.netns.sampling import PerNodeSampler
 
 CHAT_PATH = "/v1/chat/completions"
 MAX_TOKENS = 4  # plumbing, not quality: a few tokens take ~0.1 s on the 270M model
@@ -43,32 +43,6 @@ def chat(node: NetnsNode, timeout_s: float = CHAT_TIMEOUT_S) -> tuple[ChatAttemp
     return attempt, answer
 
 
-class ChatProber:
-    """One thread per gateway sending a chat every CHAT_EVERY_S until `stop()`."""
-
-    def __init__(self, nodes: list[NetnsNode]) -> None:
-        self.nodes = nodes
-        self.attempts: list[ChatAttempt] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def start(self) -> None:
-        for node in self.nodes:
-            thread = threading.Thread(target=self._probe, args=(node,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _probe(self, node: NetnsNode) -> None:
-        while not self._stop.is_set():
-            attempt, _ = chat(node)
-            with self._lock:
-                self.attempts.append(attempt)
-            self._stop.wait(CHAT_EVERY_S)
-
-    def stop(self) -> list[ChatAttempt]:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(CHAT_STOP_TIMEOUT_S)
-        with self._lock:
-            return list(self.attempts)
+def chat_prober(nodes: list[NetnsNode]) -> PerNodeSampler[ChatAttempt]:
+    """A chat through every gateway every CHAT_EVERY_S, until `stop()`."""
+    return PerNodeSampler(nodes, lambda node: chat(node)[0], CHAT_EVERY_S, CHAT_STOP_TIMEOUT_S)

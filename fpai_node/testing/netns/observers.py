@@ -1,13 +1,13 @@
 """Each node's own view, polled all along a fault: gossip states of its peers, Raft term and
 leader. The false-death and term checks read these samples afterwards."""
 
-import threading
 import time
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from fpai_node.testing.netns.federation import NetnsNode
+from fpai_node.testing.netns.sampling import PerNodeSampler
 
 STATUS_EVERY_S = 0.5  # gossip marks a peer dead after seconds; twice a second catches each flip
 DEAD_TRANSITIONS = "fpai_gossip_transitions_total"  # counter, label state="dead"
@@ -23,48 +23,24 @@ class StatusSample:
     leader: str | None  # the leader's name, as this node sees it
 
 
-class StatusMonitor:
-    """A thread per node polling GET /fpai/v1/status until `stop()`."""
+def status_monitor(nodes: list[NetnsNode]) -> PerNodeSampler[StatusSample]:
+    """Every node's own view every STATUS_EVERY_S, until `stop()`."""
+    names = {n.node_id: n.name for n in nodes}
 
-    def __init__(self, nodes: list[NetnsNode]) -> None:
-        self.nodes = nodes
-        self.names = {n.node_id: n.name for n in nodes}
-        self.samples: list[StatusSample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+    def sample(node: NetnsNode) -> StatusSample | None:
+        status = node.status()
+        if status is None:
+            return None
+        registry = status["registry"]
+        return StatusSample(
+            time.monotonic(),
+            node.name,
+            {names.get(p["node_id"], p["node_id"]): p["state"] for p in status["peers"]},
+            int(registry.get("term") or 0),
+            names.get(registry.get("leader") or ""),
+        )
 
-    def start(self) -> None:
-        for node in self.nodes:
-            thread = threading.Thread(target=self._poll, args=(node,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _poll(self, node: NetnsNode) -> None:
-        while not self._stop.is_set():
-            status = node.status()
-            if status is not None:
-                registry = status["registry"]
-                sample = StatusSample(
-                    time.monotonic(),
-                    node.name,
-                    {
-                        self.names.get(p["node_id"], p["node_id"]): p["state"]
-                        for p in status["peers"]
-                    },
-                    int(registry.get("term") or 0),
-                    self.names.get(registry.get("leader") or ""),
-                )
-                with self._lock:
-                    self.samples.append(sample)
-            self._stop.wait(STATUS_EVERY_S)
-
-    def stop(self) -> list[StatusSample]:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(MONITOR_STOP_TIMEOUT_S)
-        with self._lock:
-            return sorted(self.samples, key=lambda s: s.t)
+    return PerNodeSampler(nodes, sample, STATUS_EVERY_S, MONITOR_STOP_TIMEOUT_S)
 
 
 def dead_transitions(node: NetnsNode) -> float | None:
