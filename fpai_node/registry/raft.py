@@ -790,7 +790,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         own_log = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
         asker_log = (message["last_log_term"], message["last_log_index"])
         if self._pre_vote.would_grant(
-            time.monotonic(),
+            raft_clock(),
             self._SyncObj__raftState == _RAFT_STATE.LEADER,
             own_term,
             own_log,
@@ -888,7 +888,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
             if message["term"] < self._SyncObj__raftCurrentTerm:
                 self._tell_term(node)  # pysyncobj ignores it, and the sender would never know
                 return
-            self._pre_vote.leader_heard(time.monotonic())
+            self._pre_vote.leader_heard(raft_clock())
         if kind == "append_entries" and "serialized" in message:
             if self._received_snapshot_is_valid(message["serialized"]):
                 handle(self, node, {**message, "commit_index": 0})
