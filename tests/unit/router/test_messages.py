@@ -58,7 +58,7 @@ def raw_request(**overrides: object) -> bytes:
         "path": [ENTRY.node_id],
     }
     fields.update(overrides)
-    return codec.encode({k: v for k, v in fields.items() if v is not DROP})  # type: ignore[arg-type]
+    return codec.encode({k: v for k, v in fields.items() if v is not DROP})  # type: ignore[misc]
 
 
 DROP = object()
@@ -277,7 +277,25 @@ def test_an_error_event_with_a_long_message_is_still_decodable() -> None:
     failure = Failed("invalid_request_error", "x" * (MAX_MESSAGE_BYTES + 1), 0)
     decoded = decode_failure(encode_failure(failure))
     assert (decoded.code, decoded.retry_after_s) == (failure.code, 0)
-    assert failure.message.startswith(decoded.message)
+    assert decoded.message == "x" * MAX_MESSAGE_BYTES  # the longest prefix that fits, not less
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        ("é" * MAX_MESSAGE_BYTES, "é" * (MAX_MESSAGE_BYTES // 2)),  # 2-byte characters end even
+        ("a" + "é" * MAX_MESSAGE_BYTES, "a" + "é" * (MAX_MESSAGE_BYTES // 2 - 1)),  # cut mid-é
+        ("x" * MAX_MESSAGE_BYTES, "x" * MAX_MESSAGE_BYTES),  # exactly the limit: whole
+    ],
+)
+def test_a_long_message_is_cut_at_the_last_whole_character_that_fits(
+    message: str, kept: str
+) -> None:
+    """Truncation keeps as much of the peer's words as the limit allows: a cut that dropped
+    everything, or split a character, would still decode."""
+    decoded = decode_failure(encode_failure(Failed("upstream_error", message, 0)))
+    assert decoded.message == kept
+    assert len(kept.encode()) <= MAX_MESSAGE_BYTES
 
 
 def test_decode_event_accepts_the_limits() -> None:
@@ -286,7 +304,7 @@ def test_decode_event_accepts_the_limits() -> None:
     assert decode_event(event_bytes(value)) == Failed(code, message, 86_400)
 
 
-STREAM_EVENTS = [
+STREAM_EVENTS: list[Text | Finished | Vectors | Failed] = [
     Text("Hello"),
     Text(", wörld"),
     Vectors((b"\x00\x00\x80?",)),
