@@ -3,12 +3,15 @@ and truncation keep the file and the memory in step, and damage is refused in on
 
 import errno
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from fpai_node.registry.journal import MAGIC, DurabilityLost, DurableJournal, JournalError
 from fpai_node.registry.raft_wire import NO_OP_ENTRY, command_entry, membership_entry
+from fpai_node.wire import codec
 
 MEMBER = "fpn1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@127.0.0.1:7200"
 
@@ -40,14 +43,37 @@ def test_entries_term_and_vote_survive_a_reopen(tmp_path: Path) -> None:
     again._destroy()
 
 
+def parse_log(data: bytes) -> list[tuple[int, int, codec.Value]]:
+    """The log file by its documented format, read here without the journal's own reader:
+    the magic line, then records of u32 length, u32 crc32(body), body = u64 index, u64 term,
+    canonical [kind, data], up to the last byte."""
+    assert data.startswith(b"FPAI-RAFT-LOG-1\n"), data[:32]
+    offset, records = len(b"FPAI-RAFT-LOG-1\n"), []
+    while offset < len(data):
+        length, crc = struct.unpack_from(">II", data, offset)
+        body = data[offset + 8 : offset + 8 + length]
+        assert len(body) == length and zlib.crc32(body) == crc, f"bad record at {offset}"
+        index, term = struct.unpack_from(">QQ", body)
+        records.append((index, term, codec.decode(body[16:])))  # canonical or MalformedFrame
+        offset += 8 + length
+    return records
+
+
 def test_nothing_on_disk_is_a_pickle(tmp_path: Path) -> None:
+    """Every file the journal leaves parses completely as its own format: a pickle of any
+    protocol, or any other encoding, fails here (RAFT-5: entries in their wire form)."""
     journal = DurableJournal(tmp_path)
     for entry in entries(3):
         journal.add(*entry)
     journal.setCurrentTerm(1, MEMBER)
+    journal.setRaftCommitIndex(2)
     journal._destroy()
-    for path in tmp_path.iterdir():
-        assert b"\x80\x02" not in path.read_bytes(), path  # no pickle protocol-2 header
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log", "meta"]
+    assert parse_log((tmp_path / "log").read_bytes()) == [
+        (i, 1, ["command", f"cmd-{i}".encode()]) for i in (1, 2, 3)
+    ]
+    meta = codec.decode((tmp_path / "meta").read_bytes())
+    assert meta == {"commit": 2, "floor": 0, "term": 1, "voted_for": MEMBER}
 
 
 def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> None:
