@@ -3,6 +3,7 @@ they supervise is llama-cpp-python's OpenAI-compatible one on the bundled model.
 
 import asyncio
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from fpai_node.inference.base import (
     Sampling,
     TextChunk,
 )
-from fpai_node.inference.vllm import ManagedServer, VllmBackend, vllm_available
+from fpai_node.inference.vllm import ManagedServer, VllmBackend, vllm_available, vllm_command
 from fpai_node.registry.state import RegistryState
 from fpai_node.supervisor.service import Supervisor
 from fpai_node.testing.llama_server import MODEL_ID, llama_server_command
@@ -346,3 +347,100 @@ async def test_a_supervised_restart_waits_for_approval_and_is_recorded(tmp_path:
         assert [(a.kind, a.state) for a in autonomous.actions()] == [("restart_backend", "done")]
     finally:
         await server.stop()
+
+
+# vLLM's own entry point, faked: the module `vllm_command` names, parsing its flags the way
+# vLLM's parser does (an unknown flag is an error), recording what it was given and serving the
+# two routes ManagedServer and UpstreamBackend ask for.
+FAKE_API_SERVER = """
+import argparse, http.server, json, os, sys
+
+parser = argparse.ArgumentParser()
+for flag in ("--model", "--served-model-name", "--host", "--port", "--max-model-len"):
+    parser.add_argument(flag, required=True)
+args = parser.parse_args()
+with open(os.environ["FAKE_VLLM_RECORD"], "w") as record:
+    json.dump({"module": __spec__.name, "python": sys.executable, "argv": sys.argv[1:]}, record)
+
+class Server(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        model = {"id": args.served_model_name, "max_model_len": int(args.max_model_len)}
+        body = json.dumps({"object": "list", "data": [model]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.HTTPServer((args.host, int(args.port)), Server).serve_forever()
+"""
+
+
+def test_vllm_command_is_the_openai_server_module_with_model_name_and_address() -> None:
+    command = vllm_command("google/gemma-3-270m", "gemma", ["--max-model-len", "2048"])
+    assert command("127.0.0.1", 8123) == [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "google/gemma-3-270m",
+        "--served-model-name",
+        "gemma",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--max-model-len",
+        "2048",
+    ]
+
+
+async def test_vllm_backend_launches_vllm_with_that_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole default path, with vLLM and the GPU faked where the backend looks for them: a
+    `vllm` package on the import path (this process's and the child's) and an `nvidia-smi` on
+    PATH. The fake server receives exactly the command line `vllm_command` builds."""
+    fake = tmp_path / "fake"
+    server_module = fake / "vllm" / "entrypoints" / "openai" / "api_server.py"
+    server_module.parent.mkdir(parents=True)
+    for package in (fake / "vllm", fake / "vllm" / "entrypoints", server_module.parent):
+        (package / "__init__.py").write_text("")
+    server_module.write_text(FAKE_API_SERVER)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    record = tmp_path / "argv.json"
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_VLLM_RECORD", str(record))
+    assert vllm_available() is None
+
+    backend = VllmBackend(
+        "google/gemma-3-270m",
+        model_id="gemma",
+        extra_args=["--max-model-len", "2048"],
+        log_path=tmp_path / "vllm.log",
+        health_timeout_s=30,
+    )
+    await backend.start()
+    try:
+        assert backend.models() == [ModelCard("gemma", "vllm", context_length=2048, capacity=16)]
+        port = int(backend.server.url.rsplit(":", 1)[1])
+        launched = json.loads(record.read_text())
+        assert launched == {
+            "module": "vllm.entrypoints.openai.api_server",
+            "python": sys.executable,
+            "argv": vllm_command("google/gemma-3-270m", "gemma", ["--max-model-len", "2048"])(
+                "127.0.0.1", port
+            )[3:],
+        }
+        assert launched["argv"][:4] == [
+            "--model",
+            "google/gemma-3-270m",
+            "--served-model-name",
+            "gemma",
+        ]
+    finally:
+        await backend.close()
