@@ -306,9 +306,23 @@ def test_invalid_arguments(capacity: int, max_waiting: int) -> None:
         Admission("m", capacity=capacity, max_waiting=max_waiting)
 
 
-@pytest.mark.parametrize(("capacity", "max_waiting"), [(1, 0), (1, 100), (64, 0)])
-def test_valid_arguments(capacity: int, max_waiting: int) -> None:
+@pytest.mark.parametrize(("capacity", "max_waiting"), [(1, 0), (1, 100), (64, 0), (3, 2)])
+async def test_valid_arguments(capacity: int, max_waiting: int) -> None:
+    """The limits are the ones given: `capacity` run at once, `max_waiting` more wait, the
+    next is refused; the waiters then run in turn."""
     admission = Admission("m", capacity=capacity, max_waiting=max_waiting)
+    assert (admission.running, admission.waiting) == (0, 0)
+    order: list[str] = []
+    running = [Request(admission, f"r{i}", order) for i in range(capacity)]
+    for request in running:
+        await request.admitted()
+    waiters = [await queued(admission, f"w{i}", order, i + 1) for i in range(max_waiting)]
+    assert (admission.running, admission.waiting) == (capacity, max_waiting)
+    with pytest.raises(Overloaded):
+        await _enter(admission)
+    for request in [*running, *waiters]:
+        await request.finish()
+    assert order == [f"r{i}" for i in range(capacity)] + [f"w{i}" for i in range(max_waiting)]
     assert (admission.running, admission.waiting) == (0, 0)
 
 
