@@ -144,6 +144,10 @@ def test_malformed_payloads_are_rejected_as_malformed(value: codec.Value) -> Non
 
 @given(st.sampled_from(sorted({m.TYPE for m in SAMPLES})), st.binary(max_size=256))
 def test_decoders_raise_nothing_but_malformed_frame(msg_type: str, payload: bytes) -> None:
+    """Paired with a valid message of the type read back: a decoder that refused everything
+    would pass the suppressed half alone."""
+    valid = next(m for m in SAMPLES if msg_type == m.TYPE)
+    assert decode_message(msg_type, valid.encode()) == valid
     with contextlib.suppress(MalformedFrame):
         decode_message(msg_type, payload)
 
@@ -156,6 +160,7 @@ def test_decoders_raise_nothing_but_malformed_frame(msg_type: str, payload: byte
 def test_corrupted_payloads_decode_or_raise_malformed_frame(
     message: GossipMessage, position: int, flip: int
 ) -> None:
+    assert decode_message(message.TYPE, message.encode()) == message  # uncorrupted: read back
     payload = bytearray(message.encode())
     payload[position % len(payload)] ^= flip
     with contextlib.suppress(MalformedFrame):

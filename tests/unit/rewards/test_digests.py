@@ -135,5 +135,15 @@ def test_digest_parameters_name_a_member_and_an_epoch() -> None:
 
 @given(st.binary(max_size=4096))
 def test_any_bytes_are_a_digest_or_refused(data: bytes) -> None:
+    """Paired with a valid digest read back: a reader that refused everything would pass the
+    suppressed half alone."""
+    digest = summarize(SERVER.node_id, 9, [pair(seq=1)])
+    back = read_digest(SERVER.node_id, 9, seal_digest(SERVER, digest, NOW), NOW + 1)
+    assert (back.served, back.used, back.root, back.pairs) == (
+        digest.served,
+        digest.used,
+        digest.root,
+        1,
+    )
     with contextlib.suppress(DigestRefused):
         read_digest(SERVER.node_id, 9, data, NOW)

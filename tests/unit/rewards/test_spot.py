@@ -151,5 +151,16 @@ def test_a_server_is_penalized_when_enough_checkers_reported_it() -> None:
 
 @given(st.binary(max_size=4096))
 def test_any_bytes_are_a_report_or_refused(data: bytes) -> None:
+    """Paired with a valid report read back: a reader that refused everything would pass the
+    suppressed half alone."""
+    p = pair()
+    valid = read_report(
+        report_parameter(CHECKER.node_id, p), seal_report(CHECKER, p, WRONG, NOW), PPM
+    )
+    assert (valid.checker, valid.server, valid.reason) == (
+        CHECKER.node_id,
+        SERVER.node_id,
+        "wrong_output",
+    )
     with contextlib.suppress(ReceiptRejected):
         read_report(f"member.{CHECKER.node_id}.fraud.{'0' * 16}", data, PPM)

@@ -190,6 +190,14 @@ def test_a_batch_holds_1_to_256_small_frames() -> None:
 
 @given(st.binary(max_size=2048))
 def test_any_bytes_are_an_acknowledgement_or_refused(data: bytes) -> None:
+    """Paired with a valid acknowledgement and batch read back: readers that refused
+    everything would pass the suppressed half alone."""
+    valid = ack_frame(receipt_frame())
+    assert (read_ack(valid).server, read_ack(valid).requester) == (
+        SERVER.node_id,
+        REQUESTER.node_id,
+    )
+    assert decode_acks(encode_acks([valid, valid])) == [valid, valid]
     with contextlib.suppress(ReceiptRejected):
         read_ack(data)
     with contextlib.suppress(MalformedFrame):

@@ -158,6 +158,10 @@ values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(values)
 def test_any_value_is_read_or_refused_never_raised(value: codec.Value) -> None:
+    """Paired with a valid binding and ballot read back: readers that refused everything would
+    pass the suppressed half alone."""
+    assert OperatorBinding.from_value(NODE.node_id, binding().to_value()) == binding()
+    assert read(ballot_value()).voter == OPERATOR.address  # type: ignore[attr-defined]
     for read_one in (
         lambda: OperatorBinding.from_value(NODE.node_id, value),
         lambda: read(value),
