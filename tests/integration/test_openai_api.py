@@ -1,17 +1,20 @@
 """A real node process serving the bundled model, driven by the official `openai` client."""
 
 import base64
+import http.server
 import json
 import struct
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 import pytest
+from llama_cpp import Llama
 
 from fpai_node.testing.nodeproc import NodeProcess, run_cli
 
@@ -218,42 +221,127 @@ def test_openai_client_raises_typed_errors(client: openai.OpenAI) -> None:
 
 
 def test_a_client_that_leaves_mid_stream_frees_the_model(node: NodeProcess) -> None:
-    body = {"model": MODEL, "prompt": "A very long story:", "max_tokens": 400}
-    with node.streaming("/v1/completions", body, events=3):  # tokens flow: generation is running
-        (model,) = node.get_json("/fpai/v1/status")["models"]
-        assert model["running"] == 1
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        (model,) = node.get_json("/fpai/v1/status")["models"]
-        if model["running"] == 0:
-            break
-        time.sleep(0.05)
-    assert model["running"] == 0, "the abandoned generation still holds the model"
+    """The effect, not a counter: the next request is served at once. The abandoned story is
+    seeded and runs on for hundreds of tokens unless cancelled; the wait is measured against
+    the pace of that same stream, so a loaded machine slows both sides alike."""
+    body = {"model": MODEL, "prompt": "A very long story:", "max_tokens": 400, "seed": 5}
+    with node.streaming("/v1/completions", body, events=2) as stream:  # generation is running
+        started = time.monotonic()
+        while stream.received.count(b"data: ") < 12:
+            assert stream.read(), stream.received[-300:]
+        per_token_s = (time.monotonic() - started) / 10
+    started = time.monotonic()
+    one = json.dumps({"model": MODEL, "prompt": "Hi", "max_tokens": 1}).encode()
+    try:
+        status, answer, _ = post(node, "/v1/completions", one)
+    except TimeoutError:
+        pytest.fail(f"no answer in 60 s at {per_token_s:.3f} s/token: the model is still busy")
+    waited_s = time.monotonic() - started
+    assert (status, answer["usage"]["completion_tokens"]) == (200, 1), answer
+    # Served at once: a prompt and one token take a few tokens' time; had the abandoned story
+    # gone on, this request would have waited for its remaining ~390 tokens.
+    assert waited_s < 100 * per_token_s, f"waited {waited_s:.2f} s at {per_token_s:.3f} s/token"
+    (model,) = node.get_json("/fpai/v1/status")["models"]
+    assert (model["running"], model["waiting"]) == (0, 0)
 
 
-def test_cli_models_and_chat(node: NodeProcess) -> None:
+def test_cli_models_and_chat(node: NodeProcess, gguf_model: Path) -> None:
     home = str(node.home.root)
     listed = run_cli("models", "--home", home)
     assert listed.returncode == 0 and MODEL in listed.stdout and "llamacpp" in listed.stdout
     as_json = json.loads(run_cli("models", "--home", home, "--json").stdout)
     assert as_json[0]["id"] == MODEL
-    streamed = run_cli("chat", "Hello", "--home", home, "--max-tokens", "4")
-    assert streamed.returncode == 0, streamed.stderr
-    assert streamed.stdout.endswith("\n") and streamed.stderr == ""
-    whole = run_cli("chat", "Hello", "--home", home, "--max-tokens", "3", "--no-stream")
-    assert whole.returncode == 0, whole.stderr
+    # The answer is sampled, so its words are unknown here: it is printed whole (text, then a
+    # newline) and is at most the tokens asked for. Exact printing: the next test.
+    vocab = Llama(model_path=str(gguf_model), vocab_only=True, verbose=False)
+    for args, most in ((("--max-tokens", "4"), 4), (("--max-tokens", "3", "--no-stream"), 3)):
+        chat = run_cli("chat", "Hello", "--home", home, *args)
+        assert (chat.returncode, chat.stderr) == (0, ""), chat.stderr
+        assert chat.stdout.endswith("\n") and not chat.stdout.startswith(("{", "data:"))
+        text = chat.stdout.removesuffix("\n")
+        assert len(vocab.tokenize(text.encode(), add_bos=False, special=False)) <= most, text
     unknown = run_cli("chat", "Hello", "--home", home, "--model", "nope")
     assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
+class ScriptedChat(http.server.BaseHTTPRequestHandler):
+    """Answers /v1/models and /v1/chat/completions with known words, streamed or whole, and
+    keeps the request bodies it got."""
+
+    bodies: ClassVar[list[dict[str, Any]]] = []
+    WORDS: ClassVar[list[str]] = ["Hel", "lo", ", wörld", "!"]
+
+    def do_GET(self) -> None:
+        self._send(json.dumps({"data": [{"id": "m", "fpai": {"local": True}}]}).encode())
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.bodies.append(body)
+        if not body["stream"]:
+            message = {"role": "assistant", "content": "".join(self.WORDS)}
+            self._send(json.dumps({"choices": [{"index": 0, "message": message}]}).encode())
+            return
+        events: list[dict[str, Any]] = [
+            {"choices": [{"index": 0, "delta": {"content": w}}]} for w in self.WORDS
+        ]
+        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        events.append({"choices": [], "usage": {"completion_tokens": 4}})
+        data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        self._send(data + b"data: [DONE]\n\n", "text/event-stream")
+
+    def _send(self, data: bytes, content_type: str = "application/json") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_cli_chat_prints_exactly_the_answer() -> None:
+    """`fpai-node chat` against a server whose answer is known: the deltas joined, streamed or
+    not, then one newline; and the request it sent."""
+    ScriptedChat.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ScriptedChat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}"
+        streamed = run_cli("chat", "Hi", "--api", api, "--max-tokens", "4", "--system", "Be brief.")
+        whole = run_cli("chat", "Hi", "--api", api, "--no-stream")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (streamed.returncode, streamed.stdout, streamed.stderr) == (0, "Hello, wörld!\n", "")
+    assert (whole.returncode, whole.stdout, whole.stderr) == (0, "Hello, wörld!\n", "")
+    system = {"role": "system", "content": "Be brief."}
+    assert ScriptedChat.bodies == [
+        {
+            "model": "m",
+            "messages": [system, {"role": "user", "content": "Hi"}],
+            "stream": True,
+            "max_tokens": 4,
+        },
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "stream": False},
+    ]
+
+
 def test_every_log_line_is_json(node: NodeProcess) -> None:
-    """Runs last in this module: by now llama.cpp has loaded both contexts and generated, and
-    none of its own stderr chatter may break the JSON log stream."""
-    lines = node.log().splitlines()
-    assert lines
-    for line in lines:
-        assert isinstance(json.loads(line), dict), line
+    """llama.cpp's own stderr chatter must not break the JSON log stream. The test makes it
+    load both contexts (generation and embeddings) and generate itself, so that it checks the
+    same whether it runs alone or after the rest of the module."""
+    one = json.dumps({"model": MODEL, "prompt": "Hi", "max_tokens": 2}).encode()
+    assert post(node, "/v1/completions", one)[0] == 200
+    embed = json.dumps({"model": MODEL, "input": ["log lines"]}).encode()
+    assert post(node, "/v1/embeddings", embed)[0] == 200
+    events = [json.loads(line) for line in node.log().splitlines()]
+    assert events and all(isinstance(e, dict) for e in events)
+    started = [e for e in events if e["event"] == "node started"]
+    assert [e["api"] for e in started] == [node.url]
+    loaded = [e for e in events if e["event"] == "model loaded"]
+    assert [(e["model"], e["n_ctx"]) for e in loaded] == [(MODEL, 512)]
 
 
 def test_memory_extraction_asks_the_served_model_and_never_drops_the_memory(
