@@ -2,6 +2,8 @@
 
 import json
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from contextlib import AbstractContextManager
@@ -11,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from fpai_node.testing.nodeproc import NodeProcess, run_cli
+from fpai_node.testing.nodeproc import NodeProcess, OpenStream, run_cli, wait_for
 
 MODEL = "gemma-3-270m"
 KEY = "test-key-0123456789abcdef"
@@ -28,7 +30,7 @@ def request(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, 
         return exc.code, json.loads(exc.read()), exc.headers
 
 
-def generating(node: NodeProcess, max_tokens: int = 400) -> AbstractContextManager[None]:
+def generating(node: NodeProcess, max_tokens: int = 400) -> AbstractContextManager[OpenStream]:
     """Hold the model busy with a streaming request until the block ends."""
     body = {"model": MODEL, "prompt": "A long story:", "max_tokens": max_tokens}
     return node.streaming("/v1/completions", body)
@@ -71,12 +73,37 @@ def test_past_the_queue_a_request_gets_429_with_retry_after(
 
 
 def test_requests_within_the_queue_wait_their_turn(gguf_model: Path, tmp_path: Path) -> None:
+    """A request that finds the model busy waits in the queue (not running beside the holder),
+    and is answered only after the holder's answer has ended."""
     args = ("--api", "127.0.0.1:0", "--model", f"{gguf_model}={MODEL}")
     with NodeProcess(tmp_path / "home", *args, env={"FPAI_QUEUE_DEPTH": "4"}) as node:
         client = openai.OpenAI(base_url=node.url + "/v1", api_key="x", max_retries=0, timeout=60)
-        with generating(node, max_tokens=30):
-            reply = client.completions.create(model=MODEL, prompt="Hi", max_tokens=2)
+        second: dict[str, Any] = {}
+
+        def ask() -> None:
+            second["reply"] = client.completions.create(model=MODEL, prompt="Hi", max_tokens=2)
+            second["at"] = time.monotonic()
+
+        body = {"model": MODEL, "prompt": "A long story:", "max_tokens": 60, "seed": 5}
+        with node.streaming("/v1/completions", body) as first:  # holds the one slot
+            asker = threading.Thread(target=ask)
+            asker.start()
+            queue = wait_for(lambda: arrived(node), timeout_s=30, every_s=0.02)
+            assert queue == (1, 1), "the second request ran beside the first, not after it"
+            first.read_to_end()
+            first_ended = time.monotonic()
+        asker.join(60)
+        assert b'"finish_reason":"length"' in first.received and b"data: [DONE]" in first.received
+        reply = second["reply"]
         assert reply.usage is not None and reply.usage.completion_tokens == 2
+        assert second["at"] > first_ended, "the queued request was answered before the first"
+
+
+def arrived(node: NodeProcess) -> tuple[int, int] | None:
+    """(running, waiting) once both requests have reached the model, else None."""
+    (model,) = node.get_json("/fpai/v1/status")["models"]
+    counts = (model["running"], model["waiting"])
+    return counts if sum(counts) == 2 else None
 
 
 def test_a_fresh_node_serves_the_bundled_model(tmp_path: Path) -> None:
