@@ -1,14 +1,19 @@
 """protocol/vectors/routing/ (specs/0006-routing.md): ranking inputs and their order, forwarded
-requests, answer events and receipts, each valid or with the reason a node refuses it."""
+requests, answer events and receipts, each valid or with the reason a node refuses it.
+
+Each expectation the implementation computes is also derived here without it (a ranking by a
+sort key written from ROUTE-3..ROUTE-5, requests, events and receipts by hand, the reason
+RECEIPT-2 names for what each bad receipt gets wrong) and checked by `expected`."""
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 from fpai_node.identity import NodeKey
 from fpai_node.router import messages
 from fpai_node.router.select import LocalOffer, PeerOffer, rank
-from fpai_node.testing.vectors import ALICE, BOB, NOW_MS, Case, to_json
+from fpai_node.testing.vectors import ALICE, BOB, NOW_MS, Case, expected, to_json
 from fpai_node.wire import codec
 
 CAROL = NodeKey.from_seed(bytes(range(64, 96)))
@@ -30,6 +35,36 @@ def _peer(key: NodeKey, **changes: Any) -> PeerOffer:
     return dataclasses.replace(base, **changes)
 
 
+def _spec_order(
+    request_id: str,
+    prompt_tokens: int,
+    local_id: str,
+    local: LocalOffer | None,
+    peers: list[PeerOffer],
+) -> list[str]:
+    """ROUTE-3..ROUTE-5 as the spec words them, written apart from router/select.py."""
+
+    def fits(context: int) -> bool:  # ROUTE-2: 0 is unknown and fits
+        return context == 0 or prompt_tokens < context
+
+    keyed: list[tuple[tuple[int, int, int, int, float, bytes], str]] = []
+    if local is not None:
+        tier = 0 if fits(local.context_length or 0) else 2
+        queue = local.waiting + (1 if local.running >= local.capacity else 0)
+        keyed.append(((tier, queue, 0, 0, 0.0, b""), local_id))
+    for p in peers:
+        if p.node_id == local_id:
+            continue
+        tier = 2 if not fits(p.context_length) else (0 if p.healthy else 1)
+        queue = p.queue_depth + p.inflight + (1 if p.load_permille == 1000 else 0)
+        latency = 50.0 if p.latency_ms is None else p.latency_ms
+        spread = hashlib.blake2b(
+            request_id.encode() + b"\x00" + p.node_id.encode(), digest_size=8
+        ).digest()
+        keyed.append(((tier, queue, 1, p.load_permille // 250, latency, spread), p.node_id))
+    return [node for _, node in sorted(keyed)]
+
+
 def _rank_case(
     description: str,
     local: LocalOffer | None,
@@ -44,6 +79,9 @@ def _rank_case(
         local=local,
         peers=peers,
     )
+    ranked = [c.node_id for c in order]
+    by_spec = _spec_order(request_id, prompt_tokens, ALICE.node_id, local, peers)
+    expected(f"routing {description}", ranked, by_spec)
     return Case(
         {
             "description": description,
@@ -152,6 +190,12 @@ def _request_cases() -> Iterator[tuple[str, Case]]:
 
     valid = codec.decode(_REQUEST.encode())
     assert isinstance(valid, dict)
+    by_hand = {"api": "chat", "body": {"$bin": _BODY.hex()}, "id": "req-1", "path": [BOB.node_id]}
+    expected(
+        "routing request-valid",
+        _request_json(messages.InferRequest.decode(_REQUEST.encode())),
+        by_hand,
+    )
     yield "request-valid", case("a chat request from its entry node", valid)
     bad: list[tuple[str, str, codec.Value]] = [
         ("api", "api is chat, completion or embeddings", {**valid, "api": "images"}),
@@ -171,14 +215,28 @@ def _request_cases() -> Iterator[tuple[str, Case]]:
 
 
 def _event_cases() -> Iterator[tuple[str, Case]]:
-    valid: list[tuple[str, messages.Event]] = [
-        ("text", messages.Text("Hello")),
-        ("finish", messages.Finished("stop", b"receipt frame")),
-        ("vectors", messages.Vectors((bytes(8), bytes(4)))),
-        ("error", messages.Failed("overloaded", "busy", 2)),
+    valid: list[tuple[str, messages.Event, codec.Value]] = [  # the event, and FWD-4's map
+        ("text", messages.Text("Hello"), {"t": "text", "text": "Hello"}),
+        (
+            "finish",
+            messages.Finished("stop", b"receipt frame"),
+            {"reason": "stop", "receipt": b"receipt frame", "t": "finish"},
+        ),
+        (
+            "vectors",
+            messages.Vectors((bytes(8), bytes(4))),
+            {"t": "vectors", "vectors": [bytes(8), bytes(4)]},
+        ),
+        (
+            "error",
+            messages.Failed("overloaded", "busy", 2),
+            {"code": "overloaded", "message": "busy", "retry": 2, "t": "error"},
+        ),
     ]
-    for name, event in valid:
+    for name, event, value in valid:
         data = messages.encode_event(event)
+        body = codec.encode(value)
+        expected(f"routing event-{name}", data, len(body).to_bytes(4, "big") + body)
         yield (
             f"event-{name}",
             Case(
@@ -222,7 +280,10 @@ def _receipt_case(
     model: str = "x",
     now_ms: int = NOW_MS,
     received: messages.Received = _RECEIVED,
+    by_spec: str | dict[str, Any],
 ) -> Case:
+    """`by_spec`: the reason RECEIPT-2 names for what the receipt gets wrong, or for a good one
+    the fields it must read back as."""
     try:
         checked = messages.check_receipt(
             receipt,
@@ -236,6 +297,11 @@ def _receipt_case(
         expect: dict[str, Any] = {"ok": to_json(dataclasses.asdict(checked))}
     except messages.ReceiptRejected as exc:
         expect = {"error": exc.reason}
+    if isinstance(by_spec, str):
+        expected(f"routing receipt {description}", expect, {"error": by_spec})
+    else:
+        got = dataclasses.asdict(checked) if "ok" in expect else expect
+        expected(f"routing receipt {description}", got, by_spec)
     return Case(
         {
             "description": description,
@@ -269,57 +335,107 @@ def _receipt_cases() -> Iterator[tuple[str, Case]]:
             now_ms=NOW_MS,
         )
 
+    def fields(prompt_tokens: int = 9, completion_tokens: int = 1) -> dict[str, Any]:
+        """A good receipt read back (RECEIPT-1): alice served bob's request at NOW_MS."""
+        return {
+            "server": ALICE.node_id,
+            "requester": BOB.node_id,  # the last node of the request's path
+            "request_id": "req-1",
+            "request": hashlib.sha256(_REQUEST.encode()).digest(),
+            "model": "x",
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "at_ms": NOW_MS,
+            "weights": b"",
+        }
+
     other = dataclasses.replace(_REQUEST, body=_BODY.replace(b"Hi", b"Yo"))
-    yield "receipt-valid", _receipt_case("alice served bob's request", sealed())
+    yield (
+        "receipt-valid",
+        _receipt_case("alice served bob's request", sealed(), by_spec=fields()),
+    )
     yield (
         "receipt-wrong-server",
-        _receipt_case("signed by carol, the request went to alice", sealed(CAROL)),
+        _receipt_case(
+            "signed by carol, the request went to alice", sealed(CAROL), by_spec="wrong_server"
+        ),
     )
     yield (
         "receipt-wrong-requester",
         _receipt_case(
             "names dave as the requester",
             sealed(request=dataclasses.replace(_REQUEST, path=(DAVE.node_id,))),
+            by_spec="wrong_requester",
         ),
     )
-    yield "receipt-wrong-request", _receipt_case("for another request body", sealed(request=other))
-    yield "receipt-wrong-model", _receipt_case("for another model", sealed(model="y"))
+    yield (
+        "receipt-wrong-request",
+        _receipt_case("for another request body", sealed(request=other), by_spec="wrong_request"),
+    )
+    yield (
+        "receipt-wrong-model",
+        _receipt_case("for another model", sealed(model="y"), by_spec="wrong_model"),
+    )
     yield (
         "receipt-expired",
-        _receipt_case("checked after its 60 s lifetime", sealed(), now_ms=NOW_MS + 60_000),
+        _receipt_case(
+            "checked after its 60 s lifetime",
+            sealed(),
+            now_ms=NOW_MS + 60_000,
+            by_spec="expired",  # VERIFY: now >= exp
+        ),
     )
-    most_prompt = len(_BODY) + messages.PROMPT_TEMPLATE_TOKENS
+    most_prompt = len(_BODY) + 256  # RECEIPT-2: body bytes plus 256
     yield (
         "receipt-prompt-at-limit",
-        _receipt_case("body bytes plus the template's tokens", sealed(prompt_tokens=most_prompt)),
+        _receipt_case(
+            "body bytes plus the template's tokens",
+            sealed(prompt_tokens=most_prompt),
+            by_spec=fields(prompt_tokens=most_prompt),
+        ),
     )
     yield (
         "receipt-inflated-prompt",
-        _receipt_case("one prompt token more", sealed(prompt_tokens=most_prompt + 1)),
+        _receipt_case(
+            "one prompt token more",
+            sealed(prompt_tokens=most_prompt + 1),
+            by_spec="inflated_prompt",
+        ),
     )
     yield (
         "receipt-inflated-completion",
-        _receipt_case("10^12 tokens for 3 bytes of text", sealed(completion_tokens=10**12)),
+        _receipt_case(
+            "10^12 tokens for 3 bytes of text",
+            sealed(completion_tokens=10**12),
+            by_spec="inflated_completion",
+        ),
     )
     yield (
         "receipt-above-max-tokens",
-        _receipt_case("2 tokens for a request of max_tokens 1", sealed(completion_tokens=2)),
+        _receipt_case(
+            "2 tokens for a request of max_tokens 1",
+            sealed(completion_tokens=2),
+            by_spec="inflated_completion",
+        ),
     )
     unlimited = messages.Received(answer_bytes=3, max_tokens=None, stop_bytes=2)
+    most_completion = 3 + 2 + 8  # RECEIPT-2: text bytes, stop bytes, plus 8
     yield (
         "receipt-completion-at-limit",
         _receipt_case(
             "text bytes, stop bytes and 8 unseen tokens",
-            sealed(completion_tokens=3 + 2 + messages.UNSEEN_COMPLETION_TOKENS),
+            sealed(completion_tokens=most_completion),
             received=unlimited,
+            by_spec=fields(completion_tokens=most_completion),
         ),
     )
     yield (
         "receipt-completion-over-limit",
         _receipt_case(
             "one completion token more",
-            sealed(completion_tokens=3 + 2 + messages.UNSEEN_COMPLETION_TOKENS + 1),
+            sealed(completion_tokens=most_completion + 1),
             received=unlimited,
+            by_spec="inflated_completion",
         ),
     )
 

@@ -5,8 +5,15 @@
 
 The vectors are generated, never edited by hand: a codec change that alters bytes makes
 `check` (and tests/conformance) fail until someone regenerates them on purpose.
+
+Where a vector's expectation is the implementation's own output (a public key, an encoding, an
+opened envelope, a command's result), the generator also derives it independently, from the spec
+and by hand (`expected` below), and refuses to write a vector the two disagree on: a bug present
+at generation would otherwise be baked into the vectors that are meant to catch it.
 """
 
+import base64
+import hashlib
 import json
 import shutil
 import sys
@@ -14,6 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fpai_node.gossip import messages as gossip_messages
 from fpai_node.gossip import state as gossip_state
@@ -49,6 +59,16 @@ ALICE = NodeKey.from_seed(bytes(range(32)))
 BOB = NodeKey.from_seed(bytes(range(32, 64)))
 NONCE = bytes(range(NONCE_LENGTH))
 _JSON_SAFE_INT = 1 << 53
+
+
+class GeneratorDisagrees(AssertionError):
+    """The implementation's output differs from the expectation derived without it."""
+
+
+def expected(what: str, got: object, derived: object) -> None:
+    """Stop generating when the implementation's output is not the independent derivation."""
+    if got != derived:
+        raise GeneratorDisagrees(f"{what}: the implementation gives {got!r}, expected {derived!r}")
 
 
 @dataclass
@@ -99,6 +119,7 @@ def identity_cases() -> Iterator[tuple[str, Case]]:
         ("seed-ff", b"\xff" * 32),
     ):
         key = NodeKey.from_seed(seed)
+        expected(f"identity {name}", (key.public_key, key.node_id), _spec_identity(seed))
         yield (
             name,
             Case(
@@ -110,6 +131,14 @@ def identity_cases() -> Iterator[tuple[str, Case]]:
                 }
             ),
         )
+
+
+def _spec_identity(seed: bytes) -> tuple[bytes, str]:
+    """RFC 8032 public key (by the cryptography library) and ID-2's node id, by the spec."""
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    digest = hashlib.sha256(b"FPAI-NODE-ID-V1\x00" + raw).digest()[:20]
+    return raw, "fpn1" + base64.b32encode(digest).decode().lower().rstrip("=")
 
 
 # ---- codec ---------------------------------------------------------------------------------
@@ -150,6 +179,37 @@ _VALID_VALUES: list[tuple[str, str, codec.Value]] = [
     ("map-utf8-order", "keys sorted by bytes: 'z' < 'é' < U+30CE", {"\u30ce": 1, "é": 2, "z": 3}),
 ]
 
+# The valid values above, encoded by hand from the MessagePack spec (formats in comments).
+_HAND_ENCODED: dict[str, bytes] = {
+    "nil": b"\xc0",
+    "true": b"\xc3",
+    "false": b"\xc2",
+    "uint-0": b"\x00",  # positive fixint 0xxxxxxx
+    "uint-127": b"\x7f",
+    "uint-128": b"\xcc\x80",  # uint 8
+    "uint-255": b"\xcc\xff",
+    "uint-256": b"\xcd\x01\x00",  # uint 16, big-endian
+    "uint-65536": b"\xce\x00\x01\x00\x00",  # uint 32
+    "uint-2p32": b"\xcf\x00\x00\x00\x01\x00\x00\x00\x00",  # uint 64
+    "uint-max": b"\xcf" + b"\xff" * 8,
+    "int-minus-1": b"\xff",  # negative fixint 111xxxxx
+    "int-minus-32": b"\xe0",
+    "int-minus-33": b"\xd0\xdf",  # int 8, two's complement
+    "int-minus-129": b"\xd1\xff\x7f",  # int 16
+    "int-min": b"\xd3\x80" + b"\x00" * 7,  # int 64
+    "str-empty": b"\xa0",  # fixstr 101xxxxx
+    "str-31": b"\xbf" + b"a" * 31,
+    "str-32": b"\xd9\x20" + b"b" * 32,  # str 8
+    "str-utf8": b"\xaf" + "nœud-ノード".encode(),  # 15 bytes of UTF-8
+    "bin-empty": b"\xc4\x00",  # bin 8
+    "bin-3": b"\xc4\x03\x00\x01\xff",
+    "array-nested": b"\x93\x01\x92\x02\x92\x03\x90\xa1x",  # fixarray 1001xxxx
+    "deepest": b"\x91" * 32 + b"\x01",
+    # fixmap 1000xxxx, keys in bytewise order: "B" (0x42) < "a" < "aa" < "b"
+    "map-sorted": b"\x84\xa1B\x03\xa1a\x02\xa2aa\x04\xa1b\x01",
+    "map-utf8-order": b"\x83\xa1z\x03\xa2\xc3\xa9\x02\xa3\xe3\x83\x8e\x01",  # z, é, U+30CE
+}
+
 _INVALID_BYTES: list[tuple[str, str, bytes]] = [
     ("reserved-byte", "0xc1 is never used", b"\xc1"),
     ("truncated", "uint16 with one byte", b"\xcd\x01"),
@@ -178,6 +238,7 @@ _INVALID_BYTES: list[tuple[str, str, bytes]] = [
 def codec_cases() -> Iterator[tuple[str, Case]]:
     for name, description, value in _VALID_VALUES:
         encoded = codec.encode(value)
+        expected(f"codec {name}", encoded, _HAND_ENCODED[name])
         yield (
             f"valid-{name}",
             Case(
@@ -243,7 +304,9 @@ def _envelope_case(
     accepted_before: tuple[bytes, ...] = (),
     limits: envelope.Limits = envelope.DEFAULT_LIMITS,
     max_senders: int = replay.DEFAULT_MAX_SENDERS,
+    sealed: tuple[int, int] = (1, NOW_MS),
 ) -> Case:
+    """`sealed`: the seq and timestamp of a valid frame (alice's ping), what opening it gives."""
     meta: dict[str, Any] = {
         "description": description,
         "now_ms": now_ms,
@@ -273,6 +336,18 @@ def _envelope_case(
                 "body": env.payload.hex(),
             }
         }
+        seq, ts = sealed
+        by_hand = {
+            "version": 1,
+            "type": "peer.ping",
+            "from": ALICE.node_id,
+            "key": ALICE.public_key.hex(),
+            "seq": seq,
+            "ts": ts,
+            "exp": ts + 60_000,  # envelope.seal's default lifetime
+            "body": codec.encode({"nonce": NONCE}).hex(),  # MSG: peer.ping is {nonce}
+        }
+        expected(f"envelope {description}", meta["expect"]["ok"], by_hand)
     else:
         meta["expect"] = {"error": error}
     return Case(meta, {"frame.bin": frame})
@@ -288,7 +363,12 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
     yield "valid-ping", e("a peer.ping from alice, seq 1, lifetime 60 s", valid)
     yield (
         "valid-reordered",
-        e("seq 3 after seq 5: inside the window", _seal(3), accepted_before=(_seal(5),)),
+        e(
+            "seq 3 after seq 5: inside the window",
+            _seal(3),
+            accepted_before=(_seal(5),),
+            sealed=(3, NOW_MS),
+        ),
     )
     yield (
         "valid-window-edge",
@@ -296,10 +376,18 @@ def envelope_cases() -> Iterator[tuple[str, Case]]:
             "seq 37 after seq 100: offset 63, last slot of the window",
             _seal(37),
             accepted_before=(_seal(100),),
+            sealed=(37, NOW_MS),
         ),
     )
     skew = envelope.MAX_CLOCK_SKEW_MS
-    yield "valid-max-skew", e("timestamp exactly max_clock_skew_ms ahead", _seal(1, NOW_MS + skew))
+    yield (
+        "valid-max-skew",
+        e(
+            "timestamp exactly max_clock_skew_ms ahead",
+            _seal(1, NOW_MS + skew),
+            sealed=(1, NOW_MS + skew),
+        ),
+    )
     yield (
         "oversized",
         e(
@@ -671,6 +759,8 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             applied = apply_command(state, raw)
             state = applied.state
             results.append({"status": applied.result.status, "reason": applied.result.reason})
+        got = [r["status"] + (f":{r['reason']}" if r["reason"] else "") for r in results]
+        expected(f"registry {name}", got, _REGISTRY_RESULTS[name])
         snapshot = codec.encode(state.to_value())
         yield (
             name,
@@ -683,6 +773,49 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
                 {"snapshot.bin": snapshot},
             ),
         )
+
+
+OK, DUP = "ok", "duplicate"
+# Each registry log's results, derived by hand from specs/0005-registry.md and the logs'
+# descriptions, not by applying the commands: "rejected:<reason>" names the reason the spec
+# gives for what the command gets wrong.
+_REGISTRY_RESULTS: dict[str, list[str]] = {
+    "members": [OK] * 4,
+    "models-and-services": [OK] * 7,
+    "parameters": [OK] * 3,
+    "join-roles": [OK] * 6,  # REG-14: a sync is never remembered, so its retry is ok again
+    "electors": [OK] * 3,
+    # Bob, a learner: may not promote himself, write registry.voters, remove Alice, write the
+    # federation's motd or Alice's parameter (REG-16); may write his own and leave
+    "authority": [OK, OK, OK, *["rejected:not_allowed"] * 4, OK, "rejected:not_allowed", OK],
+    # Bob relays 8 newcomers (MEMBER_RELAYS), the 9th is refused (REG-13); newcomer 0 joining
+    # itself frees one relay for the last newcomer
+    "relays": [OK] * 3 + [OK] * MEMBER_RELAYS + ["rejected:not_allowed", OK, OK],
+    # Bob confirms himself, relays 8; Alice re-relays newcomer 0 (still Bob's), so Bob's 9th
+    # is refused; 10 minutes + 1 ms later the unconfirmed relays expire and Bob relays again
+    "relays-expire": [OK] * 4 + [OK] * MEMBER_RELAYS + [OK, "rejected:not_allowed", OK, OK],
+    "pending-full": [OK] * (1 + MAX_PENDING) + ["rejected:pending_full"],
+    "bad-addresses": ["rejected:bad_raft", "rejected:bad_peer"],
+    "no-api": [OK],
+    "retry-applies-once": [OK, DUP, DUP],
+    # the key is forgotten after an hour of command time: the third applies again
+    "dedup-window": [OK, OK, OK],
+    # kept at exactly an hour (a duplicate); a sync forgets nothing (still a duplicate); a
+    # remembered command one ms later forgets it, so the retry after that applies
+    "dedup-boundary": [OK, OK, DUP, OK, DUP, OK, OK],
+    "rejections": [
+        OK,
+        "rejected:already_member",
+        "rejected:not_member",
+        "rejected:bad_role",
+        "rejected:not_member",
+        "rejected:no_such_parameter",
+        "rejected:bad_args",
+        "rejected:unknown_op",
+        "rejected:malformed",
+        "rejected:malformed",
+    ],
+}
 
 
 # ---- raft ----------------------------------------------------------------------------------
