@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import json
+import math
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 
 from fpai_node.gossip.messages import Ping
+from fpai_node.gossip.state import GossipConfig
 from fpai_node.identity import NodeKey
 from fpai_node.identity.certs import create_ca, issue_node_certificate, open_ca
 from fpai_node.identity.tls import TlsIdentity, client_context
@@ -88,8 +90,25 @@ def test_a_node_that_leaves_is_left_not_dead(federation: list[NodeProcess]) -> N
     wait_for(lambda: a.peers().get(leaver, {}).get("state") == "alive")
     assert b.stop(signal.SIGTERM) == 0
     wait_for(lambda: all(n.peers()[leaver]["state"] == "left" for n in (a, c)), timeout_s=10)
-    time.sleep(3)  # longer than a suspicion would take: a leave must never turn into a death
-    assert all(n.peers()[leaver]["state"] == "left" for n in (a, c))
+    # A leave must never turn into a death. Watch for twice as long as the failure detector
+    # takes to declare a silent member dead, and fail at the first other state seen.
+    deadline = time.monotonic() + 2 * death_time_s(members=3)
+    while time.monotonic() < deadline:
+        states = {n.peers()[leaver]["state"] for n in (a, c)}
+        assert states == {"left"}, f"the leaver became {states}"
+        time.sleep(0.1)
+
+
+def death_time_s(members: int) -> float:
+    """The longest a silent member takes to be declared dead with the default timers: every
+    other member probes it within one round each, the ping and indirect probes time out, then
+    the suspicion runs out (specs/0004-gossip.md section 6)."""
+    config = GossipConfig("")
+    suspicion_ms = (
+        config.suspicion_mult * math.ceil(math.log2(members + 1)) * config.probe_interval_ms
+    )
+    probe_ms = (members - 1) * config.probe_interval_ms + config.ping_timeout_ms
+    return (probe_ms + suspicion_ms) / 1000
 
 
 # Negative transport tests against one real node's peer port.
