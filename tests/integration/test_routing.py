@@ -79,9 +79,12 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
     sampling = {"max_tokens": 8, "temperature": 0.0, "seed": 3}
     direct = client(c).chat.completions.create(**CHAT, **sampling)  # type: ignore[call-overload]
     for entry in (a, b):
+        started = time.monotonic()
         raw = client(entry).chat.completions.with_raw_response.create(**CHAT, **sampling)
+        elapsed_ms = (time.monotonic() - started) * 1000
         assert raw.headers["x-fpai-served-by"] == c_id
-        assert float(raw.headers["x-fpai-route-overhead-ms"]) >= 0
+        # the hop over mutual TLS takes time, and it is a part of what the client waited
+        assert 0 < float(raw.headers["x-fpai-route-overhead-ms"]) < elapsed_ms
         forwarded = raw.parse()
         assert forwarded.choices[0].message.content == direct.choices[0].message.content
         assert forwarded.usage == direct.usage
