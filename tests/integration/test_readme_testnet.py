@@ -66,6 +66,7 @@ def test_the_readme_testnet_works_as_written(tmp_path: Path) -> None:
         ("node2", "up", "2"),
         ("node3", "up", "2"),
     ]
-    leaders = {r[5] for r in rows}
-    assert len(leaders - {"self"}) == 1  # every node names the same leader
+    # exactly one node leads, and the two others name it (by the first 8 characters of its id)
+    (leader,) = [r for r in rows if r[5] == "self"]
+    assert sorted(r[5] for r in rows if r is not leader) == [leader[1][:8]] * 2
     assert "stopped 3 node(s)" in outputs["fpai-node testnet down"]
