@@ -294,7 +294,11 @@ def build_backends(
         backends.insert(
             0,
             LlamaCppBackend(
-                local, context_length=settings.context_length, threads=settings.threads or None
+                local,
+                context_length=settings.context_length,
+                threads=settings.threads or None,
+                sequences=settings.batch_sequences,
+                flash_attention=settings.flash_attention,
             ),
         )
     return backends

@@ -39,6 +39,8 @@ class Settings:
     upstream_api_key: str | None = None
     context_length: int = 4096
     threads: int = 0
+    batch_sequences: int = 8
+    flash_attention: bool = True
     queue_depth: int = 16
     peer: HostPort = HostPort("127.0.0.1", 7100)
     join: tuple[str, ...] = ()
@@ -234,6 +236,21 @@ FIELDS: tuple[Field, ...] = (
         _int_between(0, 1024),
         int,
         "0 means every core: a node's CPU is there to serve inference",
+    ),
+    Field(
+        "batch_sequences",
+        _int_between(1, 64),
+        int,
+        "8 requests per llama.cpp model decoded in one batch: on 2 cores 8 give about 2x the "
+        "tokens/s of one at a time (CPU kernels work in blocks of 4 rows); each holds "
+        "context_length tokens of cache",
+    ),
+    Field(
+        "flash_attention",
+        _parse_bool,
+        bool,
+        "true: llama.cpp's flash attention is faster on CPU too (measured about 15% for one "
+        "stream) and gives the same answers",
     ),
     Field(
         "peer",

@@ -1,28 +1,27 @@
 """In-process llama.cpp backend (llama-cpp-python) for CPU inference.
 
-Each model gets one generation worker thread (a llama context is not thread-safe) and one for
-embeddings (a second context opened with mean pooling on first use). Tokens cross to the event
-loop through `call_soon_threadsafe`; the loop never waits on llama.cpp.
-The token loop is ours (over `Llama.generate`) so that usage counts are exact and a generation
-stops within one token once its consumer is gone. Spot checks score a claimed answer on the same
-worker thread: one prefill of prompt and answer, reading every answer position's logits.
+Each model decodes all its running generations in one batch on an engine thread of its own
+(llama_batch.py: continuous batching, a context with one KV share per sequence). A second thread
+loads the model and scores spot checks on the model's own context (`Llama`), and a third computes
+embeddings (a context opened with mean pooling on first use): a llama context is not thread-safe,
+so each has one thread. Tokens cross to the event loop through `call_soon_threadsafe`; the loop
+never waits on llama.cpp. Spot checks score a claimed answer in one prefill of prompt and answer,
+reading every answer position's logits.
 """
 
 import asyncio
-import codecs
 import contextlib
 import ctypes
 import hashlib
 import json
 import math
 import os
-import secrets
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -32,29 +31,24 @@ from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
 from fpai_node.errors import FpaiError
 from fpai_node.inference.base import (
-    BackendUnavailable,
     ChatMessage,
     ChatRequest,
     CompletionRequest,
     ContextLengthExceeded,
     Embeddings,
     Finish,
-    FinishReason,
     GenerationEvent,
     InferenceError,
-    InvalidRequest,
     ModelCard,
     ModelNotFound,
     Sampling,
     Score,
-    TextChunk,
-    Usage,
 )
 from fpai_node.inference.chat_format import ChatFormatter, FormattedPrompt, formatter_for
+from fpai_node.inference.llama_batch import BatchEngine, BatchSettings, Job
 
 DEFAULT_CONTEXT = 4096  # tokens per request; capped at the model's training context
-DEFAULT_TEMPERATURE = 0.8  # llama.cpp's own default: varied text without drifting off topic
-DEFAULT_TOP_P = 0.95
+DEFAULT_SEQUENCES = 8  # see config.py's batch_sequences for the measurement behind it
 # Answer tokens scored per decode: the logits of every scored position come back at once, so this
 # bounds that buffer (64 rows x 262k vocabulary x 4 bytes = 64 MiB for Gemma) where a full batch
 # of 512 would hold 512 MiB for the life of the context.
@@ -86,17 +80,18 @@ class LocalModel:
 @dataclass
 class _Slot:
     model: LocalModel
-    llm: Llama
+    llm: Llama  # tokenizer, chat template, and the context spot checks are scored on
     formatter: ChatFormatter
-    n_ctx: int
-    generator: ThreadPoolExecutor
+    engine: BatchEngine
+    scorer: ThreadPoolExecutor  # loads the model, then scores on `llm`'s context
     embedder_pool: ThreadPoolExecutor
     sha256: bytes
     embedder: Llama | None = None
-    # Running generations: their cancel flag and how to reach their consumer.
-    active: dict[threading.Event, Callable[[GenerationEvent | BaseException], None]] = field(
-        default_factory=dict
-    )
+
+    @property
+    def n_ctx(self) -> int:
+        """The context one request may use: its sequence's share of the batch's cache."""
+        return self.engine.context
 
 
 class LlamaCppBackend:
@@ -106,29 +101,38 @@ class LlamaCppBackend:
         *,
         context_length: int = DEFAULT_CONTEXT,
         threads: int | None = None,
+        sequences: int = DEFAULT_SEQUENCES,
+        flash_attention: bool = True,
     ) -> None:
+        """`sequences`: generations of a model decoded together, each with `context_length`
+        tokens of cache; `flash_attention` for the batch (faster on CPU too, measured)."""
         self._specs = list(models)
         self._context_length = context_length
         self._threads = threads or os.cpu_count() or 1
+        self._sequences = sequences
+        self._flash_attention = flash_attention
         self._slots: dict[str, _Slot] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for spec in self._specs:
-            generator = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{spec.id}")
+            scorer = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{spec.id}")
             # Hash while loading: both read the whole file, and the page cache serves the second.
             sha256, llm = await asyncio.gather(
                 loop.run_in_executor(None, _model_sha256, spec),
-                loop.run_in_executor(generator, self._load_capped, spec),
+                loop.run_in_executor(scorer, self._load_capped, spec),
             )
             formatter, template = formatter_for(llm)
-            n_ctx = llm.n_ctx()
+            settings = BatchSettings(
+                self._sequences, llm.n_ctx(), self._threads, self._flash_attention
+            )
+            engine = await loop.run_in_executor(scorer, BatchEngine, llm, spec.id, settings)
             self._slots[spec.id] = _Slot(
                 spec,
                 llm,
                 formatter,
-                n_ctx,
-                generator,
+                engine,
+                scorer,
                 ThreadPoolExecutor(1, thread_name_prefix=f"embed-{spec.id}"),
                 sha256,
             )
@@ -136,7 +140,9 @@ class LlamaCppBackend:
                 "model loaded",
                 model=spec.id,
                 path=str(spec.path),
-                n_ctx=n_ctx,
+                n_ctx=engine.context,
+                sequences=self._sequences,
+                flash_attention=self._flash_attention,
                 chat_template=template,
                 threads=self._threads,
             )
@@ -163,18 +169,20 @@ class LlamaCppBackend:
 
     async def close(self) -> None:
         slots, self._slots = list(self._slots.values()), {}
-        for slot in slots:
-            for cancelled, emit in list(slot.active.items()):
-                emit(BackendUnavailable(f"model {slot.model.id} is shutting down"))
-                cancelled.set()
         loop = asyncio.get_running_loop()
         for slot in slots:
-            # Workers stop within one token once cancelled; wait for them off the loop.
+            # Engines stop after their current step, failing what runs; wait off the loop.
             await loop.run_in_executor(None, _shutdown, slot)
 
     def models(self) -> Sequence[ModelCard]:
         return [
-            ModelCard(s.model.id, "llamacpp", context_length=s.n_ctx, capacity=1, sha256=s.sha256)
+            ModelCard(
+                s.model.id,
+                "llamacpp",
+                context_length=s.n_ctx,
+                capacity=self._sequences,
+                sha256=s.sha256,
+            )
             for s in self._slots.values()
         ]
 
@@ -209,7 +217,7 @@ class LlamaCppBackend:
 
     async def _score(self, slot: _Slot, build_prompt: Callable[[], str], completion: str) -> Score:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(slot.generator, _score, slot, build_prompt, completion)
+        return await loop.run_in_executor(slot.scorer, _score, slot, build_prompt, completion)
 
     def _slot(self, model: str) -> _Slot:
         try:
@@ -230,8 +238,7 @@ class LlamaCppBackend:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 cancelled.set()
 
-        slot.active[cancelled] = emit
-        loop.run_in_executor(slot.generator, _run, slot, build_prompt, sampling, emit, cancelled)
+        slot.engine.submit(Job(build_prompt, sampling, emit, cancelled))
         try:
             while True:
                 item = await queue.get()
@@ -241,8 +248,7 @@ class LlamaCppBackend:
                 if isinstance(item, Finish):
                     return
         finally:
-            cancelled.set()
-            slot.active.pop(cancelled, None)
+            cancelled.set()  # the engine frees the sequence at its next step
 
     def _embed(self, slot: _Slot, inputs: list[str]) -> Embeddings:
         if slot.embedder is None:
@@ -260,66 +266,6 @@ class LlamaCppBackend:
         result = embedder.create_embedding(inputs)
         vectors = [_normalised(item["embedding"]) for item in result["data"]]
         return Embeddings(vectors, int(result["usage"]["prompt_tokens"]))
-
-
-def _run(
-    slot: _Slot,
-    build_prompt: Callable[[], FormattedPrompt],
-    sampling: Sampling,
-    emit: Callable[[GenerationEvent | BaseException], None],
-    cancelled: threading.Event,
-) -> None:
-    """One generation, on the model's worker thread. Every outcome reaches `emit`; a cancelled
-    generation stops at the next token and emits nothing more."""
-    try:
-        if cancelled.is_set():
-            return
-        formatted = build_prompt()
-        llm = slot.llm
-        tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=True, special=True)
-        max_tokens = _budget(len(tokens), sampling.max_tokens, slot)
-        if sampling.seed is None:
-            llm.set_seed(secrets.randbits(32))
-        else:
-            # Reusing a cached prompt prefix evaluates fewer tokens per batch, which shifts the
-            # logits slightly: a seeded request evaluates its whole prompt to be reproducible.
-            llm.set_seed(sampling.seed & 0xFFFFFFFF)
-            llm.reset()  # type: ignore[no-untyped-call]
-        text = _StopScanner((*formatted.stop, *sampling.stop))
-        generated, reason = 0, "length"
-        tokens_out = llm.generate(
-            tokens,
-            temp=DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature,
-            top_p=DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p,
-        )
-        try:
-            for token in tokens_out:
-                if cancelled.is_set():
-                    return
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                    reason = "stop"
-                    break
-                generated += 1
-                ready, stopped = text.feed(llm.detokenize([token]))
-                if ready:
-                    emit(TextChunk(ready))
-                if stopped:
-                    reason = "stop"
-                    break
-                if generated >= max_tokens:
-                    break
-        finally:
-            tokens_out.close()
-        if rest := text.flush(stopped=reason == "stop"):
-            emit(TextChunk(rest))
-        emit(Finish(cast(FinishReason, reason), Usage(len(tokens), generated)))
-    except (ContextLengthExceeded, InvalidRequest) as exc:
-        emit(exc)
-    except ValueError as exc:  # llama-cpp-python reports bad requests as ValueError
-        emit(InvalidRequest(str(exc)))
-    except Exception as exc:  # surfaced to the one request it belongs to, not the worker
-        log.exception("generation failed", model=slot.model.id)
-        emit(exc)
 
 
 def _score(slot: _Slot, build_prompt: Callable[[], str], completion: str) -> Score:
@@ -368,60 +314,6 @@ def _ranks(rows: npt.NDArray[np.float32], targets: Sequence[int]) -> list[int]:
     chosen = rows[np.arange(len(targets)), np.asarray(targets)]
     above = (rows > chosen[:, None]).sum(axis=1)
     return [int(n) + 1 for n in above]
-
-
-class _StopScanner:
-    """Decodes token bytes incrementally (a UTF-8 character may span tokens) and holds back any
-    tail that could be the start of a stop sequence, so a stop sequence is never emitted."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self._stops = [s for s in stops if s]
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._pending = ""
-
-    def feed(self, piece: bytes) -> tuple[str, bool]:
-        self._pending += self._decoder.decode(piece)
-        # The stop that completes first wins, as it would token by token: chunking never matters.
-        hits = [(i + len(s), i) for s in self._stops if (i := self._pending.find(s)) >= 0]
-        if hits:
-            ready, self._pending = self._pending[: min(hits)[1]], ""
-            return ready, True
-        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
-        cut = len(self._pending) - keep
-        ready, self._pending = self._pending[:cut], self._pending[cut:]
-        return ready, False
-
-    def flush(self, *, stopped: bool) -> str:
-        """What is still held back once generation ended; nothing after a stop sequence."""
-        rest = "" if stopped else self._pending + self._decoder.decode(b"", final=True)
-        self._pending = ""
-        return rest
-
-
-def _overlap(text: str, stop: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
-    for size in range(min(len(text), len(stop) - 1), 0, -1):
-        if text.endswith(stop[:size]):
-            return size
-    return 0
-
-
-def _budget(prompt_tokens: int, max_tokens: int | None, slot: _Slot) -> int:
-    """OpenAI semantics: a prompt plus max_tokens beyond the context is a 400, not a silent cut."""
-    room = slot.n_ctx - prompt_tokens
-    if room <= 0:
-        raise ContextLengthExceeded(
-            f"the prompt has {prompt_tokens} tokens; model {slot.model.id} has a context of "
-            f"{slot.n_ctx}"
-        )
-    if max_tokens is None:
-        return room
-    if max_tokens > room:
-        raise ContextLengthExceeded(
-            f"the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the "
-            f"context of model {slot.model.id} ({slot.n_ctx} tokens)"
-        )
-    return max_tokens
 
 
 def _normalised(vector: Sequence[float] | Sequence[Sequence[float]]) -> list[float]:
@@ -515,7 +407,8 @@ def _model_sha256(spec: LocalModel) -> bytes:
 
 
 def _shutdown(slot: _Slot) -> None:
-    slot.generator.shutdown(wait=True)
+    slot.engine.close()
+    slot.scorer.shutdown(wait=True)
     slot.embedder_pool.shutdown(wait=True)
     slot.llm.close()
     if slot.embedder is not None:

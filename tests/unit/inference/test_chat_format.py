@@ -8,6 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fpai_node.inference.answer import StopScanner as _StopScanner
+from fpai_node.inference.answer import overlap as _overlap
+from fpai_node.inference.answer import token_budget
 from fpai_node.inference.base import ChatMessage, ContextLengthExceeded
 from fpai_node.inference.chat_format import (
     FormattedPrompt,
@@ -15,7 +18,6 @@ from fpai_node.inference.chat_format import (
     formatter_for,
     gemma_prompt,
 )
-from fpai_node.inference.llamacpp import _budget, _overlap, _StopScanner
 
 
 def system(text: str) -> ChatMessage:
@@ -143,7 +145,7 @@ def test_formatter_uses_the_gguf_template() -> None:
     assert all(isinstance(s, str) for s in formatted.stop)
 
 
-# --- _StopScanner ------------------------------------------------------------------------------
+# --- StopScanner -------------------------------------------------------------------------------
 
 
 def test_stop_split_across_feeds_is_never_emitted() -> None:
@@ -296,12 +298,7 @@ def test_emitted_text_is_the_text_before_the_first_stop(
     assert _scan(encoded, stop, cuts) == expected
 
 
-# --- _budget -----------------------------------------------------------------------------------
-
-
-def slot(n_ctx: int, model_id: str = "tiny") -> Any:
-    """_budget reads only slot.n_ctx and slot.model.id."""
-    return SimpleNamespace(n_ctx=n_ctx, model=SimpleNamespace(id=model_id))
+# --- token_budget ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -317,7 +314,7 @@ def slot(n_ctx: int, model_id: str = "tiny") -> Any:
     ],
 )
 def test_budget_within_the_context(prompt_tokens: int, max_tokens: int | None, budget: int) -> None:
-    assert _budget(prompt_tokens, max_tokens, slot(100)) == budget
+    assert token_budget(prompt_tokens, max_tokens, 100, "tiny") == budget
 
 
 @pytest.mark.parametrize(
@@ -326,7 +323,7 @@ def test_budget_within_the_context(prompt_tokens: int, max_tokens: int | None, b
 )
 def test_budget_beyond_the_context(prompt_tokens: int, max_tokens: int | None) -> None:
     with pytest.raises(ContextLengthExceeded) as info:
-        _budget(prompt_tokens, max_tokens, slot(100, "tiny-model"))
+        token_budget(prompt_tokens, max_tokens, 100, "tiny-model")
     message = str(info.value)
     assert "tiny-model" in message
     assert str(prompt_tokens) in message and "100" in message

@@ -36,7 +36,7 @@ async def test_model_card(backend: LlamaCppBackend) -> None:
         MODEL,
         "llamacpp",
         512,
-        1,
+        8,
     )
 
 
