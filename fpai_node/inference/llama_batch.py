@@ -144,6 +144,11 @@ class BatchEngine:
 
     # ---- any thread --------------------------------------------------------------------------
 
+    @property
+    def running(self) -> int:
+        """Sequences holding a slot now (a snapshot, from any thread)."""
+        return len(self._running)
+
     def submit(self, job: Job) -> None:
         with self._lock:
             if self._closing:

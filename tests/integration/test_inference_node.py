@@ -56,11 +56,15 @@ def test_api_keys_guard_v1_but_not_health(gguf_model: Path, tmp_path: Path) -> N
         assert refused.returncode == 1 and "HTTP 401" in refused.stderr
 
 
+# One sequence in the batch: the model is busy with one request, and the queue is what is tested.
+ONE_SLOT = {"FPAI_BATCH_SEQUENCES": "1"}
+
+
 def test_past_the_queue_a_request_gets_429_with_retry_after(
     gguf_model: Path, tmp_path: Path
 ) -> None:
     args = ("--api", "127.0.0.1:0", "--model", f"{gguf_model}={MODEL}")
-    with NodeProcess(tmp_path / "home", *args, env={"FPAI_QUEUE_DEPTH": "0"}) as node:
+    with NodeProcess(tmp_path / "home", *args, env={"FPAI_QUEUE_DEPTH": "0", **ONE_SLOT}) as node:
         client = openai.OpenAI(base_url=node.url + "/v1", api_key="x", max_retries=0, timeout=60)
         with generating(node):
             with pytest.raises(openai.RateLimitError) as refused:
@@ -76,7 +80,7 @@ def test_requests_within_the_queue_wait_their_turn(gguf_model: Path, tmp_path: P
     """A request that finds the model busy waits in the queue (not running beside the holder),
     and is answered only after the holder's answer has ended."""
     args = ("--api", "127.0.0.1:0", "--model", f"{gguf_model}={MODEL}")
-    with NodeProcess(tmp_path / "home", *args, env={"FPAI_QUEUE_DEPTH": "4"}) as node:
+    with NodeProcess(tmp_path / "home", *args, env={"FPAI_QUEUE_DEPTH": "4", **ONE_SLOT}) as node:
         client = openai.OpenAI(base_url=node.url + "/v1", api_key="x", max_retries=0, timeout=60)
         second: dict[str, Any] = {}
 

@@ -1,7 +1,6 @@
 """The llama.cpp backend on the real bundled model: streaming, exact usage, cancellation."""
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from fpai_node.inference.base import (
     Sampling,
     TextChunk,
 )
+from fpai_node.inference.llama_batch import BatchEngine
 from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel
 from fpai_node.testing.generation import collect
 
@@ -92,41 +92,46 @@ STORY_SAMPLING: dict[str, object] = {"max_tokens": 400, "seed": 11, "temperature
 
 
 class TokenCounter:
-    """Counts the tokens the model's generator yields, per generation, on the worker thread:
-    what the model computed, whether or not anyone read it."""
+    """Counts the tokens the batch engine samples, per generation, on its thread: what the
+    model computed, whether or not anyone read it."""
 
-    def __init__(self, llm: Llama) -> None:
+    def __init__(self, engine: BatchEngine) -> None:
         self.per_generation: list[int] = []
-        self._generate = llm.generate
+        self._seen: dict[int, int] = {}  # id of the engine's record of a generation -> index
+        self._advance = engine._advance
 
-    def generate(self, *args: Any, **kwargs: Any) -> Iterator[int]:
-        index = len(self.per_generation)
-        self.per_generation.append(0)
-        for token in self._generate(*args, **kwargs):
-            self.per_generation[index] += 1
-            yield token
+    def advance(self, running: Any, token: int) -> None:
+        index = self._seen.setdefault(id(running), len(self._seen))
+        if index == len(self.per_generation):
+            self.per_generation.append(0)
+        self.per_generation[index] += 1
+        self._advance(running, token)
 
 
 @pytest.fixture
 def counter(backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch) -> TokenCounter:
-    llm = backend._slots[MODEL].llm
-    counting = TokenCounter(llm)
-    monkeypatch.setattr(llm, "generate", counting.generate)
+    engine = backend._slots[MODEL].engine
+    counting = TokenCounter(engine)
+    monkeypatch.setattr(engine, "_advance", counting.advance)
     return counting
 
 
 async def tokens_after_cancel(
     backend: LlamaCppBackend, counter: TokenCounter, at_cancel: int
 ) -> int:
-    """Serve a one-token request, which runs on the model's one worker and so only after the
-    cancelled generation ended, and return how many tokens that one computed after the cancel."""
-    try:
-        _, finish = await asyncio.wait_for(
-            collect(backend.complete(complete("Hi", max_tokens=1, seed=1))), timeout=30
-        )
-    except TimeoutError:
+    """Wait until the engine has freed the cancelled generation's sequence (bounded), serve a
+    one-token request, and return how many tokens the cancelled one computed after the cancel."""
+    engine = backend._slots[MODEL].engine
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while engine.running and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    if engine.running:
         after = counter.per_generation[0] - at_cancel
-        pytest.fail(f"no answer in 30 s: the cancelled generation computed {after} tokens more")
+        pytest.fail(f"still decoding 30 s after the cancel: {after} tokens more")
+    _, finish = await asyncio.wait_for(
+        collect(backend.complete(complete("Hi", max_tokens=1, seed=1))), timeout=30
+    )
     assert finish.usage.completion_tokens == 1
     return counter.per_generation[0] - at_cancel
 
