@@ -10,13 +10,24 @@ process, asked over HTTP (streaming SSE and non-streaming JSON). Only one of the
 any moment, so they never share the CPU. Tokens/s counts completion tokens (each side's own usage
 count) over wall time from request to last token. `node/direct` is the throughput ratio: 1.00
 means the node costs nothing; the goal is above 0.95.
+
+Then many users at once: 1, 2, 4 and 8 concurrent streaming requests to a node, first with one
+sequence and flash attention off (requests one after another, as before continuous batching;
+`--sequential-source DIR` runs that row from another source tree instead, e.g. a checkout of the
+commit before batching), then with the defaults (every running request decoded in one batch).
+The two nodes run one after the other, never together. Each row: total completion tokens/s over
+the wall time of the burst, and time to first token (mean and p95) of its requests; `x seq` is
+the total against the sequential node at the same concurrency. Goals: 1.5x at 4, 1.7x at 8,
+mean time to first token under 0.5 s for a burst of 8.
 """
 
 import argparse
 import http.client
 import json
+import math
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,12 +62,14 @@ def direct(llm: Llama, prompt: str, tokens: int) -> Sample:
     return first, time.perf_counter() - started, chunks - 1
 
 
-def via_node(conn: http.client.HTTPConnection, prompt: str, tokens: int, stream: bool) -> Sample:
+def via_node(
+    conn: http.client.HTTPConnection, prompt: str, tokens: int, stream: bool, seed: int = 1
+) -> Sample:
     body: dict[str, object] = {
         "model": MODEL,
         "prompt": prompt,
         "max_tokens": tokens,
-        "seed": 1,
+        "seed": seed,
         "temperature": 0.8,
         "stream": stream,
     }
@@ -89,11 +102,91 @@ def summary(results: list[tuple[float, float, int]]) -> tuple[float, float]:
     return tokens / seconds, statistics.median(r[0] for r in results) * 1000
 
 
+def burst(url: str, clients: int, tokens: int) -> tuple[float, list[float]]:
+    """`clients` streaming requests at once, each on its own connection: total completion
+    tokens/s over the burst's wall time, and each request's time to first token."""
+    host, port = url.removeprefix("http://").split(":")
+    samples: list[Sample] = [(0.0, 0.0, 0)] * clients
+    start = threading.Barrier(clients + 1)
+
+    def one(index: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        start.wait()
+        samples[index] = via_node(
+            conn, PROMPTS[index % len(PROMPTS)], tokens, stream=True, seed=index
+        )
+        conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return sum(s[2] for s in samples) / wall, [s[0] for s in samples]
+
+
+def rss_mib(node: NodeProcess) -> float:
+    """The node's peak resident memory (VmHWM), MiB."""
+    assert node.process is not None
+    status = Path(f"/proc/{node.process.pid}/status").read_text()
+    kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+ConcurrencyRow = tuple[float, float, float]  # total tokens/s, TTFT mean s, TTFT p95 s
+
+
+def concurrency(
+    model: Path, tmp: Path, name: str, env: dict[str, str], args: argparse.Namespace
+) -> tuple[dict[int, ConcurrencyRow], float]:
+    """The concurrency rows of one node configuration, and the node's peak RSS."""
+    node_args = ("--api", "127.0.0.1:0", "--model", f"{model}={MODEL}", "--log-level", "warning")
+    rows: dict[int, ConcurrencyRow] = {}
+    with NodeProcess(tmp / f"home-{name}", *node_args, env=env) as node:
+        burst(node.url, 2, 8)  # warm-up
+        for clients in args.concurrency:
+            totals, firsts = [], []
+            for _ in range(args.rounds):
+                total, ttfts = burst(node.url, clients, args.burst_tokens)
+                totals.append(total)
+                firsts.extend(ttfts)
+            ordered = sorted(firsts)
+            p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+            rows[clients] = (statistics.median(totals), statistics.mean(firsts), p95)
+            print(f"  {name}, {clients} at once: {rows[clients][0]:.1f} tok/s", flush=True)
+        peak = rss_mib(node)
+        node.stop()
+    return rows, peak
+
+
+def print_concurrency(
+    seq: dict[int, ConcurrencyRow], batched: dict[int, ConcurrencyRow], rss: tuple[float, float]
+) -> None:
+    print()
+    print(f"{'node':<12}{'clients':>8}{'tokens/s':>10}{'x seq':>7}{'TTFT mean s':>13}{'p95 s':>8}")
+    print("-" * 58)
+    for name, rows in (("sequential", seq), ("batched", batched)):
+        for clients, (total, mean, p95) in rows.items():
+            ratio = total / seq[clients][0]
+            print(f"{name:<12}{clients:>8}{total:>10.1f}{ratio:>7.2f}{mean:>13.3f}{p95:>8.3f}")
+    print(f"peak RSS MiB: sequential {rss[0]:.0f}, batched {rss[1]:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--burst-tokens", type=int, default=96, help="max tokens per request")
+    parser.add_argument(
+        "--concurrency", type=lambda t: [int(n) for n in t.split(",")], default=[1, 2, 4, 8]
+    )
+    parser.add_argument(
+        "--sequential-source", type=Path, help="source tree whose node runs the sequential rows"
+    )
     args = parser.parse_args()
     results: dict[str, list[Sample]] = {"direct": [], "stream": [], "whole": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +216,14 @@ def main() -> None:
             conn.close()
             node.stop()
         llm.close()
+        # Context as a user would configure it (the default), room for prompt and answer.
+        common = {"FPAI_THREADS": str(args.threads)}
+        sequential = {**common, "FPAI_BATCH_SEQUENCES": "1", "FPAI_FLASH_ATTENTION": "false"}
+        if args.sequential_source is not None:
+            sequential = {**common, "PYTHONPATH": str(args.sequential_source.resolve())}
+        print(f"concurrent requests, {args.burst_tokens} max tokens each", flush=True)
+        seq_rows, seq_rss = concurrency(model, Path(tmp), "sequential", sequential, args)
+        batched_rows, batched_rss = concurrency(model, Path(tmp), "batched", common, args)
     direct_tps, direct_ttft = summary(results["direct"])
     stream_tps, stream_ttft = summary(results["stream"])
     whole_tps, _ = summary(results["whole"])
@@ -139,6 +240,7 @@ def main() -> None:
         f"{stream_ttft:>13.1f}"
     )
     print(f"{'node, non-streaming':<24}{whole_tps:>10.1f}{whole_tps / direct_tps:>8.3f}{'-':>13}")
+    print_concurrency(seq_rows, batched_rows, (seq_rss, batched_rss))
 
 
 if __name__ == "__main__":

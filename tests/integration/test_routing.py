@@ -58,7 +58,8 @@ def federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProce
                 "--join",
                 nodes["a"].peer,
                 *extra,
-                env={"FPAI_QUEUE_DEPTH": "0"},
+                # One generation at a time and no queue: one long stream makes C busy.
+                env={"FPAI_QUEUE_DEPTH": "0", "FPAI_BATCH_SEQUENCES": "1"},
             ).start()
         c = nodes["c"].node_id
         for name in ("a", "b"):
