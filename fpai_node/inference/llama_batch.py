@@ -171,10 +171,12 @@ class BatchEngine:
         try:
             while self._next_round():
                 self._step()
-        except Exception as exc:  # a failed decode: every generation learns it, none hangs
-            log.exception("batched decoding failed", model=self._model_id)
-            self._fail_all(InferenceError(f"decoding failed on model {self._model_id}: {exc}"))
+        except Exception as exc:  # a bug of ours: every generation learns it, none hangs
+            log.exception("the batch engine stopped", model=self._model_id)
+            self._fail_all(InferenceError(f"decoding stopped on model {self._model_id}: {exc}"))
         finally:
+            with self._lock:
+                self._closing = True  # later requests are refused at once, not left waiting
             self._fail_all(BackendUnavailable(f"model {self._model_id} is shutting down"))
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
@@ -214,6 +216,11 @@ class BatchEngine:
             self._free.append(seq_id)
             job.emit(InvalidRequest(str(exc)))
             return
+        except Exception as exc:  # surfaced to the one request it belongs to, not the batch
+            log.exception("generation failed", model=self._model_id)
+            self._free.append(seq_id)
+            job.emit(exc)
+            return
         self._running.append(_Running(job, seq_id, prompt, formatted.stop, budget))
 
     def _drop_cancelled(self) -> None:
@@ -248,8 +255,10 @@ class BatchEngine:
                 rows.append((running, n - 1))
         batch.n_tokens = n
         status = llama_cpp.llama_decode(self._ctx, batch)
-        if status != 0:
-            raise RuntimeError(f"llama_decode returned {status}")
+        if status != 0:  # no cache room (1), aborted (2) or an error (< 0): this batch is lost
+            log.error("llama_decode failed", model=self._model_id, status=status)
+            self._fail_running(InferenceError(f"decoding failed on model {self._model_id}"))
+            return
         for running, row in rows:
             token = llama_cpp.llama_sampler_sample(running.sampler, self._ctx, row)
             self._advance(running, token)
@@ -274,10 +283,10 @@ class BatchEngine:
         if reason is None:
             running.next_token = token
             return
+        self._release(running)  # before the consumer hears of it: its next request finds room
         if rest := running.scanner.flush(stopped=reason == "stop"):
             running.job.emit(TextChunk(rest))
         running.job.emit(Finish(reason, Usage(len(running.prompt), running.generated)))
-        self._release(running)
 
     def _piece(self, token: int) -> bytes:
         return self._llm.detokenize([token])
@@ -289,10 +298,13 @@ class BatchEngine:
         llama_cpp.llama_sampler_free(running.sampler)
         self._free.append(running.seq_id)
 
-    def _fail_all(self, error: InferenceError) -> None:
+    def _fail_running(self, error: InferenceError) -> None:
         for running in list(self._running):
             running.job.emit(error)
             self._release(running)
+
+    def _fail_all(self, error: InferenceError) -> None:
+        self._fail_running(error)
         with self._lock:
             waiting, self._waiting = list(self._waiting), deque()
         for job in waiting:

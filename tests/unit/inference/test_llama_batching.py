@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import llama_cpp
 import pytest
 import pytest_asyncio
 
@@ -16,10 +18,12 @@ from fpai_node.inference.base import (
     CompletionRequest,
     Finish,
     GenerationEvent,
+    InferenceError,
     Sampling,
     TextChunk,
 )
 from fpai_node.inference.llamacpp import LlamaCppBackend, LocalModel
+from fpai_node.testing.generation import collect
 
 MODEL = "gemma-3-270m"
 PROMPTS = (
@@ -204,3 +208,27 @@ async def test_a_cancelled_stream_frees_its_sequence_at_once(backend: LlamaCppBa
     for task in tasks[1:]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_failed_decode_fails_its_batch_and_the_engine_serves_on(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama_decode refusing a batch (no cache room, say) fails the requests in it with a 500,
+    and the next request is served: one bad step never takes the model down."""
+    real = llama_cpp.llama_decode
+    calls = 0
+
+    def refuse_once(ctx: Any, batch: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return 1 if calls == 1 else int(real(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", refuse_once)
+    with pytest.raises(InferenceError, match="decoding failed") as failed:
+        await asyncio.wait_for(collect(backend.complete(request(PROMPTS[0], max_tokens=4))), 60)
+    assert failed.value.status == 500
+    _, finish = await asyncio.wait_for(
+        collect(backend.complete(request(PROMPTS[1], max_tokens=4))), 60
+    )
+    assert finish.usage.completion_tokens == 4
+    assert backend._slots[MODEL].engine.running == 0
