@@ -27,7 +27,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 def node(gguf_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     home = tmp_path_factory.mktemp("api") / "home"
     args = ("--api", "127.0.0.1:0", "--model", f"{gguf_model}={MODEL}")
-    with NodeProcess(home, *args, env={"FPAI_CONTEXT_LENGTH": "512"}) as running:
+    # One sequence: a request after an abandoned stream is served only once the engine has freed
+    # the abandoned one's sequence, which is what the leaving-client test checks. Many sequences
+    # at once are tested in test_concurrent_streams.py.
+    env = {"FPAI_CONTEXT_LENGTH": "512", "FPAI_BATCH_SEQUENCES": "1"}
+    with NodeProcess(home, *args, env=env) as running:
         yield running
 
 
