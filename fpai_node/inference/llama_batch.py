@@ -17,6 +17,7 @@ Batching changes results: a sequence's logits move slightly with what shares its
 flip), so a seeded request is reproducible only for the same company (docs/api.md).
 """
 
+import ctypes
 import secrets
 import threading
 from collections import deque
@@ -289,7 +290,15 @@ class BatchEngine:
         running.job.emit(Finish(reason, Usage(len(running.prompt), running.generated)))
 
     def _piece(self, token: int) -> bytes:
-        return self._llm.detokenize([token])
+        """The token's text. Not `Llama.detokenize`: its 32-byte buffer empties every longer
+        piece (hundreds of whole Hindi or Bengali words in Gemma's vocabulary)."""
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n  # too small: llama.cpp says how many bytes the piece needs
 
     def _release(self, running: _Running) -> None:
         """Free the sequence's cache cells, sampler and slot: at once, for the next request."""

@@ -232,3 +232,16 @@ async def test_a_failed_decode_fails_its_batch_and_the_engine_serves_on(
     )
     assert finish.usage.completion_tokens == 4
     assert backend._slots[MODEL].engine.running == 0
+
+
+async def test_a_token_longer_than_32_bytes_reaches_the_stream(backend: LlamaCppBackend) -> None:
+    """Gemma's vocabulary has hundreds of whole words of more than 32 bytes (Hindi, Bengali,
+    Tamil): streamed, each must arrive whole. Read through a 32-byte buffer (llama-cpp-python's
+    `detokenize`), such a token came out empty and the text lost its words: ',,,' here."""
+    word = " मुख्यमंत्री"  # one token of 37 bytes
+    text, finish = await asyncio.wait_for(
+        collect(backend.complete(request(",".join([word] * 5) + ",", max_tokens=6, temperature=0))),
+        60,
+    )
+    assert finish.usage.completion_tokens == 6
+    assert word in text, text
