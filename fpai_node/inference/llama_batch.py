@@ -270,6 +270,7 @@ class BatchEngine:
             self._release(running)
             return
         reason: FinishReason | None = None
+        stopped = False  # by a stop sequence: what the scanner holds back is not answer text
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             reason = "stop"
         else:
@@ -285,7 +286,7 @@ class BatchEngine:
             running.next_token = token
             return
         self._release(running)  # before the consumer hears of it: its next request finds room
-        if rest := running.scanner.flush(stopped=reason == "stop"):
+        if rest := running.scanner.flush(stopped=stopped):
             running.job.emit(TextChunk(rest))
         running.job.emit(Finish(reason, Usage(len(running.prompt), running.generated)))
 

@@ -245,3 +245,35 @@ async def test_a_token_longer_than_32_bytes_reaches_the_stream(backend: LlamaCpp
     )
     assert finish.usage.completion_tokens == 6
     assert word in text, text
+
+
+async def test_text_held_back_for_a_stop_sequence_is_kept_when_the_model_ends(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scanner holds back a tail that could begin a stop sequence; when the model then ends
+    its answer (an end-of-generation token) the stop never came, so the tail is answer text.
+    Simulated: the fourth token sampled counts as end-of-generation, as the model's would."""
+    real = llama_cpp.llama_vocab_is_eog
+    calls = 0
+
+    def ends_at_the_fourth(vocab: Any, token: int) -> bool:
+        nonlocal calls
+        calls += 1
+        return calls == 4 or bool(real(vocab, token))
+
+    monkeypatch.setattr(llama_cpp, "llama_vocab_is_eog", ends_at_the_fourth)
+    plain, finish = await asyncio.wait_for(
+        collect(backend.complete(request(PROMPTS[2], max_tokens=16, temperature=0))), 60
+    )
+    assert finish.reason == "stop" and finish.usage.completion_tokens == 3 and plain
+    calls = 0
+    held, finish = await asyncio.wait_for(
+        collect(
+            backend.complete(
+                request(PROMPTS[2], max_tokens=16, temperature=0, stop=[plain[-1] + "\u2603"])
+            )
+        ),
+        60,
+    )
+    assert finish.reason == "stop" and finish.usage.completion_tokens == 3
+    assert held == plain
