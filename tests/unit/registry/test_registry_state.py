@@ -21,30 +21,8 @@ from fpai_node.registry.state import (
     apply,
     encode_command,
 )
+from fpai_node.testing.registry_script import ADDRESSES, T0, A, B, command, run
 from fpai_node.wire import codec
-
-A = NodeKey.from_seed(bytes(32)).node_id
-B = NodeKey.from_seed(bytes([1]) * 32).node_id
-T0 = 1_767_225_600_000
-
-
-def command(op: str, n: int, at: int = T0, by: str = A, **args: codec.Value) -> bytes:
-    return encode_command(op, args, key=n.to_bytes(16, "big"), by=by, at_ms=at)
-
-
-def run(*commands: bytes, state: RegistryState | None = None) -> tuple[RegistryState, list[str]]:
-    state = state or RegistryState()
-    results = []
-    for cmd in commands:
-        applied = apply(state, cmd)
-        state = applied.state
-        results.append(
-            applied.result.status + (":" + applied.result.reason if applied.result.reason else "")
-        )
-    return state, results
-
-
-ADDRESSES = {"peer": "127.0.0.1:7100", "api": "127.0.0.1:8100", "raft": "127.0.0.1:7200"}
 
 
 def add(node: str, n: int, role: str = "voter") -> bytes:
