@@ -53,10 +53,13 @@ def federation(
     root = tmp_path_factory.mktemp("cheats")
     nodes: dict[str, NodeProcess] = {}
     model = ("--model", f"{gguf_model}=x")
+    # One sequence each: a server busy with a request announces full load, so the gateways
+    # spread requests over both (with eight, the nearer server would take every one).
+    one_slot = {"FPAI_BATCH_SEQUENCES": "1"}
     try:
-        nodes["h"] = start(root, "h", *model)
+        nodes["h"] = start(root, "h", *model, env=one_slot)
         join = ("--join", nodes["h"].peer)
-        nodes["l"] = start(root, "l", *model, *join, command=liar_command(), lies=())
+        nodes["l"] = start(root, "l", *model, *join, command=liar_command(), lies=(), env=one_slot)
         for name in ("g", "y"):
             nodes[name] = start(root, name, "--no-model", *join)
         nodes["z"] = start(

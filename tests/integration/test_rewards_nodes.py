@@ -71,7 +71,11 @@ def test_three_nodes_earn_publish_and_claim_the_rewards_of_an_epoch(
             rpc, operators, deployment, voting_period_s=VOTING_PERIOD_S, timelock_s=TIMELOCK_S
         )
         model = ("--model", f"{gguf_model}=x")
-        a, b = (RegistryNode(home, *model, env=env) for home in homes[:2])
+        # One sequence each: a server busy with a request announces full load, so C spreads its
+        # requests over both (with eight, one request leaves the load bucket as it was and the
+        # nearer server takes every one).
+        one_slot = {**env, "FPAI_BATCH_SEQUENCES": "1"}
+        a, b = (RegistryNode(home, *model, env=one_slot) for home in homes[:2])
         c = RegistryNode(homes[2], env=env)
         nodes = [a, b, c]
         try:
