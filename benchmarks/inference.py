@@ -216,7 +216,7 @@ def main() -> None:
             conn.close()
             node.stop()
         llm.close()
-        # Context as a user would configure it (the default), room for prompt and answer.
+        # Both nodes keep the default context_length (4096), as a user's node would.
         common = {"FPAI_THREADS": str(args.threads)}
         sequential = {**common, "FPAI_BATCH_SEQUENCES": "1", "FPAI_FLASH_ATTENTION": "false"}
         if args.sequential_source is not None:

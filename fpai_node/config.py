@@ -243,7 +243,7 @@ FIELDS: tuple[Field, ...] = (
         int,
         "8 requests per llama.cpp model decoded in one batch: on 2 cores 8 give 2.1-2.8x the "
         "tokens/s of one at a time and 4 give 2.4x (benchmarks/inference.py); each holds "
-        "context_length tokens of cache (8 x 4096: 943 MiB peak RSS against 773 for one)",
+        "context_length tokens of cache (8 x 4096: 943 MiB peak RSS, against 773 before batching)",
     ),
     Field(
         "flash_attention",

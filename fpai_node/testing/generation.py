@@ -14,3 +14,15 @@ async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finish]:
         else:
             return "".join(chunks), event
     raise AssertionError("the stream ended without a Finish")
+
+
+class EventOrder:
+    """A counter shared by concurrent streams: each event takes the next number as it arrives,
+    so a test can say 'before' and 'after' across streams without reading a clock."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def next(self) -> int:
+        self.now += 1
+        return self.now

@@ -12,6 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from fpai_node.testing.generation import EventOrder
 from fpai_node.testing.nodeproc import NodeProcess
 
 MODEL = "gemma-3-270m"
@@ -45,17 +46,8 @@ class Seen:
     completion_tokens: int | None = None
 
 
-class Order:
-    def __init__(self) -> None:
-        self.now = 0
-
-    def next(self) -> int:
-        self.now += 1
-        return self.now
-
-
 async def stream_chat(
-    client: openai.AsyncOpenAI, question: str, max_tokens: int, order: Order, seen: Seen
+    client: openai.AsyncOpenAI, question: str, max_tokens: int, order: EventOrder, seen: Seen
 ) -> None:
     stream = await client.chat.completions.create(
         model=MODEL,
@@ -87,7 +79,7 @@ async def gauge(node: NodeProcess, name: str) -> float | None:
 async def test_concurrent_streams_progress_together_and_load_follows(node: NodeProcess) -> None:
     """Four streaming chats at once: each has its first words before any of them ends, each is
     whole (its usage counts what it streamed), and the node reports 4 running of 4 slots."""
-    order, seen = Order(), [Seen() for _ in QUESTIONS]
+    order, seen = EventOrder(), [Seen() for _ in QUESTIONS]
     async with openai.AsyncOpenAI(
         base_url=node.url + "/v1", api_key="unused", max_retries=0, timeout=120
     ) as client:
@@ -113,7 +105,7 @@ async def test_a_client_that_leaves_frees_its_sequence_for_the_next(node: NodePr
     """Every slot streaming a long answer, a fifth request waits in the queue; one client
     disconnects, and the fifth starts within a few steps of it, counted in the tokens the other
     streams receive meanwhile (had the sequence run on to its 400 tokens: hundreds)."""
-    order = Order()
+    order = EventOrder()
     busy = [Seen() for _ in range(SEQUENCES)]
     async with openai.AsyncOpenAI(
         base_url=node.url + "/v1", api_key="unused", max_retries=0, timeout=120
