@@ -31,6 +31,7 @@ MAX_TERM_STEP = 1 << 24
 TERM_RAISE_INTERVAL_S = 0.5
 _REGULAR, _NO_OP, _MEMBERSHIP = 0, 1, 2
 APPLY_FUNCTION_ID = 0  # pysyncobj numbers replicated methods; ours has exactly one
+COMMAND_KIND = bytes([_REGULAR])  # the first byte of a command entry
 NO_OP_ENTRY = bytes([_NO_OP])
 FAIL_REASONS = range(8)  # pysyncobj.FAIL_REASON values
 LEARNER_WIRE_TYPES = frozenset({"apply_command", "next_index"})  # RAFT-8: all a learner sends
@@ -66,7 +67,7 @@ def parse_raft_id(value: object) -> tuple[str, str]:
 
 def command_entry(command: bytes) -> bytes:
     """pysyncobj's bytes for a call of our one replicated method with `command`."""
-    return bytes([_REGULAR]) + safe_pickle.dumps((APPLY_FUNCTION_ID, (command,)))
+    return COMMAND_KIND + safe_pickle.dumps((APPLY_FUNCTION_ID, (command,)))
 
 
 def membership_entry(change: str, member: str) -> bytes:
@@ -96,7 +97,7 @@ def _entry_to_wire(entry: bytes) -> tuple[str, codec.Value]:
     kind = entry[:1]
     if entry == NO_OP_ENTRY:
         return ("noop", None)
-    if kind == bytes([_REGULAR]):
+    if kind == COMMAND_KIND:
         call = safe_pickle.loads(entry[1:])
         if (
             isinstance(call, tuple)

@@ -155,6 +155,7 @@ class RegistryService(Service):
         self._next_self_check = 0.0
         self._hint: Hint | None = None
         self._outcomes: _Outcomes | None = None  # created on the event loop, at start
+        self._wake_due = False  # a wake of the Raft tick thread is scheduled on the loop
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -322,11 +323,18 @@ class RegistryService(Service):
             ) -> None:
                 settle((result, error))
 
-            engine.propose(command, done)
+            engine.propose(command, done, wake=False)
+            if not self._wake_due:  # the writes queued in this loop iteration share one wake
+                self._wake_due = True
+                loop.call_soon(self._wake, engine)
+            # one timer, where asyncio.wait_for adds a waiter future and callbacks to every write
+            timer = loop.call_at(deadline, _expire, outcome)
             try:
-                result, error = await asyncio.wait_for(outcome, remaining)
+                result, error = await outcome
             except TimeoutError:
                 break
+            finally:
+                timer.cancel()
             if error == _SUCCESS and result is not None:
                 return Result("ok") if result.status == "duplicate" else result
             if error not in _RETRYABLE:
@@ -336,6 +344,10 @@ class RegistryService(Service):
             f"no registry leader answered within {timeout_s:g} s ({op}); "
             "the write may still be applied"
         )
+
+    def _wake(self, engine: RaftEngine) -> None:
+        self._wake_due = False
+        engine.wake()
 
     def _settler(self, future: "asyncio.Future[Any]") -> Callable[[Any], None]:
         """A callback for the Raft tick thread that settles `future` on the event loop."""
@@ -670,6 +682,11 @@ class _Outcomes:
 def _settle(future: asyncio.Future[Any], value: object) -> None:
     if not future.done():
         future.set_result(value)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _parse_join_answer(body: bytes) -> tuple[str, list[str], list[str]]:
