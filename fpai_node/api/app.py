@@ -57,37 +57,48 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else random_hex()
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        try:
-            response = await handler(request)
-        except asyncio.CancelledError:  # the client left (handler cancellation)
-            observe_request(request, 499, started)
-            raise
-        except web.HTTPException as exc:
-            code = exc.reason.lower().replace(" ", "_")
-            response = web.json_response(
-                error_body(exc.reason, "invalid_request_error", code), status=exc.status
-            )
-        except (ApiError, InferenceError) as exc:
-            response = error_response(exc)
-            log.info("request refused", status=response.status, reason=str(exc))
-        except Exception:
-            log.exception("request failed", path=request.path)
-            response = web.json_response(
-                error_body(f"internal error (request {request_id})", "server_error", "internal"),
-                status=500,
-            )
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        observe_request(request, response.status, started)
-        log.debug(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
+    # bind and reset: structlog's bound_contextvars copies the whole context on every request
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        return await _answer(request, handler, request_id, started)
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+async def _answer(
+    request: web.Request, handler: Handler, request_id: str, started: float
+) -> web.StreamResponse:
+    """The handler's response, or its error as an OpenAI-shaped JSON answer; counted and timed."""
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:  # the client left (handler cancellation)
+        observe_request(request, 499, started)
+        raise
+    except web.HTTPException as exc:
+        code = exc.reason.lower().replace(" ", "_")
+        response = web.json_response(
+            error_body(exc.reason, "invalid_request_error", code), status=exc.status
         )
-        return response
+    except (ApiError, InferenceError) as exc:
+        response = error_response(exc)
+        log.info("request refused", status=response.status, reason=str(exc))
+    except Exception:
+        log.exception("request failed", path=request.path)
+        response = web.json_response(
+            error_body(f"internal error (request {request_id})", "server_error", "internal"),
+            status=500,
+        )
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    observe_request(request, response.status, started)
+    log.debug(
+        "request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return response
 
 
 def api_key_guard(keys: Sequence[str]) -> Middleware:

@@ -29,7 +29,7 @@ from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.client import PeerClient
 from fpai_node.registry.journal import JournalError, write_atomically
-from fpai_node.registry.raft import RaftEngine, RaftStatus, RaftTiming, TransportCounters
+from fpai_node.registry.raft import Done, RaftEngine, RaftStatus, RaftTiming, TransportCounters
 from fpai_node.registry.raft_wire import parse_raft_id, raft_id
 from fpai_node.registry.report import raft_metrics, registry_section
 from fpai_node.registry.state import (
@@ -316,14 +316,7 @@ class RegistryService(Service):
                 await asyncio.sleep(min(RETRY_S, remaining))
                 continue
             outcome: asyncio.Future[tuple[Result | None, int]] = loop.create_future()
-            settle = self._settler(outcome)
-
-            def done(
-                result: Result | None, error: int, settle: Callable[[Any], None] = settle
-            ) -> None:
-                settle((result, error))
-
-            engine.propose(command, done, wake=False)
+            engine.propose(command, self._done(outcome), wake=False)
             if not self._wake_due:  # the writes queued in this loop iteration share one wake
                 self._wake_due = True
                 loop.call_soon(self._wake, engine)
@@ -348,6 +341,12 @@ class RegistryService(Service):
     def _wake(self, engine: RaftEngine) -> None:
         self._wake_due = False
         engine.wake()
+
+    def _done(self, future: "asyncio.Future[tuple[Result | None, int]]") -> Done:
+        """A proposal's callback for the Raft tick thread: `future` gets (result, error)."""
+        outcomes = self._outcomes
+        assert outcomes is not None, "the registry service is not started"
+        return lambda result, error: outcomes.settle(future, (result, error))
 
     def _settler(self, future: "asyncio.Future[Any]") -> Callable[[Any], None]:
         """A callback for the Raft tick thread that settles `future` on the event loop."""
