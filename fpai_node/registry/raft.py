@@ -263,6 +263,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
         self._appends_answered: Counter[TlsStream] = Counter()
         self._next_upkeep = 0.0
         self._sync_obj = syncObj
+        self._frames = raft_wire.FrameEncoder()
         # A learner dials the configuration it was given as well as the one its log replays:
         # a log that is behind may not yet name the leader it needs to hear from.
         self._pinned = {m: RaftMember(m) for m in wiring.pinned if m != wiring.member}
@@ -301,7 +302,7 @@ class TlsTransport(Transport):  # type: ignore[misc]
         elif kind == "apply_command_response" and "log_idx" in message:
             self._sync_obj.note_forwarded(node, message["log_idx"])
         try:
-            frame = raft_wire.encode_message(message)
+            frame = self._frames.encode(message)
         except (ValueError, codec.EncodeError) as exc:
             self._w.log.error("raft message not sent", type=message.get("type"), error=str(exc))
             return False

@@ -163,6 +163,34 @@ def parse_hello(frame: bytes) -> tuple[str, bool]:
     return value["id"], value["learner"]
 
 
+class FrameEncoder:
+    """`encode_message` for one transport, which sends the followers of a leader's round that
+    are caught up the same `append_entries`: that one is encoded once. Log matching makes the
+    key enough: entries with the same index and term are the same entries, with the same
+    entries before them."""
+
+    def __init__(self) -> None:
+        self._last: tuple[tuple[int, ...], bytes] | None = None
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        entries = message.get("entries") if message["type"] == "append_entries" else None
+        if not entries:
+            return encode_message(message)
+        _, last_index, last_term = entries[-1]
+        key = (
+            message["term"],
+            message["commit_index"],
+            message["prevLogIdx"],
+            message["prevLogTerm"],
+            len(entries),
+            last_index,
+            last_term,
+        )
+        if self._last is None or self._last[0] != key:
+            self._last = (key, encode_message(message))
+        return self._last[1]
+
+
 def encode_message(message: Mapping[str, Any]) -> bytes:
     """RAFT-6: a pysyncobj message dict as canonical MessagePack."""
     kind = message["type"]

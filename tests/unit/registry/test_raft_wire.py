@@ -181,3 +181,25 @@ def test_only_command_bytes_travel_as_commands() -> None:
     ):
         with pytest.raises(MalformedFrame):
             raft_wire.entry_from_wire(bad)
+
+
+def test_a_round_encodes_its_append_entries_once_and_any_other_message_afresh() -> None:
+    """The transport's encoder reuses a frame only for the same append_entries: any field of
+    the key that differs (another follower's position, a new commit index, another last
+    entry) gives that message's own bytes."""
+    frames = raft_wire.FrameEncoder()
+    append = MESSAGES[3]
+    first = frames.encode(append)
+    assert frames.encode(dict(append)) is first  # the second follower of the round
+    changes: list[dict[str, Any]] = [
+        {"commit_index": 6},
+        {"prevLogIdx": 5, "entries": [(ENTRIES[0], 6, 2), *append["entries"]]},
+        {"entries": append["entries"][:-1]},
+        {"entries": [*append["entries"][:-1], (ENTRIES[3], 10, 3)]},
+        {"term": 3},
+    ]
+    for change in changes:
+        message = {**append, **change}
+        assert frames.encode(message) == raft_wire.encode_message(message) != first
+    for message in MESSAGES:
+        assert frames.encode(message) == raft_wire.encode_message(message)
