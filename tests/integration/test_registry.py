@@ -80,17 +80,25 @@ def test_leader_kill_9_elects_a_new_leader_and_a_restarted_node_catches_up(
     for i in range(5):
         survivors[i % 2].put(f"while-down-{i}", i)
     old.start()
-    wait_for(
-        lambda: (
-            {
-                k: v
-                for k, v in old.registry(stale=True)["parameters"].items()
-                if k.startswith(("while-down", "after", "before"))
-            }
-            == {"before": 1, "after": 2, **{f"while-down-{i}": i for i in range(5)}}
-        ),
-        timeout_s=20,
-    )
+    try:
+        wait_for(
+            lambda: (
+                {
+                    k: v
+                    for k, v in old.registry(stale=True)["parameters"].items()
+                    if k.startswith(("while-down", "after", "before"))
+                }
+                == {"before": 1, "after": 2, **{f"while-down-{i}": i for i in range(5)}}
+            ),
+            timeout_s=20,
+        )
+    except AssertionError as exc:
+        # Failed once in about 40 fresh-clone runs and once in about 40 runs of the same steps
+        # alone, always caught up within 2 s otherwise: keep what the next failure shows.
+        raise AssertionError(
+            f"{exc}; the restarted node: {old.status()['registry']}; the leader: "
+            f"{new.status()['registry']}; the restarted node's log:\n{old.log()[-6000:]}"
+        ) from None
     assert old.status()["registry"]["role"] == "voter"
 
 
