@@ -1,12 +1,12 @@
 """`init`, `id`, `start` and `status`: the commands that create and run one node."""
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
 import typer
-import uvloop
 
 from fpai_node.chain import operator_key as operator_keys
 from fpai_node.cli.client import NodeClient
@@ -238,9 +238,7 @@ def start(
         structlog.get_logger("fpai.cli").info(
             "home initialised", home=str(target.root), node_id=key.node_id
         )
-    # libuv's event loop: the registry's leader answers about 4% more writes a second on it
-    # than on asyncio's own (benchmarks/registry_vs_etcd.py), for no change in behaviour
-    uvloop.run(serve(settings, key))
+    asyncio.run(serve(settings, key))
 
 
 def _flags(

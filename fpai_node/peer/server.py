@@ -12,7 +12,6 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
 
 import structlog
 from aiohttp import web
@@ -208,8 +207,7 @@ class _TlsAccept(asyncio.Protocol):
         self._lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a TCP transport: asyncio's subclasses asyncio.Transport, uvloop's does not
-        transport = cast(asyncio.Transport, transport)
+        assert isinstance(transport, asyncio.Transport)
         remote = transport.get_extra_info("peername") or ("", 0)
         refusal = self._server.admits_connection(self._web_server, self, remote)
         if refusal is not None:
