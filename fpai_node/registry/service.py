@@ -344,9 +344,8 @@ class RegistryService(Service):
 
     def _done(self, future: "asyncio.Future[tuple[Result | None, int]]") -> Done:
         """A proposal's callback for the Raft tick thread: `future` gets (result, error)."""
-        outcomes = self._outcomes
-        assert outcomes is not None, "the registry service is not started"
-        return lambda result, error: outcomes.settle(future, (result, error))
+        settle = self._settler(future)
+        return lambda result, error: settle((result, error))
 
     def _settler(self, future: "asyncio.Future[Any]") -> Callable[[Any], None]:
         """A callback for the Raft tick thread that settles `future` on the event loop."""

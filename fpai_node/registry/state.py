@@ -248,8 +248,8 @@ def _counted(state: RegistryState) -> RegistryState:
 def _remembered(before: RegistryState, after: RegistryState, key: bytes, at: int) -> RegistryState:
     """`after`'s tables, one command past `before`, with (key, at) remembered (REG-4): ids are
     kept for DEDUP_RETENTION_MS of command time, forgotten by the command's own timestamp so
-    that every replica forgets the same ids at the same index. One construction per command:
-    `dataclasses.replace` costs about 5 µs a call on the path of every write."""
+    that every replica forgets the same ids at the same index. One construction per command,
+    where three `dataclasses.replace` calls were a third of apply's time under cProfile."""
     applied = before.applied.remember(key, at, at - DEDUP_RETENTION_MS)
     return RegistryState(
         after.members, after.services, after.models, after.parameters, applied, before.index + 1
