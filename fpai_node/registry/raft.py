@@ -1037,7 +1037,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         target = self._snapshot_path
         writing = target.with_name(target.name + ".writing")
         try:
-            data = codec.encode({**value, "state": state.to_value()})
+            fields = {name: codec.encode(field) for name, field in value.items()}
+            data = codec.encode_map({**fields, "state": state.encode()})
             with open(writing, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -87,7 +87,21 @@ class RegistryState:
     def to_value(self) -> codec.Value:
         """The canonical snapshot (REG-11): equal states have equal bytes on every replica."""
         return {
-            "applied": [[k, at] for k, at in sorted(self.applied.pairs())],  # by id, then at
+            "applied": [[k, at] for k, at in self.applied.sorted_pairs()],
+            **self._tables(),
+        }
+
+    def encode(self) -> bytes:
+        """`codec.encode(self.to_value())`, with the idempotency window packed by msgpack in C:
+        its pairs are canonical as they are (ids are bytes, `at` a uint64: REG-1), and walking
+        each one in `codec.encode` took 5.6 us a pair, with the GIL held (1.1 s for 200,000)."""
+        fields = {name: codec.encode(value) for name, value in self._tables().items()}
+        return codec.encode_map(
+            {"applied": codec.pack_ordered(self.applied.sorted_pairs()), **fields}
+        )
+
+    def _tables(self) -> dict[str, codec.Value]:
+        return {
             "index": self.index,
             "members": {
                 n: {

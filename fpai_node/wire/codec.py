@@ -6,7 +6,7 @@ types, bounded nesting. `decode` accepts only bytes that `encode` would produce,
 over bytes and a signature over a value can never disagree.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 import msgpack
@@ -29,10 +29,24 @@ def encode(value: Value) -> bytes:
     return msgpack.packb(_canonical(value, 0), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def pack_ordered(value: Value) -> bytes:
+def pack_ordered(value: object) -> bytes:
     """Pack a value the caller built canonical already (sorted keys, allowed types only): the
     fast path for fixed-shape messages. Anything built from outside input goes through `encode`."""
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encode_map(fields: Mapping[str, bytes]) -> bytes:
+    """The canonical encoding of a map whose values the caller has encoded already, each
+    canonically: the same bytes as `encode` of the map of decoded values. For a large value
+    built canonical by construction and packed at C speed (`pack_ordered`)."""
+    n = len(fields)
+    if n < 16:
+        head = bytes([0x80 | n])
+    elif n < 1 << 16:
+        head = b"\xde" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdf" + n.to_bytes(4, "big")
+    return head + b"".join(encode(key) + fields[key] for key in sorted(fields))
 
 
 def _canonical(value: Any, depth: int) -> Any:

@@ -25,5 +25,6 @@ def test_the_window_matches_a_flat_table(commands: list[tuple[bytes, int]]) -> N
         flat = {(k, t) for k, t in flat if t >= horizon} | {(key, at)}
         window = window.remember(key, at, horizon)
         assert set(window.pairs()) == flat and len(window) == len(flat)
+        assert window.sorted_pairs() == sorted(flat)  # REG-11: by id, then at
         assert window.oldest == min((t for _, t in flat), default=None)
     assert DedupWindow.of(flat) == window

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fpai_node.wire.codec import MAX_DEPTH, EncodeError, decode, encode
+from fpai_node.wire.codec import MAX_DEPTH, EncodeError, decode, encode, encode_map
 from fpai_node.wire.errors import MalformedFrame, WireError
 
 INT_MIN = -(2**63)
@@ -319,6 +319,20 @@ def test_encoding_of_a_map_does_not_depend_on_insertion_order(
     items = list(mapping.items())
     rnd.shuffle(items)  # type: ignore[attr-defined]
     assert encode(dict(items)) == encode(mapping)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), values, max_size=20))
+def test_a_map_of_encoded_values_encodes_as_the_map_of_values(mapping: dict[str, object]) -> None:
+    fields = {key: encode(value) for key, value in mapping.items()}  # type: ignore[arg-type]
+    assert encode_map(fields) == encode(mapping)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [15, 16, 65_535, 65_536])
+def test_encode_map_uses_each_header_at_its_size(size: int) -> None:
+    """fixmap up to 15 entries, map16 up to 65,535, then map32 (CANON-1: the shortest)."""
+    mapping = {f"k{i}": i for i in range(size)}
+    assert encode_map({key: encode(value) for key, value in mapping.items()}) == encode(mapping)
 
 
 @settings(max_examples=500, deadline=None)
