@@ -34,7 +34,7 @@ from typing import Any
 import pysyncobj.serializer
 import pysyncobj.syncobj
 import structlog
-from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.journal import MemoryJournal
 from pysyncobj.node import Node
@@ -657,7 +657,7 @@ class _CoalescedWake:
 
 
 class _Replica(SyncObj):  # type: ignore[misc]
-    """The registry state, changed only by `_apply` of committed entries, in log order.
+    """The registry state, changed only by applying committed entries, in log order.
 
     Group commit (RAFT-13, the Raft thesis section 10.2.1): the journal writes entries as they
     come and syncs them in batches. The leader appends every queued command, sends them to its
@@ -985,23 +985,13 @@ class _Replica(SyncObj):  # type: ignore[misc]
             return None
         return {**message, "prevLogIdx": idx, "prevLogTerm": term, "entries": entries[have:]}
 
-    @replicated  # type: ignore[untyped-decorator]
-    def _apply(self, command: bytes) -> Result:
-        applied = apply(self.registry, command)
-        self.registry = applied.state
-        return applied.result
-
     def _SyncObj__doApplyCommand(self, entry: bytes) -> Any:
-        """pysyncobj's apply of a committed entry, without unpickling a registry command: the
-        entry's wire form, kept since this node built or received it, holds the command, so
-        the restricted unpickle and pysyncobj's call dispatch run only for other entries."""
+        """pysyncobj's apply of a committed entry: a registry command (`command_entry`) is
+        applied here; pysyncobj's own entries (no-ops, membership changes) go to pysyncobj."""
         if entry[:1] == raft_wire.COMMAND_KIND:
-            try:
-                kind, command = raft_wire.entry_to_wire(entry)
-            except ValueError:
-                kind = ""
-            if kind == "command":
-                return self._apply(command, _doApply=True)
+            applied = apply(self.registry, entry[1:])
+            self.registry = applied.state
+            return applied.result
         return SyncObj._SyncObj__doApplyCommand(self, entry)
 
     def _save_snapshot(self, path: str, data: tuple[Any, Any, Iterable[Node | None]]) -> None:
@@ -1176,7 +1166,6 @@ class RaftEngine:
         or has failed. With `wake` False the tick thread is not woken: the caller calls `wake`
         once after queueing several (a pipe write per command is a system call, and on the
         event loop each one hands the GIL to the tick thread in the middle of a request)."""
-        # the entry bytes pysyncobj's `@replicated` wrapper would build, without its dispatch
         entry = raft_wire.command_entry(command)
         if wake:
             self._replica._applyCommand(entry, done)

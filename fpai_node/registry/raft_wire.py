@@ -1,10 +1,12 @@
 """Raft messages on the wire (specs/0005-registry.md, RAFT-1..RAFT-9). Pure: no I/O.
 
-pysyncobj hands its transport Python dicts whose log entries are `type byte + pickle`. This
-module maps each dict to a canonical MessagePack map with a fixed schema and back, and maps each
-entry to `[index, term, kind, data]` where `data` is registry command bytes (REG-1) or a Raft
-member id. The receiving side rebuilds pysyncobj's entry bytes itself from validated fields, so
-no byte from the network is ever unpickled; anything outside the schema is `MalformedFrame`.
+pysyncobj hands its transport Python dicts whose log entries are a type byte and data: a
+registry command's bytes (REG-1) for ours (`command_entry`), a pickle for pysyncobj's own
+membership changes. This module maps each dict to a canonical MessagePack map with a fixed
+schema and back, and maps each entry to `[index, term, kind, data]` where `data` is registry
+command bytes or a Raft member id. The receiving side rebuilds the entry bytes itself from
+validated fields, so no byte from the network is ever unpickled; anything outside the schema is
+`MalformedFrame`.
 """
 
 from collections.abc import Callable, Mapping
@@ -30,17 +32,10 @@ MAX_TERM_STEP = 1 << 24
 # one raise of MAX_TERM_STEP per half second a liar needs 8 years to reach MAX_TERM.
 TERM_RAISE_INTERVAL_S = 0.5
 _REGULAR, _NO_OP, _MEMBERSHIP = 0, 1, 2
-APPLY_FUNCTION_ID = 0  # pysyncobj numbers replicated methods; ours has exactly one
 COMMAND_KIND = bytes([_REGULAR])  # the first byte of a command entry
 NO_OP_ENTRY = bytes([_NO_OP])
 FAIL_REASONS = range(8)  # pysyncobj.FAIL_REASON values
 LEARNER_WIRE_TYPES = frozenset({"apply_command", "next_index"})  # RAFT-8: all a learner sends
-# The leader turns each entry into its wire form three times (its journal and one message per
-# follower), and pysyncobj's entry bytes hold a pickle: the forms of recent entries are kept.
-# Entries are immutable bytes, and every form here was computed or validated by this module.
-WIRE_FORMS_KEPT = 4096  # far more than one batch; cleared whole when full
-WIRE_FORM_MAX_BYTES = 1024  # registry writes are far smaller; at most 8 MiB kept in all
-_wire_forms: dict[bytes, tuple[str, codec.Value]] = {}
 
 
 def raft_id(node_id: str, address: str) -> str:
@@ -66,8 +61,10 @@ def parse_raft_id(value: object) -> tuple[str, str]:
 
 
 def command_entry(command: bytes) -> bytes:
-    """pysyncobj's bytes for a call of our one replicated method with `command`."""
-    return COMMAND_KIND + safe_pickle.dumps((APPLY_FUNCTION_ID, (command,)))
+    """The entry bytes of a registry command: its kind byte, then the command. pysyncobj's
+    `@replicated` would pickle a method call instead; the engine applies these entries itself
+    (`_Replica._SyncObj__doApplyCommand`), so no pickle is built or read for a command."""
+    return COMMAND_KIND + command
 
 
 def membership_entry(change: str, member: str) -> bytes:
@@ -77,41 +74,16 @@ def membership_entry(change: str, member: str) -> bytes:
 
 
 def entry_to_wire(entry: bytes) -> list[codec.Value]:
-    """RAFT-5: `[kind, data]` for pysyncobj entry bytes that this node produced itself."""
-    form = _wire_forms.get(entry)
-    if form is None:
-        form = _remember(entry, _entry_to_wire(entry))
-    return [*form]
-
-
-def _remember(entry: bytes, form: tuple[str, codec.Value]) -> tuple[str, codec.Value]:
-    if len(entry) > WIRE_FORM_MAX_BYTES:
-        return form  # a few large entries would hold hundreds of MiB
-    if len(_wire_forms) >= WIRE_FORMS_KEPT:
-        _wire_forms.clear()
-    _wire_forms[entry] = form
-    return form
-
-
-def _entry_to_wire(entry: bytes) -> tuple[str, codec.Value]:
+    """RAFT-5: `[kind, data]` for entry bytes that this node produced itself."""
     kind = entry[:1]
-    if entry == NO_OP_ENTRY:
-        return ("noop", None)
     if kind == COMMAND_KIND:
-        call = safe_pickle.loads(entry[1:])
-        if (
-            isinstance(call, tuple)
-            and len(call) == 2
-            and call[0] == APPLY_FUNCTION_ID
-            and isinstance(call[1], tuple)
-            and len(call[1]) == 1
-            and isinstance(call[1][0], bytes)
-        ):
-            return ("command", call[1][0])
+        return ["command", entry[1:]]
+    if entry == NO_OP_ENTRY:
+        return ["noop", None]
     if kind == bytes([_MEMBERSHIP]):
         change = safe_pickle.loads(entry[1:])
         if isinstance(change, list) and len(change) == 2 and change[0] in ("add", "rem"):
-            return ("add" if change[0] == "add" else "remove", change[1])
+            return ["add" if change[0] == "add" else "remove", change[1]]
     raise ValueError(f"not an entry this node can send: {entry[:16]!r}")
 
 
@@ -125,9 +97,7 @@ def entry_from_wire(value: object) -> bytes:
     if kind == "command" and isinstance(data, bytes):
         if len(data) > MAX_COMMAND_BYTES:
             raise MalformedFrame("oversized command")
-        entry = command_entry(data)
-        _remember(entry, ("command", data))  # the journal asks for it next
-        return entry
+        return command_entry(data)
     if kind in ("add", "remove"):
         parse_raft_id(data)
         return membership_entry("add" if kind == "add" else "rem", data)

@@ -3,7 +3,7 @@ hand: a replica with a recording transport, ticked explicitly, no sockets and no
 
 from typing import Any
 
-from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
@@ -40,9 +40,12 @@ class Replica(SyncObj):  # type: ignore[misc]
         conf = SyncObjConf(autoTick=False, dynamicMembershipChange=True)
         super().__init__(Node("me:1"), [LEADER, OTHER], conf=conf, transportClass=Recorder)
 
-    @replicated  # type: ignore[untyped-decorator]
-    def _apply(self, command: bytes) -> None:
-        self.applied.append(command)
+    def _SyncObj__doApplyCommand(self, entry: bytes) -> Any:
+        """A registry command (raft_wire.command_entry) is recorded, as raft.py would apply it."""
+        if entry[:1] == raft_wire.COMMAND_KIND:
+            self.applied.append(entry[1:])
+            return None
+        return SyncObj._SyncObj__doApplyCommand(self, entry)
 
     @property
     def log(self) -> list[tuple[bytes, int, int]]:

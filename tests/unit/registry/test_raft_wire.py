@@ -79,9 +79,18 @@ def test_entries_are_rebuilt_byte_for_byte() -> None:
 
 def test_an_entry_this_node_did_not_make_is_not_sent() -> None:
     with pytest.raises(ValueError, match="not an entry"):
-        raft_wire.entry_to_wire(b"\x00" + pickle.dumps(("a", "tuple", "of", "strings"), 2))
-    with pytest.raises(ValueError, match="not an entry"):
         raft_wire.entry_to_wire(b"\x03" + pickle.dumps(1, 2))  # pysyncobj's code version
+    with pytest.raises(ValueError, match="not an entry"):
+        raft_wire.entry_to_wire(b"\x02" + pickle.dumps(("a", "tuple"), 2))  # not a change
+
+
+def test_a_command_entry_is_its_kind_byte_and_the_command() -> None:
+    """No pickle for a registry command: its entry is the command behind one kind byte."""
+    command = encode_command("param.set", {"key": "k", "value": 1}, key=b"i" * 16, by=NODE, at_ms=1)
+    entry = raft_wire.command_entry(command)
+    assert entry == b"\x00" + command
+    assert raft_wire.entry_to_wire(entry) == ["command", command]
+    assert raft_wire.entry_from_wire(["command", command]) == entry
 
 
 def test_the_author_of_a_command_is_its_by() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fpai_node.registry import safe_pickle
-from fpai_node.registry.raft_wire import command_entry
+from fpai_node.registry.raft_wire import membership_entry
 
 
 class RunsCode:
@@ -19,7 +19,7 @@ class RunsCode:
 
 
 def test_the_entries_pysyncobj_writes_load() -> None:
-    assert safe_pickle.loads(command_entry(b"\x00\xffcmd")[1:]) == (0, (b"\x00\xffcmd",))
+    assert safe_pickle.loads(membership_entry("add", "m@h:1")[1:]) == ["add", "m@h:1"]
     assert safe_pickle.loads(safe_pickle.dumps(["add", "member"])) == ["add", "member"]
     meta = {"currentTerm": 3, "votedForNodeId": None, "raftCommitIndex": 5}
     assert safe_pickle.loads(safe_pickle.dumps(meta)) == meta
