@@ -35,6 +35,12 @@ def pack_ordered(value: object) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def canonical(value: Value, depth: int = 0) -> Value:
+    """`value` as `encode` packs it (maps in key order), checked as `encode` checks it, for a
+    value nested `depth` deep in one the caller packs with `pack_ordered`."""
+    return _canonical(value, depth)  # type: ignore[no-any-return]
+
+
 def encode_map(fields: Mapping[str, bytes]) -> bytes:
     """The canonical encoding of a map whose values the caller has encoded already, each
     canonically: the same bytes as `encode` of the map of decoded values. For a large value

@@ -221,6 +221,37 @@ def test_replicas_applying_the_same_log_have_byte_identical_snapshots(ops: list[
     assert first.encode() == codec.encode(first.to_value())  # the snapshot writer's fast path
 
 
+_arg_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=8)
+    | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=6), _arg_values, max_size=4),
+    st.integers(-(2**63), 2**64 - 1),
+)
+def test_a_command_is_encoded_as_the_canonical_map_of_its_fields(
+    args: dict[str, Any], at: int
+) -> None:
+    """REG-1: `encode_command` walks only `args`; its bytes are `codec.encode` of the map."""
+    fields = {"args": args, "at": at, "by": A, "id": bytes(16), "op": "param.set"}
+    expected = codec.encode(fields)
+    assert encode_command("param.set", args, key=bytes(16), by=A, at_ms=at) == expected
+
+
+@pytest.mark.parametrize("at", [2**64, -(2**63) - 1, 1.0, True])
+def test_a_command_without_a_canonical_encoding_is_refused(at: Any) -> None:
+    with pytest.raises(codec.EncodeError):
+        encode_command("param.set", {"key": "k", "value": 1}, key=bytes(16), by=A, at_ms=at)
+
+
 def test_the_fast_encoding_of_a_state_is_its_canonical_encoding() -> None:
     """`encode` packs the idempotency window without `codec.encode`'s walk: the bytes are the
     same, ids held at several `at` included (sorted by id, then at: REG-11)."""
