@@ -267,6 +267,26 @@ def _counted(state: RegistryState) -> RegistryState:
     )
 
 
+def _with(
+    s: RegistryState,
+    *,
+    members: Mapping[str, Member] | None = None,
+    services: Mapping[str, Service] | None = None,
+    models: Mapping[str, frozenset[str]] | None = None,
+    parameters: Mapping[str, codec.Value] | None = None,
+) -> RegistryState:
+    """`s` with some tables replaced: `dataclasses.replace` without its field-by-field checks,
+    which took 3.7 of the 21 us of applying a param.set (on every replica, for every write)."""
+    return RegistryState(
+        s.members if members is None else members,
+        s.services if services is None else services,
+        s.models if models is None else models,
+        s.parameters if parameters is None else parameters,
+        s.applied,
+        s.index,
+    )
+
+
 def _remembered(before: RegistryState, after: RegistryState, key: bytes, at: int) -> RegistryState:
     """`after`'s tables, one command past `before`, with (key, at) remembered (REG-4): ids are
     kept for DEDUP_RETENTION_MS of command time, forgotten by the command's own timestamp so
@@ -390,7 +410,7 @@ def _member_add(s: RegistryState, args: dict[str, codec.Value], by: str, at: int
     if node in s.members:
         raise _Invalid("already_member")
     member = Member(role, _address(args, "peer"), _address(args, "api"), _address(args, "raft"), at)
-    return replace(s, members=_frozen({**s.members, node: member}))
+    return _with(s, members=_frozen({**s.members, node: member}))
 
 
 def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
@@ -414,7 +434,7 @@ def _member_join(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     else:
         role = "learner" if s.voters() else "voter"
         member = Member(role, peer, api, raft, at, "" if by == node else by)
-    return replace(s, members=_frozen({**s.members, node: member}))
+    return _with(s, members=_frozen({**s.members, node: member}))
 
 
 def _without(s: RegistryState, nodes: list[str]) -> RegistryState:
@@ -424,7 +444,7 @@ def _without(s: RegistryState, nodes: list[str]) -> RegistryState:
     gone = frozenset(nodes)
     members = {n: m for n, m in s.members.items() if n not in gone}
     models = {m: held - gone for m, held in s.models.items() if held - gone}
-    return replace(s, members=_frozen(members), models=_frozen(models))
+    return _with(s, members=_frozen(members), models=_frozen(models))
 
 
 def _member_remove(
@@ -445,7 +465,7 @@ def _member_role(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     if node not in s.members:
         raise _Invalid("not_member")
     member = replace(s.members[node], role=role)
-    return replace(s, members=_frozen({**s.members, node: member}))
+    return _with(s, members=_frozen({**s.members, node: member}))
 
 
 def _service_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
@@ -457,7 +477,7 @@ def _service_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     ):
         raise _Invalid("bad_endpoints")
     service = Service(tuple(endpoints), health)  # type: ignore[arg-type]
-    return replace(s, services=_frozen({**s.services, name: service}))
+    return _with(s, services=_frozen({**s.services, name: service}))
 
 
 def _service_remove(
@@ -467,7 +487,7 @@ def _service_remove(
     name = _text(args, "name")
     if name not in s.services:
         raise _Invalid("no_such_service")
-    return replace(s, services=_frozen({k: v for k, v in s.services.items() if k != name}))
+    return _with(s, services=_frozen({k: v for k, v in s.services.items() if k != name}))
 
 
 def _model_serve(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
@@ -476,7 +496,7 @@ def _model_serve(s: RegistryState, args: dict[str, codec.Value], by: str, at: in
     if node not in s.members:
         raise _Invalid("not_member")
     nodes = s.models.get(model, frozenset()) | {node}
-    return replace(s, models=_frozen({**s.models, model: nodes}))
+    return _with(s, models=_frozen({**s.models, model: nodes}))
 
 
 def _model_unserve(
@@ -488,13 +508,13 @@ def _model_unserve(
     models = {k: v for k, v in s.models.items() if k != model}
     if remaining:
         models[model] = remaining
-    return replace(s, models=_frozen(models))
+    return _with(s, models=_frozen(models))
 
 
 def _param_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
     _exact(args, "key", "value")
     key = _text(args, "key")
-    return replace(s, parameters=_frozen({**s.parameters, key: args["value"]}))
+    return _with(s, parameters=_frozen({**s.parameters, key: args["value"]}))
 
 
 def _param_delete(
@@ -504,7 +524,7 @@ def _param_delete(
     key = _text(args, "key")
     if key not in s.parameters:
         raise _Invalid("no_such_parameter")
-    return replace(s, parameters=_frozen({k: v for k, v in s.parameters.items() if k != key}))
+    return _with(s, parameters=_frozen({k: v for k, v in s.parameters.items() if k != key}))
 
 
 _OPS = {
