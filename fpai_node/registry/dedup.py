@@ -10,6 +10,11 @@ same command bytes, hence the same `at`, so a lookup goes straight to one millis
 
 Forgetting is exact (REG-4): every pair whose `at` is before the horizon goes, so every replica
 holds the same pairs after the same command.
+
+A millisecond's ids are one `bytes` object, the sorted ids concatenated (each is ID_BYTES long),
+not a frozenset: bytes hold no references, so the garbage collector does not track them. With
+frozensets a window held 2.5 times as many tracked objects (83,828 against 33,827 for 200,000
+ids over 50,000 milliseconds), and each full collection walks every one of them.
 """
 
 from collections.abc import Iterable, Iterator
@@ -19,8 +24,9 @@ from operator import itemgetter
 from immutables import Map
 
 _AT = _ID = itemgetter(0)  # of an (at, ids) item and of an (id, at) pair
-Ids = frozenset[bytes]  # the ids applied at one millisecond: a handful even at 10,000 writes/s
-_NONE: Ids = frozenset()
+ID_BYTES = 16  # REG-1: every idempotency key has this length (checked before it gets here)
+Ids = bytes  # the sorted ids applied at one millisecond: a handful even at 10,000 writes/s
+_NONE: Ids = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,37 +36,44 @@ class DedupWindow:
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[bytes, int]]) -> "DedupWindow":
+        """The window holding `pairs`, whose ids are ID_BYTES long."""
         by_at: dict[int, set[bytes]] = {}
         for key, at in pairs:
             by_at.setdefault(at, set()).add(key)
-        return cls(Map({at: frozenset(ids) for at, ids in by_at.items()}), min(by_at, default=None))
+        window = Map({at: b"".join(sorted(ids)) for at, ids in by_at.items()})
+        return cls(window, min(by_at, default=None))
 
     def holds(self, key: bytes, at: int) -> bool:
-        return key in self.by_at.get(at, _NONE)
+        return _holds(self.by_at.get(at, _NONE), key)
 
     def remember(self, key: bytes, at: int, horizon: int) -> "DedupWindow":
-        """Forget every id whose `at` is before `horizon`, then remember (key, at)."""
+        """Forget every id whose `at` is before `horizon`, then remember (key, at); `key` is
+        ID_BYTES long."""
         by_at, oldest = self.by_at, self.oldest
         if oldest is not None and oldest < horizon:
             by_at, oldest = _forget_before(by_at, oldest, horizon)
-        by_at = by_at.set(at, by_at.get(at, _NONE) | {key})
+        ids = by_at.get(at, _NONE)
+        if not _holds(ids, key):
+            by_at = by_at.set(at, b"".join(sorted([*_split(ids), key])))
         return DedupWindow(by_at, at if oldest is None else min(oldest, at))
 
     def pairs(self) -> Iterator[tuple[bytes, int]]:
         for at, ids in self.by_at.items():
-            for key in ids:
+            for key in _split(ids):
                 yield key, at
 
     def sorted_pairs(self) -> list[tuple[bytes, int]]:
         """Every (id, at) by id, then at (REG-11): the pairs in `at` order, then a stable sort
         by id alone, which is 3 times faster than sorting the pairs as tuples (measured: 99
         against 289 ms for 200,000; a snapshot of a busy registry holds millions)."""
-        pairs = [(key, at) for at, ids in sorted(self.by_at.items(), key=_AT) for key in ids]
+        pairs = [
+            (key, at) for at, ids in sorted(self.by_at.items(), key=_AT) for key in _split(ids)
+        ]
         pairs.sort(key=_ID)
         return pairs
 
     def __len__(self) -> int:
-        return sum(len(ids) for ids in self.by_at.values())
+        return sum(len(ids) for ids in self.by_at.values()) // ID_BYTES
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DedupWindow):
@@ -68,6 +81,18 @@ class DedupWindow:
         return self.by_at == other.by_at
 
     __hash__ = None  # type: ignore[assignment]  # a window is a value, compared whole
+
+
+def _split(ids: Ids) -> list[bytes]:
+    return [ids[i : i + ID_BYTES] for i in range(0, len(ids), ID_BYTES)]
+
+
+def _holds(ids: Ids, key: bytes) -> bool:
+    """`key` is one of `ids`: found where an id starts, not across two."""
+    at = ids.find(key)
+    while at > 0 and at % ID_BYTES:
+        at = ids.find(key, at + 1)
+    return at >= 0
 
 
 def _forget_before(

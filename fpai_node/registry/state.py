@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 from fpai_node.hostport import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
-from fpai_node.registry.dedup import DedupWindow
+from fpai_node.registry.dedup import ID_BYTES, DedupWindow
 from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
-IDEMPOTENCY_KEY_BYTES = 16
+IDEMPOTENCY_KEY_BYTES = ID_BYTES  # REG-1: 16 bytes
 DEDUP_RETENTION_MS = 3_600_000  # REG-4: retries come within seconds; an hour is far beyond
 VOTERS_PARAMETER = "registry.voters"
 ELECTORS_PARAMETER = "registry.electors"  # REG-13: who may hold a voter seat (unset: anyone)
