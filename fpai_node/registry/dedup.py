@@ -19,11 +19,11 @@ ids over 50,000 milliseconds), and each full collection walks every one of them.
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from immutables import Map
 
-_AT = _ID = itemgetter(0)  # of an (at, ids) item and of an (id, at) pair
+from fpai_node.wire import codec
+
 ID_BYTES = 16  # REG-1: every idempotency key has this length (checked before it gets here)
 Ids = bytes  # the sorted ids applied at one millisecond: a handful even at 10,000 writes/s
 _NONE: Ids = b""
@@ -63,14 +63,33 @@ class DedupWindow:
                 yield key, at
 
     def sorted_pairs(self) -> list[tuple[bytes, int]]:
-        """Every (id, at) by id, then at (REG-11): the pairs in `at` order, then a stable sort
-        by id alone, which is 3 times faster than sorting the pairs as tuples (measured: 99
-        against 289 ms for 200,000; a snapshot of a busy registry holds millions)."""
-        pairs = [
-            (key, at) for at, ids in sorted(self.by_at.items(), key=_AT) for key in _split(ids)
-        ]
-        pairs.sort(key=_ID)
-        return pairs
+        """Every (id, at) by id, then at (REG-11)."""
+        return [pair for run in self._runs() for pair in run]
+
+    def packed(self) -> bytes:
+        """The canonical encoding of `[[id, at], ...]` by id, then at (REG-11), as a snapshot
+        holds it: the pairs are canonical as they are, so msgpack packs them directly, a run
+        (`_runs`) per call."""
+        parts = [codec.array_header(len(self))]
+        for run in self._runs():
+            parts.append(codec.pack_ordered(run)[len(codec.array_header(len(run))) :])
+        return b"".join(parts)
+
+    def _runs(self) -> list[list[tuple[bytes, int]]]:
+        """The pairs in 256 runs by the first byte of their id, each sorted by id, then at:
+        one after the other, every pair by id, then at. Ids are random (REG-1), so the runs are
+        even, and each is sorted or packed in one short C call. The snapshot writer runs beside
+        the event loop and Raft's thread; one sort of the whole window held the GIL for all of
+        it. Measured with a thread beside it that sleeps 0.5 ms in a loop: for 200,000 pairs
+        the longest wait went from 89 to 31 ms, for 1,000,000 from 588 to 173 ms; the whole
+        encoding takes about as long as before (0.3 s and 2 s)."""
+        runs: list[list[tuple[bytes, int]]] = [[] for _ in range(256)]
+        for at, ids in self.by_at.items():
+            for key in _split(ids):
+                runs[key[0]].append((key, at))
+        for run in runs:
+            run.sort()
+        return runs
 
     def __len__(self) -> int:
         return sum(len(ids) for ids in self.by_at.values()) // ID_BYTES

@@ -45,14 +45,21 @@ def encode_map(fields: Mapping[str, bytes]) -> bytes:
     """The canonical encoding of a map whose values the caller has encoded already, each
     canonically: the same bytes as `encode` of the map of decoded values. For a large value
     built canonical by construction and packed at C speed (`pack_ordered`)."""
-    n = len(fields)
-    if n < 16:
-        head = bytes([0x80 | n])
-    elif n < 1 << 16:
-        head = b"\xde" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdf" + n.to_bytes(4, "big")
+    head = _header(len(fields), 0x80, b"\xde", b"\xdf")
     return head + b"".join(encode(key) + fields[key] for key in sorted(fields))
+
+
+def array_header(n: int) -> bytes:
+    """The shortest header of an array of `n` items (CANON-1): what precedes their encodings."""
+    return _header(n, 0x90, b"\xdc", b"\xdd")
+
+
+def _header(n: int, fix: int, marker16: bytes, marker32: bytes) -> bytes:
+    if n < 16:
+        return bytes([fix | n])
+    if n < 1 << 16:
+        return marker16 + n.to_bytes(2, "big")
+    return marker32 + n.to_bytes(4, "big")
 
 
 def _canonical(value: Any, depth: int) -> Any:

@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fpai_node.wire.codec import MAX_DEPTH, EncodeError, decode, encode, encode_map
+from fpai_node.wire.codec import (
+    MAX_DEPTH,
+    EncodeError,
+    array_header,
+    decode,
+    encode,
+    encode_map,
+)
 from fpai_node.wire.errors import MalformedFrame, WireError
 
 INT_MIN = -(2**63)
@@ -333,6 +340,11 @@ def test_encode_map_uses_each_header_at_its_size(size: int) -> None:
     """fixmap up to 15 entries, map16 up to 65,535, then map32 (CANON-1: the shortest)."""
     mapping = {f"k{i}": i for i in range(size)}
     assert encode_map({key: encode(value) for key, value in mapping.items()}) == encode(mapping)
+
+
+@pytest.mark.parametrize("size", [0, 15, 16, 65_535, 65_536])
+def test_array_header_is_the_shortest_at_each_size(size: int) -> None:
+    assert array_header(size) + b"\xc0" * size == encode([None] * size)
 
 
 @settings(max_examples=500, deadline=None)
