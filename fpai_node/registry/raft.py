@@ -1027,8 +1027,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         target = self._snapshot_path
         writing = target.with_name(target.name + ".writing")
         try:
-            fields = {name: codec.encode(field) for name, field in value.items()}
-            data = codec.encode_map({**fields, "state": state.encode()})
+            fields = {name: codec.encode(field, 1) for name, field in value.items()}
+            data = codec.encode_map({**fields, "state": state.encode(depth=1)})
             with open(writing, "wb") as f:
                 f.write(data)
                 f.flush()

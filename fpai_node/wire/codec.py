@@ -24,9 +24,10 @@ class EncodeError(ValueError):
     """The value has no canonical encoding (a float, a non-string key, an unsupported type)."""
 
 
-def encode(value: Value) -> bytes:
-    """The canonical encoding of `value` (tuples are encoded as arrays)."""
-    return msgpack.packb(_canonical(value, 0), use_bin_type=True)  # type: ignore[no-any-return]
+def encode(value: Value, depth: int = 0) -> bytes:
+    """The canonical encoding of `value` (tuples are encoded as arrays); `depth`: how deep it
+    sits in a value encoded in parts (`encode_map`), as CANON-6 counts nesting from the top."""
+    return msgpack.packb(_canonical(value, depth), use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def pack_ordered(value: object) -> bytes:
@@ -43,8 +44,9 @@ def canonical(value: Value, depth: int = 0) -> Value:
 
 def encode_map(fields: Mapping[str, bytes]) -> bytes:
     """The canonical encoding of a map whose values the caller has encoded already, each
-    canonically: the same bytes as `encode` of the map of decoded values. For a large value
-    built canonical by construction and packed at C speed (`pack_ordered`)."""
+    canonically and at its depth (`encode(value, depth + 1)` for a map at `depth`): the same
+    bytes as `encode` of the map of decoded values. For a large value built canonical by
+    construction and packed at C speed (`pack_ordered`)."""
     head = _header(len(fields), 0x80, b"\xde", b"\xdf")
     return head + b"".join(encode(key) + fields[key] for key in sorted(fields))
 

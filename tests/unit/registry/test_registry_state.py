@@ -252,6 +252,31 @@ def test_a_command_without_a_canonical_encoding_is_refused(at: Any) -> None:
         encode_command("param.set", {"key": "k", "value": 1}, key=bytes(16), by=A, at_ms=at)
 
 
+@pytest.mark.parametrize("nesting", [28, 29, 30])
+def test_the_fast_encoding_refuses_what_the_canonical_one_refuses(nesting: int) -> None:
+    """A value nested deep in a parameter: in a snapshot (the state one level down) it may pass
+    the depth limit (CANON-6) that the command carrying it did not; both encodings agree on
+    it, at the state's own depth and inside a snapshot."""
+    value: Any = 1
+    for _ in range(nesting):
+        value = [value]
+    state, results = run(command("param.set", 2, key="deep", value=value))
+    assert results == ["ok"]
+    for depth in (0, 1):
+        try:
+            expected: bytes | None = codec.encode(state.to_value(), depth)
+        except codec.EncodeError:
+            expected = None
+        if expected is None:
+            with pytest.raises(codec.EncodeError, match="nesting deeper"):
+                state.encode(depth)
+        else:
+            assert state.encode(depth) == expected
+    if nesting == 30:  # accepted in a command, refused in a snapshot
+        with pytest.raises(codec.EncodeError):
+            state.encode(1)
+
+
 def test_the_fast_encoding_of_a_state_is_its_canonical_encoding() -> None:
     """`encode` packs the idempotency window without `codec.encode`'s walk: the bytes are the
     same, ids held at several `at` included (sorted by id, then at: REG-11)."""
