@@ -21,15 +21,6 @@ Files in the home's raft/ folder:
 A record cut short by a crash (a torn tail) fails its length or CRC check and is dropped when the
 log is opened; it was never acknowledged, because acknowledgement follows the fsync.
 
-The file grows ahead of its records, GROWTH_BYTES of zeros at a time, as etcd's WAL does: an
-fdatasync of records written over zeros already on disk has no file size to commit, so it is
-one data write where an append that grows the file is a data write and an ext4 journal commit,
-which the three nodes on one disk take in turn (measured here, three processes syncing at once:
-245 µs against 330 µs at the median). So the log may end in zeros after its last record: a
-zero length ends it (no record is shorter than its index and term). Records are only ever
-written over zeros (a cut truncates the file), so a bad record with nothing but zeros after it
-is a torn append, and one with anything else after it is damage.
-
 pysyncobj calls these methods from its one tick thread only.
 """
 
@@ -46,9 +37,6 @@ from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
 MAGIC = b"FPAI-RAFT-LOG-1\n"
-# 1 MiB of zeros takes 2.4 ms to write and sync on this machine's disk, once per ~5,000
-# records of 200 bytes; a chunk of 8 MiB would take 15 ms, paid inside one batch's sync.
-GROWTH_BYTES = 1 << 20
 _HEAD = struct.Struct(">II")
 _POSITION = struct.Struct(">QQ")
 
@@ -78,7 +66,6 @@ class DurableJournal:
         self._meta_dirty = False
         self._fd = self._open_log()
         self._end = os.fstat(self._fd).st_size  # where the next record goes: no lseek per add
-        self._size = self._end  # of the file: records beyond it must grow it first
         self._unsynced = False  # records written since the last fdatasync
         self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
 
@@ -91,36 +78,19 @@ class DurableJournal:
         body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
         offset = self._end
-        if offset + len(record) > self._size:
-            self._grow(offset + len(record))
         try:
-            self._write(record, offset)
+            view = memoryview(record)
+            while view:
+                written = os.pwrite(self._fd, view, self._end)
+                self._end += written
+                view = view[written:]
         except OSError:
-            os.ftruncate(self._fd, offset)  # no partial record left for the next one to follow
-            self._size = offset
+            os.ftruncate(self._fd, offset)
+            self._end = offset
             raise
-        self._end = offset + len(record)
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
         self._unsynced = True
-
-    def _grow(self, needed: int) -> None:
-        """Extend the file with zeros to hold `needed` bytes. On a failed write (a full disk)
-        it is cut back to its size before, and the error raised."""
-        size = self._size + max(GROWTH_BYTES, needed - self._size)
-        try:
-            self._write(bytes(size - self._size), self._size)
-        except OSError:
-            os.ftruncate(self._fd, self._size)
-            raise
-        self._size = size
-
-    def _write(self, data: bytes, offset: int) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            offset += written
-            view = view[written:]
 
     @property
     def unsynced(self) -> bool:
@@ -177,7 +147,7 @@ class DurableJournal:
         os.close(self._fd)
         self._entries, self._offsets = [], []
         self._fd = self._open_log()
-        self._end = self._size = os.fstat(self._fd).st_size
+        self._end = os.fstat(self._fd).st_size
         self._unsynced = False
 
     @overload
@@ -257,8 +227,8 @@ class DurableJournal:
                 raise JournalError(f"{self._log_path} is not an fpai-node Raft log")
             good = self._load_records(data)
             if good < len(data):
-                os.ftruncate(fd, good)  # zeros or a torn tail: never acknowledged, see the
-                os.fsync(fd)  # module notes; the next `add` grows the file again
+                os.ftruncate(fd, good)  # a torn tail: never acknowledged, see the module notes
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -266,15 +236,14 @@ class DurableJournal:
 
     def _load_records(self, data: bytes) -> int:
         """Read every record; the offset where the good ones end. Only the last record may be
-        bad (an append cut short by a crash), with nothing but zeros after it: damage before
-        other bytes is refused, never skipped. A zero length is the end of the records."""
+        bad (an append cut short by a crash): damage before it is refused, never skipped."""
         offset = len(MAGIC)
         while offset + _HEAD.size <= len(data):
             length, crc = _HEAD.unpack_from(data, offset)
             end = offset + _HEAD.size + length
             body = data[offset + _HEAD.size : end]
             if len(body) != length or zlib.crc32(body) != crc or length < _POSITION.size:
-                if len(data.rstrip(b"\0")) > end:
+                if end < len(data):
                     raise JournalError(
                         f"{self._log_path}: record at byte {offset} is damaged and more follow"
                     )
@@ -293,7 +262,7 @@ class DurableJournal:
         """Cut the log at `offset`; the fsync also makes the records before it durable."""
         self._check_durable()
         os.ftruncate(self._fd, offset)
-        self._end = self._size = offset  # what follows is written over zeros again
+        self._end = offset
         self._flush(os.fsync)
 
     def _flush(self, flush: Callable[[int], None]) -> None:

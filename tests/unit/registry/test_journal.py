@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fpai_node.registry import journal as journal_module
-from fpai_node.registry.journal import (
-    MAGIC,
-    DurabilityLost,
-    DurableJournal,
-    JournalError,
-)
+from fpai_node.registry.journal import MAGIC, DurabilityLost, DurableJournal, JournalError
 from fpai_node.registry.raft_wire import NO_OP_ENTRY, command_entry, membership_entry
 from fpai_node.wire import codec
 
@@ -52,14 +46,11 @@ def test_entries_term_and_vote_survive_a_reopen(tmp_path: Path) -> None:
 def parse_log(data: bytes) -> list[tuple[int, int, codec.Value]]:
     """The log file by its documented format, read here without the journal's own reader:
     the magic line, then records of u32 length, u32 crc32(body), body = u64 index, u64 term,
-    canonical [kind, data], then only zeros (the file grows ahead of its records)."""
+    canonical [kind, data], up to the last byte."""
     assert data.startswith(b"FPAI-RAFT-LOG-1\n"), data[:32]
     offset, records = len(b"FPAI-RAFT-LOG-1\n"), []
     while offset < len(data):
         length, crc = struct.unpack_from(">II", data, offset)
-        if length == 0:
-            assert not data[offset:].strip(b"\0"), f"bytes after the end, at {offset}"
-            break
         body = data[offset + 8 : offset + 8 + length]
         assert len(body) == length and zlib.crc32(body) == crc, f"bad record at {offset}"
         index, term = struct.unpack_from(">QQ", body)
@@ -85,26 +76,15 @@ def test_nothing_on_disk_is_a_pickle(tmp_path: Path) -> None:
     assert meta == {"commit": 2, "floor": 0, "term": 1, "voted_for": MEMBER}
 
 
-def records_end(data: bytes) -> int:
-    """Where the records of a log file end and its zeros begin."""
-    return len(data.rstrip(b"\0"))
-
-
 def test_a_torn_last_record_is_dropped_and_the_file_repaired(tmp_path: Path) -> None:
-    """RAFT-13: a last record cut short (an append a crash interrupted) is dropped on start,
-    whether the file ends with it or in the zeros it grew ahead."""
+    """RAFT-13: a last record cut short (an append a crash interrupted) is dropped on start."""
     journal = DurableJournal(tmp_path)
     for entry in entries(3):
         journal.add(*entry)
     journal._destroy()
     log = tmp_path / "log"
     whole = log.read_bytes()
-    end = records_end(whole)
-    torn = whole[: end - 5]  # a crash in the middle of the third append
-    log.write_bytes(torn + bytes(len(whole) - len(torn)))
-    assert reopened(tmp_path) == entries(2)
-    assert log.stat().st_size < end  # cut back to the good records
-    log.write_bytes(torn)
+    log.write_bytes(whole[:-5])  # a crash in the middle of the third append
     assert reopened(tmp_path) == entries(2)
     journal = DurableJournal(tmp_path)
     journal.add(*entries(1, start=3, term=2)[0])
@@ -120,43 +100,9 @@ def test_a_damaged_last_record_is_dropped(tmp_path: Path) -> None:
     journal._destroy()
     log = tmp_path / "log"
     data = bytearray(log.read_bytes())
-    data[records_end(data) - 3] ^= 0x01
+    data[-3] ^= 0x01
     log.write_bytes(bytes(data))
     assert reopened(tmp_path) == entries(2)
-
-
-def test_the_file_grows_ahead_so_a_sync_commits_no_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Records are written over zeros the file already holds (one growth per GROWTH_BYTES), so
-    an fdatasync has data to write and no file size; a crash leaves the zeros, which a reopen
-    reads as the end of the log and cuts."""
-    step = 4096  # a smaller step than GROWTH_BYTES, so that a record can be larger
-    monkeypatch.setattr(journal_module, "GROWTH_BYTES", step)
-    journal = DurableJournal(tmp_path)
-    log = tmp_path / "log"
-    assert log.stat().st_size == len(MAGIC)
-    journal.add(*entries(1)[0])
-    journal.sync()
-    assert log.stat().st_size == len(MAGIC) + step
-    for entry in entries(50, start=2):
-        journal.add(*entry)
-        journal.sync()
-    assert log.stat().st_size == len(MAGIC) + step  # 51 small records fit in a step
-    big = (command_entry(b"x" * 2 * step), 52, 1)  # more than a growth step
-    journal.add(*big)
-    assert log.stat().st_size >= records_end(log.read_bytes()) > len(MAGIC) + 2 * step
-    journal.add(*entries(1, start=53)[0])
-    os.close(journal._fd)  # a crash: no clean close
-    data = log.read_bytes()
-    assert len(data) > records_end(data)
-    assert parse_log(data) == [
-        *[(i, 1, ["command", f"cmd-{i}".encode()]) for i in range(1, 52)],
-        (52, 1, ["command", b"x" * 2 * step]),
-        (53, 1, ["command", b"cmd-53"]),
-    ]
-    assert reopened(tmp_path) == [*entries(51), big, *entries(1, start=53)]
-    assert log.stat().st_size == records_end(data)
 
 
 def test_damage_before_the_last_record_is_refused_not_skipped(tmp_path: Path) -> None:
@@ -299,9 +245,9 @@ def test_a_batch_of_entries_takes_one_sync_and_votes_are_on_disk_at_once(
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     for entry in entries(3):
         journal.add(*entry)
-    assert events == ["write"] * 4 and journal.unsynced  # the first grows the file
+    assert events == ["write"] * 3 and journal.unsynced
     journal.sync()
-    assert events == ["write"] * 4 + ["sync"] and not journal.unsynced
+    assert events == ["write"] * 3 + ["sync"] and not journal.unsynced
     journal.sync()  # nothing new: no second fdatasync
     assert events.count("sync") == 1
     events.clear()
