@@ -26,6 +26,10 @@ DEFAULT_VOTERS = 3  # REG-13: survives one lost voter; 5 survives two at the cos
 VOTER_COUNTS = (1, 3, 5, 7)  # odd: an even count adds a voter without adding fault tolerance
 MAX_COMMAND_BYTES = 64 * 1024  # REG-2: registry entries are small; bulk data lives elsewhere
 MAX_TEXT = 255
+# REG-10: a snapshot holds a parameter's value three levels down (REG-11), where a command holds
+# it two: a value one level taller would commit, then make every snapshot unencodable (CANON-6)
+# and stop log compaction for good.
+MAX_VALUE_HEIGHT = codec.MAX_DEPTH - 3
 # REG-16: what a member that is not a voter may keep in the registry under its own name, so that
 # no member can fill every replica's memory: its announcement-sized settings and a few services
 MEMBER_PARAMETERS = 64
@@ -514,7 +518,18 @@ def _model_unserve(
 def _param_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int) -> RegistryState:
     _exact(args, "key", "value")
     key = _text(args, "key")
+    if _height(args["value"]) > MAX_VALUE_HEIGHT:
+        raise _Invalid("bad_value")
     return _with(s, parameters=_frozen({**s.parameters, key: args["value"]}))
+
+
+def _height(value: codec.Value) -> int:
+    """REG-10: how many arrays and maps nest inside one another in `value` (a scalar: 0)."""
+    if type(value) is list:
+        return 1 + max(map(_height, value), default=-1)
+    if type(value) is dict:
+        return 1 + max(map(_height, value.values()), default=-1)
+    return 0
 
 
 def _param_delete(

@@ -37,6 +37,7 @@ from fpai_node.registry.state import (
     ELECTORS_PARAMETER,
     MAX_MEMBERS,
     MAX_PENDING,
+    MAX_VALUE_HEIGHT,
     MEMBER_PARAMETERS,
     MEMBER_RELAYS,
     MEMBER_SERVICES,
@@ -602,11 +603,13 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
         ),
         (
             "parameters",
-            "any canonical value; delete",
+            "any canonical value that a snapshot can hold (29 levels of nesting, not 30); delete",
             [
                 _command("param.set", 1, key="split.treasury", value=60),
                 _command("param.set", 2, key="nested", value={"b": [1, b"x"], "a": None}),
                 _command("param.delete", 3, key="split.treasury"),
+                _command("param.set", 4, key="deep", value=_nested(29, [])),
+                _command("param.set", 5, key="too-deep", value=_nested(30, 1)),
             ],
         ),
         (
@@ -782,7 +785,8 @@ OK, DUP = "ok", "duplicate"
 _REGISTRY_RESULTS: dict[str, list[str]] = {
     "members": [OK] * 4,
     "models-and-services": [OK] * 7,
-    "parameters": [OK] * 3,
+    # REG-10: 29 levels of nesting fit a snapshot (REG-11), 30 do not
+    "parameters": [OK] * 4 + ["rejected:bad_value"],
     "join-roles": [OK] * 6,  # REG-14: a sync is never remembered, so its retry is ok again
     "electors": [OK] * 3,
     # Bob, a learner: may not promote himself, write registry.voters, remove Alice, write the
@@ -1088,6 +1092,7 @@ def constants() -> dict[str, Any]:
             "max_pending": MAX_PENDING,
             "pending_expiry_ms": PENDING_EXPIRY_MS,
             "member_services": MEMBER_SERVICES,
+            "max_value_height": MAX_VALUE_HEIGHT,
         },
         "raft": {
             "max_term": raft_wire.MAX_TERM,

@@ -252,29 +252,38 @@ def test_a_command_without_a_canonical_encoding_is_refused(at: Any) -> None:
         encode_command("param.set", {"key": "k", "value": 1}, key=bytes(16), by=A, at_ms=at)
 
 
-@pytest.mark.parametrize("nesting", [28, 29, 30])
-def test_the_fast_encoding_refuses_what_the_canonical_one_refuses(nesting: int) -> None:
-    """A value nested deep in a parameter: in a snapshot (the state one level down) it may pass
-    the depth limit (CANON-6) that the command carrying it did not; both encodings agree on
-    it, at the state's own depth and inside a snapshot."""
-    value: Any = 1
-    for _ in range(nesting):
+@pytest.mark.parametrize(("height", "inner"), [(29, 1), (29, []), (30, 1), (30, {})])
+def test_a_parameter_value_is_as_tall_as_a_snapshot_can_hold(height: int, inner: Any) -> None:
+    """REG-10: a command holds its value two levels down, a snapshot three (REG-11), and
+    CANON-6 allows 32: a value nested 30 deep would commit and make every snapshot fail. It is
+    rejected; one nested 29 deep is kept, and the snapshot holds it."""
+    value: Any = inner
+    for _ in range(height):
         value = [value]
     state, results = run(command("param.set", 2, key="deep", value=value))
-    assert results == ["ok"]
-    for depth in (0, 1):
-        try:
-            expected: bytes | None = codec.encode(state.to_value(), depth)
-        except codec.EncodeError:
-            expected = None
-        if expected is None:
-            with pytest.raises(codec.EncodeError, match="nesting deeper"):
-                state.encode(depth)
-        else:
-            assert state.encode(depth) == expected
-    if nesting == 30:  # accepted in a command, refused in a snapshot
-        with pytest.raises(codec.EncodeError):
-            state.encode(1)
+    if height > 29:
+        assert results == ["rejected:bad_value"] and "deep" not in state.parameters
+        with pytest.raises(codec.EncodeError):  # what the snapshot would have refused
+            codec.encode({"state": {"parameters": {"deep": value}}})
+    else:
+        assert results == ["ok"] and state.parameters["deep"] == value
+    snapshot = codec.encode_map({"state": state.encode(depth=1)})
+    assert snapshot == codec.encode({"state": state.to_value()})
+    assert codec.decode(snapshot) is not None
+
+
+def test_the_fast_encoding_refuses_what_the_canonical_one_refuses() -> None:
+    """Encoded in parts, each part at its depth: a value too deep for a snapshot is refused as
+    `codec.encode` of the whole refuses it (here put in place without `apply`)."""
+    value: Any = 1
+    for _ in range(30):
+        value = [value]
+    state = replace(RegistryState(), parameters=MappingProxyType({"deep": value}))
+    assert state.encode() == codec.encode(state.to_value())
+    with pytest.raises(codec.EncodeError, match="nesting deeper"):
+        codec.encode({"state": state.to_value()})
+    with pytest.raises(codec.EncodeError, match="nesting deeper"):
+        state.encode(depth=1)
 
 
 def test_the_fast_encoding_of_a_state_is_its_canonical_encoding() -> None:
