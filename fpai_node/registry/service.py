@@ -527,9 +527,19 @@ class RegistryService(Service):
         that configuration, whatever role the registry gave it: it votes only once its own log
         adds it (RAFT-10), so it never votes in a configuration the federation does not share.
         That covers a newcomer, a voter removed while it was away, and a learner whose list of
-        voters went stale. A node the configuration lists keeps running as it is."""
+        voters went stale. A node the configuration lists keeps running as it is, unless it is
+        a voter that does not know every voter listed: it restarts knowing them too."""
         engine = self._engine
         if self.member in configuration and engine is not None:
+            known = engine.status.voters
+            if not engine.learner and known and not known.issuperset(configuration):
+                # A voter resumes from its commit index and hint, both kept lazily (once a
+                # second): killed just after a voter was added, it restarts without it, and if
+                # that voter leads, neither dials the other (RAFT-3: the greater id dials). Seen
+                # in test_registry's kill -9 catch-up test: stuck for good. Voters are only
+                # added, so a wrong answer can only make this member's majorities larger.
+                log.info("the registry lists voters this node did not know; restarting")
+                await self._restart(False, known | set(configuration))
             return
         if engine is not None and engine.learner and engine.status.voters == set(configuration):
             return
