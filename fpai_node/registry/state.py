@@ -97,7 +97,7 @@ class RegistryState:
 
     def encode(self, depth: int = 0) -> bytes:
         """`codec.encode(self.to_value(), depth)`, with the idempotency window packed by msgpack
-        in C (`DedupWindow.packed`): walking each pair in `codec.encode` took 5.6 us a pair,
+        in C (`DedupWindow.packed`): walking each pair in `codec.encode` took 5.4 us a pair,
         with the GIL held (1.1 s for 200,000). `depth`: where the state sits in a snapshot, so
         that a value nested too deep for the whole is refused here as `codec.encode` would."""
         tables = self._tables().items()
@@ -279,8 +279,8 @@ def _with(
     models: Mapping[str, frozenset[str]] | None = None,
     parameters: Mapping[str, codec.Value] | None = None,
 ) -> RegistryState:
-    """`s` with some tables replaced: `dataclasses.replace` without its field-by-field checks,
-    which took 3.7 of the 21 us of applying a param.set (on every replica, for every write)."""
+    """`s` with some tables replaced: `dataclasses.replace` without its field-by-field checks.
+    Applying a param.set (on every replica, for every write) went from 21.2 to 19.0 us."""
     return RegistryState(
         s.members if members is None else members,
         s.services if services is None else services,
