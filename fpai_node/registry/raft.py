@@ -90,6 +90,7 @@ MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyo
 # eighth of the slots and cannot keep the registry's own connections out
 MAX_UNIDENTIFIED_PER_ADDRESS = 8
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
+_NEVER = float("inf")  # an election deadline pysyncobj cannot reach (RAFT-19, _pre_vote_first)
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
 # the messages this node takes a higher term from (pysyncobj's two, and RAFT-19's notice)
 _RAISING = frozenset({"request_vote", "append_entries", "term_notice"})
@@ -739,33 +740,47 @@ class _Replica(SyncObj):  # type: ignore[misc]
         tick that a handler ended early) are durable before this tick counts commits. A lone
         voter that elects itself within a tick counts its no-op in the next one."""
         if self.make_durable():
-            self._pre_vote_first()
-            super()._onTick(timeToWait)
+            held = self._pre_vote_first()
+            try:
+                super()._onTick(timeToWait)
+            finally:  # unless a message set a deadline of its own (a leader heard, a vote cast)
+                if held is not None and self._SyncObj__raftElectionDeadline == _NEVER:
+                    self._SyncObj__raftElectionDeadline = held
 
     # ---- pre-vote (RAFT-19) ------------------------------------------------------------------
 
-    def _pre_vote_first(self) -> None:
+    def _pre_vote_first(self) -> float | None:
         """Before pysyncobj's tick may start an election: when the election timer has fired,
         hold the election for another timeout and ask the voters first; it goes ahead at the
         next tick once a majority said yes. A leader's hand-over (`timeout_now`) skips this:
-        the voters still hear from the leader that asked for it."""
+        the voters still hear from the leader that asked for it.
+
+        Returns the election deadline held back from pysyncobj for this tick (None: it may
+        campaign in it). pysyncobj reads its clock again later in the tick; had it seen the
+        real deadline, one passing between the two reads (a GIL switch, a slow metadata sync
+        in between) would start an election with no pre-vote at all (a CI failure showed it)."""
         if self._SyncObj__selfNode is None or self._SyncObj__raftState not in (
             _RAFT_STATE.FOLLOWER,
             _RAFT_STATE.CANDIDATE,
         ):
-            return
+            return None
+        if self._SyncObj__transferInProgress:
+            return None
         now = raft_clock()  # pysyncobj's (CLOCK_MONOTONIC_RAW), not time.monotonic: they drift
-        if self._SyncObj__raftElectionDeadline >= now or self._SyncObj__transferInProgress:
-            return
+        deadline: float = self._SyncObj__raftElectionDeadline
+        if deadline >= now:
+            self._SyncObj__raftElectionDeadline = _NEVER
+            return deadline
         own_term = self._SyncObj__raftCurrentTerm
         if self._pre_vote.may_campaign(own_term):
             self._pre_vote.election_started()
-            return
-        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+            return None
+        deadline = now + self._SyncObj__generateRaftTimeout()
+        self._SyncObj__raftElectionDeadline = deadline
         voters = self._SyncObj__otherNodes
         if self._pre_vote.start(self._SyncObj__selfNode.id, own_term, len(voters) + 1):
             self._SyncObj__raftElectionDeadline = 0  # a lone voter needs no one's yes
-            return
+            return None
         ask = {
             "type": "pre_vote",
             "term": own_term + 1,
@@ -774,6 +789,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         }
         for node in voters:
             self._SyncObj__transport.send(node, ask)
+        self._SyncObj__raftElectionDeadline = _NEVER
+        return deadline
 
     def _on_pre_vote(self, node: Node, message: dict[str, Any]) -> None:
         """A voter asks, or answers; neither changes a term."""

@@ -56,17 +56,23 @@ def pre_vote(term: int, last_log_term: int, last_log_index: int) -> dict[str, ob
     }
 
 
-@pytest.fixture(params=[0.0, 0.3, -2.5], ids=["clocks-agree", "raw-ahead", "raw-behind"])
+@pytest.fixture(
+    params=[(0.0, 0.0), (0.3, 0.0), (-2.5, 0.0), (0.0, 0.2)],
+    ids=["clocks-agree", "raw-ahead", "raw-behind", "a-pause-between-reads"],
+)
 def raw_clock_offset(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
     """pysyncobj keeps its election deadline on CLOCK_MONOTONIC_RAW, which drifts from
     time.monotonic (NTP slews one, not the other: 0.26 s after 5.5 h on this machine). Review
     finding: pre-vote compared the deadline with time.monotonic, and with the raw clock ahead
-    campaigned with no pre-vote at all; behind, it asked on every heartbeat."""
-    offset: float = request.param
-    shifted = lambda: time.monotonic() + offset  # noqa: E731
-    monkeypatch.setattr("pysyncobj.syncobj.monotonicTime", shifted)
-    monkeypatch.setattr("fpai_node.registry.raft.raft_clock", shifted)
-    return offset
+    campaigned with no pre-vote at all; behind, it asked on every heartbeat.
+
+    The pause: pysyncobj reads its clock again after the pre-vote check, later in the same
+    tick. A deadline passing between the two reads (a GIL switch between them) let it campaign
+    with no pre-vote (seen in CI); pysyncobj's clock running `lag` ahead stands for that pause."""
+    offset, lag = request.param
+    monkeypatch.setattr("pysyncobj.syncobj.monotonicTime", lambda: time.monotonic() + offset + lag)
+    monkeypatch.setattr("fpai_node.registry.raft.raft_clock", lambda: time.monotonic() + offset)
+    return float(offset)
 
 
 def test_a_voter_cut_off_from_the_majority_keeps_its_term(
