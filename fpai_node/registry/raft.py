@@ -90,7 +90,7 @@ MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyo
 # eighth of the slots and cannot keep the registry's own connections out
 MAX_UNIDENTIFIED_PER_ADDRESS = 8
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
-_NEVER = float("inf")  # an election deadline pysyncobj cannot reach (RAFT-19, _pre_vote_first)
+_NEVER = float("inf")  # an election deadline pysyncobj cannot reach (RAFT-19, _Replica._onTick)
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
 # the messages this node takes a higher term from (pysyncobj's two, and RAFT-19's notice)
 _RAISING = frozenset({"request_vote", "append_entries", "term_notice"})
@@ -740,7 +740,12 @@ class _Replica(SyncObj):  # type: ignore[misc]
         tick that a handler ended early) are durable before this tick counts commits. A lone
         voter that elects itself within a tick counts its no-op in the next one."""
         if self.make_durable():
-            held = self._pre_vote_first()
+            # pysyncobj reads its clock again later in the tick: shown the real deadline, one
+            # passing between the two reads (a GIL switch, a slow metadata sync) would start
+            # an election with no pre-vote (a CI failure showed it). So it sees none.
+            held = None if self._pre_vote_first() else self._SyncObj__raftElectionDeadline
+            if held is not None:
+                self._SyncObj__raftElectionDeadline = _NEVER
             try:
                 super()._onTick(timeToWait)
             finally:  # unless a message set a deadline of its own (a leader heard, a vote cast)
@@ -749,38 +754,31 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     # ---- pre-vote (RAFT-19) ------------------------------------------------------------------
 
-    def _pre_vote_first(self) -> float | None:
+    def _pre_vote_first(self) -> bool:
         """Before pysyncobj's tick may start an election: when the election timer has fired,
         hold the election for another timeout and ask the voters first; it goes ahead at the
         next tick once a majority said yes. A leader's hand-over (`timeout_now`) skips this:
-        the voters still hear from the leader that asked for it.
-
-        Returns the election deadline held back from pysyncobj for this tick (None: it may
-        campaign in it). pysyncobj reads its clock again later in the tick; had it seen the
-        real deadline, one passing between the two reads (a GIL switch, a slow metadata sync
-        in between) would start an election with no pre-vote at all (a CI failure showed it)."""
+        the voters still hear from the leader that asked for it. True if pysyncobj may
+        campaign in this tick (or is not a voter that could)."""
         if self._SyncObj__selfNode is None or self._SyncObj__raftState not in (
             _RAFT_STATE.FOLLOWER,
             _RAFT_STATE.CANDIDATE,
         ):
-            return None
+            return True
         if self._SyncObj__transferInProgress:
-            return None
+            return True
         now = raft_clock()  # pysyncobj's (CLOCK_MONOTONIC_RAW), not time.monotonic: they drift
-        deadline: float = self._SyncObj__raftElectionDeadline
-        if deadline >= now:
-            self._SyncObj__raftElectionDeadline = _NEVER
-            return deadline
+        if self._SyncObj__raftElectionDeadline >= now:
+            return False
         own_term = self._SyncObj__raftCurrentTerm
         if self._pre_vote.may_campaign(own_term):
             self._pre_vote.election_started()
-            return None
-        deadline = now + self._SyncObj__generateRaftTimeout()
-        self._SyncObj__raftElectionDeadline = deadline
+            return True
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
         voters = self._SyncObj__otherNodes
         if self._pre_vote.start(self._SyncObj__selfNode.id, own_term, len(voters) + 1):
             self._SyncObj__raftElectionDeadline = 0  # a lone voter needs no one's yes
-            return None
+            return True
         ask = {
             "type": "pre_vote",
             "term": own_term + 1,
@@ -789,8 +787,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         }
         for node in voters:
             self._SyncObj__transport.send(node, ask)
-        self._SyncObj__raftElectionDeadline = _NEVER
-        return deadline
+        return False
 
     def _on_pre_vote(self, node: Node, message: dict[str, Any]) -> None:
         """A voter asks, or answers; neither changes a term."""
