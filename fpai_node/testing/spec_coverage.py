@@ -23,12 +23,15 @@ _UNTESTABLE = "(untestable:"
 
 
 def rules(specs: Path = ROOT / "specs") -> dict[str, str]:
-    """Every rule anchor of specs/*.md, with the text of its paragraph."""
+    """Every rule anchor of specs/*.md, with the text of its paragraph. An id anchored twice
+    is an error: a citation of it would name two rules."""
     found: dict[str, str] = {}
     for path in sorted(specs.glob("*.md")):
         text = path.read_text(encoding="utf-8")
         marks = list(_ANCHOR.finditer(text))
         for i, mark in enumerate(marks):
+            if mark.group(1) in found:
+                raise ValueError(f"{path.name}: rule {mark.group(1)} is anchored twice")
             end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
             found[mark.group(1)] = text[mark.end() : end]
     return found

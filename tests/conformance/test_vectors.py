@@ -324,6 +324,15 @@ def test_every_rule_is_checked_by_a_test_or_a_vector() -> None:
     assert set(untestable) <= {"MSG-4", "PEER-6"}  # a new exemption is a decision: list it here
 
 
+def test_a_rule_anchored_twice_is_refused(tmp_path: Path) -> None:
+    """Two ROUTE-9 anchors once made every citation of ROUTE-9 ambiguous."""
+    from fpai_node.testing.spec_coverage import rules
+
+    (tmp_path / "0001-a.md").write_text('- <a id="X-1"></a>**X-1** one.\n- <a id="X-1"></a>two.')
+    with pytest.raises(ValueError, match=r"0001-a\.md: rule X-1 is anchored twice"):
+        rules(tmp_path)
+
+
 @pytest.mark.parametrize("folder", cases("memory"))
 def test_memory(folder: Path) -> None:
     """specs/0007: operations (MEM-1..MEM-7), placement (MEM-8), merge and history (MEM-10,

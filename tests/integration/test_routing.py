@@ -84,7 +84,7 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
         raw = client(entry).chat.completions.with_raw_response.create(**CHAT, **sampling)
         elapsed_ms = (time.monotonic() - started) * 1000
         assert raw.headers["x-fpai-served-by"] == c_id
-        # the hop over mutual TLS takes time, and it is a part of what the client waited
+        # ROUTE-10: the hop over mutual TLS takes time, and it is a part of what the client waited
         assert 0 < float(raw.headers["x-fpai-route-overhead-ms"]) < elapsed_ms
         forwarded = raw.parse()
         assert forwarded.choices[0].message.content == direct.choices[0].message.content
