@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from fpai_node.gossip.state import MemberView
 from fpai_node.identity.keys import NodeKey
-from fpai_node.inference.base import InferenceError
+from fpai_node.inference.base import InferenceError, Overloaded
 from fpai_node.inference.openai_requests import ApiError
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
@@ -132,11 +132,14 @@ class RouterService(Service):
     async def _probe(self, pair: tuple[str, str], address: str) -> None:
         """ROUTE-9: one forwarded request per probe body until one is answered. Whatever
         happens, the probe's slot is handed back (a crash must not hold it for good)."""
-        answered = False
+        answered, busy_retry_s = False, None
         try:
             answered = await self._answered(pair, address)
+        except Overloaded as exc:  # busy, not wrong: asked again soon (ROUTE-9)
+            busy_retry_s = float(exc.retry_after_s)
+            log.info("model probe deferred", peer=pair[0], model=pair[1], reason=str(exc))
         finally:
-            self.forwarder.proofs.probed(pair, answered, time.monotonic())
+            self.forwarder.proofs.probed(pair, answered, time.monotonic(), busy_retry_s)
 
     async def _answered(self, pair: tuple[str, str], address: str) -> bool:
         node_id, model = pair
@@ -155,6 +158,8 @@ class RouterService(Service):
                 return True
             except PeerRefused:  # the model refuses this kind of request: try the next kind
                 continue
+            except Overloaded:
+                raise
             except InferenceError as exc:
                 log.info("model probe failed", peer=node_id, model=model, reason=str(exc))
                 return False
