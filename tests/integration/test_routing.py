@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,18 @@ def post(
         return exc.code, dict(exc.headers), exc.read()
 
 
-@pytest.fixture
-def federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+@contextmanager
+def three_nodes(gguf_model: Path, root: Path) -> Iterator[dict[str, NodeProcess]]:
     """A serves `a` (another model) and is the bootstrap; B is a gateway (--no-model); C
     serves the bundled model under the id `x`."""
     nodes: dict[str, NodeProcess] = {}
     try:
         nodes["a"] = NodeProcess(
-            tmp_path / "a", "--api", "127.0.0.1:0", "--model", f"{gguf_model}=a"
+            root / "a", "--api", "127.0.0.1:0", "--model", f"{gguf_model}=a"
         ).start()
         for name, extra in (("b", ("--no-model",)), ("c", ("--model", f"{gguf_model}=x"))):
             nodes[name] = NodeProcess(
-                tmp_path / name,
+                root / name,
                 "--api",
                 "127.0.0.1:0",
                 "--join",
@@ -68,6 +69,23 @@ def federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProce
     finally:
         for node in nodes.values():
             node.kill()
+
+
+@pytest.fixture(scope="module")
+def federation(
+    gguf_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, NodeProcess]]:
+    """Shared by the tests that leave every node running and idle (a federation's start is
+    most of this module's time)."""
+    with three_nodes(gguf_model, tmp_path_factory.mktemp("routing")) as nodes:
+        yield nodes
+
+
+@pytest.fixture
+def own_federation(gguf_model: Path, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    """For a test that kills or stops a node."""
+    with three_nodes(gguf_model, tmp_path) as nodes:
+        yield nodes
 
 
 def client(node: NodeProcess) -> openai.OpenAI:
@@ -123,52 +141,50 @@ def test_a_peer_serves_the_model_streaming_and_not(federation: dict[str, NodePro
 
 
 def test_receipts_are_kept_on_both_sides(federation: dict[str, NodeProcess]) -> None:
+    """Counted as what these two requests add: the other tests share the federation."""
     b, c = federation["b"], federation["c"]
     b_id, c_id = b.node_id, c.node_id
+
+    def totals(node: NodeProcess, direction: str, peer: str) -> dict[str, int]:
+        result = run_cli("usage", "--home", str(node.home.root), "--json")
+        assert result.returncode == 0, result.stderr
+        keys = ("requests", "prompt_tokens", "completion_tokens")
+        for row in json.loads(result.stdout)["totals"]:
+            if (row["direction"], row["peer"], row["model"]) == (direction, peer, "x"):
+                return {k: row[k] for k in keys}
+        return dict.fromkeys(keys, 0)
+
+    def settled() -> tuple[int, dict[str, int]] | None:
+        """B's count of what C served it, once both sides hold a receipt for each request."""
+        forwarded = b.get_json("/fpai/v1/status")["router"]["forwarded"].get(c_id, 0)
+        used, served = totals(b, "used", c_id), totals(c, "served", b_id)
+        return (forwarded, used) if used == served and used["requests"] == forwarded else None
+
+    forwarded, used = wait_for(settled)
     usages = [
         client(b).chat.completions.create(**CHAT, max_tokens=n).usage  # type: ignore[call-overload]
         for n in (3, 5)
     ]
     router = b.get_json("/fpai/v1/status")["router"]
-    assert router["forwarded"] == {c_id: 2}
+    assert router["forwarded"][c_id] == forwarded + 2
     assert router["receipts_rejected"] == {}
-
-    def totals(node: NodeProcess) -> list[dict[str, Any]]:
-        result = run_cli("usage", "--home", str(node.home.root), "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)["totals"]  # type: ignore[no-any-return]
-
     expected = {
-        "requests": 2,
-        "prompt_tokens": sum(u.prompt_tokens for u in usages),
-        "completion_tokens": sum(u.completion_tokens for u in usages),
+        "requests": used["requests"] + 2,
+        "prompt_tokens": used["prompt_tokens"] + sum(u.prompt_tokens for u in usages),
+        "completion_tokens": used["completion_tokens"] + sum(u.completion_tokens for u in usages),
     }
-    used = wait_for(lambda: [t for t in totals(b) if t["requests"] == 2])
-    assert used == [{"direction": "used", "peer": c_id, "model": "x", **expected}]
-    served = wait_for(lambda: [t for t in totals(c) if t["requests"] == 2])
-    assert served == [{"direction": "served", "peer": b_id, "model": "x", **expected}]
+    wait_for(lambda: totals(b, "used", c_id)["requests"] == expected["requests"])
+    assert totals(b, "used", c_id) == expected
+    wait_for(lambda: totals(c, "served", b_id)["requests"] == expected["requests"])
+    assert totals(c, "served", b_id) == expected
     table = run_cli("usage", "--home", str(b.home.root))
     assert c_id in table.stdout and "used" in table.stdout
 
 
-def test_a_dead_server_gives_a_quick_503_naming_the_model(
-    federation: dict[str, NodeProcess],
+def test_a_server_dying_mid_stream_ends_the_stream_and_the_next_request_gets_a_quick_503(
+    own_federation: dict[str, NodeProcess],
 ) -> None:
-    a, c = federation["a"], federation["c"]
-    c.stop(signal.SIGKILL)
-    started = time.monotonic()
-    status, _, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2}, timeout_s=20)
-    assert status == 503, body
-    error = json.loads(body)["error"]
-    assert error["code"] == "model_unavailable"
-    assert "'x'" in error["message"] and c.node_id in error["message"]
-    assert time.monotonic() - started < 20  # bounded by the client timeout above, not a hang
-
-
-def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
-    federation: dict[str, NodeProcess],
-) -> None:
-    a, c = federation["a"], federation["c"]
+    a, c = own_federation["a"], own_federation["c"]
     c_id = c.node_id
     with a.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=3) as stream:
         c.stop(signal.SIGKILL)
@@ -179,14 +195,22 @@ def test_a_server_dying_mid_stream_ends_the_stream_with_an_error_event(
     assert c_id in error["message"]
     assert b"[DONE]" not in received
 
+    started = time.monotonic()
+    status, _, body = post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 2}, timeout_s=20)
+    assert status == 503, body
+    error = json.loads(body)["error"]
+    assert error["code"] == "model_unavailable"
+    assert "'x'" in error["message"] and c_id in error["message"]
+    assert time.monotonic() - started < 20  # bounded by the client timeout above, not a hang
+
 
 def test_a_server_gone_silent_mid_stream_ends_the_stream_within_seconds(
-    federation: dict[str, NodeProcess],
+    own_federation: dict[str, NodeProcess],
 ) -> None:
     """FWD-9 (issue 21): SIGSTOP, like a cut link, sends nothing (no FIN, no RST), so only the
     requester's watch can end the stream: the serving node's usual gap between events, or gossip
     declaring it dead, whichever comes first; not the 120 s read timeout."""
-    a, c = federation["a"], federation["c"]
+    a, c = own_federation["a"], own_federation["c"]
     assert c.process is not None
     with a.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 400}, events=3) as stream:
         c.process.send_signal(signal.SIGSTOP)
@@ -207,9 +231,9 @@ def test_a_server_gone_silent_mid_stream_ends_the_stream_within_seconds(
 
 
 def test_a_second_server_takes_over_when_the_first_dies(
-    federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
+    own_federation: dict[str, NodeProcess], gguf_model: Path, tmp_path: Path
 ) -> None:
-    a, c = federation["a"], federation["c"]
+    a, c = own_federation["a"], own_federation["c"]
     d = NodeProcess(
         tmp_path / "d", "--api", "127.0.0.1:0", "--join", a.peer, "--model", f"{gguf_model}=x"
     ).start()
@@ -275,3 +299,6 @@ def test_a_busy_peer_answers_429_and_the_router_says_so(
     assert status == 429, body
     assert int(headers["Retry-After"]) >= 1
     assert c.node_id in json.loads(body)["error"]["message"]
+    # the stream's client left: C cancels its generation and serves again (and the federation,
+    # shared with other tests, is left idle)
+    wait_for(lambda: post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 1})[0] == 200)
