@@ -21,7 +21,9 @@ from fpai_node.service import ActionGate
 from fpai_node.treasury.service import TreasuryService
 
 PROPOSE_TREASURY = "propose_treasury"
-DRAFT_EVERY_S = 30.0  # the draft needs the chain (balances, every proposal's state): not often
+# The draft needs the chain (balances, every proposal's state): read not often, and at once
+# after a transaction of this node's (an operator paying in through it waits no 30 s).
+DRAFT_EVERY_S = 30.0
 ASK_EVERY_S = 1.0  # within the supervisor's QUIET_S: a standing draft stays one action
 log = structlog.get_logger("fpai.supervisor")
 
@@ -44,6 +46,7 @@ class TreasuryPolicy:
         self._draft: dict[str, Any] | None = None
         self._since = 0.0  # when the current draft was first seen
         self._next_draft = 0.0
+        self._sent = 0  # the treasury's count of transactions sent, when the draft was read
 
     async def run(self) -> None:
         while True:
@@ -59,8 +62,8 @@ class TreasuryPolicy:
             self._draft = None
             return
         now = time.monotonic()
-        if now >= self._next_draft:
-            self._next_draft = now + DRAFT_EVERY_S
+        if now >= self._next_draft or self._treasury.sent != self._sent:
+            self._next_draft, self._sent = now + DRAFT_EVERY_S, self._treasury.sent
             draft = (await self._treasury.status())["draft"]
             if draft != self._draft:
                 self._draft, self._since = draft, now

@@ -91,6 +91,9 @@ class TreasuryService(Service):
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
         self._drafted = ""  # the last draft logged, so each is logged once
         self._voiceless: set[tuple[int, str]] = set()  # ballots logged as never countable
+        # Transactions this node sent (payments, proposals, executions): each may change the
+        # draft (TREASURY-10), which the supervisor then reads again without waiting its turn.
+        self.sent = 0
         self.phase = "none" if chain is None else "connecting"
         self.error = ""
         self.counts: Counter[str] = Counter()
@@ -517,6 +520,7 @@ class TreasuryService(Service):
         ledger = self._ready()
         actions = await self._call(ledger.actions, kind, value, vault)
         proposal, receipt = await self._call(ledger.propose, actions, text)
+        self.sent += 1
         return {
             "proposal": f"{proposal.id:#066x}",
             "transaction": receipt["transactionHash"].to_0x_hex(),
@@ -536,6 +540,7 @@ class TreasuryService(Service):
             done["queued"] = (await self._call(ledger.queue, known.proposal))[
                 "transactionHash"
             ].to_0x_hex()
+            self.sent += 1
             proposal_state = await self._call(ledger.state, proposal_id)
         if proposal_state is State.QUEUED:
             eta = await self._call(ledger.eta, proposal_id)
@@ -543,6 +548,7 @@ class TreasuryService(Service):
                 done["executable_at"] = eta
             else:
                 receipt = await self._call(ledger.execute, known.proposal)
+                self.sent += 1
                 done["executed"] = receipt["transactionHash"].to_0x_hex()
                 proposal_state = await self._call(ledger.state, proposal_id)
         elif not done and proposal_state is not State.EXECUTED:  # executed: nothing to do
@@ -565,6 +571,7 @@ class TreasuryService(Service):
         actions = await self._call(ledger.reward_actions, epoch, root, total)
         text = f"Rewards for epoch {epoch}: root 0x{root.hex()}, total {total}"
         proposal, receipt = await self._call(ledger.propose, actions, text)
+        self.sent += 1
         return {
             "proposal": f"{proposal.id:#066x}",
             "transaction": receipt["transactionHash"].to_0x_hex(),
@@ -582,11 +589,13 @@ class TreasuryService(Service):
     async def claim_reward(self, epoch: int, amount: int, proof: list[bytes]) -> dict[str, Any]:
         ledger = self._ready()
         receipt = await self._call(ledger.claim, epoch, amount, proof)
+        self.sent += 1
         return {"transaction": receipt["transactionHash"].to_0x_hex(), "gas": receipt["gasUsed"]}
 
     async def pay(self, amount: str, token: str) -> dict[str, Any]:
         ledger = self._ready()
         receipt = await self._call(ledger.pay, amount, token)
+        self.sent += 1
         return {"transaction": receipt["transactionHash"].to_0x_hex(), "gas": receipt["gasUsed"]}
 
     async def status(self) -> dict[str, Any]:

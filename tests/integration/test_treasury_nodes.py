@@ -285,8 +285,8 @@ def test_a_ballot_behind_one_never_counted_is_signed_again_and_idle_funds_are_dr
         # the supervisor shows it as an action for the operator (supervised, the default);
         # rejected there, the operator still proposes it by hand
         waiting = wait_for(
-            lambda: node.request("GET", "/fpai/v1/actions")["actions"], timeout_s=60
-        )  # the draft is read every 30 s
+            lambda: node.request("GET", "/fpai/v1/actions")["actions"], timeout_s=15
+        )  # read again after `pay`, not at the next 30 s read
         assert [(a["kind"], a["state"]) for a in waiting] == [("propose_treasury", "pending")]
         assert waiting[0]["summary"].startswith("propose to the operators: Deposit the")
         rejected = run_cli("actions", "reject", waiting[0]["id"], "--api", node.url)
@@ -330,7 +330,7 @@ def test_an_autonomous_node_proposes_the_draft_itself(tmp_path: Path) -> None:
             done = [a for a in actions if a["state"] == "done"]
             return done[0] if done else None
 
-        action = wait_for(proposed, timeout_s=60)  # the draft is read every 30 s
+        action = wait_for(proposed, timeout_s=15)  # read after `pay`, not 30 s later
         assert action["kind"] == "propose_treasury" and action["attempts"] == 1
         deposits = [p for p in treasury(node)["proposals"] if "deposit" in p["text"].lower()]
         assert len(deposits) == 1

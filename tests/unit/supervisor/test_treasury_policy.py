@@ -7,7 +7,7 @@ import pytest
 
 from fpai_node.errors import FpaiError
 from fpai_node.supervisor.actions import ActionBook
-from fpai_node.supervisor.treasury_policy import TreasuryPolicy
+from fpai_node.supervisor.treasury_policy import DRAFT_EVERY_S, TreasuryPolicy
 
 DRAFT = {"kind": "deposit", "value": "60", "text": "Deposit the treasury's idle 60"}
 
@@ -16,6 +16,7 @@ class Treasury:
     """What the policy reads and calls of the treasury service."""
 
     phase = "ready"
+    sent = 0  # transactions the node sent
 
     def __init__(self) -> None:
         self.draft: dict[str, str] | None = dict(DRAFT)
@@ -62,6 +63,27 @@ async def test_the_first_bound_member_proposes_at_once_and_records_the_proposal(
         "done",
         "proposal 0xabc (transaction 0xdef)",
     )
+
+
+async def test_the_draft_is_read_again_at_once_after_a_transaction_of_the_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator who pays in through its node sees the deposit drafted within a round, not
+    up to DRAFT_EVERY_S later; a change the node did not make waits for the next read."""
+    clock = [1000.0]
+    monkeypatch.setattr("fpai_node.supervisor.treasury_policy.time.monotonic", lambda: clock[0])
+    treasury, gate = Treasury(), Gate("autonomous")
+    treasury.draft = None
+    mine = policy(treasury, gate, "a", ["a"])
+    await mine._round()
+    treasury.draft = dict(DRAFT)  # funds arrived from elsewhere
+    clock[0] += DRAFT_EVERY_S - 1
+    await mine._round()
+    assert treasury.proposed == []
+    treasury.sent += 1  # the operator paid in through this node
+    clock[0] += 0.5
+    await mine._round()
+    assert treasury.proposed == [("deposit", "60", DRAFT["text"])]
 
 
 async def test_a_later_member_waits_its_turn_and_reads_again_before_it_proposes(
