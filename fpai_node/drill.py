@@ -23,6 +23,7 @@ from fpai_node.supervisor.checks import Check
 from fpai_node.testnet import Testnet, TestnetNode, observe, stop, up
 
 ANSWER_WITHIN_S = 20.0  # gossip marks a stopped node left at once, a dead one in under 10 s
+ALONE_WITHIN_S = 2.0  # a model no other node serves: retrying brings no server, one answer is it
 RETRY_EVERY_S = 1.0
 CHAT_TIMEOUT_S = 60.0  # a short answer from the bundled model on a busy CPU
 
@@ -54,6 +55,8 @@ def run_drill(testnet: Testnet, on_step: Callable[[str], None]) -> DrillReport:
     models = sorted({m for v in views for m in v.models} | _announced(views[0].status))
     busiest = max(views, key=lambda v: (len(v.models), -views.index(v)))
     target, others = busiest.node, [v.node for v in views if v is not busiest]
+    served_elsewhere = {m for v in views if v is not busiest for m in v.models}
+    served_elsewhere |= _announced(views[0].status, excluding=busiest.node_id)
     user = f"drill-{secrets.token_hex(4)}"
     written = _post(target, "/v3/memories/add/", _memory(user, "written before the drill"))
     memory_id = str(written["results"][0]["id"])
@@ -64,8 +67,12 @@ def run_drill(testnet: Testnet, on_step: Callable[[str], None]) -> DrillReport:
     try:
         survivor = others[0]
         for model in models:
-            on_step(f"chat with {model} through {survivor.name}")
-            checks.append(_retrying(f"chat {model}", partial(_chat, survivor, model)))
+            alone = model not in served_elsewhere
+            aside = " (no other node serves it)" if alone else ""
+            on_step(f"chat with {model} through {survivor.name}{aside}")
+            chat = partial(_chat, survivor, model)
+            within_s = ALONE_WITHIN_S if alone else ANSWER_WITHIN_S
+            checks.append(_retrying(f"chat {model}", chat, within_s))
         on_step("memory through the others")
         checks.append(_retrying("memory read", partial(_read_memory, survivor, memory_id)))
         checks.append(_retrying("memory write", partial(_write_memory, others[-1], user)))
@@ -77,15 +84,15 @@ def run_drill(testnet: Testnet, on_step: Callable[[str], None]) -> DrillReport:
     return DrillReport(target.name, busiest.node_id, tuple(checks))
 
 
-def _announced(status: dict[str, Any] | None) -> set[str]:
-    """The models live peers announce, as the first node sees them."""
-    peers = (status or {}).get("peers", [])
+def _announced(status: dict[str, Any] | None, excluding: str = "") -> set[str]:
+    """The models live peers (but `excluding`) announce, as the first node sees them."""
+    peers = [p for p in (status or {}).get("peers", []) if p.get("node_id") != excluding]
     return {str(m["id"]) for p in peers if p.get("state") == "alive" for m in p.get("models", [])}
 
 
-def _retrying(name: str, check: Callable[[], str]) -> Check:
-    """A check passes once within ANSWER_WITHIN_S; else it fails with its last error."""
-    deadline = time.monotonic() + ANSWER_WITHIN_S
+def _retrying(name: str, check: Callable[[], str], within_s: float = ANSWER_WITHIN_S) -> Check:
+    """A check passes once within `within_s`; else it fails with its last error."""
+    deadline = time.monotonic() + within_s
     while True:
         try:
             return Check(name, True, check())
