@@ -768,6 +768,11 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if self._SyncObj__transferInProgress:
             return True
         now = raft_clock()  # pysyncobj's (CLOCK_MONOTONIC_RAW), not time.monotonic: they drift
+        if not self._SyncObj__otherNodes and self._SyncObj__raftCurrentTerm == 0:
+            # A registry's first voter, bootstrapping it: no leader to wait for, elect now. Not a
+            # voter left alone later (the others left): one that left may come back from a home
+            # that still says voter, and the election timeout is its time to be heard (RAFT-14).
+            self._SyncObj__raftElectionDeadline = 0
         if self._SyncObj__raftElectionDeadline >= now:
             return False
         own_term = self._SyncObj__raftCurrentTerm

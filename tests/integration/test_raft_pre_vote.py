@@ -156,3 +156,17 @@ def test_a_voter_tells_a_leader_behind_its_term_which_then_steps_down(
     mallory.close()
     new_leader = cluster.leader()  # elected at a later term, by pre-vote, without Mallory
     assert new_leader.status.term > term + 3
+
+
+def test_a_lone_voter_elects_itself_without_waiting_out_an_election_timeout(
+    tmp_path: Path,
+) -> None:
+    """RAFT-19: a federation's first node is its only voter, at term 0; no leader can speak to
+    it, and waiting 1 to 2 s for one delayed every new federation's first write. Timers of a
+    minute: only an election that does not wait is over within wait_for's 20 s. (A voter left
+    alone at a later term waits: test_registry's rolling restart fails otherwise.)"""
+    lone = NodeKey.from_seed(bytes([98]) * 32)
+    slow = RaftTiming(election_min_s=60.0, election_max_s=61.0)
+    with engine_cluster(tmp_path, [lone], slow) as cluster:
+        leader = cluster.leader()
+        assert leader.status.is_leader and leader.status.term == 1
