@@ -93,6 +93,11 @@ class NodeProcess:
         self.url = ""
 
     def start(self, timeout_s: float = 30.0) -> Self:
+        return self.launch().wait_started(timeout_s)
+
+    def launch(self) -> Self:
+        """Start the process and return at once (`wait_started` waits for its API): nodes
+        launched together start in parallel."""
         self.home.api_file.unlink(missing_ok=True)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 (our own console script)
@@ -109,6 +114,11 @@ class NodeProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
+        return self
+
+    def wait_started(self, timeout_s: float = 30.0) -> Self:
+        """Until the launched node answers /healthz; fails if it exits or overstays."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -80,6 +80,10 @@ class RegistryNode:
         self.process: NodeProcess | None = None
 
     def start(self, *extra: str, timeout_s: float = 30.0) -> "RegistryNode":
+        return self.launch(*extra).wait_started(timeout_s)
+
+    def launch(self, *extra: str) -> "RegistryNode":
+        """Start the process without waiting for it (`wait_started`), to start several at once."""
         self.process = NodeProcess(
             self.home,
             "--api",
@@ -92,7 +96,12 @@ class RegistryNode:
             *self.args,
             *extra,
             env=self.env,
-        ).start(timeout_s)
+        ).launch()
+        return self
+
+    def wait_started(self, timeout_s: float = 30.0) -> "RegistryNode":
+        assert self.process is not None, "launch() first"
+        self.process.wait_started(timeout_s)
         return self
 
     @property
@@ -199,8 +208,10 @@ def registry_cluster(
     try:
         first = nodes[0].start()
         wait_for(lambda: first.status()["registry"]["phase"] == "running")
+        for node in nodes[1:]:  # joining together, as a federation's nodes do
+            node.launch("--join", first.peer)
         for node in nodes[1:]:
-            node.start("--join", first.peer)
+            node.wait_started()
         ids = {n.node_id for n in nodes}
         for node in nodes:
             wait_for(partial(votes_with, node, ids), timeout_s=30.0)

@@ -67,9 +67,11 @@ def federation(
         tell(liar_home, "phantom-model")
         nodes["l"] = NodeProcess(
             liar_home, "--api", "127.0.0.1:0", *model, *join, command=liar_command()
-        ).start()
+        ).launch()
         gateway = trust.home(root / "g")
-        nodes["g"] = NodeProcess(gateway, "--api", "127.0.0.1:0", "--no-model", *join).start()
+        nodes["g"] = NodeProcess(gateway, "--api", "127.0.0.1:0", "--no-model", *join).launch()
+        for name in ("l", "g"):
+            nodes[name].wait_started()
         yield nodes
     finally:
         for node in nodes.values():

@@ -35,7 +35,9 @@ def federation(gguf_model: Path, tmp_path: Path) -> Iterator[list[NodeProcess]]:
         started.append(a.start())
         for name, extra in (("b", ("--no-model",)), ("c", ("--model", f"{gguf_model}=m-c"))):
             node = NodeProcess(tmp_path / name, "--api", "127.0.0.1:0", "--join", a.peer, *extra)
-            started.append(node.start())
+            started.append(node.launch())
+        for node in started[1:]:
+            node.wait_started()
         yield started
     finally:
         for node in started:

@@ -385,12 +385,15 @@ def test_a_five_voter_registry_forms_from_concurrent_joins_with_one_leader_a_ter
 ) -> None:
     """Joiners follow as learners until their own log makes them voters: newcomers never form
     a majority of their own (one leader per term, every node ends with the same registry)."""
-    first = RegistryNode(tmp_path / "first", "--registry-voters", "5").start()
+    first = RegistryNode(tmp_path / "first", "--registry-voters", "5")
     others = [RegistryNode(tmp_path / f"n{i}") for i in range(4)]
     nodes = [first, *others]
     try:
+        first.launch()
         for node in others:  # at once: joins reach the first node while it creates the registry
-            node.start("--join", first.peer)
+            node.launch("--join", first.peer)
+        for node in nodes:
+            node.wait_started()
         leaders: dict[int, set[str]] = {}
 
         def formed() -> bool:

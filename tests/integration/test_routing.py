@@ -61,7 +61,9 @@ def three_nodes(gguf_model: Path, root: Path) -> Iterator[dict[str, NodeProcess]
                 *extra,
                 # One generation at a time and no queue: one long stream makes C busy.
                 env={"FPAI_QUEUE_DEPTH": "0", "FPAI_BATCH_SEQUENCES": "1"},
-            ).start()
+            ).launch()
+        for name in ("b", "c"):
+            nodes[name].wait_started()
         c = nodes["c"].node_id
         for name in ("a", "b"):
             wait_for(lambda name=name: sees_model(nodes[name], "x", c))
