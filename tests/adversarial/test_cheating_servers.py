@@ -28,7 +28,7 @@ from fpai_node.testing.liar import DIGEST_FACTOR, liar_command, tell
 from fpai_node.testing.nodeproc import NodeProcess, run_cli, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-EPOCH_S, SETTLE_S = 15, 3  # short epochs (RWD-4 allows 10 s): each cheat gets its own
+EPOCH_S, SETTLE_S = 10, 3  # the shortest epochs RWD-4 allows: each cheat gets its own
 UNIT = 1_000_000  # a rate of 1,000,000 per million tokens: one unit a token
 CHAT = {
     "model": "x",
