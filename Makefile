@@ -99,6 +99,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/gossip.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/registry_vs_etcd.py
+	$(BIN)/python benchmarks/registry_http_floor.py
 	$(BIN)/python benchmarks/router.py
 	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/supervisor.py
