@@ -91,8 +91,8 @@ class TreasuryService(Service):
         self._final: dict[int, State] = {}  # proposals whose state can no longer change
         self._drafted = ""  # the last draft logged, so each is logged once
         self._voiceless: set[tuple[int, str]] = set()  # ballots logged as never countable
-        # Transactions this node sent (payments, proposals, executions): each may change the
-        # draft (TREASURY-10), which the supervisor then reads again without waiting its turn.
+        # Transactions this node sent (`_send`): each may change the draft (TREASURY-10), which
+        # the supervisor then reads again without waiting its turn.
         self.sent = 0
         self.phase = "none" if chain is None else "connecting"
         self.error = ""
@@ -147,6 +147,12 @@ class TreasuryService(Service):
 
     async def _call(self, action: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, action, *args)
+
+    async def _send(self, action: Callable[..., T], *args: Any) -> T:
+        """`_call` for a ledger call that sends a transaction: counted in `sent`."""
+        sent = await self._call(action, *args)
+        self.sent += 1
+        return sent
 
     def _ready(self) -> "Ledger":
         if self._ledger is None:
@@ -366,7 +372,7 @@ class TreasuryService(Service):
         ):
             return
         try:
-            receipt = await self._call(ledger.relay, ballot)
+            receipt = await self._send(ledger.relay, ballot)
         except ChainError as exc:  # counted meanwhile (another relay won), or the vote closed
             log.info("ballot not relayed", proposal=f"{ballot.proposal_id:#x}", reason=str(exc))
             return
@@ -403,7 +409,7 @@ class TreasuryService(Service):
         if not self._due((step, known.id), state, owners, known.id.to_bytes(32, "big")):
             return
         try:
-            receipt = await self._call(act, known.proposal)
+            receipt = await self._send(act, known.proposal)
         except ChainError as exc:  # another node did it first, or it is not yet time
             log.info(f"proposal not {step}d", proposal=f"{known.id:#x}", reason=str(exc))
             return
@@ -507,7 +513,7 @@ class TreasuryService(Service):
         answer["relayed"] = None
         if proposal_state is State.ACTIVE:
             try:
-                receipt = await self._call(ledger.relay, ballot)
+                receipt = await self._send(ledger.relay, ballot)
                 self.counts["relayed"] += 1
                 answer["relayed"] = receipt["transactionHash"].to_0x_hex()
             except ChainError as exc:  # kept in the registry: another node will relay it
@@ -519,8 +525,7 @@ class TreasuryService(Service):
     ) -> dict[str, Any]:
         ledger = self._ready()
         actions = await self._call(ledger.actions, kind, value, vault)
-        proposal, receipt = await self._call(ledger.propose, actions, text)
-        self.sent += 1
+        proposal, receipt = await self._send(ledger.propose, actions, text)
         return {
             "proposal": f"{proposal.id:#066x}",
             "transaction": receipt["transactionHash"].to_0x_hex(),
@@ -537,18 +542,16 @@ class TreasuryService(Service):
         done: dict[str, Any] = {}
         proposal_state = await self._call(ledger.state, proposal_id)
         if proposal_state is State.SUCCEEDED:
-            done["queued"] = (await self._call(ledger.queue, known.proposal))[
+            done["queued"] = (await self._send(ledger.queue, known.proposal))[
                 "transactionHash"
             ].to_0x_hex()
-            self.sent += 1
             proposal_state = await self._call(ledger.state, proposal_id)
         if proposal_state is State.QUEUED:
             eta = await self._call(ledger.eta, proposal_id)
             if eta > max(await self._call(ledger.now), int(time.time())):
                 done["executable_at"] = eta
             else:
-                receipt = await self._call(ledger.execute, known.proposal)
-                self.sent += 1
+                receipt = await self._send(ledger.execute, known.proposal)
                 done["executed"] = receipt["transactionHash"].to_0x_hex()
                 proposal_state = await self._call(ledger.state, proposal_id)
         elif not done and proposal_state is not State.EXECUTED:  # executed: nothing to do
@@ -570,8 +573,7 @@ class TreasuryService(Service):
         ledger = self._ready()
         actions = await self._call(ledger.reward_actions, epoch, root, total)
         text = f"Rewards for epoch {epoch}: root 0x{root.hex()}, total {total}"
-        proposal, receipt = await self._call(ledger.propose, actions, text)
-        self.sent += 1
+        proposal, receipt = await self._send(ledger.propose, actions, text)
         return {
             "proposal": f"{proposal.id:#066x}",
             "transaction": receipt["transactionHash"].to_0x_hex(),
@@ -588,14 +590,12 @@ class TreasuryService(Service):
 
     async def claim_reward(self, epoch: int, amount: int, proof: list[bytes]) -> dict[str, Any]:
         ledger = self._ready()
-        receipt = await self._call(ledger.claim, epoch, amount, proof)
-        self.sent += 1
+        receipt = await self._send(ledger.claim, epoch, amount, proof)
         return {"transaction": receipt["transactionHash"].to_0x_hex(), "gas": receipt["gasUsed"]}
 
     async def pay(self, amount: str, token: str) -> dict[str, Any]:
         ledger = self._ready()
-        receipt = await self._call(ledger.pay, amount, token)
-        self.sent += 1
+        receipt = await self._send(ledger.pay, amount, token)
         return {"transaction": receipt["transactionHash"].to_0x_hex(), "gas": receipt["gasUsed"]}
 
     async def status(self) -> dict[str, Any]:
