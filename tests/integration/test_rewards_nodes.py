@@ -82,9 +82,7 @@ def test_three_nodes_earn_publish_and_claim_the_rewards_of_an_epoch(
             a.start()
             wait_for(lambda: a.status()["registry"]["phase"] == "running")
             for node in (b, c):
-                node.launch("--join", a.peer)
-            for node in (b, c):
-                node.wait_started()
+                node.start("--join", a.peer)
             ids = {n.node_id for n in nodes}
             for node in nodes:
                 wait_for(lambda n=node: votes_with(n, ids), timeout_s=30)
