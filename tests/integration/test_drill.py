@@ -60,6 +60,8 @@ def test_the_drill_names_a_model_with_a_single_server(tmp_path: Path) -> None:
             for line in text.stdout.splitlines()
             if line.startswith(("ok   ", "FAIL "))
         }
+        # the drill knew no one else serves it, and tried it for seconds, not 20 s
+        assert "... chat with gemma-3-270m through node2 (no other node serves it)" in text.stdout
         verdict = text.stdout.splitlines()[-1]
         assert verdict.startswith("the federation does NOT survive the loss of node1 (fpn1")
         stopped_id = verdict.rpartition("(")[2].rstrip(")")
