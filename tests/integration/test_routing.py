@@ -255,6 +255,31 @@ def test_a_second_server_takes_over_when_the_first_dies(
         d.kill()
 
 
+def test_a_probe_refused_as_busy_is_deferred_not_failed(
+    federation: dict[str, NodeProcess], tmp_path: Path
+) -> None:
+    """ROUTE-9: a newcomer probes C while C's one slot is taken; the 429 defers the probe (asked
+    again after its Retry-After) rather than failing it (asked again 10 s later, the model
+    missing from the newcomer's /v1/models meanwhile)."""
+    a, c = federation["a"], federation["c"]
+    d = NodeProcess(tmp_path / "d", "--api", "127.0.0.1:0", "--join", a.peer, "--no-model")
+    try:
+        # long enough to outlast D's start; leaving the block cancels it
+        with c.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 2000}, events=2):
+            d.start()
+            wait_for(lambda: probes_of(d, "model probe deferred", c.node_id))
+        wait_for(lambda: sees_model(d, "x", c.node_id))
+        assert probes_of(d, "model probe failed", c.node_id) == []
+        # the stream's generation was cancelled: C is idle again for the tests that follow
+        wait_for(lambda: post(a, "/v1/chat/completions", {**CHAT, "max_tokens": 1})[0] == 200)
+    finally:
+        d.kill()
+
+
+def probes_of(node: NodeProcess, event: str, peer: str) -> list[dict[str, Any]]:
+    return [e for e in node.log_events() if e.get("event") == event and e.get("peer") == peer]
+
+
 def test_a_loop_a_forged_path_and_a_stranger_are_refused(
     federation: dict[str, NodeProcess],
 ) -> None:
