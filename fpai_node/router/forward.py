@@ -82,6 +82,11 @@ class PeerUnavailable(BackendUnavailable):
         self.lie = lie
 
 
+class NotMemberYet(PeerUnavailable):
+    """The peer refused this node as no member (FWD-7): its gossip has not heard of this node
+    yet, or no longer counts it. No evidence about the peer's models (ROUTE-9)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Demotion:
     until: float  # monotonic
@@ -310,6 +315,8 @@ class Forwarder:
         if failure is not None and status == 400:
             return PeerRefused(status, Failed(failure.code, f"node {peer}: {reason}"))
         code = failure.code if failure else str(status)
+        if status == 403 and code == "not_a_member":
+            return NotMemberYet(f"node {peer} refused ({code}): {reason}")
         return PeerUnavailable(f"node {peer} refused ({code}): {reason}")
 
     def _local_event(

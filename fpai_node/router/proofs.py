@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fpai_node.router.messages import Api
 
 FIRST_RETRY_S = 10.0  # ROUTE-9: a peer still loading answers soon
-BUSY_RETRY_MIN_S = 1.0  # ROUTE-9: a busy peer's own Retry-After, but never a tighter loop
+DEFER_MIN_S = 1.0  # ROUTE-9: a busy peer's own Retry-After, but never a tighter loop
 MAX_RETRY_S = 600.0  # ROUTE-9: a peer that keeps failing is asked every ten minutes
 MAX_PROBES_IN_FLIGHT = 4  # each costs the peer a prefill and a token; a federation's worth waits
 
@@ -21,7 +21,7 @@ MAX_PROBES_IN_FLIGHT = 4  # each costs the peer a prefill and a token; a federat
 class _Attempts:
     next_at: float
     failures: int = 0
-    busy: int = 0  # refusals as busy (429) since the last failure: no evidence against the claim
+    deferrals: int = 0  # passing refusals since the last failure: no evidence against the claim
 
 
 def is_probe_body(api: Api, model: str, body: bytes) -> bool:
@@ -72,25 +72,27 @@ class ModelProofs:
         return chosen
 
     def probed(
-        self, pair: tuple[str, str], answered: bool, now: float, busy_retry_s: float | None = None
+        self, pair: tuple[str, str], answered: bool, now: float, deferred_s: float | None = None
     ) -> None:
-        """`busy_retry_s`: the peer refused the probe as busy (429) and asked to be retried after
-        that long. Servers of one sequence are busy whenever two nodes probe them at once (every
-        node probes a newcomer within a second), so a busy peer is asked again soon: after its
-        Retry-After, twice as long after each further busy refusal, never later than a failed
+        """`deferred_s`: the peer refused the probe for a passing reason, to be retried after
+        that long: as busy (429, its Retry-After) or as from no member (403 `not_a_member`, its
+        gossip not having heard of this node yet). Servers of one sequence are busy whenever two
+        nodes probe them at once (every node probes a newcomer within a second), and a newcomer
+        probes peers that gossip has not yet told about it, so such a peer is asked again soon:
+        after `deferred_s`, twice as long after each further deferral, never later than a failed
         probe would be (FIRST_RETRY_S)."""
         self._probing.discard(pair)
         if answered:
             self.answered(*pair)
             return
         attempts = self._attempts.setdefault(pair, _Attempts(now))
-        if busy_retry_s is not None:
-            attempts.busy += 1
-            first = max(BUSY_RETRY_MIN_S, busy_retry_s)
-            wait = min(FIRST_RETRY_S, first * 2 ** (attempts.busy - 1))
+        if deferred_s is not None:
+            attempts.deferrals += 1
+            first = max(DEFER_MIN_S, deferred_s)
+            wait = min(FIRST_RETRY_S, first * 2 ** (attempts.deferrals - 1))
         else:
             attempts.failures += 1
-            attempts.busy = 0
+            attempts.deferrals = 0
             wait = min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (attempts.failures - 1))
         attempts.next_at = now + wait
 

@@ -19,10 +19,10 @@ from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
 from fpai_node.router.ack_exchange import PENDING_MS
 from fpai_node.router.acks import Pair
-from fpai_node.router.forward import Forwarder, PeerRefused, Timing
+from fpai_node.router.forward import Forwarder, NotMemberYet, PeerRefused, Timing
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import PROBE_ID_PREFIX, InferRequest
-from fpai_node.router.proofs import probe_bodies
+from fpai_node.router.proofs import DEFER_MIN_S, probe_bodies
 from fpai_node.router.receipts import ReceiptLog, recent
 from fpai_node.router.router import Router
 from fpai_node.router.select import Candidate
@@ -132,14 +132,21 @@ class RouterService(Service):
     async def _probe(self, pair: tuple[str, str], address: str) -> None:
         """ROUTE-9: one forwarded request per probe body until one is answered. Whatever
         happens, the probe's slot is handed back (a crash must not hold it for good)."""
-        answered, busy_retry_s = False, None
+        answered, deferred_s = False, None
         try:
             answered = await self._answered(pair, address)
         except Overloaded as exc:  # busy, not wrong: asked again soon (ROUTE-9)
-            busy_retry_s = float(exc.retry_after_s)
-            log.info("model probe deferred", peer=pair[0], model=pair[1], reason=str(exc))
+            deferred_s = float(exc.retry_after_s)
+            self._deferred(pair, "busy", exc)
+        except NotMemberYet as exc:  # its gossip has not heard of this node yet (ROUTE-9)
+            deferred_s = DEFER_MIN_S
+            self._deferred(pair, "not_a_member", exc)
         finally:
-            self.forwarder.proofs.probed(pair, answered, time.monotonic(), busy_retry_s)
+            self.forwarder.proofs.probed(pair, answered, time.monotonic(), deferred_s)
+
+    @staticmethod
+    def _deferred(pair: tuple[str, str], why: str, exc: Exception) -> None:
+        log.info("model probe deferred", peer=pair[0], model=pair[1], why=why, reason=str(exc))
 
     async def _answered(self, pair: tuple[str, str], address: str) -> bool:
         node_id, model = pair
@@ -158,7 +165,7 @@ class RouterService(Service):
                 return True
             except PeerRefused:  # the model refuses this kind of request: try the next kind
                 continue
-            except Overloaded:
+            except (Overloaded, NotMemberYet):
                 raise
             except InferenceError as exc:
                 log.info("model probe failed", peer=node_id, model=model, reason=str(exc))

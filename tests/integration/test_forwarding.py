@@ -31,7 +31,13 @@ from fpai_node.inference.base import (
 from fpai_node.inference.service import InferenceService
 from fpai_node.peer.client import PeerClient
 from fpai_node.peer.server import PeerServer
-from fpai_node.router.forward import Forwarder, PeerRefused, PeerUnavailable, Timing
+from fpai_node.router.forward import (
+    Forwarder,
+    NotMemberYet,
+    PeerRefused,
+    PeerUnavailable,
+    Timing,
+)
 from fpai_node.router.jobs import parse_job
 from fpai_node.router.messages import (
     INFER_PATH,
@@ -316,6 +322,21 @@ async def test_a_refusal_before_the_first_event_is_typed(
     assert raised.value.retry_after_s == 7
     assert SERVER.node_id in str(raised.value)
     assert forwarder[0].healthy(SERVER.node_id)  # busy is not broken
+
+
+async def test_a_refusal_as_no_member_is_told_apart(
+    peer: Peer, forwarder: tuple[Forwarder, ReceiptLog]
+) -> None:
+    """FWD-7's refusal is its own type: a newcomer's probe (ROUTE-9) defers on it, since the
+    peer's gossip may not have heard of the newcomer yet."""
+
+    async def stranger(request: InferRequest, http: web.Request) -> web.StreamResponse:
+        failure = Failed("not_a_member", "this node serves federation members")
+        return web.Response(status=403, body=encode_failure(failure))
+
+    peer.script = stranger
+    with pytest.raises(NotMemberYet, match="not_a_member"):
+        await run(forwarder[0], peer)
 
 
 async def test_an_unreachable_peer_is_marked_failed(

@@ -260,14 +260,15 @@ def test_a_probe_refused_as_busy_is_deferred_not_failed(
 ) -> None:
     """ROUTE-9: a newcomer probes C while C's one slot is taken; the 429 defers the probe (asked
     again after its Retry-After) rather than failing it (asked again 10 s later, the model
-    missing from the newcomer's /v1/models meanwhile)."""
+    missing from the newcomer's /v1/models meanwhile). So does a 403 `not_a_member` from C
+    before C's gossip has heard of D: no probe of C fails."""
     a, c = federation["a"], federation["c"]
     d = NodeProcess(tmp_path / "d", "--api", "127.0.0.1:0", "--join", a.peer, "--no-model")
     try:
         # long enough to outlast D's start; leaving the block cancels it
         with c.streaming("/v1/chat/completions", {**CHAT, "max_tokens": 2000}, events=2):
             d.start()
-            wait_for(lambda: probes_of(d, "model probe deferred", c.node_id))
+            wait_for(lambda: busy(probes_of(d, "model probe deferred", c.node_id)))
         wait_for(lambda: sees_model(d, "x", c.node_id))
         assert probes_of(d, "model probe failed", c.node_id) == []
         # the stream's generation was cancelled: C is idle again for the tests that follow
@@ -278,6 +279,12 @@ def test_a_probe_refused_as_busy_is_deferred_not_failed(
 
 def probes_of(node: NodeProcess, event: str, peer: str) -> list[dict[str, Any]]:
     return [e for e in node.log_events() if e.get("event") == event and e.get("peer") == peer]
+
+
+def busy(deferrals: list[dict[str, Any]]) -> bool:
+    """Whether a deferral was for a busy peer (D may first be refused as no member: C's gossip
+    may not have heard of D when D probes it)."""
+    return any(e["why"] == "busy" for e in deferrals)
 
 
 def test_a_loop_a_forged_path_and_a_stranger_are_refused(

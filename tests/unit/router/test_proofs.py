@@ -1,7 +1,7 @@
 """ROUTE-9: which announced (peer, model) pairs count, and when unproven ones are probed."""
 
 from fpai_node.router.proofs import (
-    BUSY_RETRY_MIN_S,
+    DEFER_MIN_S,
     FIRST_RETRY_S,
     MAX_PROBES_IN_FLIGHT,
     MAX_RETRY_S,
@@ -53,22 +53,22 @@ def test_a_busy_peer_is_asked_again_after_its_retry_after_doubling_up_to_a_failu
     must not wait as long as for a peer that failed (that took 10 s to list a model)."""
     proofs, pair = ModelProofs(), ("n", "m")
     assert proofs.due({pair}, 0.0) == [pair]
-    proofs.probed(pair, answered=False, now=0.0, busy_retry_s=2.0)
+    proofs.probed(pair, answered=False, now=0.0, deferred_s=2.0)
     assert proofs.due({pair}, 1.9) == []
     assert proofs.due({pair}, 2.0) == [pair]
-    proofs.probed(pair, answered=False, now=2.0, busy_retry_s=2.0)
+    proofs.probed(pair, answered=False, now=2.0, deferred_s=2.0)
     assert proofs.due({pair}, 5.9) == []
     assert proofs.due({pair}, 6.0) == [pair]  # twice as long while it stays busy
     for _ in range(5):
-        proofs.probed(pair, answered=False, now=10.0, busy_retry_s=3.0)
+        proofs.probed(pair, answered=False, now=10.0, deferred_s=3.0)
     assert proofs.due({pair}, 10.0 + FIRST_RETRY_S - 0.1) == []
     assert proofs.due({pair}, 10.0 + FIRST_RETRY_S) == [pair]  # never longer than a failure's
     proofs.probed(pair, answered=False, now=30.0)  # a real failure: its own schedule
     assert proofs.due({pair}, 30.0 + FIRST_RETRY_S - 0.1) == []
     assert proofs.due({pair}, 30.0 + FIRST_RETRY_S) == [pair]
-    proofs.probed(pair, answered=False, now=50.0, busy_retry_s=0.0)  # busy again: from the start
-    assert proofs.due({pair}, 50.0 + BUSY_RETRY_MIN_S - 0.1) == []  # a Retry-After of 0 is 1 s
-    assert proofs.due({pair}, 50.0 + BUSY_RETRY_MIN_S) == [pair]
+    proofs.probed(pair, answered=False, now=50.0, deferred_s=0.0)  # busy again: from the start
+    assert proofs.due({pair}, 50.0 + DEFER_MIN_S - 0.1) == []  # a Retry-After of 0 is 1 s
+    assert proofs.due({pair}, 50.0 + DEFER_MIN_S) == [pair]
     proofs.probed(pair, answered=True, now=51.0)
     assert proofs.proven(*pair)
 
