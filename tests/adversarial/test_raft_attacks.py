@@ -17,7 +17,7 @@ from fpai_node.registry.raft import (
     RaftTiming,
     read_snapshot,
 )
-from fpai_node.registry.state import MEMBER_RELAYS
+from fpai_node.registry.state import ELECTORS_PARAMETER, MEMBER_RELAYS
 from fpai_node.testing.raft_engines import (
     EngineCluster,
     RawRaftPeer,
@@ -102,6 +102,12 @@ def test_a_member_cannot_relay_invented_nodes_into_seats(trust: Trust, tmp_path:
     and there was no bound on how many it could add. Mallory is a learner whose engine forwards
     her commands to the leader over her own Raft connection, as a modified node would."""
     with engine_cluster(tmp_path, KEYS, trust=trust) as cluster:  # two voters of three seats
+        # only they may vote: else the leader's policy promotes Mallory, a live learner, to the
+        # free seat within half a second, and as a voter her relays are not bounded
+        electors = [k.node_id for k in KEYS]
+        commit(
+            cluster.leader(), command(KEYS[0], "param.set", key=ELECTORS_PARAMETER, value=electors)
+        )
         mallory = cluster.add_learner(MALLORY)
         invented = [NodeKey.generate().node_id for _ in range(MEMBER_RELAYS + 2)]
         addresses = {"peer": "127.0.0.9:1", "api": "127.0.0.9:2", "raft": "127.0.0.9:3"}
