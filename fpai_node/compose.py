@@ -116,7 +116,7 @@ def compose(
         channel.address,
         channel.client,
         # gossip keeps no member list across restarts: the registry's does
-        (*join, *remembered_peers(home.root / "raft")),
+        (*join, *remembered_peers(home.registry_dir)),
         lambda peer: capabilities(inference, peer, api_address),
         home.root / "gossip-incarnation",
     )
@@ -125,7 +125,7 @@ def compose(
         identity=identity,
         listener=listeners.raft,
         client=channel.client,
-        directory=home.root / "raft",
+        directory=home.registry_dir,
         join=join,
         peer_address=channel.address,
         api_address=api_address,

@@ -36,6 +36,11 @@ class Home:
         return self.root / "node.toml"
 
     @property
+    def registry_dir(self) -> Path:
+        """The node's Raft log, snapshot and hint (docs/registry.md "On disk")."""
+        return self.root / "raft"
+
+    @property
     def api_file(self) -> Path:
         """Written by a running node so that other commands can find its API."""
         return self.root / "api.json"

@@ -10,7 +10,7 @@ Node 1 bootstraps the registry and serves the bundled model; the others join nod
 `serving`, serve nothing themselves (gateways): a request for the model at any node works.
 Processes run in their own session, so they outlive the command that started them; `down`
 stops them with SIGUSR1 (a pause: they stay registry members) and the homes stay, so `up`
-resumes the federation with its state.
+resumes the federation with its state, starting every node at once.
 """
 
 import contextlib
@@ -41,6 +41,7 @@ from fpai_node.identity.certs import (
     save_ca,
     save_certificate,
 )
+from fpai_node.registry.service import read_hint
 from fpai_node.testnet_chain import CHAIN_PORT_OFFSET, TestnetChain, configure
 
 MANIFEST = "testnet.json"
@@ -402,15 +403,18 @@ def up(
             testnet.save()
             raise
     first = testnet.nodes[0]
+    # A new federation's first node creates its registry, and the others join through it. Once
+    # it has one, every node resumes from its own home: none waits for another to be up first.
+    creating = first in idle and read_hint(Home(first.home).registry_dir) is None
     launched: list[TestnetNode] = []
     try:
-        if first in idle:
+        if creating:
             launch(first, None)
             launched.append(first)
             testnet.save()
             _wait(testnet, started, timeout_s, on_progress, lambda views: views[0].healthy)
-        for node in idle[1:] if first in idle else idle:
-            launch(node, first.peer)
+        for node in idle[1:] if creating else idle:
+            launch(node, None if node is first else first.peer)
             launched.append(node)
         testnet.save()
         _wait(testnet, started, timeout_s, on_progress, lambda views: ready(views, 0).whole)
