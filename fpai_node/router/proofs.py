@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fpai_node.router.messages import Api
 
 FIRST_RETRY_S = 10.0  # ROUTE-9: a peer still loading answers soon
-DEFER_MIN_S = 1.0  # ROUTE-9: a busy peer's own Retry-After, but never a tighter loop
+DEFER_MIN_S = 1.0  # ROUTE-9: after a passing refusal (busy: its Retry-After, never less)
 MAX_RETRY_S = 600.0  # ROUTE-9: a peer that keeps failing is asked every ten minutes
 MAX_PROBES_IN_FLIGHT = 4  # each costs the peer a prefill and a token; a federation's worth waits
 
