@@ -33,6 +33,17 @@ PROBE_PERIOD_S = 1.0  # ROUTE-9: a newly announced model is probed within a seco
 log = structlog.get_logger("fpai.router")
 
 
+def probe_deferral(exc: InferenceError) -> tuple[str, float] | None:
+    """ROUTE-9: a probe refused for a passing reason, no evidence against the claim: why, and
+    how soon to ask again (busy: its Retry-After; no member yet: its gossip has not heard of
+    this node). None: the probe failed."""
+    if isinstance(exc, Overloaded):
+        return "busy", float(exc.retry_after_s)
+    if isinstance(exc, NotMemberYet):
+        return "not_a_member", DEFER_MIN_S
+    return None
+
+
 class RouterService(Service):
     name = "router"
 
@@ -135,18 +146,17 @@ class RouterService(Service):
         answered, deferred_s = False, None
         try:
             answered = await self._answered(pair, address)
-        except Overloaded as exc:  # busy, not wrong: asked again soon (ROUTE-9)
-            deferred_s = float(exc.retry_after_s)
-            self._deferred(pair, "busy", exc)
-        except NotMemberYet as exc:  # its gossip has not heard of this node yet (ROUTE-9)
-            deferred_s = DEFER_MIN_S
-            self._deferred(pair, "not_a_member", exc)
+        except InferenceError as exc:
+            deferral = probe_deferral(exc)
+            if deferral is None:
+                log.info("model probe failed", peer=pair[0], model=pair[1], reason=str(exc))
+            else:
+                why, deferred_s = deferral
+                log.info(
+                    "model probe deferred", peer=pair[0], model=pair[1], why=why, reason=str(exc)
+                )
         finally:
             self.forwarder.proofs.probed(pair, answered, time.monotonic(), deferred_s)
-
-    @staticmethod
-    def _deferred(pair: tuple[str, str], why: str, exc: Exception) -> None:
-        log.info("model probe deferred", peer=pair[0], model=pair[1], why=why, reason=str(exc))
 
     async def _answered(self, pair: tuple[str, str], address: str) -> bool:
         node_id, model = pair
@@ -165,11 +175,6 @@ class RouterService(Service):
                 return True
             except PeerRefused:  # the model refuses this kind of request: try the next kind
                 continue
-            except (Overloaded, NotMemberYet):
-                raise
-            except InferenceError as exc:
-                log.info("model probe failed", peer=node_id, model=model, reason=str(exc))
-                return False
             finally:
                 await events.aclose()
         return False
