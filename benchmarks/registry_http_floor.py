@@ -13,10 +13,8 @@ from handler to answer.
 import argparse
 import asyncio
 import base64
-import json
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -102,17 +100,10 @@ def main() -> None:
     (root / "ours").mkdir()
     (root / "etcd").mkdir()
     with registry_cluster(root / "ours") as nodes, etcd_cluster(root / "etcd") as members:
-        ours = leader_of(nodes).url
+        leader = leader_of(nodes)
         etcd = wait_until(lambda: etcd_leader(members), 30.0, "an etcd leader")
-        seed = urllib.request.Request(  # the stale read needs the parameter to exist
-            f"{ours}/fpai/v1/registry/parameters/{KEY}",
-            data=json.dumps({"value": VALUE}).encode(),
-            method="PUT",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(seed, timeout=10) as answer:
-            answer.read()
-        asyncio.run(measure(ours, etcd, args.seconds, args.rounds))
+        leader.put(KEY, VALUE)  # the stale read needs the parameter to exist
+        asyncio.run(measure(leader.url, etcd, args.seconds, args.rounds))
 
 
 if __name__ == "__main__":
