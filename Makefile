@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 export CMAKE_ARGS
 FUZZ_SECONDS ?= 20
+FUZZERS := envelope raft router memory  # tests/fuzz/fuzz_<name>.py, corpus in corpus-<name>/
 
-.PHONY: run test install install-dev contracts contracts-deps lint format typecheck fuzz vectors bench clean faults
+.PHONY: run test install install-dev contracts contracts-deps lint format typecheck fuzz $(FUZZERS:%=fuzz-%) vectors
+.PHONY: bench clean faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,14 +65,14 @@ test: install-dev $(NODE_MODULES) $(CHROMIUM)
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory fuzz
 
+# Each fuzzer keeps one core busy for FUZZ_SECONDS: two run at a time (-j2, a 2-core machine's
+# worth), each one's output printed whole when it ends (-O).
 fuzz: install-dev
-	$(BIN)/python tests/fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus
-	mkdir -p tests/fuzz/corpus-raft
-	$(BIN)/python tests/fuzz/fuzz_raft.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-raft
-	mkdir -p tests/fuzz/corpus-router
-	$(BIN)/python tests/fuzz/fuzz_router.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-router
-	mkdir -p tests/fuzz/corpus-memory
-	$(BIN)/python tests/fuzz/fuzz_memory.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-memory
+	$(MAKE) --no-print-directory -j2 -O $(FUZZERS:%=fuzz-%)
+
+$(FUZZERS:%=fuzz-%): fuzz-%: install-dev
+	mkdir -p tests/fuzz/corpus-$*
+	$(BIN)/python tests/fuzz/fuzz_$*.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 tests/fuzz/corpus-$*
 
 # The fault campaign of issue 21 in network namespaces (root and `ip netns` needed): six faults on
 # 3 nodes, then on 5; reports in build/faults/. Both sizes run even if the first fails a check.

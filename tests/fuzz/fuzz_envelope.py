@@ -1,6 +1,7 @@
 """Coverage-guided fuzzing of the wire decoder (specs/0002-wire.md VERIFY-13).
 
-    python tests/fuzz/fuzz_envelope.py -max_total_time=20 -rss_limit_mb=2048 tests/fuzz/corpus
+    python tests/fuzz/fuzz_envelope.py -max_total_time=20 -rss_limit_mb=2048 \
+        tests/fuzz/corpus-envelope
 
 Each input goes through `codec.decode` and `open_envelope` (with a fixed clock and a fresh replay
 guard, then once more through the same guard) and, when accepted, through the payload decoder of
