@@ -5,9 +5,12 @@ home: `0x` and 64 hex digits, mode 0600, like the deployer key `fpai-node chain 
 `init` creates it (or imports one the operator already has) and nothing ever overwrites it: the
 operator's votes and rewards are bound to it.
 
-This module stays light: `init` and `id` use it, and importing eth_account costs half a second
-per command. The key is made and its address computed with `cryptography` and a Keccak-256
-from pycryptodome; signing with it is fpai_node.chain.keys' job (eth_account), loaded lazily.
+This module stays light: `init` and `id` use it, and every node signs and checks operator
+bindings (TREASURY-2) as it starts, where importing eth_account would cost half a second of CPU
+(py_ecc's pairing tables, which a binding never needs). The key is made and its address
+computed with `cryptography` and a Keccak-256 from pycryptodome; an EIP-191 signature is made
+and recovered with eth_keys alone (which eth_account itself signs with), imported on first
+use. Transactions and EIP-712 ballots are fpai_node.chain.keys' and governance's (eth_account).
 """
 
 import os
@@ -22,12 +25,53 @@ from fpai_node.chain.artifacts import ChainError
 # The order of secp256k1's group: a private key is an integer from 1 to n - 1.
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 KEY_BYTES = 32
+SIGNATURE_BYTES = 65  # r and s (32 bytes each), then v
+V_OFFSET = 27  # EIP-191 signatures carry the recovery id (0 or 1) plus 27, as Ethereum's do
+PERSONAL_PREFIX = b"\x19Ethereum Signed Message:\n"  # EIP-191 version 0x45 (personal_sign)
 
 
 def keccak256(data: bytes) -> bytes:
     from Crypto.Hash import keccak  # 35 ms, paid only by the commands that show an address
 
-    return keccak.new(data=data, digest_bits=256).digest()
+    digest: bytes = keccak.new(data=data, digest_bits=256).digest()
+    return digest
+
+
+def personal_digest(text: str) -> bytes:
+    """What EIP-191's `personal_sign` signs: Keccak-256 of the prefix, the decimal length of
+    the UTF-8 text, and the text."""
+    data = text.encode()
+    return keccak256(PERSONAL_PREFIX + str(len(data)).encode() + data)
+
+
+def personal_sign(secret: int, text: str) -> bytes:
+    """The key's EIP-191 signature of `text`: r, s, v (27 or 28). The nonce is RFC 6979's,
+    derived from the key and the digest, so a key signs the same text alike every time (as
+    eth_account and wallets do)."""
+    from eth_keys.datatypes import PrivateKey
+
+    signature = PrivateKey(secret.to_bytes(KEY_BYTES, "big")).sign_msg_hash(personal_digest(text))
+    r, s, v = int(signature.r), int(signature.s), int(signature.v)
+    return r.to_bytes(KEY_BYTES, "big") + s.to_bytes(KEY_BYTES, "big") + bytes([v + V_OFFSET])
+
+
+def personal_signer(text: str, signature: bytes) -> str | None:
+    """The checksummed address whose key made `signature` over `text` (EIP-191), or None if
+    it is not a signature: not 65 bytes, v not 27 or 28, r or s out of range, or no key
+    recovered."""
+    from eth_keys.datatypes import Signature
+    from eth_keys.exceptions import BadSignature
+    from eth_utils.exceptions import ValidationError
+
+    if len(signature) != SIGNATURE_BYTES or signature[64] not in (V_OFFSET, V_OFFSET + 1):
+        return None
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    try:
+        signed = Signature(vrs=(signature[64] - V_OFFSET, r, s))
+        public = signed.recover_public_key_from_msg_hash(personal_digest(text))
+    except (BadSignature, ValidationError):
+        return None
+    return checksum_address(public.to_canonical_address())
 
 
 def parse_secret(text: str) -> int:

@@ -25,18 +25,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from fpai_node.chain.operator_key import read_secret
 from fpai_node.errors import FpaiError
 from fpai_node.identity import NodeKey
 from fpai_node.registry.checked import CheckedRecords
 from fpai_node.registry.service import RegistryService, RegistryUnavailable
 from fpai_node.registry.state import RegistryState
 from fpai_node.service import Service
+from fpai_node.treasury.binding import OperatorBinding, binding_parameter
 from fpai_node.treasury.errors import NO_CHAIN, RecordRefused, TreasuryError
 
 if TYPE_CHECKING:
     from fpai_node.chain.governance import Ballot, State
     from fpai_node.treasury.ledger import Known, Ledger
-    from fpai_node.treasury.records import OperatorBinding
 
 POLL_S = 2.0  # one upkeep round: a ballot is relayed, a passed proposal queued within seconds
 # TREASURY-6, TREASURY-8: the voter's (or proposer's) own node acts at once; every other member
@@ -239,8 +240,6 @@ class TreasuryService(Service):
 
     async def _publish_binding(self) -> None:
         """TREASURY-3: the registry holds this node's own binding, whoever wrote over it."""
-        from fpai_node.treasury.records import binding_parameter
-
         binding = self._binding
         if binding is None:
             return
@@ -254,10 +253,8 @@ class TreasuryService(Service):
         except RegistryUnavailable as exc:
             log.info("operator binding deferred", reason=str(exc))
 
-    def binding_of(self, state: RegistryState, node_id: str) -> "OperatorBinding | None":
+    def binding_of(self, state: RegistryState, node_id: str) -> OperatorBinding | None:
         """The member's valid binding (TREASURY-2), or None; a refused one is counted once."""
-        from fpai_node.treasury.records import OperatorBinding, binding_parameter
-
         key = binding_parameter(node_id)
         value = state.parameters.get(key)
         if value is None:
@@ -747,15 +744,9 @@ def _connect(chain: ChainSettings) -> "Ledger":
     return Ledger(contracts, operator)
 
 
-def _bind(operator_key: Path, key: NodeKey) -> "OperatorBinding":
+def _bind(operator_key: Path, key: NodeKey) -> OperatorBinding:
     """In the worker thread: the operator key, and this node's binding signed by both keys."""
-    from fpai_node.chain import restore_recursion_limit
-    from fpai_node.chain.keys import load_key
-    from fpai_node.treasury.records import OperatorBinding
-
-    operator = load_key(operator_key)
-    restore_recursion_limit()
-    return OperatorBinding.sign(key, operator)
+    return OperatorBinding.sign(key, read_secret(operator_key))
 
 
 RPC_TIMEOUT_S = 15.0  # one JSON-RPC call; a public endpoint under load answers within seconds

@@ -486,10 +486,9 @@ def test_chain(folder: Path) -> None:
 def test_treasury(folder: Path) -> None:
     """specs/0009: operator bindings (TREASURY-2) and ballot records (TREASURY-4) read, and a
     binding signed, through fpai_node/treasury."""
-    from eth_account import Account
-
+    from fpai_node.chain.operator_key import parse_secret
+    from fpai_node.treasury.binding import OperatorBinding
     from fpai_node.treasury.records import (
-        OperatorBinding,
         RecordRefused,
         ballot_from_value,
         ballot_to_value,
@@ -509,7 +508,7 @@ def test_treasury(folder: Path) -> None:
         binding = OperatorBinding.from_value(case["node_id"], value)
         assert binding.address == expect["address"]
         node = NodeKey.from_seed(bytes.fromhex(case["node_seed"][2:]))
-        signed = OperatorBinding.sign(node, Account.from_key(case["operator_key"]))
+        signed = OperatorBinding.sign(node, parse_secret(case["operator_key"]))
         assert codec.encode(signed.to_value()) == data  # both signatures are deterministic
         return
     binding = OperatorBinding.from_value(

@@ -33,7 +33,8 @@ from fpai_node.testing.chain import (
 )
 from fpai_node.testing.nodeproc import run_cli
 from fpai_node.testing.registry_cluster import RegistryNode, registry_cluster, wait_for
-from fpai_node.treasury.records import ballot_parameter, ballot_to_value, binding_parameter
+from fpai_node.treasury.binding import binding_parameter
+from fpai_node.treasury.records import ballot_parameter, ballot_to_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 VOTING_PERIOD_S = 600

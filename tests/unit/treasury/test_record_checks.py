@@ -4,11 +4,9 @@ records round after round cannot grow a node's memory (specs/0009, TREASURY-2)."
 
 from dataclasses import dataclass, field
 
-from eth_account import Account
-
 from fpai_node.identity import NodeKey
 from fpai_node.registry.state import RegistryState
-from fpai_node.treasury.records import OperatorBinding, binding_parameter
+from fpai_node.treasury.binding import OperatorBinding, binding_parameter
 from fpai_node.treasury.service import TreasuryService
 
 NODE = NodeKey.from_seed(bytes([7]) * 32)
@@ -31,13 +29,13 @@ def test_checks_are_kept_per_key_counted_once_and_dropped_with_their_record() ->
     service = TreasuryService(NODE, registry, None)  # type: ignore[arg-type]
     key = binding_parameter(MEMBER.node_id)
     for n in range(50):  # a member rewriting its binding: each one another operator's
-        forged = OperatorBinding.sign(NODE, Account.from_key(bytes([n + 1]) * 32)).to_value()
+        forged = OperatorBinding.sign(NODE, n + 1).to_value()
         state = with_parameters(**{key: forged})
         for _ in range(3):  # read every round: checked once
             assert service.binding_of(state, MEMBER.node_id) is None
     assert service.refused == {"binding_wrong_node_key": 50}
     assert len(service._checked) == 1
-    valid = OperatorBinding.sign(MEMBER, Account.from_key(b"\x01" * 32))
+    valid = OperatorBinding.sign(MEMBER, 1)
     assert service.binding_of(with_parameters(**{key: valid.to_value()}), MEMBER.node_id) == valid
     service._forget_stale(RegistryState(), {})
     assert len(service._checked) == 0

@@ -7,13 +7,14 @@ from dataclasses import replace
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fpai_node.chain.governance import Support, sign_ballot
 from fpai_node.identity import NodeKey
+from fpai_node.treasury.binding import OperatorBinding
 from fpai_node.treasury.records import (
-    OperatorBinding,
     RecordRefused,
     ballot_from_value,
     ballot_parameter,
@@ -31,8 +32,12 @@ GOVERNOR = Account.from_key(b"\x05" * 32).address  # any address: the domain nam
 PROPOSAL = 2**255 + 12345  # ids are uint256: this one needs every byte
 
 
+def secret(account: "Account") -> int:
+    return int.from_bytes(account.key, "big")
+
+
 def binding() -> OperatorBinding:
-    return OperatorBinding.sign(NODE, OPERATOR)
+    return OperatorBinding.sign(NODE, secret(OPERATOR))
 
 
 def refusal(node_id: str, value: codec.Value) -> str:
@@ -48,6 +53,13 @@ def test_a_binding_read_back_is_the_one_signed() -> None:
     assert made.address == OPERATOR.address
 
 
+def test_the_operators_half_is_what_eth_account_and_wallets_sign() -> None:
+    """TREASURY-2's EIP-191 signature, made without eth_account (a node signs its binding as it
+    starts), is byte for byte the one eth_account makes: a wallet's binding reads the same."""
+    statement = encode_defunct(text=f"FPAI operator binding: {NODE.node_id}")
+    assert binding().operator_signature == bytes(OPERATOR.sign_message(statement).signature)
+
+
 def test_a_binding_is_refused_under_another_members_name_or_when_altered() -> None:
     value = binding().to_value()
     assert isinstance(value, dict)
@@ -56,13 +68,17 @@ def test_a_binding_is_refused_under_another_members_name_or_when_altered() -> No
     # another address written over the member's
     assert refusal(NODE.node_id, value | {"address": bytes(20)}) == "bad_node_signature"
     # a node naming someone else's address: it can sign its half, not the operator's
-    claimed = OperatorBinding.sign(NODE, STRANGER).to_value()
+    claimed = OperatorBinding.sign(NODE, secret(STRANGER)).to_value()
     assert isinstance(claimed, dict)
     forged = claimed | {"operator_sig": value["operator_sig"]}
     assert refusal(NODE.node_id, forged) == "bad_operator_signature"
     assert refusal(NODE.node_id, value | {"operator_sig": b"\x00" * 65}) == (
         "bad_operator_signature"
     )
+    signature = value["operator_sig"]
+    assert isinstance(signature, bytes)
+    raw_v = signature[:64] + bytes([signature[64] - 27])  # the recovery id bare: not EIP-191's
+    assert refusal(NODE.node_id, value | {"operator_sig": raw_v}) == "bad_operator_signature"
     assert refusal(NODE.node_id, value | {"extra": 1}) == "malformed"
 
 
