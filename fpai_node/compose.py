@@ -41,8 +41,9 @@ from fpai_node.memory.memories import Memories
 from fpai_node.memory.service import MemoryService
 from fpai_node.memory.shard import OpenStore
 from fpai_node.peer.channel import PeerChannel
+from fpai_node.registry.hint import remembered_peers
 from fpai_node.registry.raft import RaftTiming
-from fpai_node.registry.service import RegistryService, remembered_peers
+from fpai_node.registry.service import RegistryService
 from fpai_node.rewards.digests import KEPT_PAIRS_MS
 from fpai_node.rewards.service import RewardsService
 from fpai_node.router.receipts import receipts_path

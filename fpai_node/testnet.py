@@ -41,7 +41,7 @@ from fpai_node.identity.certs import (
     save_ca,
     save_certificate,
 )
-from fpai_node.registry.service import read_hint
+from fpai_node.registry.hint import read_hint
 from fpai_node.testnet_chain import CHAIN_PORT_OFFSET, TestnetChain, configure
 
 MANIFEST = "testnet.json"

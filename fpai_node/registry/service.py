@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from fpai_node.hostport import HostPort
 from fpai_node.identity import NodeKey
 from fpai_node.identity.tls import TlsIdentity
 from fpai_node.peer.client import PeerClient
+from fpai_node.registry.hint import HINT_FILE, Hint, read_hint
 from fpai_node.registry.journal import JournalError, write_atomically
 from fpai_node.registry.raft import Done, RaftEngine, RaftStatus, RaftTiming, TransportCounters
 from fpai_node.registry.raft_wire import parse_raft_id, raft_id
@@ -46,7 +46,6 @@ from fpai_node.wire import codec
 from fpai_node.wire.errors import MalformedFrame
 
 JOIN_PATH = "/fpai/peer/v1/registry/join"
-HINT_FILE = "engine.json"
 MAINTAIN_PERIOD_S = 0.25
 WRITE_TIMEOUT_S = 10.0  # a write with no outcome by then is reported as unknown, not failed
 LEAVE_TIMEOUT_S = 2.0  # a stopping node waits this long for its removal to commit
@@ -66,40 +65,6 @@ class CommandTooLarge(FpaiError):
 class RegistryUnavailable(FpaiError):
     """No outcome within the time allowed: the registry has no leader this node can reach.
     A write may still be applied later; its idempotency key keeps a retry from applying twice."""
-
-
-def remembered_peers(directory: Path) -> tuple[str, ...]:
-    """The peer addresses of the registry's members as this node last knew them (its hint): a
-    node restarted without --join finds its federation through them."""
-    hint = read_hint(directory)
-    return hint.peers if hint is not None else ()
-
-
-@dataclass(frozen=True, slots=True)
-class Hint:
-    """What this node last knew of its place in Raft: how to start before anyone answers."""
-
-    member: str
-    learner: bool
-    voters: tuple[str, ...]
-    peers: tuple[str, ...]
-
-
-def read_hint(directory: Path) -> Hint | None:
-    """The hint in `directory`, or None when there is none or it cannot be trusted."""
-    try:
-        data = json.loads((directory / HINT_FILE).read_text())
-        hint = Hint(data["member"], data["learner"], tuple(data["voters"]), tuple(data["peers"]))
-        for member in (hint.member, *hint.voters):
-            parse_raft_id(member)
-        if not all(isinstance(p, str) for p in hint.peers):
-            raise ValueError("peers are HOST:PORT strings")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError, MalformedFrame) as exc:
-        log.warning("ignoring an unreadable registry hint", error=str(exc))
-        return None
-    return hint
 
 
 class RegistryService(Service):
