@@ -97,12 +97,17 @@ class TokenCounter:
 
     def __init__(self, engine: BatchEngine) -> None:
         self.per_generation: list[int] = []
-        self._seen: dict[int, int] = {}  # id of the engine's record of a generation -> index
+        # The engine's record of each generation, in order, held: keyed by id() alone, a freed
+        # record's address went to the next generation's, whose token then counted as the
+        # cancelled one's (a CI failure: [3] where [2, 1] was true).
+        self._seen: list[Any] = []
         self._advance = engine._advance
 
     def advance(self, running: Any, token: int) -> None:
-        index = self._seen.setdefault(id(running), len(self._seen))
-        if index == len(self.per_generation):
+        index = next((i for i, seen in enumerate(self._seen) if seen is running), None)
+        if index is None:
+            index = len(self._seen)
+            self._seen.append(running)
             self.per_generation.append(0)
         self.per_generation[index] += 1
         self._advance(running, token)
