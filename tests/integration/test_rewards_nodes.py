@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,9 @@ def test_three_nodes_earn_publish_and_claim_the_rewards_of_an_epoch(
             rpc, operators, deployment, voting_period_s=VOTING_PERIOD_S, timelock_s=TIMELOCK_S
         )
         model = ("--model", f"{gguf_model}=x")
-        # One sequence each: a server busy with a request announces full load, so C spreads its
-        # requests over both (with eight, one request leaves the load bucket as it was and the
-        # nearer server takes every one).
+        # One sequence each: a server with a request in flight has no room for a second, so C
+        # sends the second of two concurrent requests to the other server (with eight, the
+        # nearer server could take both).
         one_slot = {**env, "FPAI_BATCH_SEQUENCES": "1"}
         a, b = (RegistryNode(home, *model, env=one_slot) for home in homes[:2])
         c = RegistryNode(homes[2], env=env)
@@ -111,8 +112,14 @@ def test_three_nodes_earn_publish_and_claim_the_rewards_of_an_epoch(
             # request is its receipt's time (RWD-4), as C's receipts file holds it
             told: dict[str, tuple[str, dict[str, int]]] = {}
             epoch = None
-            for i in range(20):
-                told[f"work-{i}"] = chat(c, f"work-{i}")
+            for i in range(10):
+                # Two at a time: C counts the one it sent first against that server's one
+                # sequence and sends the other to the second server (ROUTE-4). One at a time,
+                # it picks the server it measured faster (ROUTE-5), and a CI run saw twenty in
+                # a row go to one server.
+                pair = [f"work-{i}{n}" for n in "ab"]
+                with ThreadPoolExecutor(2) as pool:
+                    told.update(zip(pair, pool.map(lambda rid: chat(c, rid), pair), strict=True))
                 epoch = epoch_with_both(c, told, {a.node_id, b.node_id})
                 if epoch is not None:
                     break
