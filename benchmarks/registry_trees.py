@@ -15,6 +15,7 @@ one's ratio to the first tree.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -75,9 +76,7 @@ def main() -> None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"fpai-{name}-")))
             progress(f"starting {MEMBERS} fpai-node processes from {env['PYTHONPATH']} ({name})")
             nodes = stack.enter_context(registry_cluster(root, size=MEMBERS, env=env))
-            side = ours_side(nodes)
-            side.kind = name
-            sides.append(side)
+            sides.append(dataclasses.replace(ours_side(nodes), kind=name))
         samples = asyncio.run(measure(sides, levels, args))
     print_table(levels, [name for name, _ in trees], samples)
 

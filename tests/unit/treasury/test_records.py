@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,8 @@ GOVERNOR = Account.from_key(b"\x05" * 32).address  # any address: the domain nam
 PROPOSAL = 2**255 + 12345  # ids are uint256: this one needs every byte
 
 
-def secret(account: "Account") -> int:
+def secret(account: LocalAccount) -> int:
+    """The account's private key as the integer OperatorBinding.sign takes."""
     return int.from_bytes(account.key, "big")
 
 
