@@ -8,6 +8,7 @@ counted by reason; a per-peer token bucket stops a flooding peer before any sign
 """
 
 import asyncio
+import errno
 import socket
 import ssl
 from collections import Counter
@@ -39,6 +40,11 @@ MAX_CONNECTIONS = 256  # established peer connections; far above a federation's 
 MAX_CONNECTIONS_PER_ADDRESS = 64
 MAX_HANDSHAKES = 256  # connections still in their handshake (anyone can open those)
 MAX_HANDSHAKES_PER_ADDRESS = 32  # a peer opening every pooled connection at once fits
+ACCEPT_RETRY_S = (
+    1.0  # out of descriptors or memory: accept again after this, as asyncio's server does
+)
+# accept(2) errors that pass (closed connections free descriptors): wait, then accept again
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 SHUTDOWN_S = 3.0  # requests in flight (forwarded generations) get this long when the node stops
 log = structlog.get_logger("fpai.peer")
 
@@ -55,7 +61,9 @@ class PeerServer:
             self._routes[route.path] = route
         self._limiter = RateLimiter(RATE_PER_S, BURST)
         self._runner: web.AppRunner | None = None
-        self._tcp: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._handshaking: set[asyncio.Task[None]] = set()
         self.handshakes = Slots(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS)
         self.refusals: Counter[str] = Counter()
         self.address = ""
@@ -77,19 +85,75 @@ class PeerServer:
         await self._runner.setup()
         web_server = self._runner.server
         assert web_server is not None
-        context = server_context(self._identity)
-        self._tcp = await asyncio.get_running_loop().create_server(
-            lambda: _TlsAccept(self, context, web_server), sock=sock
-        )
+        sock.setblocking(False)
+        self._listener = sock
         self.address = str(HostPort.bound_to(sock))
+        self._accepting = asyncio.create_task(
+            self._accept(sock, server_context(self._identity), web_server)
+        )
+        self._accepting.add_done_callback(_accepting_ended)
 
     async def stop(self) -> None:
-        if self._tcp is not None:
-            self._tcp.close()
-            self._tcp = None
+        if self._accepting is not None:
+            self._accepting.cancel()
+            self._accepting = None
+        for task in self._handshaking:
+            task.cancel()
+        await asyncio.gather(*self._handshaking, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _accept(
+        self, listener: socket.socket, context: ssl.SSLContext, web_server: web.Server
+    ) -> None:
+        """Takes each connection and runs its TLS handshake itself, so that a refused handshake
+        is counted (PEER-5): with `create_server(ssl=...)` it vanishes inside the event loop,
+        reaching no callback."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                connection, remote = await loop.sock_accept(listener)
+            except ConnectionAbortedError:
+                continue  # the caller gave up while it waited in the backlog
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                log.warning("peer connections wait: out of resources", error=str(exc))
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            refusal = self.admits_connection(web_server, connection, remote)
+            if refusal is not None:
+                self.refuse_connection(refusal, remote)
+                connection.close()
+                continue
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = asyncio.create_task(self._handshake(connection, remote, context, web_server))
+            self._handshaking.add(task)
+            task.add_done_callback(self._handshaking.discard)
+
+    async def _handshake(
+        self,
+        connection: socket.socket,
+        remote: tuple[str, int],
+        context: ssl.SSLContext,
+        web_server: web.Server,
+    ) -> None:
+        """The handshake, then the connection is aiohttp's. The event loop owns the socket from
+        the call on, and closes it when the handshake fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.connect_accepted_socket(web_server, connection, ssl=context),
+                HANDSHAKE_TIMEOUT_S,
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self.refuse_handshake(exc, remote)
+        finally:
+            self.handshakes.release(connection)
 
     def refuse_handshake(self, exc: BaseException, remote: object) -> None:
         """PEER-5: a handshake the TLS layer refused, counted and logged like any refusal."""
@@ -190,64 +254,7 @@ class PeerServer:
         log.warning("peer connection refused", reason=reason, remote=remote)
 
 
-class _TlsAccept(asyncio.Protocol):
-    """Accepts a TCP connection and runs the TLS handshake itself, then hands the TLS transport
-    to aiohttp. With `create_server(ssl=...)` a refused handshake vanishes inside asyncio
-    (it reaches no callback), and refusals must be counted (issue 4, PEER-5)."""
-
-    def __init__(self, server: PeerServer, context: ssl.SSLContext, web_server: web.Server) -> None:
-        self._server = server
-        self._context = context
-        self._web_server = web_server
-        self._task: asyncio.Task[None] | None = None
-        # Bytes that follow the handshake in the same read (TLS 1.3 clients send their request
-        # right behind Finished) reach this protocol before the hand-over: kept, then replayed.
-        self._early = bytearray()
-        self._early_eof = False
-        self._lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        remote = transport.get_extra_info("peername") or ("", 0)
-        refusal = self._server.admits_connection(self._web_server, self, remote)
-        if refusal is not None:
-            self._server.refuse_connection(refusal, remote)
-            transport.abort()
-            return
-        transport.pause_reading()  # the ClientHello must reach the TLS layer, not us
-        self._task = asyncio.create_task(self._handshake(transport))
-
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        remote = transport.get_extra_info("peername")
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await asyncio.wait_for(
-                loop.start_tls(transport, self, self._context, server_side=True),
-                HANDSHAKE_TIMEOUT_S,
-            )
-        except (ssl.SSLError, OSError, TimeoutError) as exc:
-            self._server.refuse_handshake(exc, remote)
-            transport.close()
-            return
-        finally:
-            self._server.handshakes.release(self)
-        if tls is None or self._lost:  # the peer left during or just after the handshake
-            (tls or transport).close()
-            return
-        handler = self._web_server()
-        tls.set_protocol(handler)
-        handler.connection_made(tls)
-        if self._early:
-            handler.data_received(bytes(self._early))
-        if self._early_eof:
-            handler.eof_received()
-
-    def data_received(self, data: bytes) -> None:
-        self._early += data
-
-    def eof_received(self) -> None:
-        self._early_eof = True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Before the hand-over only: the handler never learns of a transport that is gone."""
-        self._lost = True
+def _accepting_ended(task: asyncio.Task[None]) -> None:
+    """The accept loop ends only when the node stops it; anything else is logged loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the peer channel stopped accepting", error=repr(task.exception()))
