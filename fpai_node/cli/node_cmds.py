@@ -1,6 +1,5 @@
 """`init`, `id`, `start` and `status`: the commands that create and run one node."""
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -200,6 +199,7 @@ def start(
     ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
+    from fpai_node import event_loop
     from fpai_node.node import serve
 
     target = home_of(home)
@@ -238,7 +238,7 @@ def start(
         structlog.get_logger("fpai.cli").info(
             "home initialised", home=str(target.root), node_id=key.node_id
         )
-    asyncio.run(serve(settings, key))
+    event_loop.run(serve(settings, key))
 
 
 def _flags(
