@@ -40,11 +40,13 @@ MAX_CONNECTIONS = 256  # established peer connections; far above a federation's 
 MAX_CONNECTIONS_PER_ADDRESS = 64
 MAX_HANDSHAKES = 256  # connections still in their handshake (anyone can open those)
 MAX_HANDSHAKES_PER_ADDRESS = 32  # a peer opening every pooled connection at once fits
-ACCEPT_RETRY_S = (
-    1.0  # out of descriptors or memory: accept again after this, as asyncio's server does
-)
-# accept(2) errors that pass (closed connections free descriptors): wait, then accept again
+# accept(2) out of descriptors or memory: the accept loop waits this long, then tries again
+# (closed connections free them); asyncio's own server waits 1 s too
+ACCEPT_RETRY_S = 1.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# the listening socket itself is unusable: accepting again cannot help (any other error of
+# accept(2) belongs to one connection, which the man page says to treat as EAGAIN)
+_LISTENER_BROKEN = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK, errno.EOPNOTSUPP})
 SHUTDOWN_S = 3.0  # requests in flight (forwarded generations) get this long when the node stops
 log = structlog.get_logger("fpai.peer")
 
@@ -117,20 +119,18 @@ class PeerServer:
         while True:
             try:
                 connection, remote = await loop.sock_accept(listener)
-            except ConnectionAbortedError:
-                continue  # the caller gave up while it waited in the backlog
             except OSError as exc:
-                if exc.errno not in _OUT_OF_RESOURCES:
+                if exc.errno in _LISTENER_BROKEN:
                     raise
-                log.warning("peer connections wait: out of resources", error=str(exc))
-                await asyncio.sleep(ACCEPT_RETRY_S)
-                continue
+                if exc.errno in _OUT_OF_RESOURCES:
+                    log.warning("peer connections wait: out of resources", error=str(exc))
+                    await asyncio.sleep(ACCEPT_RETRY_S)
+                continue  # otherwise one caller's connection failed (reset, aborted) in the backlog
             refusal = self.admits_connection(web_server, connection, remote)
             if refusal is not None:
                 self.refuse_connection(refusal, remote)
                 connection.close()
                 continue
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = asyncio.create_task(self._handshake(connection, remote, context, web_server))
             self._handshaking.add(task)
             task.add_done_callback(self._handshaking.discard)
