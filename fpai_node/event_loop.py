@@ -1,8 +1,8 @@
 """The event loop a node runs on: uvloop (libuv's, written in Cython) instead of asyncio's own.
 
-Measured with `benchmarks/registry_trees.py` (two clusters side by side, December 2026): the
-registry commits 12% more writes a second at 16 clients and 9% more at 64, where the leader's
-event loop is the limit; with one client, where the Raft round is, it changes nothing.
+Measured with `benchmarks/registry_trees.py` (two clusters side by side, three runs, December
+2026): the registry commits 6 to 12% more writes a second at 16 clients, -1 to 9% at 64; with
+one client, whose time is in the Raft round, it changes nothing (docs/registry.md).
 """
 
 import asyncio
