@@ -84,6 +84,10 @@ class Slots:
         self._held[holder] = group
         self._by_group[group] += 1
 
+    def __len__(self) -> int:
+        """Slots held now."""
+        return len(self._held)
+
     def release(self, holder: Hashable) -> None:
         group = self._held.pop(holder, None)
         if group is not None:

@@ -13,6 +13,7 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -44,9 +45,15 @@ MAX_HANDSHAKES_PER_ADDRESS = 32  # a peer opening every pooled connection at onc
 # (closed connections free them); asyncio's own server waits 1 s too
 ACCEPT_RETRY_S = 1.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-# the listening socket itself is unusable: accepting again cannot help (any other error of
-# accept(2) belongs to one connection, which the man page says to treat as EAGAIN)
-_LISTENER_BROKEN = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK, errno.EOPNOTSUPP})
+# the listening socket itself is unusable: accepting again cannot help
+_LISTENER_BROKEN = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+# any other accept(2) error belongs to one connection in the backlog (the man page: treat it as
+# EAGAIN) and is retried at once; this many in a row no run of failed connections explains, so
+# the loop waits as when out of resources rather than spin
+ACCEPT_FAILURES_BEFORE_WAIT = 100
+# connections taken from the backlog per wake-up, as asyncio's server takes up to its backlog:
+# one per turn of the event loop would let a flood overflow it before the limits can act
+ACCEPT_BATCH = 128
 SHUTDOWN_S = 3.0  # requests in flight (forwarded generations) get this long when the node stops
 log = structlog.get_logger("fpai.peer")
 
@@ -66,6 +73,7 @@ class PeerServer:
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handshaking: set[asyncio.Task[None]] = set()
+        self._unstarted: set[socket.socket] = set()  # handshakes whose task has not yet run
         self.handshakes = Slots(MAX_HANDSHAKES, MAX_HANDSHAKES_PER_ADDRESS)
         self.refusals: Counter[str] = Counter()
         self.address = ""
@@ -96,12 +104,13 @@ class PeerServer:
         self._accepting.add_done_callback(_accepting_ended)
 
     async def stop(self) -> None:
+        tasks = [*self._handshaking]
         if self._accepting is not None:
-            self._accepting.cancel()
+            tasks.append(self._accepting)
             self._accepting = None
-        for task in self._handshaking:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._handshaking, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -116,24 +125,40 @@ class PeerServer:
         is counted (PEER-5): with `create_server(ssl=...)` it vanishes inside the event loop,
         reaching no callback."""
         loop = asyncio.get_running_loop()
+        failures = 0  # accept errors in a row
         while True:
             try:
-                connection, remote = await loop.sock_accept(listener)
+                first = await loop.sock_accept(listener)
             except OSError as exc:
                 if exc.errno in _LISTENER_BROKEN:
                     raise
-                if exc.errno in _OUT_OF_RESOURCES:
-                    log.warning("peer connections wait: out of resources", error=str(exc))
+                failures += 1
+                if exc.errno in _OUT_OF_RESOURCES or failures >= ACCEPT_FAILURES_BEFORE_WAIT:
+                    log.warning("peer connections wait: accept fails", error=str(exc))
                     await asyncio.sleep(ACCEPT_RETRY_S)
-                continue  # otherwise one caller's connection failed (reset, aborted) in the backlog
-            refusal = self.admits_connection(web_server, connection, remote)
-            if refusal is not None:
-                self.refuse_connection(refusal, remote)
-                connection.close()
+                    failures = 0
                 continue
-            task = asyncio.create_task(self._handshake(connection, remote, context, web_server))
-            self._handshaking.add(task)
-            task.add_done_callback(self._handshaking.discard)
+            failures = 0
+            for connection, remote in [first, *_waiting(listener)]:
+                self._take(connection, remote, context, web_server)
+
+    def _take(
+        self,
+        connection: socket.socket,
+        remote: tuple[str, int],
+        context: ssl.SSLContext,
+        web_server: web.Server,
+    ) -> None:
+        """Refuse the connection, or start its handshake."""
+        refusal = self.admits_connection(web_server, connection, remote)
+        if refusal is not None:
+            self.refuse_connection(refusal, remote)
+            connection.close()
+            return
+        self._unstarted.add(connection)
+        task = asyncio.create_task(self._handshake(connection, remote, context, web_server))
+        self._handshaking.add(task)
+        task.add_done_callback(partial(self._handshake_ended, connection))
 
     async def _handshake(
         self,
@@ -143,17 +168,25 @@ class PeerServer:
         web_server: web.Server,
     ) -> None:
         """The handshake, then the connection is aiohttp's. The event loop owns the socket from
-        the call on, and closes it when the handshake fails."""
-        loop = asyncio.get_running_loop()
+        the call on (in this same step: no task in between), and closes it if the handshake
+        fails."""
+        self._unstarted.discard(connection)
         try:
-            await asyncio.wait_for(
-                loop.connect_accepted_socket(web_server, connection, ssl=context),
-                HANDSHAKE_TIMEOUT_S,
-            )
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                await asyncio.get_running_loop().connect_accepted_socket(
+                    web_server, connection, ssl=context
+                )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.refuse_handshake(exc, remote)
-        finally:
-            self.handshakes.release(connection)
+
+    def _handshake_ended(self, connection: socket.socket, task: asyncio.Task[None]) -> None:
+        """Also for a task cancelled (the node stopping) before it ran: then the socket is
+        still ours to close."""
+        self._handshaking.discard(task)
+        self.handshakes.release(connection)
+        if connection in self._unstarted:
+            self._unstarted.discard(connection)
+            connection.close()
 
     def refuse_handshake(self, exc: BaseException, remote: object) -> None:
         """PEER-5: a handshake the TLS layer refused, counted and logged like any refusal."""
@@ -258,3 +291,17 @@ def _accepting_ended(task: asyncio.Task[None]) -> None:
     """The accept loop ends only when the node stops it; anything else is logged loudly."""
     if not task.cancelled() and task.exception() is not None:
         log.critical("the peer channel stopped accepting", error=repr(task.exception()))
+
+
+def _waiting(listener: socket.socket) -> list[tuple[socket.socket, tuple[str, int]]]:
+    """Connections already in the backlog, up to ACCEPT_BATCH, without waiting for more (an
+    error stops the batch: the next `sock_accept` meets it again, and deals with it)."""
+    taken: list[tuple[socket.socket, tuple[str, int]]] = []
+    while len(taken) < ACCEPT_BATCH:
+        try:
+            connection, remote = listener.accept()
+        except OSError:  # BlockingIOError included: the backlog is empty
+            break
+        connection.setblocking(False)
+        taken.append((connection, remote))
+    return taken

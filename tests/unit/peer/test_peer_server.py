@@ -1,9 +1,10 @@
 """The peer channel's server in process, over real mutual TLS on loopback (specs/0003
 PEER-3, PEER-7, PEER-8): its answers, and the limits its routes share or keep apart."""
 
+import asyncio
 import datetime as dt
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -164,6 +165,45 @@ async def test_a_connection_closed_twice_does_not_stop_the_next_from_being_admit
     assert held.transport is not None
     held.transport.close()
     held.transport.close()
-    assert server.admits_connection(web_server, object(), ("127.0.0.1", 1)) is None
+    holder = object()
+    assert server.admits_connection(web_server, holder, ("127.0.0.1", 1)) is None
+    server.handshakes.release(holder)
     async with await caller_session() as fresh:
         assert (await post(fresh, server, ECHO_PATH, b"after"))[0] == 200
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_silent_connection_times_out_and_frees_its_slot(
+    server: PeerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PEER-5: a connection that never says hello holds a handshake slot for the handshake
+    timeout only; then it is counted, closed, and its slot and task are gone."""
+    monkeypatch.setattr(peer_server, "HANDSHAKE_TIMEOUT_S", 0.2)
+    host, port = server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    await until(lambda: len(server.handshakes) == 1)
+    assert await reader.read() == b""  # closed by the server
+    writer.close()
+    await until(lambda: not server._handshaking)
+    assert server.refusals == {"handshake_timeout": 1}
+    assert len(server.handshakes) == 0
+
+
+async def test_stopping_closes_the_connections_still_in_their_handshake(
+    server: PeerServer,
+) -> None:
+    host, port = server.address.rsplit(":", 1)
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(3)]
+    await until(lambda: len(server.handshakes) == 3)
+    await server.stop()
+    for reader, writer in connections:
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+    assert len(server.handshakes) == 0
+    assert not server._handshaking
