@@ -156,7 +156,9 @@ class PeerServer:
             connection.close()
             return
         self._unstarted.add(connection)
-        task = asyncio.create_task(self._handshake(connection, remote, context, web_server))
+        loop = asyncio.get_running_loop()
+        upgrade = partial(loop.connect_accepted_socket, web_server, connection, ssl=context)
+        task = asyncio.create_task(self._handshake(connection, remote, upgrade))
         self._handshaking.add(task)
         task.add_done_callback(partial(self._handshake_ended, connection))
 
@@ -164,18 +166,15 @@ class PeerServer:
         self,
         connection: socket.socket,
         remote: tuple[str, int],
-        context: ssl.SSLContext,
-        web_server: web.Server,
+        upgrade: Callable[[], Awaitable[object]],
     ) -> None:
-        """The handshake, then the connection is aiohttp's. The event loop owns the socket from
-        the call on (in this same step: no task in between), and closes it if the handshake
-        fails."""
+        """The TLS handshake (`upgrade`), then the connection is aiohttp's. The event loop owns
+        the socket from the call on (in this same step: no task in between), and closes it if
+        the handshake fails."""
         self._unstarted.discard(connection)
         try:
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                await asyncio.get_running_loop().connect_accepted_socket(
-                    web_server, connection, ssl=context
-                )
+                await upgrade()
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.refuse_handshake(exc, remote)
 
