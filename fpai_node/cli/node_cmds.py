@@ -199,7 +199,8 @@ def start(
     ] = None,
 ) -> None:
     """Run the node in the foreground until Ctrl-C or SIGTERM (creates the home if missing)."""
-    from fpai_node import event_loop
+    import uvloop
+
     from fpai_node.node import serve
 
     target = home_of(home)
@@ -238,7 +239,9 @@ def start(
         structlog.get_logger("fpai.cli").info(
             "home initialised", home=str(target.root), node_id=key.node_id
         )
-    event_loop.run(serve(settings, key))
+    # uvloop's loop, not asyncio's own: 6 to 12% more registry writes a second at 16 clients,
+    # side by side (docs/registry.md)
+    uvloop.run(serve(settings, key))
 
 
 def _flags(
