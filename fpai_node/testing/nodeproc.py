@@ -1,5 +1,6 @@
 """Run a real `fpai-node start` process for tests: bounded waits, guaranteed clean-up."""
 
+import asyncio
 import json
 import os
 import signal
@@ -51,6 +52,18 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float =
             return result
         time.sleep(every_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+async def until(
+    check: Callable[[], object], timeout_s: float = 10.0, every_s: float = 0.02
+) -> None:
+    """`wait_for` on an event loop: poll `check`, sleeping between (so the loop runs), until it
+    holds, or fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(every_s)
 
 
 class OpenStream:

@@ -3,7 +3,6 @@ RWD-1..RWD-3): the requester keeps the pair at once, the server gets its copy in
 and keeps the same pair; a hostile member's acknowledgements are refused, a resent one is taken
 once, and an unreachable server gets its batch when it is back."""
 
-import asyncio
 import datetime as dt
 import hashlib
 import socket
@@ -28,6 +27,7 @@ from fpai_node.router.messages import InferRequest, read_stored_receipt
 from fpai_node.router.receipts import Kept, ReceiptLog, read_receipts, recent
 from fpai_node.router.select import Candidate
 from fpai_node.router.serve import PeerInference
+from fpai_node.testing.nodeproc import until
 from fpai_node.testing.scripted_backend import ScriptedBackend
 from fpai_node.wire import codec
 
@@ -94,12 +94,6 @@ async def forward(forwarder: Forwarder, address: str, request_id: str = "req-1")
 
 def forwarder_id(forwarder: Forwarder) -> str:
     return forwarder._key.node_id
-
-
-async def until(condition: object, timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
 
 
 def pairs(path: Path) -> list[Kept]:

@@ -4,7 +4,7 @@ Gemma 3 270M, started once for this module."""
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from fpai_node.inference.base import (
 from fpai_node.inference.upstream import UpstreamBackend
 from fpai_node.inference.vllm import free_loopback_port
 from fpai_node.testing.llama_server import MODEL_ID, running_llama_server
+from fpai_node.testing.nodeproc import until
 
 pytestmark = pytest.mark.slow
 
@@ -59,13 +60,6 @@ async def backend(server: Server) -> AsyncIterator[UpstreamBackend]:
 
 async def collect(stream: AsyncIterator[GenerationEvent]) -> list[GenerationEvent]:
     return [event async for event in stream]
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def assert_streamed(events: list[GenerationEvent], max_tokens: int) -> Finish:
@@ -162,7 +156,7 @@ async def test_closing_a_stream_early_stops_the_generation(
     started = time.monotonic()
     await stream.aclose()
     assert time.monotonic() - started < 1.0
-    await wait_until(lambda: server.disconnects() > before, timeout_s=10)
+    await until(lambda: server.disconnects() > before, timeout_s=10)
 
     async def consume() -> None:
         async for _ in backend.complete(long):
@@ -174,7 +168,7 @@ async def test_closing_a_stream_early_stops_the_generation(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_until(lambda: server.disconnects() > before + 1, timeout_s=10)
+    await until(lambda: server.disconnects() > before + 1, timeout_s=10)
 
     async with asyncio.timeout(30):  # generous: the machine may be busy with other tests
         events = await collect(backend.complete(CompletionRequest(MODEL_ID, "Hi", Sampling(4))))

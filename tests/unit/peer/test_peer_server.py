@@ -4,7 +4,7 @@ PEER-3, PEER-7, PEER-8): its answers, and the limits its routes share or keep ap
 import asyncio
 import datetime as dt
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -15,6 +15,7 @@ from fpai_node.identity.tls import TlsIdentity, client_context
 from fpai_node.peer import server as peer_server
 from fpai_node.peer.server import FRAME_PATH, PeerServer
 from fpai_node.service import FrameRefused, RpcRoute, StreamRoute
+from fpai_node.testing.nodeproc import until
 from fpai_node.wire import codec
 
 pytestmark = pytest.mark.timeout(30)
@@ -170,12 +171,6 @@ async def test_a_connection_closed_twice_does_not_stop_the_next_from_being_admit
     server.handshakes.release(holder)
     async with await caller_session() as fresh:
         assert (await post(fresh, server, ECHO_PATH, b"after"))[0] == 200
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def test_a_silent_connection_times_out_and_frees_its_slot(
