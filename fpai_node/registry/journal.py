@@ -8,9 +8,10 @@ term, vote and commit index to a small canonical MessagePack file replaced atomi
 are stored in their wire form (specs/0005 RAFT-5), so the disk holds no pickle either.
 
 Group commit: `add` writes its record but does not sync it; `sync` makes every record written
-so far durable with one fdatasync. The engine calls `sync` before it acknowledges entries and
-before its leader counts its own log towards a commit (raft.py), so a batch of entries costs one
-fdatasync, not one each, and a leader's sync runs while its followers write theirs.
+so far durable with one fdatasync. The engine calls `sync` before it acknowledges entries, and
+its leader counts its own log towards a commit only up to `durable_index` (raft.py), so a batch
+of entries costs one fdatasync, not one each, and a leader's sync runs while its followers write
+theirs.
 
 Files in the home's raft/ folder:
     log     "FPAI-RAFT-LOG-1\\n", then records: u32 length, u32 crc32(body), body =
@@ -21,11 +22,14 @@ Files in the home's raft/ folder:
 A record cut short by a crash (a torn tail) fails its length or CRC check and is dropped when the
 log is opened; it was never acknowledged, because acknowledgement follows the fsync.
 
-pysyncobj calls these methods from its one tick thread only.
+pysyncobj calls these methods from its one tick thread; `sync` (and `durable_index`) may also be
+called from a leader's sync thread, so the file descriptor is closed or cut only under the lock
+that `sync` holds.
 """
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -66,8 +70,14 @@ class DurableJournal:
         self._meta_dirty = False
         self._fd = self._open_log()
         self._end = os.fstat(self._fd).st_size  # where the next record goes: no lseek per add
-        self._unsynced = False  # records written since the last fdatasync
+        self._synced_end = self._end  # every byte before it is durable
+        self._durable_index = self._entries[-1][1] if self._entries else 0
         self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
+        self._closed = False
+        # Held by `sync` for its whole fdatasync, and by whatever closes, replaces or cuts the
+        # file: a sync on another thread never flushes a descriptor that was closed (and maybe
+        # reused for another file) under it, nor counts records that were cut meanwhile.
+        self._lock = threading.Lock()
 
     # ---- entries -----------------------------------------------------------------------------
 
@@ -77,47 +87,65 @@ class DurableJournal:
         self._check_durable()
         body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
-        offset = self._end
+        offset = end = self._end
         try:
             view = memoryview(record)
             while view:
-                written = os.pwrite(self._fd, view, self._end)
-                self._end += written
+                written = os.pwrite(self._fd, view, end)
+                end += written
                 view = view[written:]
         except OSError:
             os.ftruncate(self._fd, offset)
-            self._end = offset
             raise
+        self._end = end  # whole records only: a sync never counts half of one as written
+        # Listed only once written in full: a sync that sees this entry covers its record.
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
-        self._unsynced = True
 
     @property
     def unsynced(self) -> bool:
         """Records were written since the last `sync`: not yet to be acknowledged."""
-        return self._unsynced
+        return self._end > self._synced_end
+
+    @property
+    def durable_index(self) -> int:
+        """The Raft index of the last entry known to be on disk (0: none)."""
+        return self._durable_index
 
     def sync(self) -> None:
         """Make every record written so far durable: one fdatasync for the whole batch. A
-        failure is for good (DurabilityLost): see that class for why no retry is safe."""
-        self._check_durable()
-        if self._unsynced:
-            self._flush(os.fdatasync)
+        failure is for good (DurabilityLost): see that class for why no retry is safe. Safe
+        beside `add` on the tick thread: what was appended before the fdatasync began counts."""
+        with self._lock:
+            self._check_durable()
+            if self._closed:
+                return
+            end = self._end
+            last = self._entries[-1][1] if self._entries else 0
+            if end > self._synced_end:
+                self._flush(os.fdatasync)
+                self._synced_end = max(self._synced_end, end)
+            self._durable_index = max(self._durable_index, last)
 
     def _check_durable(self) -> None:
         if self._lost is not None:
             raise DurabilityLost(self._lost)
 
     def clear(self) -> None:
-        self._truncate(len(MAGIC))
-        self._entries.clear()
-        self._offsets.clear()
+        with self._lock:
+            self._truncate(len(MAGIC))
+            self._entries.clear()
+            self._offsets.clear()
+            self._durable_index = 0
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:
-        if entryFrom < len(self._offsets):
-            self._truncate(self._offsets[entryFrom])
-        del self._entries[entryFrom:]
-        del self._offsets[entryFrom:]
+        with self._lock:
+            if entryFrom < len(self._offsets):
+                self._truncate(self._offsets[entryFrom])
+            del self._entries[entryFrom:]
+            del self._offsets[entryFrom:]
+            last = self._entries[-1][1] if self._entries else 0
+            self._durable_index = min(self._durable_index, last)
 
     def start_at(self, prev: Entry) -> None:
         """Before an engine starts: drop the entries a snapshot ending after `prev` covers, if
@@ -142,13 +170,14 @@ class DurableJournal:
                 f.write(_HEAD.pack(len(body), zlib.crc32(body)) + body)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self._log_path)
-        fsync_directory(self._dir)
-        os.close(self._fd)
-        self._entries, self._offsets = [], []
-        self._fd = self._open_log()
-        self._end = os.fstat(self._fd).st_size
-        self._unsynced = False
+        with self._lock:
+            os.replace(tmp, self._log_path)
+            fsync_directory(self._dir)
+            os.close(self._fd)
+            self._entries, self._offsets = [], []
+            self._fd = self._open_log()
+            self._end = self._synced_end = os.fstat(self._fd).st_size
+            self._durable_index = self._entries[-1][1] if self._entries else 0
 
     @overload
     def __getitem__(self, item: int) -> Entry: ...
@@ -167,7 +196,9 @@ class DurableJournal:
                 self.sync()
                 self._flush_meta()
         finally:
-            os.close(self._fd)
+            with self._lock:
+                self._closed = True
+                os.close(self._fd)
 
     # ---- term, vote, commit index ------------------------------------------------------------
 
@@ -259,11 +290,13 @@ class DurableJournal:
         return offset
 
     def _truncate(self, offset: int) -> None:
-        """Cut the log at `offset`; the fsync also makes the records before it durable."""
+        """Cut the log at `offset` (the caller holds the lock); the fsync also makes the
+        records before it durable."""
         self._check_durable()
         os.ftruncate(self._fd, offset)
         self._end = offset
         self._flush(os.fsync)
+        self._synced_end = offset
 
     def _flush(self, flush: Callable[[int], None]) -> None:
         """`flush` (fsync or fdatasync) the log; a failure is for good (DurabilityLost)."""
@@ -272,7 +305,6 @@ class DurableJournal:
         except OSError as exc:
             self._lost = f"{flush.__name__} of {self._log_path} failed: {exc}"
             raise DurabilityLost(self._lost) from exc
-        self._unsynced = False
 
     def _read_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"commit": 1, "floor": 0, "term": 0, "voted_for": None}

@@ -13,9 +13,10 @@ transfer). What it would bring on its own is unsafe here, so each of those parts
 - pickle: pysyncobj's module-level pickle is replaced by `safe_pickle`, which loads no globals.
 
 pysyncobj runs everything in one tick thread: Raft, the transport's sockets (on pysyncobj's own
-poller), the journal, applying commands, and the leader's membership policy. Other threads only
-enqueue proposals (pysyncobj's queue is thread-safe) and read the immutable `state` and `status`
-this module publishes.
+poller), the journal, applying commands, and the leader's membership policy; only a leader's own
+fdatasync runs on a thread beside it (`_LeaderSync`). Other threads only enqueue proposals
+(pysyncobj's queue is thread-safe) and read the immutable `state` and `status` this module
+publishes.
 """
 
 import logging
@@ -69,6 +70,7 @@ from fpai_node.registry.membership import (
     repair_description,
 )
 from fpai_node.registry.pre_vote import PreVote
+from fpai_node.registry.quorum import commit_bound
 from fpai_node.registry.raft_wire import MAX_TERM_STEP, TERM_RAISE_INTERVAL_S, raft_id
 from fpai_node.registry.read_index import Leadership, Mark, ReadDone, ReadIndex
 from fpai_node.registry.state import RegistryState, Result, apply, encode_command
@@ -657,15 +659,69 @@ class _CoalescedWake:
             self.inner.notify()
 
 
+class _LeaderSync:
+    """A leader's fdatasync on a thread of its own (RAFT-13; the Raft thesis, section 10.2.1).
+
+    The tick thread hands the sync over once it has sent a batch, and goes on to read its
+    followers' answers while the disk works; the leader counts its own log towards a commit
+    only up to the journal's `durable_index` (`commit_bound`), and this thread wakes the tick
+    thread each time that moves. A follower still syncs on the tick thread: it must not answer
+    before its own entries are on disk."""
+
+    def __init__(
+        self,
+        journal: DurableJournal,
+        synced: Callable[[], None],
+        lost: Callable[[DurabilityLost], None],
+    ) -> None:
+        self._journal = journal
+        self._synced = synced
+        self._lost = lost
+        self._asked = threading.Condition()
+        self._pending = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="raft-leader-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Tick thread: sync what the journal has written so far, soon."""
+        with self._asked:
+            self._pending = True
+            self._asked.notify()
+
+    def stop(self) -> None:
+        """Let the sync under way finish, then end the thread."""
+        with self._asked:
+            self._stopping = True
+            self._asked.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._asked:
+                while not (self._pending or self._stopping):
+                    self._asked.wait()
+                if self._stopping:
+                    return
+                self._pending = False
+            try:
+                self._journal.sync()
+            except DurabilityLost as exc:
+                self._lost(exc)
+                return
+            self._synced()
+
+
 class _Replica(SyncObj):  # type: ignore[misc]
     """The registry state, changed only by applying committed entries, in log order.
 
     Group commit (RAFT-13, the Raft thesis section 10.2.1): the journal writes entries as they
     come and syncs them in batches. The leader appends every queued command, sends them to its
-    followers in one `append_entries` each, and syncs its own log while they write theirs,
-    before its tick thread waits for answers; it counts its own log towards a commit only at
-    the next tick, after a sync. A follower syncs before it acknowledges (the transport calls
-    `make_durable` for every `next_index`). pysyncobj with `appendEntriesUseBatch=False` would
+    followers in one `append_entries` each, and hands its own sync to `_LeaderSync` while they
+    write theirs; its tick thread goes on reading answers, and counts the leader's own log
+    towards a commit only up to what is durable (`_hold_back_matches`). A lone voter syncs on
+    the tick thread, before it counts. A follower syncs before it acknowledges (the transport
+    calls `make_durable` for every `next_index`). pysyncobj with `appendEntriesUseBatch=False` would
     send an `append_entries` to every follower after each command; with it True, it waits up
     to a heartbeat (100 ms) before sending any. Here commands are sent as soon as the queue is
     drained, once per tick, and a new commit index rides with them (RAFT-7)."""
@@ -688,6 +744,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         self._received_bytes = 0  # of the snapshot being received (RAFT-9)
         self._received: Snapshot | None = None  # the one validated, for _load_snapshot to use
         self.durability_error: str | None = None  # the journal could not sync: stopped for good
+        self._leader_sync: _LeaderSync | None = None  # started the first time this node leads
+        self._true_matches: dict[Node, int] = {}  # while pysyncobj counts commits (RAFT-13)
         self._draining = False  # inside _checkCommandsToApply: append_entries wait for the end
         self._drained_some = False
         # Followers' forwarded commands not yet known committed: member -> their indexes (leader)
@@ -720,19 +778,61 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     def make_durable(self) -> bool:
         """Sync what the journal wrote since the last sync; False once it could not (then the
-        engine stops: nothing may be acknowledged, and the log must be read from disk again)."""
+        engine stops: nothing may be acknowledged, and the log must be read from disk again).
+        A leader with other voters hands the sync to its `_LeaderSync` and returns at once."""
         if self.durability_error is not None:
             return False
+        journal = self._SyncObj__raftLog
+        if self._syncs_aside():
+            if journal.unsynced:
+                if self._leader_sync is None:
+                    self._leader_sync = _LeaderSync(journal, self._wake.notify, self._sync_lost)
+                self._leader_sync.request()
+            return True
         try:
-            self._SyncObj__raftLog.sync()
+            journal.sync()
         except DurabilityLost as exc:
-            self.durability_error = str(exc)
-            self._log.critical(
-                "the registry log cannot be made durable; Raft stops", error=str(exc)
-            )
-            self.destroy()  # the tick thread stops before its next tick: nothing more is counted
+            self._sync_lost(exc)
             return False
         return True
+
+    def _sync_lost(self, exc: DurabilityLost) -> None:
+        """Any thread: the journal could not sync; Raft stops on this node for good."""
+        self.durability_error = str(exc)
+        self._log.critical("the registry log cannot be made durable; Raft stops", error=str(exc))
+        self.destroy()  # the tick thread stops before its next tick: nothing more is counted
+
+    def _syncs_aside(self) -> bool:
+        """A leader with other voters: its own sync runs beside replication (`_LeaderSync`). A
+        lone voter's commit rests on its own disk alone, so it syncs before it counts."""
+        return bool(self._SyncObj__otherNodes) and self._SyncObj__raftState == _RAFT_STATE.LEADER
+
+    def _hold_back_matches(self) -> None:
+        """Before pysyncobj's commit count, which counts the leader's own log whole: lower the
+        other voters' match indexes to what a majority holds on disk, the leader's own log
+        counted up to its durable index (RAFT-13). pysyncobj then commits exactly that far;
+        `_restore_matches` puts the true indexes back before any answer is read."""
+        if not self._syncs_aside():
+            return
+        matches, others = self._SyncObj__raftMatchIndex, self._SyncObj__otherNodes
+        durable = self._SyncObj__raftLog.durable_index
+        bound = commit_bound(durable, [matches.get(n, 0) for n in others], len(others) + 1)
+        held = {node: matches[node] for node in others if node in matches}
+        for node, match in held.items():
+            matches[node] = min(match, bound)
+        self._true_matches = held
+
+    def _restore_matches(self) -> None:
+        if self._true_matches:
+            self._SyncObj__raftMatchIndex.update(self._true_matches)
+            self._true_matches = {}
+
+    def _doDestroy(self) -> None:
+        """Tick thread, stopping: the leader's sync thread ends first; the journal then syncs
+        what is left as it closes."""
+        if self._leader_sync is not None:
+            self._leader_sync.stop()
+        super()._doDestroy()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """Every tick starts with a sync: entries appended since the last one (while handling
@@ -746,9 +846,11 @@ class _Replica(SyncObj):  # type: ignore[misc]
             held = None if self._pre_vote_first() else self._SyncObj__raftElectionDeadline
             if held is not None:
                 self._SyncObj__raftElectionDeadline = _NEVER
+            self._hold_back_matches()
             try:
                 super()._onTick(timeToWait)
             finally:  # unless a message set a deadline of its own (a leader heard, a vote cast)
+                self._restore_matches()  # already done, unless the tick ended before applying
                 if held is not None and self._SyncObj__raftElectionDeadline == _NEVER:
                     self._SyncObj__raftElectionDeadline = held
 
@@ -866,6 +968,7 @@ class _Replica(SyncObj):  # type: ignore[misc]
         (measured: one client's writes/s went from 502 to 572 without them). Here the commit
         index rides with the next batch or heartbeat (RAFT-7), except for a follower waiting to
         apply a command it forwarded: it is told at once."""
+        self._restore_matches()  # pysyncobj has counted its commits: the answers come next
         SyncObj._SyncObj__applyLogEntries(self)
         commit = self._SyncObj__raftCommitIndex
         told = False

@@ -4,6 +4,7 @@ and truncation keep the file and the memory in step, and damage is refused in on
 import errno
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -307,3 +308,57 @@ def test_a_log_not_cut_after_its_snapshot_starts_at_the_snapshot(tmp_path: Path)
     assert [e[1] for e in journal[:]] == list(range(4, 11))
     journal._destroy()
     assert [e[1] for e in reopened(tmp_path)] == list(range(4, 11))
+
+
+def test_a_sync_on_another_thread_counts_only_what_was_written_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leader's sync thread (RAFT-13): appends go on while it waits on the disk, and its
+    durable index covers only the entries listed before its fdatasync began."""
+    journal = DurableJournal(tmp_path)
+    first, second = entries(2)
+    journal.add(*first)
+    in_sync, go_on = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        in_sync.set()
+        assert go_on.wait(10)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    syncer = threading.Thread(target=journal.sync)
+    syncer.start()
+    assert in_sync.wait(10)
+    journal.add(*second)  # the tick thread is not held up by the sync under way
+    assert journal.durable_index == 0
+    go_on.set()
+    syncer.join(10)
+    assert journal.durable_index == first[1] and journal.unsynced
+    journal.sync()
+    assert journal.durable_index == second[1] and not journal.unsynced
+    monkeypatch.undo()
+    journal._destroy()
+
+
+def test_a_cut_log_is_durable_only_as_far_as_it_reaches(tmp_path: Path) -> None:
+    journal = DurableJournal(tmp_path)
+    for entry in entries(4):
+        journal.add(*entry)
+    journal.sync()
+    assert journal.durable_index == 4
+    journal.deleteEntriesFrom(2)  # a follower drops entries that conflict with its leader's
+    assert journal.durable_index == 2 and not journal.unsynced
+    journal.clear()
+    assert journal.durable_index == 0
+    journal._destroy()
+
+
+def test_a_sync_after_close_does_nothing(tmp_path: Path) -> None:
+    """A leader's sync thread that asks once the engine has closed the journal flushes no
+    descriptor: the number may already name another file."""
+    journal = DurableJournal(tmp_path)
+    journal.add(*entries(1)[0])
+    journal._destroy()
+    journal.sync()
+    assert journal.durable_index == 1

@@ -1,0 +1,66 @@
+"""RAFT-13 through real engines over TLS: a leader syncs its own log beside replication, and
+counts its own copy of an entry towards a commit only once that copy is on disk. While its disk
+stalls, what both followers hold commits; with one follower gone, nothing commits until the
+leader's own sync returns."""
+
+import threading
+from pathlib import Path
+
+from fpai_node.identity import NodeKey
+from fpai_node.registry.journal import DurableJournal
+from fpai_node.registry.raft import RaftEngine
+from fpai_node.testing.raft_engines import command, commit, engine_cluster
+from fpai_node.testing.registry_cluster import wait_for
+
+KEYS = [NodeKey.from_seed(bytes([i + 91]) * 32) for i in range(3)]
+STALL_LIMIT_S = 20.0  # a stalled sync never outlives the test, whatever it asserts
+ABSENCE_S = 0.5  # a commit on loopback takes milliseconds: one this late waited for something
+
+
+class StalledDisk:
+    """The leader's journal: every sync waits until the test lets the disk go on."""
+
+    def __init__(self, journal: DurableJournal) -> None:
+        self.go_on = threading.Event()
+        self._sync = journal.sync
+        journal.sync = self.sync  # type: ignore[method-assign]
+
+    def sync(self) -> None:
+        self.go_on.wait(STALL_LIMIT_S)
+        self._sync()
+
+
+def journal_of(engine: RaftEngine) -> DurableJournal:
+    journal: DurableJournal = engine._replica._SyncObj__raftLog
+    return journal
+
+
+def test_a_leader_counts_its_own_log_only_once_synced(tmp_path: Path) -> None:
+    with engine_cluster(tmp_path, KEYS) as cluster:
+        leader = cluster.leader()
+        journal = journal_of(leader)
+        disk = StalledDisk(journal)
+        try:
+            # Both followers hold the entry on disk: a majority without the leader's copy.
+            result = commit(leader, command(KEYS[0], "param.set", key="a", value=1), 5.0)
+            assert result.status == "ok"
+            assert journal.durable_index < leader._replica.raftCommitIndex
+            assert journal.unsynced
+
+            # One follower gone: the leader and the other make the majority, so the leader's
+            # own copy must be on disk first.
+            follower = next(k for k in KEYS if cluster.engines[k.node_id] is not leader)
+            cluster.engines.pop(follower.node_id).stop()
+            applied = threading.Event()
+            leader.propose(
+                command(KEYS[0], "param.set", key="b", value=2), lambda *_: applied.set()
+            )
+            assert not applied.wait(ABSENCE_S)
+            assert "b" not in leader.state.parameters
+            disk.go_on.set()
+            assert applied.wait(5.0)
+            assert leader.state.parameters["b"] == 2
+            wait_for(lambda: not journal.unsynced)
+            assert journal.durable_index >= leader._replica.raftCommitIndex
+        finally:
+            disk.go_on.set()
