@@ -1,9 +1,10 @@
 """RAFT-13 through real engines over TLS: a leader syncs its own log beside replication, and
 counts its own copy of an entry towards a commit only once that copy is on disk. While its disk
-stalls, what both followers hold commits; with one follower gone, nothing commits until the
-leader's own sync returns."""
+stalls, what both followers hold commits and it keeps leading; with one follower gone, nothing
+commits until the leader's own sync returns."""
 
 import threading
+import time
 from pathlib import Path
 
 from fpai_node.identity import NodeKey
@@ -15,6 +16,9 @@ from fpai_node.testing.registry_cluster import wait_for
 KEYS = [NodeKey.from_seed(bytes([i + 91]) * 32) for i in range(3)]
 STALL_LIMIT_S = 20.0  # a stalled sync never outlives the test, whatever it asserts
 ABSENCE_S = 0.5  # a commit on loopback takes milliseconds: one this late waited for something
+# Longer than the longest election timeout (RaftTiming: 2 s): a leader whose tick thread waited
+# on its disk would send no heartbeat for that long, and the followers would elect another.
+STALL_S = 2.5
 
 
 class StalledDisk:
@@ -41,11 +45,19 @@ def test_a_leader_counts_its_own_log_only_once_synced(tmp_path: Path) -> None:
         journal = journal_of(leader)
         disk = StalledDisk(journal)
         try:
-            # Both followers hold the entry on disk: a majority without the leader's copy.
-            result = commit(leader, command(KEYS[0], "param.set", key="a", value=1), 5.0)
-            assert result.status == "ok"
+            # Both followers hold each entry on disk: a majority without the leader's copy. The
+            # stall outlasts an election timeout, and the leader keeps leading in its term.
+            term = leader._replica.raftCurrentTerm
+            stalled_until = time.monotonic() + STALL_S
+            written = 0
+            while time.monotonic() < stalled_until:
+                written += 1
+                put = command(KEYS[0], "param.set", key="a", value=written)
+                assert commit(leader, put, 5.0).status == "ok"
+            assert leader.state.parameters["a"] == written
             assert journal.durable_index < leader._replica.raftCommitIndex
             assert journal.unsynced
+            assert leader._replica.raftCurrentTerm == term and leader.status.is_leader
 
             # One follower gone: the leader and the other make the majority, so the leader's
             # own copy must be on disk first.
