@@ -74,6 +74,9 @@ class DurableJournal:
         self._durable_index = self._entries[-1][1] if self._entries else 0
         self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
         self._closed = False
+        # Set by the engine while a leader's sync thread writes the lazy meta (`flush_meta`),
+        # so that the tick thread never waits on the disk for it.
+        self.meta_elsewhere = False
         # Held by `sync` for its whole fdatasync, and by whatever closes, replaces or cuts the
         # file: a sync on another thread never flushes a descriptor that was closed (and maybe
         # reused for another file) under it, nor counts records that were cut meanwhile.
@@ -120,8 +123,10 @@ class DurableJournal:
             self._check_durable()
             if self._closed:
                 return
-            end = self._end
+            # `last` first: its record was written in full before it was listed, so the `end`
+            # read after it covers that record, and the fdatasync below makes it durable.
             last = self._entries[-1][1] if self._entries else 0
+            end = self._end
             if end > self._synced_end:
                 self._flush(os.fdatasync)
                 self._synced_end = max(self._synced_end, end)
@@ -194,7 +199,7 @@ class DurableJournal:
         try:
             if self._lost is None:
                 self.sync()
-                self._flush_meta()
+                self.flush_meta()
         finally:
             with self._lock:
                 self._closed = True
@@ -203,10 +208,12 @@ class DurableJournal:
     # ---- term, vote, commit index ------------------------------------------------------------
 
     def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:
-        """Durable before returning: pysyncobj sends the vote right after this call."""
-        self._meta["term"] = term
-        self._meta["voted_for"] = votedForNodeId
-        self._flush_meta(force=True)
+        """Durable before returning: pysyncobj sends the vote right after this call. Under the
+        lock: a leader's sync thread may be writing the meta file at the same moment."""
+        with self._lock:
+            self._meta["term"] = term
+            self._meta["voted_for"] = votedForNodeId
+            self._flush_meta(force=True)
 
     def getCurrentTerm(self) -> int:
         return int(self._meta["term"])
@@ -241,7 +248,14 @@ class DurableJournal:
         return min(int(self._meta["commit"]), last)
 
     def onOneSecondTimer(self) -> None:
-        self._flush_meta()
+        if not self.meta_elsewhere:
+            self.flush_meta()
+
+    def flush_meta(self) -> None:
+        """Any thread: write the commit index if it changed since the last write."""
+        with self._lock:
+            if not self._closed:
+                self._flush_meta()
 
     # ---- files -------------------------------------------------------------------------------
 
@@ -259,7 +273,9 @@ class DurableJournal:
             good = self._load_records(data)
             if good < len(data):
                 os.ftruncate(fd, good)  # a torn tail: never acknowledged, see the module notes
-                os.fsync(fd)
+            # What a killed process wrote may still be only in the page cache; everything read
+            # here is counted as durable from now on (acknowledged, or counted by a leader).
+            os.fsync(fd)
         except BaseException:
             os.close(fd)
             raise

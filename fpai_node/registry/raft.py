@@ -92,6 +92,7 @@ MAX_UNIDENTIFIED = 64  # accepted connections that have not said hello yet (anyo
 # eighth of the slots and cannot keep the registry's own connections out
 MAX_UNIDENTIFIED_PER_ADDRESS = 8
 POLICY_PERIOD_S = 0.5  # how often the leader compares Raft's voters with the registry's
+META_PERIOD_S = 1.0  # a leader's sync thread writes the commit index as often as pysyncobj's timer
 _NEVER = float("inf")  # an election deadline pysyncobj cannot reach (RAFT-19, _Replica._onTick)
 PUBLISH_PERIOD_S = 0.05  # status and connection upkeep at most this often per tick thread
 # the messages this node takes a higher term from (pysyncobj's two, and RAFT-19's notice)
@@ -673,10 +674,12 @@ class _LeaderSync:
         journal: DurableJournal,
         synced: Callable[[], None],
         lost: Callable[[DurabilityLost], None],
+        log: Any,  # the engine's bound structlog logger
     ) -> None:
         self._journal = journal
         self._synced = synced
         self._lost = lost
+        self._log = log
         self._asked = threading.Condition()
         self._pending = False
         self._stopping = False
@@ -696,7 +699,14 @@ class _LeaderSync:
             self._asked.notify()
         self._thread.join()
 
+    def _flush_meta(self) -> None:
+        try:
+            self._journal.flush_meta()
+        except OSError as exc:  # as on the tick thread: logged, and tried again a period later
+            self._log.warning("the registry's commit index was not written", error=str(exc))
+
     def _run(self) -> None:
+        next_meta = time.monotonic() + META_PERIOD_S
         while True:
             with self._asked:
                 while not (self._pending or self._stopping):
@@ -706,10 +716,16 @@ class _LeaderSync:
                 self._pending = False
             try:
                 self._journal.sync()
+                self._synced()
+                if time.monotonic() >= next_meta:  # the commit index, kept lazily: once a second
+                    next_meta = time.monotonic() + META_PERIOD_S
+                    self._flush_meta()
             except DurabilityLost as exc:
                 self._lost(exc)
                 return
-            self._synced()
+            except Exception as exc:  # a sync thread gone quietly would stall every commit
+                self._lost(DurabilityLost(f"the leader's sync thread failed: {exc!r}"))
+                return
 
 
 class _Replica(SyncObj):  # type: ignore[misc]
@@ -783,10 +799,14 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if self.durability_error is not None:
             return False
         journal = self._SyncObj__raftLog
-        if self._syncs_aside():
+        journal.meta_elsewhere = self._syncs_aside()
+        if journal.meta_elsewhere:
             if journal.unsynced:
                 if self._leader_sync is None:
-                    self._leader_sync = _LeaderSync(journal, self._wake.notify, self._sync_lost)
+                    # The pipe itself, not `_wake`: a wake it coalesced with a proposal's, whose
+                    # byte the poll already read, would leave the commit to the next timeout.
+                    wake = self._wake.inner.notify
+                    self._leader_sync = _LeaderSync(journal, wake, self._sync_lost, self._log)
                 self._leader_sync.request()
             return True
         try:
@@ -798,6 +818,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     def _sync_lost(self, exc: DurabilityLost) -> None:
         """Any thread: the journal could not sync; Raft stops on this node for good."""
+        if self.durability_error is not None:
+            return  # the sync thread and then the tick thread may both find it
         self.durability_error = str(exc)
         self._log.critical("the registry log cannot be made durable; Raft stops", error=str(exc))
         self.destroy()  # the tick thread stops before its next tick: nothing more is counted
@@ -945,6 +967,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         wake = getattr(self, "_wake", None)  # None on a tick before __init__ has returned
         if wake is not None:
             wake.pending = False  # before draining: a command queued from now on wakes us
+        if self.durability_error is not None:
+            return  # the sync thread lost the disk during this tick: take no command it cannot log
         self._draining = True
         try:
             super()._checkCommandsToApply()

@@ -22,16 +22,22 @@ STALL_S = 2.5
 
 
 class StalledDisk:
-    """The leader's journal: every sync waits until the test lets the disk go on."""
+    """The leader's journal: every sync of its log and every write of its meta file (the
+    commit index, once a second) waits until the test lets the disk go on."""
 
     def __init__(self, journal: DurableJournal) -> None:
         self.go_on = threading.Event()
-        self._sync = journal.sync
+        self._sync, self._flush_meta = journal.sync, journal._flush_meta
         journal.sync = self.sync  # type: ignore[method-assign]
+        journal._flush_meta = self.flush_meta  # type: ignore[method-assign]
 
     def sync(self) -> None:
         self.go_on.wait(STALL_LIMIT_S)
         self._sync()
+
+    def flush_meta(self, force: bool = False) -> None:
+        self.go_on.wait(STALL_LIMIT_S)
+        self._flush_meta(force)
 
 
 def journal_of(engine: RaftEngine) -> DurableJournal:

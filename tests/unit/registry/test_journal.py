@@ -362,3 +362,27 @@ def test_a_sync_after_close_does_nothing(tmp_path: Path) -> None:
     journal._destroy()
     journal.sync()
     assert journal.durable_index == 1
+
+
+def test_opening_a_log_makes_what_it_holds_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed process's last records may be only in the page cache; the reopened journal
+    counts them durable (a follower acknowledges them), so it fsyncs the log before that."""
+    journal = DurableJournal(tmp_path)
+    for entry in entries(3):
+        journal.add(*entry)
+    os.close(journal._fd)  # killed before any sync: nothing flushed by the journal itself
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    reopened_journal = DurableJournal(tmp_path)
+    assert reopened_journal._fd in synced
+    assert reopened_journal.durable_index == 3 and not reopened_journal.unsynced
+    monkeypatch.undo()
+    reopened_journal._destroy()
