@@ -3,8 +3,11 @@ counts its own copy of an entry towards a commit only once that copy is on disk.
 stalls, what both followers hold commits and it keeps leading; with one follower gone, nothing
 commits until the leader's own sync returns."""
 
+import errno
+import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fpai_node.identity import NodeKey
@@ -82,3 +85,29 @@ def test_a_leader_counts_its_own_log_only_once_synced(tmp_path: Path) -> None:
             assert journal.durable_index >= leader._replica.raftCommitIndex
         finally:
             disk.go_on.set()
+
+
+def test_a_leader_whose_sync_fails_stops_and_the_others_go_on(tmp_path: Path) -> None:
+    """RAFT-13: a failed fdatasync on the leader's sync thread stops Raft on that node for
+    good (nothing written since may count), and the other two voters elect a leader and go on."""
+    with engine_cluster(tmp_path, KEYS) as cluster:
+        leader = cluster.leader()
+        journal = journal_of(leader)
+        real_flush = journal._flush
+
+        def failing(flush: Callable[[int], None]) -> None:
+            def fdatasync(fd: int) -> None:  # a disk that fails its writes
+                raise OSError(errno.EIO, "Input/output error")
+
+            real_flush(fdatasync if flush is os.fdatasync else flush)
+
+        journal._flush = failing  # type: ignore[method-assign]
+        leader.propose(command(KEYS[0], "param.set", key="c", value=3), lambda *_: None)
+        wait_for(lambda: leader.durability_error is not None)
+        assert "fdatasync" in (leader.durability_error or "")
+        wait_for(lambda: not leader._replica.tick_thread_alive())  # Raft stopped there
+        others = [e for e in cluster.engines.values() if e is not leader]
+        successor = wait_for(lambda: next((e for e in others if e.status.is_leader), None))
+        assert successor is not None
+        put = command(KEYS[0], "param.set", key="d", value=4)
+        assert commit(successor, put, 10.0).status == "ok"
