@@ -70,8 +70,7 @@ class DurableJournal:
         self._meta_dirty = False
         self._fd = self._open_log()
         self._end = os.fstat(self._fd).st_size  # where the next record goes: no lseek per add
-        self._synced_end = self._end  # every byte before it is durable
-        self._durable_index = self._entries[-1][1] if self._entries else 0
+        self._durable_index = self._last_index()  # the log was fsynced as it was opened
         self._lost: str | None = None  # why durability was lost (DurabilityLost): for good
         self._closed = False
         # Set by the engine while a leader's sync thread writes the lazy meta (`flush_meta`),
@@ -90,17 +89,17 @@ class DurableJournal:
         self._check_durable()
         body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
         record = _HEAD.pack(len(body), zlib.crc32(body)) + body
-        offset = end = self._end
+        offset = self._end
         try:
             view = memoryview(record)
             while view:
-                written = os.pwrite(self._fd, view, end)
-                end += written
+                written = os.pwrite(self._fd, view, self._end)
+                self._end += written
                 view = view[written:]
         except OSError:
             os.ftruncate(self._fd, offset)
+            self._end = offset
             raise
-        self._end = end  # whole records only: a sync never counts half of one as written
         # Listed only once written in full: a sync that sees this entry covers its record.
         self._entries.append((command, idx, term))
         self._offsets.append(offset)
@@ -108,7 +107,7 @@ class DurableJournal:
     @property
     def unsynced(self) -> bool:
         """Records were written since the last `sync`: not yet to be acknowledged."""
-        return self._end > self._synced_end
+        return self._last_index() > self._durable_index
 
     @property
     def durable_index(self) -> int:
@@ -123,14 +122,12 @@ class DurableJournal:
             self._check_durable()
             if self._closed:
                 return
-            # `last` first: its record was written in full before it was listed, so the `end`
-            # read after it covers that record, and the fdatasync below makes it durable.
-            last = self._entries[-1][1] if self._entries else 0
-            end = self._end
-            if end > self._synced_end:
+            # An entry is listed only once its record is written in full, so the fdatasync
+            # that follows makes every entry up to `last` durable.
+            last = self._last_index()
+            if last > self._durable_index:
                 self._flush(os.fdatasync)
-                self._synced_end = max(self._synced_end, end)
-            self._durable_index = max(self._durable_index, last)
+                self._durable_index = last
 
     def _check_durable(self) -> None:
         if self._lost is not None:
@@ -149,8 +146,7 @@ class DurableJournal:
                 self._truncate(self._offsets[entryFrom])
             del self._entries[entryFrom:]
             del self._offsets[entryFrom:]
-            last = self._entries[-1][1] if self._entries else 0
-            self._durable_index = min(self._durable_index, last)
+            self._durable_index = min(self._durable_index, self._last_index())
 
     def start_at(self, prev: Entry) -> None:
         """Before an engine starts: drop the entries a snapshot ending after `prev` covers, if
@@ -181,8 +177,8 @@ class DurableJournal:
             os.close(self._fd)
             self._entries, self._offsets = [], []
             self._fd = self._open_log()
-            self._end = self._synced_end = os.fstat(self._fd).st_size
-            self._durable_index = self._entries[-1][1] if self._entries else 0
+            self._end = os.fstat(self._fd).st_size
+            self._durable_index = self._last_index()
 
     @overload
     def __getitem__(self, item: int) -> Entry: ...
@@ -193,6 +189,9 @@ class DurableJournal:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _last_index(self) -> int:
+        return self._entries[-1][1] if self._entries else 0
 
     def _destroy(self) -> None:
         """Close the files; records not yet synced are synced first (a clean stop keeps them)."""
@@ -312,7 +311,6 @@ class DurableJournal:
         os.ftruncate(self._fd, offset)
         self._end = offset
         self._flush(os.fsync)
-        self._synced_end = offset
 
     def _flush(self, flush: Callable[[int], None]) -> None:
         """`flush` (fsync or fdatasync) the log; a failure is for good (DurabilityLost)."""

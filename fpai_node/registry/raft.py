@@ -799,8 +799,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
         if self.durability_error is not None:
             return False
         journal = self._SyncObj__raftLog
-        journal.meta_elsewhere = self._syncs_aside()
-        if journal.meta_elsewhere:
+        aside = journal.meta_elsewhere = self._syncs_aside()
+        if aside:
             if journal.unsynced:
                 if self._leader_sync is None:
                     # The pipe itself, not `_wake`: a wake it coalesced with a proposal's, whose
@@ -857,10 +857,12 @@ class _Replica(SyncObj):  # type: ignore[misc]
         super()._doDestroy()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
-        """Every tick starts with a sync: entries appended since the last one (while handling
-        messages at the end of the previous tick: a leader's no-op as it is elected; or by a
-        tick that a handler ended early) are durable before this tick counts commits. A lone
-        voter that elects itself within a tick counts its no-op in the next one."""
+        """Every tick starts with a sync of the entries appended since the last one (while
+        handling messages at the end of the previous tick: a leader's no-op as it is elected;
+        or by a tick that a handler ended early): on the tick thread, durable before this tick
+        counts commits; a leader with other voters hands it to `_LeaderSync`, and this tick
+        counts its own log only up to what that thread has synced (`_hold_back_matches`). A
+        lone voter that elects itself within a tick counts its no-op in the next one."""
         if self.make_durable():
             # pysyncobj reads its clock again later in the tick: shown the real deadline, one
             # passing between the two reads (a GIL switch, a slow metadata sync) would start
