@@ -71,7 +71,9 @@ def test_past_the_queue_a_request_gets_429_with_retry_after(
                 client.completions.create(model=MODEL, prompt="Hi", max_tokens=1)
             assert int(refused.value.response.headers["Retry-After"]) >= 1
             assert refused.value.body["code"] == "overloaded"  # type: ignore[index]
-        # The holder left; once its generation is cancelled the next request is served.
+        # The holder left; once its generation is cancelled the next request is served. The
+        # node learns of the closed stream on its own time: wait until the model runs nothing.
+        wait_for(lambda: load(node) == (0, 0), timeout_s=30, every_s=0.02)
         served = client.completions.create(model=MODEL, prompt="Hi", max_tokens=1)
         assert served.usage is not None and served.usage.completion_tokens == 1
 
@@ -103,10 +105,15 @@ def test_requests_within_the_queue_wait_their_turn(gguf_model: Path, tmp_path: P
         assert second["at"] > first_ended, "the queued request was answered before the first"
 
 
+def load(node: NodeProcess) -> tuple[int, int]:
+    """The node's one model: (running, waiting)."""
+    (model,) = node.get_json("/fpai/v1/status")["models"]
+    return model["running"], model["waiting"]
+
+
 def arrived(node: NodeProcess) -> tuple[int, int] | None:
     """(running, waiting) once both requests have reached the model, else None."""
-    (model,) = node.get_json("/fpai/v1/status")["models"]
-    counts = (model["running"], model["waiting"])
+    counts = load(node)
     return counts if sum(counts) == 2 else None
 
 
