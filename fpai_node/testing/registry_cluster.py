@@ -5,6 +5,7 @@ specs/0005 RAFT-1), so a node killed and started again comes back as the same me
 """
 
 import json
+import os
 import random
 import signal
 import socket
@@ -26,13 +27,18 @@ _PORTS = random.Random()  # noqa: S311 (test ports, not secrets)
 _ISSUED: set[int] = set()  # a port handed out is never handed out again by this process
 
 
+PORT_SPAN = 12_000  # ports below the ephemeral range that tests take from
+_PORT_FLOOR = 1024  # the privileged ports below
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range: outgoing connections take ports from that
     range at any moment, so a port picked there can be gone by the time a node binds it. Nodes
-    bind their ports only when they start, so a port is also never given to two of them."""
-    low = _ephemeral_start()
+    bind their ports only when they start, so a port is also never given to two of them: nor to
+    two pytest-xdist workers, each of which picks from a slice of its own."""
+    low, high = worker_port_slice(_ephemeral_start())
     for _ in range(200):
-        port = _PORTS.randrange(max(1024, low - 12_000), low)
+        port = _PORTS.randrange(low, high)
         if port in _ISSUED:
             continue
         _ISSUED.add(port)
@@ -43,6 +49,19 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def worker_port_slice(ephemeral_start: int) -> tuple[int, int]:
+    """This process's share of the span below `ephemeral_start`: all of it, or under
+    pytest-xdist (which names its workers gw0, gw1, ...) the worker's own part."""
+    low = max(_PORT_FLOOR, ephemeral_start - PORT_SPAN)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers < 2:
+        return low, ephemeral_start
+    share = (ephemeral_start - low) // workers
+    start = low + int(worker[2:]) * share
+    return start, start + share
 
 
 def _ephemeral_start() -> int:
