@@ -1089,12 +1089,14 @@ class _Replica(SyncObj):  # type: ignore[misc]
         return True
 
     def _refuse_snapshot(self, incoming: Any, error: str) -> bool:
-        self._refusals["bad_snapshot"] += 1
-        self._log.warning("raft snapshot refused", reason="bad_snapshot", error=error)
+        """Drop what was received of a bad snapshot, then count the refusal: whoever sees the
+        count (metrics, a test on another thread) finds the file already gone."""
         if incoming is not None:
             incoming.close()
             self._SyncObj__serializer._Serializer__incomingTransmissionFile = None
         self._received_file().unlink(missing_ok=True)
+        self._log.warning("raft snapshot refused", reason="bad_snapshot", error=error)
+        self._refusals["bad_snapshot"] += 1
         return False
 
     def _received_file(self) -> Path:
