@@ -87,8 +87,7 @@ class DurableJournal:
         """Append one record, durable at the next `sync`. On a failed write (a full disk) the
         file is cut back to where it was and the error raised: the entry was never stored."""
         self._check_durable()
-        body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
-        record = _HEAD.pack(len(body), zlib.crc32(body)) + body
+        record = _record(command, idx, term)
         offset = self._end
         try:
             view = memoryview(record)
@@ -167,8 +166,7 @@ class DurableJournal:
         with open(tmp, "wb") as f:
             f.write(MAGIC)
             for command, idx, term in kept:
-                body = _POSITION.pack(idx, term) + codec.encode(entry_to_wire(command))
-                f.write(_HEAD.pack(len(body), zlib.crc32(body)) + body)
+                f.write(_record(command, idx, term))
             f.flush()
             os.fsync(f.fileno())
         with self._lock:
@@ -344,6 +342,13 @@ class DurableJournal:
             return
         write_atomically(self._meta_path, codec.encode(self._meta))
         self._meta_dirty = False
+
+
+def _record(command: bytes, idx: int, term: int) -> bytes:
+    """One entry as the log stores it: length and CRC-32 of the body, then the body (the
+    entry's position, then the entry as on the wire, canonical by construction)."""
+    body = _POSITION.pack(idx, term) + codec.pack_ordered(entry_to_wire(command))
+    return _HEAD.pack(len(body), zlib.crc32(body)) + body
 
 
 def write_atomically(path: Path, data: bytes) -> None:
