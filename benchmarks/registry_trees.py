@@ -1,7 +1,7 @@
 """The registry from two (or more) source trees side by side, to measure a change to it.
 
     .venv/bin/python benchmarks/registry_trees.py NAME=TREE[,VAR=VALUE...] NAME=TREE ...
-        [--clients 1,16,64] [--seconds 3] [--warmup 0.5] [--rounds 4]
+        [--clients 1,16,64] [--seconds 3] [--warmup 0.5] [--rounds 4] [--keys 0]
 
 Each TREE (a checkout, e.g. from `git worktree add`) runs a three-node registry of its own,
 its `fpai-node` processes started with PYTHONPATH=TREE and any VAR=VALUE given after it; all
@@ -19,7 +19,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from registry_vs_etcd import Sample, measure, ours_side, progress
+from registry_vs_etcd import Sample, add_keys_option, measure, ours_side, progress
 
 from fpai_node.testing.registry_cluster import registry_cluster
 
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured load, per phase")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured load before it")
     parser.add_argument("--rounds", type=int, default=4, help="phases a tree per client count")
+    add_keys_option(parser)
     args = parser.parse_args()
     trees = [parse_tree(spec) for spec in args.trees]
     if len({name for name, _ in trees}) != len(trees):

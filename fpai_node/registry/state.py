@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from immutables import Map
+
 from fpai_node.hostport import parse_host_port
 from fpai_node.identity.nodeid import is_node_id
 from fpai_node.registry.dedup import ID_BYTES, DedupWindow
@@ -84,7 +86,11 @@ class RegistryState:
     members: Mapping[str, Member] = field(default_factory=lambda: _frozen({}))
     services: Mapping[str, Service] = field(default_factory=lambda: _frozen({}))
     models: Mapping[str, frozenset[str]] = field(default_factory=lambda: _frozen({}))
-    parameters: Mapping[str, codec.Value] = field(default_factory=lambda: _frozen({}))
+    # A persistent hash trie: a param.set shares the rest of the table with the state before, where
+    # a copied dict cost every write time in proportion to every parameter held (6.1 us at 64
+    # parameters, 1.1 ms at 10,000; Map.set: 0.4 and 0.6 us). Parameters are the table that grows:
+    # every member's settings, and the ballots and digests of treasury and rewards.
+    parameters: Map[str, codec.Value] = field(default_factory=Map)
     applied: DedupWindow = field(default_factory=DedupWindow)  # REG-4: (id, at) remembered
     index: int = 0  # commands applied, accepted or not
 
@@ -172,7 +178,7 @@ class RegistryState:
             members=_frozen(members),
             services=_frozen(services),
             models=_frozen(models),
-            parameters=_frozen(dict(parameters)),
+            parameters=Map(parameters),
             applied=DedupWindow.of(applied),
             index=index,
         )
@@ -277,7 +283,7 @@ def _with(
     members: Mapping[str, Member] | None = None,
     services: Mapping[str, Service] | None = None,
     models: Mapping[str, frozenset[str]] | None = None,
-    parameters: Mapping[str, codec.Value] | None = None,
+    parameters: Map[str, codec.Value] | None = None,
 ) -> RegistryState:
     """`s` with some tables replaced: `dataclasses.replace` without its field-by-field checks.
     Applying a param.set (on every replica, for every write) went from 21.2 to 19.0 us."""
@@ -520,7 +526,7 @@ def _param_set(s: RegistryState, args: dict[str, codec.Value], by: str, at: int)
     key = _text(args, "key")
     if _height(args["value"]) > MAX_VALUE_HEIGHT:
         raise _Invalid("bad_value")
-    return _with(s, parameters=_frozen({**s.parameters, key: args["value"]}))
+    return _with(s, parameters=s.parameters.set(key, args["value"]))
 
 
 def _height(value: codec.Value) -> int:
@@ -539,7 +545,7 @@ def _param_delete(
     key = _text(args, "key")
     if key not in s.parameters:
         raise _Invalid("no_such_parameter")
-    return _with(s, parameters=_frozen({k: v for k, v in s.parameters.items() if k != key}))
+    return _with(s, parameters=s.parameters.delete(key))
 
 
 _OPS = {

@@ -582,8 +582,8 @@ def test_parameters_are_set_replaced_and_deleted() -> None:
         command("param.set", 1, key="k", value=1),
         command("param.set", 2, key="k", value=[b"x", None]),
     )
-    assert results == ["ok", "ok"] and state.parameters == {"k": [b"x", None]}
+    assert results == ["ok", "ok"] and dict(state.parameters) == {"k": [b"x", None]}
     state, results = run(
         command("param.delete", 3, key="k"), command("param.delete", 4, key="k"), state=state
     )
-    assert results == ["ok", "rejected:no_such_parameter"] and state.parameters == {}
+    assert results == ["ok", "rejected:no_such_parameter"] and dict(state.parameters) == {}
