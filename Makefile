@@ -113,6 +113,8 @@ bench: install-dev
 	$(BIN)/python benchmarks/gossip.py
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/registry_vs_etcd.py
+	$(BIN)/python benchmarks/registry_vs_etcd.py --keys 10000 --clients 16,64
+	$(BIN)/python benchmarks/registry_apply.py
 	$(BIN)/python benchmarks/registry_http_floor.py
 	$(BIN)/python benchmarks/router.py
 	$(BIN)/python benchmarks/hostile.py

@@ -1,0 +1,106 @@
+"""What applying one registry command costs, as the registry grows (every replica pays it).
+
+    .venv/bin/python benchmarks/registry_apply.py [--writes 3000]
+
+Three cases, each the mean over `--writes` commands applied one after the other:
+- a voter's param.set of one of 64 keys, in a registry of 64 parameters (the shape of
+  benchmarks/registry_vs_etcd.py);
+- the same with 10,000 other parameters held;
+- a learner's new parameter under its own name (`member.<id>.`, REG-16's quota applies), among
+  1,000 learners holding 20 parameters each (22,000 in all): a reward digest or a ballot.
+To compare two source trees, run it under each: PYTHONPATH=TREE .venv/bin/python ...
+"""
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+from fpai_node.identity.nodeid import node_id_from_public_key
+from fpai_node.registry.state import RegistryState, apply, encode_command
+
+ADDRESSES = {"peer": "127.0.0.1:7100", "raft": "127.0.0.1:7200", "api": "127.0.0.1:8000"}
+LEARNERS = 1_000
+LEARNER_PARAMETERS = 20  # under each learner's name: its digests, reports and ballots
+
+
+def new_id() -> str:
+    return node_id_from_public_key(os.urandom(32))
+
+
+class Registry:
+    """A state built through apply, and the clock (`at`) of the commands given to it."""
+
+    def __init__(self) -> None:
+        self.state = RegistryState()
+        self.at = int(time.time() * 1000)
+
+    def command(self, op: str, by: str, **args: object) -> bytes:
+        self.at += 1
+        return encode_command(op, args, key=os.urandom(16), by=by, at_ms=self.at)  # type: ignore[arg-type]
+
+    def run(self, op: str, by: str, **args: object) -> None:
+        applied = apply(self.state, self.command(op, by, **args))
+        if applied.result.status != "ok":
+            raise SystemExit(f"{op} by {by[:12]}: {applied.result}")
+        self.state = applied.state
+
+
+def mean_us(registry: Registry, commands: list[bytes]) -> float:
+    """Apply `commands` in order; the mean time of one, in µs."""
+    state = registry.state
+    started = time.perf_counter()
+    for command in commands:
+        state = apply(state, command).state
+    elapsed = time.perf_counter() - started
+    registry.state = state
+    return elapsed / len(commands) * 1e6
+
+
+def voter_writes(extra: int, writes: int) -> float:
+    registry, voter = Registry(), new_id()
+    registry.run("member.add", voter, node_id=voter, role="voter", **ADDRESSES)
+    for i in range(extra):
+        registry.run("param.set", voter, key=f"held.{i}", value=i)
+    commands = [
+        registry.command("param.set", voter, key=f"bench.k{i % 64}", value="v" * 64)
+        for i in range(writes)
+    ]
+    return mean_us(registry, commands)
+
+
+def learner_writes(writes: int) -> float:
+    registry, voter = Registry(), new_id()
+    registry.run("member.add", voter, node_id=voter, role="voter", **ADDRESSES)
+    learners = [new_id() for _ in range(LEARNERS)]
+    for learner in learners:
+        registry.run("member.add", voter, node_id=learner, role="learner", **ADDRESSES)
+        for i in range(LEARNER_PARAMETERS):
+            registry.run("param.set", learner, key=f"member.{learner}.k{i}", value=i)
+    commands = []
+    for i in range(writes):
+        learner = learners[i % LEARNERS]
+        # a new key each; learners[i % LEARNERS] is asked at most writes/LEARNERS times, and
+        # writes stays below LEARNERS * (64 - LEARNER_PARAMETERS), so all fit the quota
+        commands.append(
+            registry.command("param.set", learner, key=f"member.{learner}.new{i}", value=i)
+        )
+    return mean_us(registry, commands)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=3000, help="commands timed per case")
+    args = parser.parse_args()
+    cases: list[tuple[str, Callable[[], float]]] = [
+        ("voter, 64 parameters", lambda: voter_writes(0, args.writes)),
+        ("voter, 10,064 parameters", lambda: voter_writes(10_000, args.writes)),
+        ("learner's new key, 22,000 parameters", lambda: learner_writes(args.writes)),
+    ]
+    print(f"{'case':<40} {'µs per apply':>13}")
+    for name, case in cases:
+        print(f"{name:<40} {case():>13.1f}")
+
+
+if __name__ == "__main__":
+    main()
