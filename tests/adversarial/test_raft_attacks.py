@@ -145,6 +145,13 @@ def snapshot_chunk(term: int, chunk: bytes | None, *, first: bool, last: bool) -
     }
 
 
+def received_left(directory: Path) -> list[Path]:
+    """What is left in a node's Raft folder of snapshots it was sent: pysyncobj's
+    `<snapshot>.1.tmp`, or any other temporary file but the journal's `meta.tmp`, which
+    appears for a moment each time the meta file is rewritten (a CI run caught one, 86 bytes)."""
+    return [p for p in directory.glob("*.tmp") if p.name != "meta.tmp"]
+
+
 def test_a_garbage_snapshot_leaves_the_followers_own_and_it_starts_again(
     compacted: EngineCluster,
 ) -> None:
@@ -166,7 +173,7 @@ def test_a_garbage_snapshot_leaves_the_followers_own_and_it_starts_again(
         wait_for(lambda refused=refused: refusals["bad_snapshot"] == refused)
     mallory.close()
     assert own.read_bytes() == kept
-    assert not list(own.parent.glob("*.tmp"))
+    assert not received_left(own.parent)
 
     restarted = cluster.restart(follower)  # starts: nothing on disk is garbage
     wait_for(lambda: restarted.state.parameters.get(f"k{3 * COMPACT_AFTER - 1}") is not None)
@@ -189,4 +196,4 @@ def test_a_snapshot_that_never_ends_is_cut_off_at_the_bound(compacted: EngineClu
     wait_for(lambda: refusals["bad_snapshot"] == 1, timeout_s=30)
     mallory.close()
     directory = cluster.root / follower.node_id
-    assert sum(p.stat().st_size for p in directory.glob("*.tmp")) == 0
+    assert sum(p.stat().st_size for p in received_left(directory)) == 0
