@@ -653,6 +653,40 @@ def registry_cases() -> Iterator[tuple[str, Case]]:
             ],
         ),
         (
+            "quotas",
+            "REG-16: Bob, a learner, holds at most 64 parameters and 16 services under his own "
+            "name, one of them written by Alice, a voter; a change to one he holds is no new "
+            "one, a delete frees one, and a key without the full prefix is not his",
+            [
+                _command("param.set", 1, key="registry.voters", value=1),
+                _joins(ALICE, 2),
+                _joins(BOB, 3),
+                _command("param.set", 4, key=f"member.{BOB.node_id}.by-alice", value=0),
+                *(
+                    _by_bob("param.set", 5 + i, key=f"member.{BOB.node_id}.k{i}", value=i)
+                    for i in range(MEMBER_PARAMETERS)
+                ),
+                _by_bob("param.set", 100, key=f"member.{BOB.node_id}.k0", value="changed"),
+                _by_bob("param.delete", 101, key=f"member.{BOB.node_id}.by-alice"),
+                _by_bob(
+                    "param.set", 102, key=f"member.{BOB.node_id}.k{MEMBER_PARAMETERS - 1}", value=0
+                ),
+                _by_bob("param.set", 103, key=f"member.{BOB.node_id}", value=0),
+                *(
+                    _by_bob(
+                        "service.set",
+                        110 + i,
+                        name=f"{BOB.node_id}/s{i}",
+                        endpoints=[],
+                        health="ok",
+                    )
+                    for i in range(MEMBER_SERVICES + 1)
+                ),
+                _by_bob("service.set", 140, name=f"{BOB.node_id}/s0", endpoints=[], health="down"),
+                _by_bob("service.set", 141, name=BOB.node_id, endpoints=[], health="ok"),
+            ],
+        ),
+        (
             "relays",
             "REG-13: Bob, a learner, relays joins until 8 newcomers he relayed have not joined "
             "themselves; the ninth is refused; one newcomer joins itself and frees a relay",
@@ -792,6 +826,15 @@ _REGISTRY_RESULTS: dict[str, list[str]] = {
     # Bob, a learner: may not promote himself, write registry.voters, remove Alice, write the
     # federation's motd or Alice's parameter (REG-16); may write his own and leave
     "authority": [OK, OK, OK, *["rejected:not_allowed"] * 4, OK, "rejected:not_allowed", OK],
+    # Alice's key under Bob's name and 63 of his fill his 64 (REG-16): his 64th key is refused;
+    # a change to k0 is allowed, deleting Alice's frees one for the 64th, `member.<bob>` is not
+    # under his prefix; 16 services, the 17th refused, a change allowed, `<bob>` without a slash
+    # refused
+    "quotas": [OK] * 4
+    + [OK] * (MEMBER_PARAMETERS - 1)
+    + ["rejected:not_allowed", OK, OK, OK, "rejected:not_allowed"]
+    + [OK] * MEMBER_SERVICES
+    + ["rejected:not_allowed", OK, "rejected:not_allowed"],
     # Bob relays 8 newcomers (MEMBER_RELAYS), the 9th is refused (REG-13); newcomer 0 joining
     # itself frees one relay for the last newcomer
     "relays": [OK] * 3 + [OK] * MEMBER_RELAYS + ["rejected:not_allowed", OK, OK],
