@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from fpai_node.identity.nodeid import node_id_from_public_key
 from fpai_node.registry.state import RegistryState, apply, encode_command
+from fpai_node.wire import codec
 
 ADDRESSES = {"peer": "127.0.0.1:7100", "raft": "127.0.0.1:7200", "api": "127.0.0.1:8000"}
 LEARNERS = 1_000
@@ -35,11 +36,11 @@ class Registry:
         self.state = RegistryState()
         self.at = int(time.time() * 1000)
 
-    def command(self, op: str, by: str, **args: object) -> bytes:
+    def command(self, op: str, by: str, **args: codec.Value) -> bytes:
         self.at += 1
-        return encode_command(op, args, key=os.urandom(16), by=by, at_ms=self.at)  # type: ignore[arg-type]
+        return encode_command(op, args, key=os.urandom(16), by=by, at_ms=self.at)
 
-    def run(self, op: str, by: str, **args: object) -> None:
+    def run(self, op: str, by: str, **args: codec.Value) -> None:
         applied = apply(self.state, self.command(op, by, **args))
         if applied.result.status != "ok":
             raise SystemExit(f"{op} by {by[:12]}: {applied.result}")

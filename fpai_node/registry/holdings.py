@@ -3,10 +3,11 @@
 A member that is not a voter may keep MEMBER_PARAMETERS parameters (`member.<id>.` keys) and
 MEMBER_SERVICES services (`<id>/` names) under its own name; while the registry has no voter,
 anyone may do anything. Counting these by a pass over the tables made each such write cost time
-in proportion to everything the registry holds, on every replica: 2.6 ms for a learner's new
-parameter among 22,000 (1,000 learners with 20 each, as their reward digests, fraud reports and
-ballots add up). Kept as counts, a quota check is a lookup. The counts are derived, never
-encoded: a snapshot's reader counts them again. Pure."""
+in proportion to everything the registry holds, on every replica: 4.0 to 4.6 ms to apply a
+learner's new parameter among 22,000 (1,000 learners with 20 each, as their reward digests,
+fraud reports and ballots add up), 20 to 37 us with the counts (benchmarks/registry_apply.py).
+Kept as counts, a quota check is a lookup. The counts are derived, never encoded: a snapshot's
+reader counts them again. Pure."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass

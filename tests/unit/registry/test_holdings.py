@@ -2,7 +2,6 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from immutables import Map
 
 from fpai_node.registry.holdings import Holdings, parameter_owner, service_owner
 from fpai_node.registry.state import (
@@ -29,10 +28,6 @@ def test_owners_are_read_from_the_prefix_as_the_quota_names_it() -> None:
     ]
     assert service_owner(f"{A}/s") == A
     assert [service_owner(n) for n in ("/s", "s", "")] == [None, None, None]
-
-
-def test_a_count_of_nothing_is_empty() -> None:
-    assert RegistryState().held() == Holdings(Map(), Map(), 0)
 
 
 KEYS = [f"member.{A}.k", f"member.{A}.j", f"member.{B}.k", "shared", f"member.{B}"]
