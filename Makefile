@@ -116,6 +116,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/registry_vs_etcd.py --keys 10000 --clients 16,64
 	$(BIN)/python benchmarks/registry_apply.py
 	$(BIN)/python benchmarks/registry_http_floor.py
+	$(BIN)/python benchmarks/registry_ceiling.py
 	$(BIN)/python benchmarks/router.py
 	$(BIN)/python benchmarks/hostile.py
 	$(BIN)/python benchmarks/supervisor.py
