@@ -96,14 +96,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="per phase [4]")
     parser.add_argument("--rounds", type=int, default=2, help="of every phase [2]")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="registry-floor-"))
-    (root / "ours").mkdir()
-    (root / "etcd").mkdir()
-    with registry_cluster(root / "ours") as nodes, etcd_cluster(root / "etcd") as members:
-        leader = leader_of(nodes)
-        etcd = wait_until(lambda: etcd_leader(members), 30.0, "an etcd leader")
-        leader.put(KEY, VALUE)  # the stale read needs the parameter to exist
-        asyncio.run(measure(leader.url, etcd, args.seconds, args.rounds))
+    with tempfile.TemporaryDirectory(prefix="registry-floor-") as tmp:
+        root = Path(tmp)
+        (root / "ours").mkdir()
+        (root / "etcd").mkdir()
+        with registry_cluster(root / "ours") as nodes, etcd_cluster(root / "etcd") as members:
+            leader = leader_of(nodes)
+            etcd = wait_until(lambda: etcd_leader(members), 30.0, "an etcd leader")
+            leader.put(KEY, VALUE)  # the stale read needs the parameter to exist
+            asyncio.run(measure(leader.url, etcd, args.seconds, args.rounds))
 
 
 if __name__ == "__main__":
