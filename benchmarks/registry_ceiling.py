@@ -1,7 +1,7 @@
 """The ceiling pysyncobj sets (issue 20): etcd, pysyncobj as shipped, and ours, side by side.
 
     .venv/bin/python benchmarks/registry_ceiling.py [--clients 1,16,64] [--seconds 5]
-        [--warmup 1] [--rounds 2]
+        [--warmup 1] [--rounds 2] [--keys 0]
 
 DESIGN.md builds the registry on pysyncobj; issue 20 asks it to match etcd. This measures how
 far pysyncobj itself can go through the same client: three processes running it as shipped
@@ -39,6 +39,7 @@ from registry import raft_settings
 from registry_vs_etcd import (
     MEMBERS,
     Side,
+    add_load_options,
     etcd_cluster,
     etcd_side,
     measure,
@@ -162,12 +163,8 @@ def stock_leader(nodes: list[StockNode]) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="1,16,64", help="concurrent writers, one row each")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured load, per phase")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before it")
-    parser.add_argument("--rounds", type=int, default=2, help="phases a side per client count")
+    add_load_options(parser, seconds=5.0, warmup=1.0, rounds=2)
     args = parser.parse_args()
-    args.keys = 0  # measure() preloads this many keys; the ceiling is measured without
     levels = [int(n) for n in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="fpai-bench-registry-ceiling-") as tmp:
         root = Path(tmp)

@@ -19,7 +19,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from registry_vs_etcd import Sample, add_keys_option, measure, ours_side, progress
+from registry_vs_etcd import Sample, add_load_options, measure, ours_side, progress
 
 from fpai_node.testing.registry_cluster import registry_cluster
 
@@ -61,11 +61,7 @@ def print_table(levels: list[int], names: list[str], samples: dict[int, dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trees", nargs="+", help="NAME=TREE[,VAR=VALUE...], the first the base")
-    parser.add_argument("--clients", default="1,16,64", help="concurrent writers, one row each")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured load, per phase")
-    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured load before it")
-    parser.add_argument("--rounds", type=int, default=4, help="phases a tree per client count")
-    add_keys_option(parser)
+    add_load_options(parser, seconds=3.0, warmup=0.5, rounds=4)
     args = parser.parse_args()
     trees = [parse_tree(spec) for spec in args.trees]
     if len({name for name, _ in trees}) != len(trees):

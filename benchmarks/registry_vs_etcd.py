@@ -466,7 +466,15 @@ def errors_text(row: dict[str, Any]) -> str:
     return " ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
 
 
-def add_keys_option(parser: argparse.ArgumentParser) -> None:
+def add_load_options(
+    parser: argparse.ArgumentParser, seconds: float, warmup: float, rounds: int
+) -> None:
+    """What every side-by-side run of `measure` takes: the client counts, each phase's
+    length, the rounds, and the keys written to each side first."""
+    parser.add_argument("--clients", default="1,16,64", help="concurrent writers, one row each")
+    parser.add_argument("--seconds", type=float, default=seconds, help="measured load, per phase")
+    parser.add_argument("--warmup", type=float, default=warmup, help="unmeasured load before it")
+    parser.add_argument("--rounds", type=int, default=rounds, help="phases a side per client count")
     parser.add_argument(
         "--keys", type=int, default=0, help="keys written to each side before the phases"
     )
@@ -474,11 +482,7 @@ def add_keys_option(parser: argparse.ArgumentParser) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="1,16,64", help="concurrent writers, one row each")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured load, per phase")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before it")
-    parser.add_argument("--rounds", type=int, default=2, help="phases a side per client count")
-    add_keys_option(parser)
+    add_load_options(parser, seconds=5.0, warmup=1.0, rounds=2)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     levels = [int(n) for n in args.clients.split(",")]
