@@ -7,7 +7,7 @@ the same write, one committed log entry each. OURS is `RaftEngine`: mutual TLS 1
 node certificates, canonical MessagePack frames, a journal fdatasync'd for every entry, and
 registry commands (`param.set`) applied to the registry state. RAW is a `pysyncobj.SyncObj` with
 one replicated setter: plain TCP, pickle, pysyncobj's mmap journal without fsync (and its pickled
-snapshot file, as ours has its own: both compact the log every 5000 entries). So ours/raw is
+snapshot file, as ours has its own: both compact the log at RaftTiming's count). So ours/raw is
 the price of the TLS transport, the canonical encoding, durability and the registry's state
 machine together, not of Raft. The registry keeps every write's idempotency key for an hour
 (REG-4, fpai_node/registry/dedup.py); the last lines say how many there were.
@@ -55,19 +55,6 @@ from pysyncobj.config import FAIL_REASON
 HOST = "127.0.0.1"
 VOTERS = 3
 KINDS = ("ours", "raw")
-SETTINGS = (  # the SyncObjConf fields RaftTiming.conf() sets, copied to the raw side
-    "raftMinTimeout",
-    "raftMaxTimeout",
-    "appendEntriesPeriod",
-    "connectionTimeout",
-    "connectionRetryTime",
-    "leaderFallbackTimeout",
-    "appendEntriesUseBatch",
-    "appendEntriesBatchSizeBytes",
-    "dynamicMembershipChange",
-    "commandsWaitLeader",
-    "tcp_keepalive",
-)
 WRITE_TIMEOUT_S = 5.0  # a write with no outcome by then counts as failed
 FAILOVER_TIMEOUT_S = 20.0
 ANSWER_TIMEOUT_S = 30.0  # a worker's answer to anything but a load or a failover
@@ -404,10 +391,13 @@ def free_ports(count: int) -> list[int]:
 
 
 def raft_settings() -> dict[str, Any]:
+    """Every SyncObjConf field `RaftTiming().conf()` sets away from pysyncobj's default, for a
+    raw side to run with: read off the two, so that a field RaftTiming takes up later (as it
+    took up the compaction threshold) reaches the raw side too."""
     from fpai_node.registry.raft import RaftTiming  # the parent runs no Raft: patching is moot
 
-    conf = RaftTiming().conf()
-    return {name: getattr(conf, name) for name in SETTINGS}
+    ours, default = vars(RaftTiming().conf()), vars(SyncObjConf())
+    return {name: value for name, value in ours.items() if default.get(name) != value}
 
 
 @dataclass
