@@ -351,7 +351,8 @@ def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str
     proposer = s.members.get(by)
     if proposer is not None and proposer.role == "voter":
         return True
-    if not s.held().voters:
+    held = s.held()
+    if not held.voters:
         return True
     target = args.get("node_id")
     if op in ("member.remove", "model.serve", "model.unserve"):
@@ -362,7 +363,6 @@ def _allowed(s: RegistryState, op: str, args: Mapping[str, codec.Value], by: str
         )
     if by not in s.members:
         return False
-    held = s.held()
     if op in ("param.set", "param.delete"):
         key = args.get("key")
         return _own(s.parameters, held.parameters, key, parameter_owner, by, op, MEMBER_PARAMETERS)
