@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 
 from fpai_node.identity.nodeid import node_id_from_public_key
-from fpai_node.registry.state import RegistryState, apply, encode_command
+from fpai_node.registry.state import RegistryState, apply
+from fpai_node.testing.registry_script import ADDRESSES, T0, command
 from fpai_node.wire import codec
 
-ADDRESSES = {"peer": "127.0.0.1:7100", "raft": "127.0.0.1:7200", "api": "127.0.0.1:8000"}
 LEARNERS = 1_000
 LEARNER_PARAMETERS = 20  # under each learner's name: its digests, reports and ballots
 
@@ -30,15 +30,16 @@ def new_id() -> str:
 
 
 class Registry:
-    """A state built through apply, and the clock (`at`) of the commands given to it."""
+    """A state built through apply, and how many commands were made for it (each one's
+    idempotency key, and its time in ms after T0)."""
 
     def __init__(self) -> None:
         self.state = RegistryState()
-        self.at = int(time.time() * 1000)
+        self.made = 0
 
     def command(self, op: str, by: str, **args: codec.Value) -> bytes:
-        self.at += 1
-        return encode_command(op, args, key=os.urandom(16), by=by, at_ms=self.at)
+        self.made += 1
+        return command(op, self.made, at=T0 + self.made, by=by, **args)
 
     def run(self, op: str, by: str, **args: codec.Value) -> None:
         applied = apply(self.state, self.command(op, by, **args))
@@ -51,8 +52,8 @@ def mean_us(registry: Registry, commands: list[bytes]) -> float:
     """Apply `commands` in order; the mean time of one, in µs."""
     state = registry.state
     started = time.perf_counter()
-    for command in commands:
-        state = apply(state, command).state
+    for made in commands:
+        state = apply(state, made).state
     elapsed = time.perf_counter() - started
     registry.state = state
     return elapsed / len(commands) * 1e6
